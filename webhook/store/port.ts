@@ -1,0 +1,58 @@
+/**
+ * The decision store port. Adapters: sqlite.ts (embedded default), postgres.ts (several replicas).
+ * Every adapter passes test/store/contract.ts.
+ */
+import type { ChainedRecord, DecisionRecord } from '../core/record.js';
+import type { Verdict } from '../core/verdict.js';
+
+/** Filters shared by the audit API and the CLI (parsed by `parseDecisionFilter` in query.ts). */
+export interface DecisionFilter {
+  namespace?: string;
+  /** `namespace/name` or bare name (matches any namespace). */
+  serviceAccount?: string;
+  verdict?: Verdict;
+  /** Kind name, e.g. TaskRun, PipelineRun, Pod. */
+  kind?: string;
+  taskRun?: string;
+  pipelineRun?: string;
+  /** RFC 3339 inclusive lower bound on `time`. */
+  since?: string;
+  /** RFC 3339 exclusive upper bound on `time`. */
+  until?: string;
+  /** Page size, 1..1000 (default 100). */
+  limit: number;
+  /** Opaque cursor from a previous page's `nextCursor`. */
+  cursor?: string;
+}
+
+export interface DecisionPage {
+  items: ChainedRecord[];
+  nextCursor: string | null;
+}
+
+/** A signed statement: "writer W's chain had `size` records ending in `headHash` at `time`". */
+export interface Checkpoint {
+  writer: string;
+  size: number;
+  headHash: string;
+  time: string;
+  /** Compact JWS over the canonical JSON of {writer,size,headHash,time}. */
+  jws: string;
+}
+
+export interface DecisionStore {
+  /**
+   * Appends a record to this writer's chain and resolves once it is durably committed (concurrent
+   * calls share a commit). Rejects with an Error whose `code` is `ERR_STORE_UNAVAILABLE` when the
+   * record could not be made durable; the caller then fails the admission closed.
+   */
+  append(record: DecisionRecord): Promise<ChainedRecord>;
+  get(id: string): Promise<ChainedRecord | undefined>;
+  query(filter: DecisionFilter): Promise<DecisionPage>;
+  /** Streams every matching record in order, ignoring limit/cursor (exports, verify). */
+  stream(filter: Omit<DecisionFilter, 'limit' | 'cursor'>): AsyncIterable<ChainedRecord>;
+  checkpoints(): Promise<Checkpoint[]>;
+  /** True while the last write succeeded (readiness). */
+  writable(): boolean;
+  close(): Promise<void>;
+}
