@@ -1,0 +1,166 @@
+/**
+ * The configuration schema (JSON Schema, checked with ajv) and its defaults. One place: the config
+ * loader, the README config table and the manifests' drift tests all read from here.
+ */
+import { DEFAULT_DOMAIN } from '../core/keys.js';
+import { DEFAULT_SERVICE_ACCOUNT, DEFAULT_TOKEN_MOUNT_PATH } from '../core/options.js';
+
+export const DEFAULT_ADMISSION_LISTEN = '127.0.0.1:8443';
+export const DEFAULT_AUDIT_LISTEN = '127.0.0.1:8444';
+export const DEFAULT_METRICS_LISTEN = '127.0.0.1:9090';
+/** Internal deadline for one admission; the webhook configurations' timeoutSeconds must exceed it. */
+export const DEFAULT_DEADLINE_MS = 8000;
+/**
+ * 7 MiB, as controller-runtime: an UPDATE carries object and oldObject, each up to the API server's
+ * 3 MiB request limit, plus the envelope (controller-runtime pkg/webhook/admission/http.go).
+ */
+export const DEFAULT_BODY_LIMIT_BYTES = 7 * 1024 * 1024;
+export const DEFAULT_STORE_URL = 'sqlite:.tzw/decisions.db';
+export const DEFAULT_STATE_DIR = '.tzw';
+export const DEFAULT_EXAMPLES_PATH = 'manifests/examples';
+export const DEFAULT_SIDECAR_IMAGE = 'zscaler/zpa-connector-tunnel:1.0.0';
+export const PATHS = { validate: '/validate', mutate: '/mutate', healthz: '/healthz', readyz: '/readyz', metrics: '/metrics' } as const;
+
+export interface Config {
+  domain: string;
+  replica: string;
+  logLevel: 'trace' | 'debug' | 'info' | 'warn' | 'error' | 'fatal' | 'silent';
+  stateDir: string;
+  admission: { listen: string; tls?: { certFile: string; keyFile: string }; deadlineMs: number; bodyLimitBytes: number };
+  auditApi: {
+    listen: string;
+    tls?: { certFile: string; keyFile: string };
+    auth: { mode: 'none' | 'oidc'; issuer?: string; jwksUri?: string; audience?: string; group?: string; groupsClaim: string };
+  };
+  metrics: { listen: string };
+  source: { kind: 'kubernetes' | 'files'; paths: string[] };
+  store: {
+    url: string;
+    retention?: string;
+    checkpointEvery: { records: number; seconds: number };
+    spool: { path: string; maxBytes: number };
+  };
+  signing: { keyFile?: string };
+  tekton: { defaultServiceAccount: string };
+  injection: {
+    tokenMountPath: string;
+    sidecar: {
+      image: string;
+      mode: 'native' | 'classic';
+      args: string[];
+      resources: Record<string, unknown>;
+      securityContext: Record<string, unknown>;
+      probe: Record<string, unknown>;
+    };
+  };
+}
+
+const listen = { type: 'string', pattern: '^(\\[[0-9a-fA-F:.]+\\]|[^:\\s]*):\\d{1,5}$', description: 'HOST:PORT (empty host = all interfaces)' };
+const tls = {
+  type: 'object', additionalProperties: false, required: ['certFile', 'keyFile'],
+  properties: { certFile: { type: 'string', minLength: 1 }, keyFile: { type: 'string', minLength: 1 } },
+};
+const k8sObject = { type: 'object' };
+
+export const CONFIG_SCHEMA = {
+  type: 'object', additionalProperties: false,
+  properties: {
+    domain: { type: 'string', minLength: 1, description: 'Annotation/label domain' },
+    replica: { type: 'string', minLength: 1, description: 'Writer id of this replica (own hash chain)' },
+    logLevel: { enum: ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'] },
+    stateDir: { type: 'string', minLength: 1, description: 'Where generated dev certs and keys live' },
+    admission: {
+      type: 'object', additionalProperties: false,
+      properties: {
+        listen, tls,
+        deadlineMs: { type: 'integer', minimum: 100, maximum: 29000, description: 'Internal deadline per admission' },
+        bodyLimitBytes: { type: 'integer', minimum: 4194304, description: 'Largest AdmissionReview accepted' },
+      },
+    },
+    auditApi: {
+      type: 'object', additionalProperties: false,
+      properties: {
+        listen, tls,
+        auth: {
+          type: 'object', additionalProperties: false,
+          properties: {
+            mode: { enum: ['none', 'oidc'] },
+            issuer: { type: 'string' }, jwksUri: { type: 'string' }, audience: { type: 'string' },
+            group: { type: 'string' }, groupsClaim: { type: 'string', minLength: 1 },
+          },
+        },
+      },
+    },
+    metrics: { type: 'object', additionalProperties: false, properties: { listen } },
+    source: {
+      type: 'object', additionalProperties: false,
+      properties: { kind: { enum: ['kubernetes', 'files'] }, paths: { type: 'array', items: { type: 'string', minLength: 1 } } },
+    },
+    store: {
+      type: 'object', additionalProperties: false,
+      properties: {
+        url: { type: 'string', pattern: '^(sqlite:.+|postgres(ql)?://.+)$', description: 'sqlite:PATH or postgres://…' },
+        retention: { type: 'string', pattern: '^\\d+[dh]$', description: 'Prune records older than this (e.g. 400d)' },
+        checkpointEvery: {
+          type: 'object', additionalProperties: false,
+          properties: { records: { type: 'integer', minimum: 1 }, seconds: { type: 'integer', minimum: 1 } },
+        },
+        spool: {
+          type: 'object', additionalProperties: false,
+          properties: { path: { type: 'string', minLength: 1 }, maxBytes: { type: 'integer', minimum: 1048576 } },
+        },
+      },
+    },
+    signing: { type: 'object', additionalProperties: false, properties: { keyFile: { type: 'string', minLength: 1 } } },
+    tekton: { type: 'object', additionalProperties: false, properties: { defaultServiceAccount: { type: 'string', minLength: 1 } } },
+    injection: {
+      type: 'object', additionalProperties: false,
+      properties: {
+        tokenMountPath: { type: 'string', pattern: '^/' },
+        sidecar: {
+          type: 'object', additionalProperties: false,
+          properties: {
+            image: { type: 'string', minLength: 1 }, mode: { enum: ['native', 'classic'] },
+            args: { type: 'array', items: { type: 'string' } },
+            resources: k8sObject, securityContext: k8sObject, probe: k8sObject,
+          },
+        },
+      },
+    },
+  },
+} as const;
+
+/** Defaults: the embedded standalone setup (`npm start`), everything on loopback. */
+export function defaultConfig(hostname: string): Config {
+  return {
+    domain: DEFAULT_DOMAIN,
+    replica: hostname,
+    logLevel: 'info',
+    stateDir: DEFAULT_STATE_DIR,
+    admission: { listen: DEFAULT_ADMISSION_LISTEN, deadlineMs: DEFAULT_DEADLINE_MS, bodyLimitBytes: DEFAULT_BODY_LIMIT_BYTES },
+    auditApi: { listen: DEFAULT_AUDIT_LISTEN, auth: { mode: 'none', groupsClaim: 'groups' } },
+    metrics: { listen: DEFAULT_METRICS_LISTEN },
+    source: { kind: 'files', paths: [DEFAULT_EXAMPLES_PATH] },
+    store: {
+      url: DEFAULT_STORE_URL,
+      checkpointEvery: { records: 1000, seconds: 60 },
+      spool: { path: `${DEFAULT_STATE_DIR}/spool.db`, maxBytes: 1024 * 1024 * 1024 },
+    },
+    signing: {},
+    tekton: { defaultServiceAccount: DEFAULT_SERVICE_ACCOUNT },
+    injection: {
+      tokenMountPath: DEFAULT_TOKEN_MOUNT_PATH,
+      sidecar: {
+        image: DEFAULT_SIDECAR_IMAGE,
+        mode: 'native',
+        args: ['--mode=tunnel', '--health-port=15021'],
+        resources: { requests: { cpu: '10m', memory: '32Mi' }, limits: { memory: '128Mi' } },
+        securityContext: {
+          runAsNonRoot: true, runAsUser: 65532, allowPrivilegeEscalation: false, readOnlyRootFilesystem: true,
+          capabilities: { drop: ['ALL'] }, seccompProfile: { type: 'RuntimeDefault' },
+        },
+        probe: { httpGet: { path: '/ready', port: 15021 }, periodSeconds: 1, failureThreshold: 30 },
+      },
+    },
+  };
+}

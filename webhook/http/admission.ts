@@ -1,0 +1,149 @@
+/**
+ * The admission routes: gather (in-memory facts) → decide (pure core) → record (store, durable before
+ * the response) → render (the one renderer). Thin: no policy lives here.
+ */
+import { createHash } from 'node:crypto';
+import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import type { Logger } from 'pino';
+import { decideAdmission } from '../core/admit.js';
+import type { Facts } from '../core/mapping.js';
+import type { DecideOptions } from '../core/options.js';
+import { reason, type ReasonCode } from '../core/reasons.js';
+import { formatMicros, toRecord, type DecisionRecord, type Endpoint } from '../core/record.js';
+import { errored, rejected, type Decision } from '../core/verdict.js';
+import { parseAdmissionReview, renderReview, type AdmissionRequest } from '../core/wire.js';
+import { PATHS } from '../config/schema.js';
+import type { DecisionStore } from '../store/port.js';
+import type { Metrics } from './metrics.js';
+
+export interface AdmissionDeps {
+  facts: Facts;
+  /** False until namespaces, ServiceAccounts and IdentityMappings are loaded. */
+  sourceSynced: () => boolean;
+  store: Pick<DecisionStore, 'append'>;
+  options: DecideOptions;
+  logger: Logger;
+  metrics: Metrics;
+  /** UUIDv7 source (injected so tests are deterministic). */
+  newId: () => string;
+  /** Epoch microseconds. */
+  nowMicros: () => bigint;
+  replica: string;
+  deadlineMs: number;
+}
+
+class DeadlineError extends Error {
+  code = 'ERR_STORE_DEADLINE';
+}
+
+function withDeadline<T>(p: Promise<T>, ms: number): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const deadline = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new DeadlineError(`the decision store did not commit within ${ms} ms`)), ms);
+  });
+  return Promise.race([p, deadline]).finally(() => clearTimeout(timer));
+}
+
+function digest(object: unknown): string | null {
+  return object == null ? null : createHash('sha256').update(JSON.stringify(object)).digest('hex');
+}
+
+/** Registers POST /validate and POST /mutate. */
+export async function admissionRoutes(app: FastifyInstance, deps: AdmissionDeps): Promise<void> {
+  const { logger, metrics } = deps;
+
+  /** Writes the record (unless dry run), logs one line, counts it. Throws only ERR_STORE_*. */
+  async function record(rec: DecisionRecord, decision: Decision): Promise<void> {
+    const line = {
+      decision: {
+        id: rec.id, endpoint: rec.endpoint, verdict: rec.verdict, requestUid: rec.requestUid,
+        kind: rec.kind.kind, namespace: rec.namespace, name: rec.name, user: rec.user.username,
+        serviceAccounts: rec.serviceAccounts, mode: rec.mode, reasons: rec.reasons.map((r) => r.code),
+        mapping: rec.mapping?.name, policyTags: rec.policyTags, ops: rec.patch.length, dryRun: rec.dryRun,
+        durationMs: rec.durationMs,
+      },
+    };
+    if (decision.verdict === 'errored' || decision.verdict === 'rejected') logger.warn(line, decision.message);
+    else logger.info(line, 'admission decision');
+    metrics.decisions.inc({ endpoint: rec.endpoint, verdict: rec.verdict, namespace: rec.namespace });
+    if (rec.dryRun) return;
+    const end = metrics.storeWriteSeconds.startTimer();
+    await withDeadline(deps.store.append(rec), deps.deadlineMs);
+    end();
+  }
+
+  function meta(id: string, endpoint: Endpoint, started: bigint, object: unknown) {
+    return {
+      id, endpoint, replica: deps.replica, objectDigest: digest(object),
+      time: formatMicros(started), durationMs: Number(deps.nowMicros() - started) / 1000,
+    };
+  }
+
+  async function handle(endpoint: Endpoint, request: FastifyRequest, reply: FastifyReply): Promise<unknown> {
+    const started = deps.nowMicros();
+    const stopTimer = metrics.admissionSeconds.startTimer({ endpoint });
+    const parsed = parseAdmissionReview(request.body);
+    const id = deps.newId();
+    if (!parsed.ok) {
+      await recordRejection(endpoint, started, id, parsed.message, parsed.uid);
+      stopTimer();
+      return reply.code(400).send({ code: 'REVIEW_MALFORMED', message: `invalid AdmissionReview: ${parsed.message}`, decisionId: id });
+    }
+    const req: AdmissionRequest = parsed.review.request;
+    let decision: Decision;
+    if (!deps.sourceSynced()) {
+      decision = errored([reason('SOURCE_NOT_SYNCED')], 'tekton-zscaler-webhook is starting: namespaces, ServiceAccounts and IdentityMappings are not loaded yet; retry shortly');
+    } else {
+      try {
+        decision = decideAdmission(endpoint, req, deps.facts, deps.options, id);
+      } catch (err) {
+        // A bug, not a denial: fail closed, keep the uid so the API server can match the response.
+        logger.error({ err, requestUid: req.uid }, 'decision core threw');
+        decision = errored([reason('INTERNAL_ERROR', `internal error in tekton-zscaler-webhook (decision ${id})`)], `internal error in tekton-zscaler-webhook; decision ${id}`);
+      }
+    }
+    const rec = toRecord(meta(id, endpoint, started, req.object), decision, req);
+    try {
+      await record(rec, decision);
+    } catch (err) {
+      const code = (err as { code?: string }).code ?? 'ERR_STORE_UNAVAILABLE';
+      logger.error({ err: { code, message: (err as Error).message }, decisionId: id, requestUid: req.uid }, 'decision record not written; failing closed');
+      decision = errored([reason('STORE_UNAVAILABLE', `the decision store could not record decision ${id} (${code}): ${(err as Error).message}`)],
+        `tekton-zscaler-webhook could not record the decision durably (${code}), so the request is refused; retry later`, {
+          serviceAccounts: decision.serviceAccounts, tekton: decision.tekton, ...(decision.mode ? { mode: decision.mode } : {}),
+        });
+      metrics.decisions.inc({ endpoint, verdict: 'errored', namespace: req.namespace ?? '' });
+    }
+    stopTimer();
+    return reply.send(renderReview(req.uid, decision, id));
+  }
+
+  async function recordRejection(endpoint: Endpoint, started: bigint, id: string, message: string, uid: string | undefined, code: ReasonCode = 'REVIEW_MALFORMED'): Promise<void> {
+    const decision = rejected([reason(code, message)], message);
+    const rec = toRecord(meta(id, endpoint, started, null), decision, undefined, uid ?? '');
+    try {
+      await record(rec, decision);
+    } catch (err) {
+      logger.error({ err: { message: (err as Error).message }, decisionId: id }, 'rejected-input record not written');
+    }
+  }
+
+  // Body-level failures (bad JSON, wrong content type, too large) never reach the handler: answer
+  // them here with a clear message and still record a `rejected` decision.
+  app.setErrorHandler(async (err: FastifyError, request, reply) => {
+    const endpoint: Endpoint | undefined = request.url.startsWith(PATHS.validate) ? 'validate' : request.url.startsWith(PATHS.mutate) ? 'mutate' : undefined;
+    const status = err.statusCode && err.statusCode >= 400 && err.statusCode < 500 ? err.statusCode : 500;
+    const code: ReasonCode = err.code === 'FST_ERR_CTP_BODY_TOO_LARGE' ? 'REVIEW_TOO_LARGE' : status < 500 ? 'REVIEW_MALFORMED' : 'INTERNAL_ERROR';
+    const message = status < 500 ? `invalid AdmissionReview: ${err.message}` : 'internal error';
+    if (status >= 500) logger.error({ err }, 'unhandled error in admission route');
+    let decisionId: string | undefined;
+    if (endpoint) {
+      decisionId = deps.newId();
+      await recordRejection(endpoint, deps.nowMicros(), decisionId, message, undefined, code);
+    }
+    return reply.code(status).send({ code, message, ...(decisionId ? { decisionId } : {}) });
+  });
+
+  app.post(PATHS.validate, (request, reply) => handle('validate', request, reply));
+  app.post(PATHS.mutate, (request, reply) => handle('mutate', request, reply));
+}
