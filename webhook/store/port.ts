@@ -56,3 +56,43 @@ export interface DecisionStore {
   writable(): boolean;
   close(): Promise<void>;
 }
+
+/**
+ * A signed retention marker: "writer W's records 1..seq were pruned; the last one hashed `hash`".
+ * Verification of that writer's chain starts here instead of at genesis.
+ */
+export interface Anchor {
+  writer: string;
+  seq: number;
+  hash: string;
+  time: string;
+  /** Compact JWS (typ `tzw-anchor`) over the canonical JSON of {writer,seq,hash,time}. */
+  jws: string;
+}
+
+/**
+ * One stored record as read for verification. `body`, when given, is the exact canonical JSON
+ * (without `hash`) the adapter stored and hashed; `problem` is an adapter-level inconsistency
+ * (e.g. an index column that no longer matches the record), reported as this record's fault.
+ */
+export interface ChainEntry {
+  record: ChainedRecord;
+  body?: string;
+  problem?: string;
+}
+
+export interface PruneResult {
+  /** Records deleted. */
+  deleted: number;
+  /** One new anchor per writer that lost records. */
+  anchors: Anchor[];
+}
+
+/** What verification, export and retention need on top of the request-path port. */
+export interface VerifiableStore extends DecisionStore {
+  anchors(): Promise<Anchor[]>;
+  /** Every record, ordered by writer then seq (chain order), with flat memory. */
+  streamChain(): AsyncIterable<ChainEntry>;
+  /** Deletes records whose `time` is before `olderThan` (RFC 3339) and writes a signed anchor per writer. */
+  prune(olderThan: string): Promise<PruneResult>;
+}
