@@ -19,6 +19,7 @@ export const REASONS = {
   POD_NOT_TEKTON: 'The pod has no tekton.dev/taskRun label; nothing to inject.',
   POD_SA_UNMAPPED: "The pod's ServiceAccount has no IdentityMapping.",
   POD_HOSTNETWORK_DENIED: 'hostNetwork pods share the node network; a tunnel sidecar cannot isolate them.',
+  POD_INJECTION_CONFLICT: 'The pod already has the token volume name or a mount at the token path; injecting would collide.',
   // errors and bad input
   REVIEW_MALFORMED: 'The AdmissionReview could not be read.',
   REVIEW_TOO_LARGE: 'The AdmissionReview is larger than the body limit.',
