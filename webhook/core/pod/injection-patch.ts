@@ -1,0 +1,103 @@
+/**
+ * Builds the injection as RFC 6902 `add` operations against the raw pod (DESIGN.md "Mutate"):
+ * append to arrays that exist (`/-`), add a whole array or map only where it is absent, so every
+ * field we do not own — unknown ones included — survives untouched. Pure; reads the pod view only.
+ */
+import { TOKEN_VOLUME_NAME, TUNNEL_CONTAINER_NAME, type DecideOptions } from '../options.js';
+import type { AddOperation } from '../verdict.js';
+import type { InjectionFragments } from './fragments.js';
+import { escapePointer } from './json-pointer.js';
+import type { ContainerView, PodView } from './pod-view.js';
+
+/** Tekton names steps `step-*` and its sidecars `sidecar-*` (pkg/pod/entrypoint.go), native ones included. */
+export function isInjectionTarget(c: ContainerView): boolean {
+  return c.name.startsWith('step-') || c.name.startsWith('sidecar-');
+}
+
+/** True when the pod carries our status annotation or already has a tunnel container. */
+export function isAlreadyInjected(pod: PodView, statusKey: string, statusValue: string): boolean {
+  if (pod.annotations?.[statusKey] === statusValue) return true;
+  return pod.containers.some((c) => c.name === TUNNEL_CONTAINER_NAME);
+}
+
+const trimSlashes = (p: string): string => (p.length > 1 ? p.replace(/\/+$/, '') : p);
+
+/**
+ * Why injecting would collide, one sentence per problem (empty when it would not): our volume name
+ * already used, a container already referring to it, or a target container already mounting
+ * something at the token path (Kubernetes rejects duplicate mountPaths in one container).
+ */
+export function findInjectionConflicts(pod: PodView, opts: DecideOptions): string[] {
+  const problems: string[] = [];
+  if (pod.volumes?.some((v) => v.name === TOKEN_VOLUME_NAME)) problems.push(`the pod already has a volume named "${TOKEN_VOLUME_NAME}"`);
+  const tokenPath = trimSlashes(opts.tokenMountPath);
+  for (const c of pod.containers) {
+    for (const m of c.volumeMounts ?? []) {
+      if (m.name === TOKEN_VOLUME_NAME) {
+        problems.push(`container "${c.name}" already mounts a volume named "${TOKEN_VOLUME_NAME}"`);
+      } else if (isInjectionTarget(c) && typeof m.mountPath === 'string' && trimSlashes(m.mountPath) === tokenPath) {
+        problems.push(`container "${c.name}" already mounts volume "${String(m.name)}" at ${opts.tokenMountPath}`);
+      }
+    }
+  }
+  return problems;
+}
+
+export interface InjectionPatch {
+  ops: AddOperation[];
+  /** Names of the containers that got the mount and env. */
+  targets: string[];
+  /** `container: VAR` for env vars left alone because the container already sets them. */
+  keptEnv: string[];
+}
+
+/**
+ * The operations, in a fixed order: volume; per target container (containers, then initContainers)
+ * its mount and missing env vars; the tunnel container; the annotations. Patch values share the
+ * frozen fragments; arrays and maps created here are fresh per call.
+ */
+export function toInjectionPatch(
+  pod: PodView,
+  fragments: InjectionFragments,
+  annotations: ReadonlyArray<readonly [string, string]>,
+  sidecarList: 'containers' | 'initContainers',
+): InjectionPatch {
+  const ops: AddOperation[] = [];
+  const targets: string[] = [];
+  const keptEnv: string[] = [];
+
+  ops.push(pod.volumes
+    ? { op: 'add', path: '/spec/volumes/-', value: fragments.volume }
+    : { op: 'add', path: '/spec/volumes', value: [fragments.volume] });
+
+  for (const c of pod.containers) {
+    if (!isInjectionTarget(c)) continue;
+    targets.push(c.name);
+    const at = `/spec/${c.list}/${c.index}`;
+    ops.push(c.volumeMounts
+      ? { op: 'add', path: `${at}/volumeMounts/-`, value: fragments.mount }
+      : { op: 'add', path: `${at}/volumeMounts`, value: [fragments.mount] });
+    if (!c.env) {
+      ops.push({ op: 'add', path: `${at}/env`, value: [...fragments.env] });
+      continue;
+    }
+    const present = new Set<unknown>();
+    for (const e of c.env) present.add(e.name);
+    for (const e of fragments.env) {
+      if (present.has(e.name)) keptEnv.push(`${c.name}: ${e.name}`);
+      else ops.push({ op: 'add', path: `${at}/env/-`, value: e });
+    }
+  }
+
+  ops.push(pod.lists[sidecarList]
+    ? { op: 'add', path: `/spec/${sidecarList}/-`, value: fragments.sidecar }
+    : { op: 'add', path: `/spec/${sidecarList}`, value: [fragments.sidecar] });
+
+  if (pod.annotations) {
+    // `add` on an existing member replaces it: a value copied from the TaskRun can never pose as ours.
+    for (const [key, value] of annotations) ops.push({ op: 'add', path: `/metadata/annotations/${escapePointer(key)}`, value });
+  } else {
+    ops.push({ op: 'add', path: '/metadata/annotations', value: Object.fromEntries(annotations) });
+  }
+  return { ops, targets, keptEnv };
+}
