@@ -58,7 +58,7 @@ export interface Config {
 const listen = { type: 'string', pattern: '^(\\[[0-9a-fA-F:.]+\\]|[^:\\s]*):\\d{1,5}$', description: 'HOST:PORT (empty host = all interfaces)' };
 const tls = {
   type: 'object', additionalProperties: false, required: ['certFile', 'keyFile'],
-  properties: { certFile: { type: 'string', minLength: 1 }, keyFile: { type: 'string', minLength: 1 } },
+  properties: { certFile: { type: 'string', minLength: 1, description: 'PEM certificate (reloaded on change)' }, keyFile: { type: 'string', minLength: 1, description: 'PEM private key (reloaded on change)' } },
 };
 const k8sObject = { type: 'object' };
 
@@ -67,7 +67,7 @@ export const CONFIG_SCHEMA = {
   properties: {
     domain: { type: 'string', minLength: 1, description: 'Annotation/label domain' },
     replica: { type: 'string', minLength: 1, description: 'Writer id of this replica (own hash chain)' },
-    logLevel: { enum: ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'] },
+    logLevel: { enum: ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'], description: 'pino log level' },
     stateDir: { type: 'string', minLength: 1, description: 'Where generated dev certs and keys live' },
     admission: {
       type: 'object', additionalProperties: false,
@@ -84,9 +84,9 @@ export const CONFIG_SCHEMA = {
         auth: {
           type: 'object', additionalProperties: false,
           properties: {
-            mode: { enum: ['none', 'oidc'] },
-            issuer: { type: 'string' }, jwksUri: { type: 'string' }, audience: { type: 'string' },
-            group: { type: 'string' }, groupsClaim: { type: 'string', minLength: 1 },
+            mode: { enum: ['none', 'oidc'], description: 'none only on a loopback listener' },
+            issuer: { type: 'string', description: 'Required JWT iss' }, jwksUri: { type: 'string', description: 'JWKS URL of the issuer' }, audience: { type: 'string', description: 'Required JWT aud' },
+            group: { type: 'string', description: 'Group the caller must be in' }, groupsClaim: { type: 'string', minLength: 1, description: 'JWT claim holding the groups' },
           },
         },
       },
@@ -94,7 +94,7 @@ export const CONFIG_SCHEMA = {
     metrics: { type: 'object', additionalProperties: false, properties: { listen } },
     source: {
       type: 'object', additionalProperties: false,
-      properties: { kind: { enum: ['kubernetes', 'files'] }, paths: { type: 'array', items: { type: 'string', minLength: 1 } } },
+      properties: { kind: { enum: ['kubernetes', 'files'], description: 'Where Namespaces, ServiceAccounts, IdentityMappings come from' }, paths: { type: 'array', items: { type: 'string', minLength: 1 }, description: 'files: YAML files/folders (comma-separated in env)' } },
     },
     store: {
       type: 'object', additionalProperties: false,
@@ -103,26 +103,26 @@ export const CONFIG_SCHEMA = {
         retention: { type: 'string', pattern: '^\\d+[dh]$', description: 'Prune records older than this (e.g. 400d)' },
         checkpointEvery: {
           type: 'object', additionalProperties: false,
-          properties: { records: { type: 'integer', minimum: 1 }, seconds: { type: 'integer', minimum: 1 } },
+          properties: { records: { type: 'integer', minimum: 1, description: 'Signed checkpoint every N records' }, seconds: { type: 'integer', minimum: 1, description: '…and every T seconds' } },
         },
         spool: {
           type: 'object', additionalProperties: false,
-          properties: { path: { type: 'string', minLength: 1 }, maxBytes: { type: 'integer', minimum: 1048576 } },
+          properties: { path: { type: 'string', minLength: 1, description: 'postgres: local SQLite spool used while the database is down' }, maxBytes: { type: 'integer', minimum: 1048576, description: 'Spool size limit; beyond it admissions fail closed' } },
         },
       },
     },
-    signing: { type: 'object', additionalProperties: false, properties: { keyFile: { type: 'string', minLength: 1 } } },
-    tekton: { type: 'object', additionalProperties: false, properties: { defaultServiceAccount: { type: 'string', minLength: 1 } } },
+    signing: { type: 'object', additionalProperties: false, properties: { keyFile: { type: 'string', minLength: 1, description: 'PKCS#8 PEM key for checkpoints (absent: generated under stateDir)' } } },
+    tekton: { type: 'object', additionalProperties: false, properties: { defaultServiceAccount: { type: 'string', minLength: 1, description: "Tekton config-defaults default-service-account" } } },
     injection: {
       type: 'object', additionalProperties: false,
       properties: {
-        tokenMountPath: { type: 'string', pattern: '^/' },
+        tokenMountPath: { type: 'string', pattern: '^/', description: 'Where the projected OIDC token is mounted' },
         sidecar: {
           type: 'object', additionalProperties: false,
           properties: {
-            image: { type: 'string', minLength: 1 }, mode: { enum: ['native', 'classic'] },
-            args: { type: 'array', items: { type: 'string' } },
-            resources: k8sObject, securityContext: k8sObject, probe: k8sObject,
+            image: { type: 'string', minLength: 1, description: 'Tunnel sidecar image' }, mode: { enum: ['native', 'classic'], description: 'native: init container with restartPolicy Always' },
+            args: { type: 'array', items: { type: 'string' }, description: 'Tunnel sidecar args' },
+            resources: { ...k8sObject, description: 'Sidecar ResourceRequirements (JSON in env)' }, securityContext: { ...k8sObject, description: 'Sidecar SecurityContext (JSON in env)' }, probe: { ...k8sObject, description: 'startupProbe (native) / readinessProbe (classic)' },
           },
         },
       },

@@ -1,0 +1,18 @@
+/** What a command may touch: injected so commands run in tests without a child process. */
+export interface CliIo {
+  stdout: (s: string) => void;
+  stderr: (s: string) => void;
+  env: Record<string, string | undefined>;
+  cwd: string;
+  hostname: string;
+  readFile: (path: string) => string;
+  /** Registers a one-shot signal handler (serve uses SIGTERM/SIGINT to drain). */
+  onSignal: (signal: 'SIGTERM' | 'SIGINT', fn: () => void) => void;
+}
+
+/** Exit codes: 0 ok, 1 problems found / failure, 2 usage error, 3 verification failed. */
+export const EXIT = { OK: 0, PROBLEMS: 1, USAGE: 2, TAMPERED: 3 } as const;
+
+export class UsageError extends Error {
+  code = 'ERR_USAGE';
+}
