@@ -144,6 +144,8 @@ export async function admissionRoutes(app: FastifyInstance, deps: AdmissionDeps)
     return reply.code(status).send({ code, message, ...(decisionId ? { decisionId } : {}) });
   });
 
+  // AdmissionReviews are JSON only; fastify's default text/plain parser would let text through.
+  app.removeContentTypeParser('text/plain');
   app.post(PATHS.validate, (request, reply) => handle('validate', request, reply));
   app.post(PATHS.mutate, (request, reply) => handle('mutate', request, reply));
 }

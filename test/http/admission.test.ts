@@ -1,0 +1,167 @@
+import t from 'tap';
+import fc from 'fast-check';
+import { aPod, aTaskRun, aPipelineRun } from '../builders.js';
+import { createTestApp, review } from './support.js';
+
+const post = (app: ReturnType<typeof createTestApp>['app'], url: string, payload: unknown, headers: Record<string, string> = {}) =>
+  app.inject({ method: 'POST', url, payload: typeof payload === 'string' ? payload : JSON.stringify(payload), headers: { 'content-type': 'application/json', ...headers } });
+
+t.test('validate: mapped TaskRun is allowed, uid echoed, record written before the response', async (t) => {
+  const { app, store } = createTestApp();
+  const res = await post(app, '/validate', review(aTaskRun({ serviceAccountName: 'ci-builder' }), { uid: 'uid-42' }));
+  t.equal(res.statusCode, 200);
+  const body = res.json();
+  t.equal(body.apiVersion, 'admission.k8s.io/v1');
+  t.equal(body.kind, 'AdmissionReview');
+  t.equal(body.response.uid, 'uid-42');
+  t.equal(body.response.allowed, true);
+  t.equal(store.records.length, 1);
+  const rec = store.records[0]!;
+  t.equal(body.response.auditAnnotations['decision-id'], rec.id);
+  t.match(rec, { requestUid: 'uid-42', endpoint: 'validate', verdict: 'allowed', namespace: 'payments', name: 'build-run', serviceAccounts: ['payments/ci-builder'], user: { username: 'alice', groups: ['devs'] }, mode: 'enforce' });
+  t.match(rec.time, /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z$/);
+  t.match(rec.objectDigest, /^[0-9a-f]{64}$/);
+});
+
+t.test('validate: unmapped PipelineRun in enforce is denied 422 Invalid with a fix-it message', async (t) => {
+  const { app, store } = createTestApp();
+  const res = await post(app, '/validate', review(aPipelineRun({ serviceAccountName: 'ci-builder', taskRunSpecs: [{ pipelineTaskName: 'deploy', serviceAccountName: 'deployer' }] })));
+  const { response } = res.json();
+  t.equal(response.allowed, false);
+  t.equal(response.status.code, 422);
+  t.equal(response.status.reason, 'Invalid');
+  t.match(response.status.message, /payments/);
+  t.match(response.status.message, /deployer/);
+  t.match(response.status.message, /IdentityMapping/);
+  t.equal(store.records[0]!.verdict, 'denied');
+  t.equal(response.auditAnnotations.verdict, 'denied');
+});
+
+t.test('validate: audit namespace admits with a warning and records warned', async (t) => {
+  const { app, store } = createTestApp();
+  const res = await post(app, '/validate', review(aTaskRun({ namespace: 'data-science', serviceAccountName: 'notebook' })));
+  const { response } = res.json();
+  t.equal(response.allowed, true);
+  t.equal(response.warnings.length, 1);
+  t.match(response.warnings[0], /notebook/);
+  t.equal(store.records[0]!.verdict, 'warned');
+});
+
+t.test('mutate: mapped Tekton pod gets a base64 JSON Patch and the decision id annotation', async (t) => {
+  const { app, store } = createTestApp();
+  const res = await post(app, '/mutate', review(aPod({ serviceAccountName: 'ci-builder' })));
+  const { response } = res.json();
+  t.equal(response.allowed, true);
+  t.equal(response.patchType, 'JSONPatch');
+  const ops = JSON.parse(Buffer.from(response.patch, 'base64').toString());
+  t.ok(ops.length > 0);
+  t.ok(ops.every((op: { op: string }) => op.op === 'add'));
+  const rec = store.records[0]!;
+  t.equal(rec.verdict, 'patched');
+  t.strictSame(rec.patch, ops);
+  t.match(JSON.stringify(ops), rec.id);
+});
+
+t.test('dry run: decided and logged, not stored', async (t) => {
+  const { app, store, logs } = createTestApp();
+  const res = await post(app, '/validate', review(aTaskRun({ serviceAccountName: 'ci-builder' }), { dryRun: true }));
+  t.equal(res.json().response.allowed, true);
+  t.equal(store.records.length, 0);
+  t.ok(logs.some((l) => l.includes('"dryRun":true')));
+});
+
+t.test('store failure fails closed with 500 naming the store', async (t) => {
+  const { app, store } = createTestApp();
+  store.fail = true;
+  const res = await post(app, '/mutate', review(aPod({ serviceAccountName: 'ci-builder' }), { uid: 'u-store' }));
+  t.equal(res.statusCode, 200);
+  const { response } = res.json();
+  t.equal(response.uid, 'u-store');
+  t.equal(response.allowed, false);
+  t.equal(response.status.code, 500);
+  t.match(response.status.message, /record the decision/);
+  t.equal(response.patch, undefined);
+});
+
+t.test('a bug in the core answers errored with the uid, not a crash', async (t) => {
+  const { app, state, store } = createTestApp();
+  state.throwInCore = true;
+  const res = await post(app, '/validate', review(aTaskRun({ serviceAccountName: 'ci-builder' }), { uid: 'u-bug' }));
+  const { response } = res.json();
+  t.equal(response.uid, 'u-bug');
+  t.equal(response.allowed, false);
+  t.equal(response.status.code, 500);
+  t.equal(store.records[0]!.verdict, 'errored');
+  t.equal(store.records[0]!.reasons[0]!.code, 'INTERNAL_ERROR');
+});
+
+t.test('source not synced: fails closed (errored) and /readyz is 503', async (t) => {
+  const { app, state } = createTestApp();
+  state.synced = false;
+  const res = await post(app, '/validate', review(aTaskRun({ serviceAccountName: 'ci-builder' })));
+  t.equal(res.json().response.allowed, false);
+  t.match(res.json().response.status.message, /not loaded yet/);
+  const ready = await app.inject({ method: 'GET', url: '/readyz' });
+  t.equal(ready.statusCode, 503);
+  t.strictSame(ready.json().unmet, ['object source not synced']);
+  t.equal((await app.inject({ method: 'GET', url: '/healthz' })).statusCode, 200);
+});
+
+t.test('bad input: clear 4xx and a rejected record (controller-runtime edge list)', async (t) => {
+  const { app, store } = createTestApp({ bodyLimit: 4 * 1024 * 1024 });
+  const cases: Array<[string, () => Promise<{ statusCode: number; json: () => { message: string } }>, number, RegExp]> = [
+    ['empty body', () => app.inject({ method: 'POST', url: '/validate', headers: { 'content-type': 'application/json' }, payload: '' }), 400, /empty/i],
+    ['wrong content type', () => app.inject({ method: 'POST', url: '/validate', headers: { 'content-type': 'text/plain' }, payload: 'hi' }), 415, /content-type|media type/i],
+    ['bad JSON', () => post(app, '/validate', '{"apiVersion":'), 400, /JSON/],
+    ['not an AdmissionReview', () => post(app, '/mutate', { hello: 1 }), 400, /apiVersion/],
+    ['missing request', () => post(app, '/mutate', { apiVersion: 'admission.k8s.io/v1', kind: 'AdmissionReview' }), 400, /request/],
+    ['missing uid', () => post(app, '/mutate', review(aPod(), { uid: undefined })), 400, /uid/],
+    ['bad operation (uid readable)', () => post(app, '/mutate', review(aPod(), { operation: 'PATCH' })), 400, /operation/],
+    ['v1beta1 review', () => post(app, '/mutate', { ...review(aPod()), apiVersion: 'admission.k8s.io/v1beta1' }), 400, /apiVersion/],
+    ['oversized', () => post(app, '/mutate', JSON.stringify({ pad: 'x'.repeat(4 * 1024 * 1024 + 10) })), 413, /too large|body/i],
+  ];
+  for (const [name, send, code, re] of cases) {
+    const res = await send();
+    t.equal(res.statusCode, code, name);
+    t.match(res.json().message, re, name);
+  }
+  t.equal(store.records.length, cases.length, 'every bad request left a rejected record');
+  t.ok(store.records.every((r) => r.verdict === 'rejected'));
+  t.equal(store.records.find((r) => r.requestUid === 'a1b2c3')?.verdict, 'rejected', 'uid salvaged when readable');
+});
+
+t.test('property: thousands of random and malformed reviews never crash the server', async (t) => {
+  const { app } = createTestApp();
+  const junk = fc.oneof(fc.anything(), fc.jsonValue());
+  const mangled = fc.record({
+    apiVersion: fc.oneof(fc.constant('admission.k8s.io/v1'), fc.string()),
+    kind: fc.oneof(fc.constant('AdmissionReview'), fc.string()),
+    request: fc.oneof(
+      junk,
+      fc.record({
+        uid: fc.oneof(fc.uuid(), junk),
+        kind: fc.oneof(fc.constant({ group: '', version: 'v1', kind: 'Pod' }), fc.constant({ group: 'tekton.dev', version: 'v1', kind: 'TaskRun' }), fc.constant({ group: 'tekton.dev', version: 'v1beta1', kind: 'PipelineRun' }), junk),
+        operation: fc.oneof(fc.constantFrom('CREATE', 'UPDATE', 'DELETE'), junk),
+        namespace: fc.oneof(fc.constantFrom('payments', 'data-science', 'sandbox', 'nope'), junk),
+        object: fc.oneof(fc.constant(aPod({ serviceAccountName: 'ci-builder' })), fc.constant(aTaskRun()), fc.constant(aPipelineRun()),
+          fc.record({ metadata: fc.oneof(junk, fc.record({ labels: junk, annotations: junk, name: junk })), spec: fc.oneof(junk, fc.record({ containers: junk, serviceAccountName: junk, volumes: junk, initContainers: junk, taskRunSpecs: junk, taskRunTemplate: junk, hostNetwork: junk })) })),
+        dryRun: fc.oneof(fc.boolean(), junk),
+      }, { requiredKeys: [] }),
+    ),
+  }, { requiredKeys: [] });
+  let ok = 0;
+  await fc.assert(
+    fc.asyncProperty(fc.oneof(mangled, junk), fc.constantFrom('/validate', '/mutate'), async (body, url) => {
+      const payload = JSON.stringify(body) ?? 'null';
+      const res = await post(app, url, payload);
+      if (res.statusCode === 200) {
+        const r = res.json();
+        if (r.response?.uid === undefined || typeof r.response.allowed !== 'boolean') return false;
+      } else if (res.statusCode !== 400 || typeof res.json().message !== 'string') return false;
+      ok++;
+      return true;
+    }),
+    { numRuns: 2000 },
+  );
+  t.equal(ok, 2000);
+});
