@@ -1,0 +1,507 @@
+/**
+ * The kustomize base and overlays, rendered with the real `kubectl kustomize` and checked offline:
+ * every document against its schema (kubernetes-models for built-in kinds, the committed CRD for
+ * IdentityMappings, a strict schema for the cert-manager subset we use), then the cross-object
+ * wiring the server depends on (ports, paths, probes, deadlines, config keys, Secrets), least
+ * privilege and the restricted Pod Security Standard.
+ */
+import t from 'tap';
+import { execFile } from 'node:child_process';
+import { readdirSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
+import { Ajv } from 'ajv';
+import { parse, parseAllDocuments } from 'yaml';
+import { toServiceDnsNames } from '../../certs/lib.js';
+import { cluster, command, configKeys, deadlineMs, envNameFor, loadConfig, packageVersion, paths, ports, toListenOptions } from './server-contract.js';
+
+const ROOT = fileURLToPath(new URL('../../', import.meta.url));
+const MANIFESTS = join(ROOT, 'manifests');
+
+// Rendered objects are untyped YAML; the assertions below say what shape they expect.
+// eslint-disable-next-line @typescript-eslint/no-explicit-any
+type Obj = { apiVersion: string; kind: string; metadata: { name: string; namespace?: string; labels?: Record<string, string>; annotations?: Record<string, string> }; [key: string]: any };
+
+// ---------------------------------------------------------------------------------------------
+// gather: render with kubectl, parse YAML
+
+async function render(dir: string): Promise<Obj[]> {
+  const { stdout } = await promisify(execFile)('kubectl', ['kustomize', dir], { maxBuffer: 32 * 1024 * 1024, env: { ...process.env, KUBECONFIG: '/dev/null' } });
+  return toObjects(stdout, dir);
+}
+
+function toObjects(text: string, where: string): Obj[] {
+  return parseAllDocuments(text).flatMap((doc, i) => {
+    if (doc.errors.length > 0) throw new Error(`${where} document ${i + 1}: ${doc.errors[0]?.message}`);
+    const value = doc.toJS() as Obj | null;
+    return value === null ? [] : [value];
+  });
+}
+
+const TARGETS = ['manifests', 'manifests/overlays/cert-manager', 'manifests/overlays/ha'] as const;
+type Target = (typeof TARGETS)[number];
+const rendered = new Map<Target, Obj[]>();
+for (const target of TARGETS) rendered.set(target, await render(join(ROOT, target)));
+
+function objects(target: Target): Obj[] {
+  return rendered.get(target) ?? [];
+}
+
+function one(target: Target, kind: string, name?: string): Obj {
+  const found = objects(target).filter((o) => o.kind === kind && (name === undefined || o.metadata.name === name));
+  if (found.length !== 1) throw new Error(`${target}: expected one ${kind}${name ? ` ${name}` : ''}, found ${found.length}`);
+  return found[0]!;
+}
+
+// ---------------------------------------------------------------------------------------------
+// decide: schema validation of one object, returning problems (empty = valid)
+
+const ajv = new Ajv({ allErrors: true, strict: false });
+const crd = parse(readFileSync(join(MANIFESTS, 'crd', 'identitymapping.yaml'), 'utf8')) as Obj;
+const crdVersion = crd.spec.versions.find((v: { storage: boolean }) => v.storage) as { name: string; schema: { openAPIV3Schema: OpenApiSchema } };
+const crdApiVersion = `${crd.spec.group}/${crdVersion.name}`;
+const validateMapping = ajv.compile(crdVersion.schema.openAPIV3Schema);
+
+interface OpenApiSchema {
+  type?: string;
+  properties?: Record<string, OpenApiSchema>;
+  items?: OpenApiSchema;
+  additionalProperties?: boolean | OpenApiSchema;
+  'x-kubernetes-preserve-unknown-fields'?: boolean;
+}
+
+/** Fields the API server would silently prune from a custom resource (it warns "unknown field"). */
+function toPrunedFields(value: unknown, schema: OpenApiSchema, path: string): string[] {
+  if (schema['x-kubernetes-preserve-unknown-fields'] || path === '.metadata') return [];
+  if (Array.isArray(value)) return schema.items ? value.flatMap((v, i) => toPrunedFields(v, schema.items!, `${path}[${i}]`)) : [];
+  if (typeof value !== 'object' || value === null) return [];
+  if (schema.properties === undefined) return [];
+  return Object.entries(value).flatMap(([key, v]) => {
+    const sub = schema.properties![key];
+    return sub === undefined ? [`${path}.${key} is not in the CRD schema (the API server would prune it)`] : toPrunedFields(v, sub, `${path}.${key}`);
+  });
+}
+
+// cert-manager ships no offline validator; this covers the fields we use, strictly (a typo fails).
+const duration = { type: 'string', pattern: '^([0-9]+(\\.[0-9]+)?(h|m|s|ms))+$' };
+const issuerRef = {
+  type: 'object', additionalProperties: false, required: ['name'],
+  properties: { name: { type: 'string', minLength: 1 }, kind: { enum: ['Issuer', 'ClusterIssuer'] }, group: { const: 'cert-manager.io' } },
+};
+const metadata = { type: 'object', required: ['name', 'namespace'], properties: { name: { type: 'string', minLength: 1 }, namespace: { type: 'string', minLength: 1 } } };
+const CERT_MANAGER_SCHEMAS = {
+  Issuer: {
+    type: 'object', required: ['apiVersion', 'kind', 'metadata', 'spec'],
+    properties: {
+      apiVersion: { const: 'cert-manager.io/v1' }, kind: { const: 'Issuer' }, metadata,
+      spec: {
+        type: 'object', additionalProperties: false, minProperties: 1, maxProperties: 1,
+        properties: {
+          selfSigned: { type: 'object', additionalProperties: false, properties: { crlDistributionPoints: { type: 'array', items: { type: 'string' } } } },
+          ca: { type: 'object', additionalProperties: false, required: ['secretName'], properties: { secretName: { type: 'string', minLength: 1 } } },
+        },
+      },
+    },
+  },
+  Certificate: {
+    type: 'object', required: ['apiVersion', 'kind', 'metadata', 'spec'],
+    properties: {
+      apiVersion: { const: 'cert-manager.io/v1' }, kind: { const: 'Certificate' }, metadata,
+      spec: {
+        type: 'object', additionalProperties: false, required: ['secretName', 'issuerRef'],
+        anyOf: [{ required: ['dnsNames'] }, { required: ['commonName'] }],
+        properties: {
+          secretName: { type: 'string', minLength: 1 }, issuerRef, isCA: { type: 'boolean' },
+          commonName: { type: 'string', minLength: 1, maxLength: 64 },
+          dnsNames: { type: 'array', minItems: 1, items: { type: 'string', minLength: 1 } },
+          duration, renewBefore: duration,
+          usages: { type: 'array', items: { enum: ['signing', 'digital signature', 'content commitment', 'key encipherment', 'key agreement', 'data encipherment', 'cert sign', 'crl sign', 'encipher only', 'decipher only', 'any', 'server auth', 'client auth', 'code signing', 'email protection', 's/mime', 'ipsec end system', 'ipsec tunnel', 'ipsec user', 'timestamping', 'ocsp signing', 'microsoft sgc', 'netscape sgc'] } },
+          privateKey: {
+            type: 'object', additionalProperties: false,
+            properties: {
+              algorithm: { enum: ['RSA', 'ECDSA', 'Ed25519'] }, size: { type: 'integer' },
+              encoding: { enum: ['PKCS1', 'PKCS8'] }, rotationPolicy: { enum: ['Never', 'Always'] },
+            },
+          },
+        },
+      },
+    },
+  },
+} as const;
+const certManagerValidators = {
+  Issuer: ajv.compile(CERT_MANAGER_SCHEMAS.Issuer),
+  Certificate: ajv.compile(CERT_MANAGER_SCHEMAS.Certificate),
+};
+
+async function toProblems(object: Obj): Promise<string[]> {
+  const name = `${object.kind}/${object.metadata?.name}`;
+  if (object.apiVersion === crdApiVersion && object.kind === crd.spec.names.kind) {
+    const schemaProblems = validateMapping(object) ? [] : (validateMapping.errors ?? []).map((e) => `${name}: ${e.instancePath || '/'} ${e.message}`);
+    return [...schemaProblems, ...toPrunedFields(object, crdVersion.schema.openAPIV3Schema, '').map((p) => `${name}: ${p}`)];
+  }
+  if (object.apiVersion === 'cert-manager.io/v1') {
+    const validate = certManagerValidators[object.kind as keyof typeof certManagerValidators];
+    if (validate === undefined) return [`${name}: no schema for cert-manager kind ${object.kind}`];
+    return validate(object) ? [] : (validate.errors ?? []).map((e) => `${name}: ${e.instancePath || '/'} ${e.message}`);
+  }
+  let models: Record<string, new (data: unknown) => { validate(): void }>;
+  try {
+    models = await import(`kubernetes-models/${object.apiVersion}`);
+  } catch {
+    return [`${name}: no kubernetes-models schema for apiVersion ${object.apiVersion}`];
+  }
+  const Model = models[object.kind];
+  if (Model === undefined) return [`${name}: no kubernetes-models schema for ${object.apiVersion} ${object.kind}`];
+  try {
+    new Model(object).validate();
+    return [];
+  } catch (error) {
+    return [`${name}: ${(error as Error).message}`];
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// schema validity
+
+const EXPECTED_KINDS: Record<Target, string[]> = {
+  manifests: [
+    'ClusterRole', 'ClusterRoleBinding', 'ConfigMap', 'CustomResourceDefinition', 'Deployment', 'MutatingWebhookConfiguration',
+    'Namespace', 'NetworkPolicy', 'PodDisruptionBudget', 'Service', 'ServiceAccount', 'ValidatingWebhookConfiguration',
+  ],
+  'manifests/overlays/cert-manager': [],
+  'manifests/overlays/ha': [],
+};
+EXPECTED_KINDS['manifests/overlays/cert-manager'] = [...EXPECTED_KINDS.manifests, 'Certificate', 'Certificate', 'Issuer', 'Issuer'].sort();
+EXPECTED_KINDS['manifests/overlays/ha'] = EXPECTED_KINDS['manifests/overlays/cert-manager'];
+
+for (const target of TARGETS) {
+  t.test(`${target}: renders the expected objects and every one is schema-valid`, async (t) => {
+    t.strictSame(objects(target).map((o) => o.kind).sort(), EXPECTED_KINDS[target]);
+    const problems = (await Promise.all(objects(target).map(toProblems))).flat();
+    t.strictSame(problems, []);
+  });
+}
+
+t.test('the validators reject broken documents (so a pass above means something)', async (t) => {
+  const deployment = one('manifests', 'Deployment');
+  const certificate = one('manifests/overlays/cert-manager', 'Certificate', 'tekton-zscaler-webhook');
+  const cases: Array<[string, Obj, RegExp]> = [
+    ['Deployment replicas as a string', { ...deployment, spec: { ...deployment.spec, replicas: 'two' } }, /replicas must be integer/],
+    ['webhook without sideEffects', withoutSideEffects(one('manifests', 'ValidatingWebhookConfiguration')), /sideEffects/],
+    ['Certificate with a misspelt field', { ...certificate, spec: { ...certificate.spec, dnsName: ['x'] } }, /additional properties/],
+    ['Issuer of two types', { ...one('manifests/overlays/cert-manager', 'Issuer', 'tekton-zscaler-ca'), spec: { ca: { secretName: 'a' }, selfSigned: {} } }, /more than 1 properties/],
+    ['unknown apiVersion', { apiVersion: 'example.com/v1', kind: 'Thing', metadata: { name: 'x' } }, /no kubernetes-models schema/],
+    ['IdentityMapping with an unknown provider', aMapping({ provider: 'gcp' }), /must be equal to one of the allowed values/],
+    ['IdentityMapping with a token TTL below 600', aMapping({ tokenExpirationSeconds: 599 }), /must be >= 600/],
+    ['IdentityMapping without serviceAccounts', aMapping({ serviceAccounts: undefined }), /must have required property 'serviceAccounts'/],
+    ['IdentityMapping with a misspelt field', aMapping({ policyTag: ['ci'] }), /\.spec\.policyTag is not in the CRD schema/],
+  ];
+  for (const [name, object, expected] of cases) {
+    const problems = await toProblems(object);
+    t.match(problems.join('\n'), expected, name);
+  }
+});
+
+function withoutSideEffects(config: Obj): Obj {
+  const copy = structuredClone(config);
+  delete copy.webhooks[0].sideEffects;
+  return copy;
+}
+
+function aMapping(spec: Record<string, unknown>): Obj {
+  const base = { serviceAccounts: [{ namespace: 'payments', name: 'ci-builder' }], provider: 'aws-iam', aws: { roleArn: 'arn:aws:iam::123456789012:role/payments-ci' } };
+  return { apiVersion: crdApiVersion, kind: 'IdentityMapping', metadata: { name: 'm' }, spec: JSON.parse(JSON.stringify({ ...base, ...spec })) };
+}
+
+t.test('manifests/examples: every document is valid against its schema (IdentityMappings against the committed CRD)', async (t) => {
+  const dir = join(MANIFESTS, 'examples');
+  const files = readdirSync(dir).filter((f) => /\.ya?ml$/.test(f));
+  t.ok(files.length > 0, 'examples exist');
+  const examples = files.flatMap((f) => toObjects(readFileSync(join(dir, f), 'utf8'), f));
+  t.ok(examples.some((o) => o.kind === 'IdentityMapping'), 'the examples include IdentityMappings');
+  t.strictSame((await Promise.all(examples.map(toProblems))).flat(), []);
+});
+
+// ---------------------------------------------------------------------------------------------
+// wiring between objects and the server contract
+
+function podSpec(target: Target): Obj {
+  return one(target, 'Deployment').spec.template.spec;
+}
+
+function container(target: Target): Obj {
+  const containers = podSpec(target).containers as Obj[];
+  if (containers.length !== 1) throw new Error(`expected one container, found ${containers.length}`);
+  return containers[0]!;
+}
+
+/** A probe or Service targetPort may name a container port; resolve it to the number. */
+function toContainerPort(target: Target, port: number | string): number {
+  if (typeof port === 'number') return port;
+  const found = (container(target).ports as Array<{ name: string; containerPort: number }>).find((p) => p.name === port);
+  if (found === undefined) throw new Error(`no container port named ${port}`);
+  return found.containerPort;
+}
+
+const EXPECTED_NAMESPACE_SELECTOR = {
+  matchExpressions: [
+    { key: 'tekton-zscaler.io/mode', operator: 'In', values: ['enforce', 'audit'] },
+    { key: 'kubernetes.io/metadata.name', operator: 'NotIn', values: [cluster.namespace, 'kube-system'] },
+  ],
+};
+
+function expectedWebhook(kind: 'validate' | 'mutate'): Record<string, unknown> {
+  const common = {
+    admissionReviewVersions: ['v1'],
+    clientConfig: { service: { name: cluster.service, namespace: cluster.namespace, path: paths[kind], port: cluster.servicePort } },
+    matchPolicy: 'Equivalent',
+    sideEffects: 'NoneOnDryRun',
+    failurePolicy: 'Fail',
+    timeoutSeconds: 10,
+    namespaceSelector: EXPECTED_NAMESPACE_SELECTOR,
+  };
+  return kind === 'validate'
+    ? {
+      name: 'validate.tekton-zscaler.io',
+      ...common,
+      rules: [{ apiGroups: ['tekton.dev'], apiVersions: ['v1', 'v1beta1'], operations: ['CREATE'], resources: ['taskruns', 'pipelineruns'], scope: 'Namespaced' }],
+    }
+    : {
+      name: 'mutate.tekton-zscaler.io',
+      ...common,
+      rules: [{ apiGroups: [''], apiVersions: ['v1'], operations: ['CREATE'], resources: ['pods'], scope: 'Namespaced' }],
+      reinvocationPolicy: 'IfNeeded',
+      objectSelector: { matchExpressions: [{ key: 'tekton.dev/taskRun', operator: 'Exists' }] },
+    };
+}
+
+for (const target of TARGETS) {
+  t.test(`${target}: webhook configurations are exactly the designed ones`, async (t) => {
+    const validating = one(target, 'ValidatingWebhookConfiguration').webhooks;
+    const mutating = one(target, 'MutatingWebhookConfiguration').webhooks;
+    t.strictSame(validating, [expectedWebhook('validate')]);
+    t.strictSame(mutating, [expectedWebhook('mutate')]);
+    for (const webhook of [...validating, ...mutating]) {
+      t.ok(webhook.timeoutSeconds * 1000 > deadlineMs, `${webhook.name}: timeoutSeconds ${webhook.timeoutSeconds} s is above the server deadline ${deadlineMs} ms`);
+      // The API server requires a fully qualified name of at least three segments.
+      t.ok(webhook.name.split('.').length >= 3, `${webhook.name} is fully qualified`);
+    }
+  });
+
+  t.test(`${target}: Service, webhooks, container ports and probes agree with the server's listeners`, async (t) => {
+    const service = one(target, 'Service', cluster.service);
+    t.equal(service.metadata.namespace, cluster.namespace);
+    const servicePorts = Object.fromEntries((service.spec.ports as Array<{ port: number; targetPort: number | string }>).map((p) => [p.port, toContainerPort(target, p.targetPort)]));
+    t.strictSame(servicePorts, { [cluster.servicePort]: ports.admission, [ports.audit]: ports.audit, [ports.metrics]: ports.metrics });
+    t.strictSame(
+      (container(target).ports as Array<{ containerPort: number }>).map((p) => p.containerPort).sort(),
+      [ports.admission, ports.audit, ports.metrics].sort(),
+    );
+    const probe = (p: Obj) => ({ path: p.httpGet.path, scheme: p.httpGet.scheme, port: toContainerPort(target, p.httpGet.port) });
+    t.strictSame(
+      { liveness: probe(container(target).livenessProbe), readiness: probe(container(target).readinessProbe), startup: probe(container(target).startupProbe) },
+      {
+        liveness: { path: paths.healthz, scheme: 'HTTPS', port: ports.admission },
+        readiness: { path: paths.readyz, scheme: 'HTTPS', port: ports.admission },
+        startup: { path: paths.healthz, scheme: 'HTTPS', port: ports.admission },
+      },
+    );
+  });
+
+  t.test(`${target}: selectors of the Deployment, Service, PDB, NetworkPolicy and anti-affinity all select the webhook pods`, async (t) => {
+    const deployment = one(target, 'Deployment');
+    const podLabels = deployment.spec.template.metadata.labels as Record<string, string>;
+    const selects = (selector: Record<string, string>) => Object.entries(selector).every(([k, v]) => podLabels[k] === v);
+    t.ok(selects(deployment.spec.selector.matchLabels), 'Deployment selector');
+    t.ok(selects(one(target, 'Service').spec.selector), 'Service selector');
+    t.ok(selects(one(target, 'PodDisruptionBudget').spec.selector.matchLabels), 'PDB selector');
+    t.ok(selects(one(target, 'NetworkPolicy').spec.podSelector.matchLabels), 'NetworkPolicy podSelector');
+    const antiAffinity = deployment.spec.template.spec.affinity.podAntiAffinity.preferredDuringSchedulingIgnoredDuringExecution as Obj[];
+    t.ok(antiAffinity.length > 0 && antiAffinity.every((term) => selects(term.podAffinityTerm.labelSelector.matchLabels)), 'pod anti-affinity');
+    t.ok(deployment.spec.replicas >= 2, 'at least two replicas');
+    t.ok(one(target, 'PodDisruptionBudget').spec.minAvailable < deployment.spec.replicas, 'the PDB still lets a node drain');
+  });
+
+  t.test(`${target}: the ConfigMap is a config the server loads, mounted where the command reads it`, async (t) => {
+    const c = container(target);
+    t.strictSame(c.args, command.args);
+    t.equal(c.image, `ghcr.io/tekton-zscaler/tekton-zscaler-webhook:${packageVersion}`, 'image tag = package.json version');
+    const volumes = podSpec(target).volumes as Obj[];
+    const configMount = (c.volumeMounts as Obj[]).find((m) => m.mountPath === command.configFile);
+    t.ok(configMount, `something is mounted at ${command.configFile}`);
+    const configVolume = volumes.find((v) => v.name === configMount?.name);
+    const configMap = one(target, 'ConfigMap', configVolume?.configMap?.name);
+    const text = configMap.data[configMount?.subPath] as string;
+
+    const env = Object.fromEntries(((c.env ?? []) as Array<{ name: string; value?: string }>).filter((e) => e.name.startsWith('TZW_')).map((e) => [e.name, e.value ?? 'postgres://from-secret.example:5432/tzw']));
+    const result = loadConfig({ configFile: command.configFile, env, hostname: 'tzw-0', readFile: (path) => (path === command.configFile ? text : '') });
+    t.strictSame(result.ok ? [] : result.errors, [], 'the server accepts the config');
+    if (!result.ok) return;
+    const config = result.config;
+
+    const keys = toLeafKeys(parse(text) as Record<string, unknown>);
+    t.strictSame(keys.filter((k) => !configKeys.includes(k)), [], 'every key is a server config key');
+    t.strictSame(
+      { admission: toListenOptions(config.admission.listen).port, audit: toListenOptions(config.auditApi.listen).port, metrics: toListenOptions(config.metrics.listen).port },
+      { admission: ports.admission, audit: ports.audit, metrics: ports.metrics },
+    );
+    t.ok(config.admission.deadlineMs <= deadlineMs, `the configured deadline ${config.admission.deadlineMs} ms stays within the contract`);
+    t.equal(config.source.kind, 'kubernetes');
+
+    const mountOf = (file: string) => (c.volumeMounts as Obj[]).find((m) => file.startsWith(`${m.mountPath}/`));
+    const secretOf = (file: string) => volumes.find((v) => v.name === mountOf(file)?.name)?.secret?.secretName;
+    t.strictSame(
+      { cert: secretOf(config.admission.tls!.certFile), key: secretOf(config.admission.tls!.keyFile), signing: secretOf(config.signing.keyFile!) },
+      { cert: cluster.tlsSecret, key: cluster.tlsSecret, signing: cluster.signingSecret },
+    );
+    t.strictSame(
+      (c.volumeMounts as Obj[]).filter((m) => m.mountPath.startsWith('/etc/tzw/tls') || m.mountPath.startsWith('/etc/tzw/signing')).map((m) => m.subPath),
+      [undefined, undefined],
+      'Secrets are not subPath mounts, so rotated certificates reach the running pod',
+    );
+    if (config.store.url.startsWith('sqlite:')) {
+      const file = config.store.url.slice('sqlite:'.length);
+      const store = volumes.find((v) => v.name === mountOf(file)?.name);
+      t.ok(store?.emptyDir, `the SQLite file ${file} is on a writable emptyDir (the root filesystem is read-only)`);
+    }
+  });
+}
+
+function toLeafKeys(value: Record<string, unknown>, prefix = ''): string[] {
+  return Object.entries(value).flatMap(([key, v]) =>
+    typeof v === 'object' && v !== null && !Array.isArray(v) ? toLeafKeys(v as Record<string, unknown>, `${prefix}${key}.`) : [`${prefix}${key}`],
+  );
+}
+
+t.test('base: webhooks carry no caBundle (certs/generate.ts or cert-manager supply it) and one namespace holds everything', async (t) => {
+  for (const kind of ['ValidatingWebhookConfiguration', 'MutatingWebhookConfiguration']) {
+    t.strictSame(one('manifests', kind).webhooks.map((w: Obj) => w.clientConfig.caBundle), [undefined]);
+  }
+  const namespaced = objects('manifests').filter((o) => o.metadata.namespace !== undefined);
+  t.strictSame([...new Set(namespaced.map((o) => o.metadata.namespace))], [cluster.namespace]);
+  t.equal(one('manifests', 'Namespace').metadata.name, cluster.namespace);
+});
+
+// ---------------------------------------------------------------------------------------------
+// least privilege and Pod Security
+
+for (const target of TARGETS) {
+  t.test(`${target}: RBAC is read-only on exactly namespaces, serviceaccounts and identitymappings`, async (t) => {
+    t.strictSame(objects(target).filter((o) => o.kind === 'Role' || o.kind === 'RoleBinding'), []);
+    const role = one(target, 'ClusterRole');
+    const granted = (role.rules as Array<{ apiGroups: string[]; resources: string[]; verbs: string[]; resourceNames?: string[] }>).flatMap((rule) =>
+      rule.apiGroups.flatMap((group) => rule.resources.map((resource) => ({ group, resource, verbs: [...rule.verbs].sort() }))),
+    );
+    const crdObject = one(target, 'CustomResourceDefinition');
+    t.strictSame(granted, [
+      { group: '', resource: 'namespaces', verbs: ['get', 'list', 'watch'] },
+      { group: '', resource: 'serviceaccounts', verbs: ['get', 'list', 'watch'] },
+      { group: crdObject.spec.group, resource: crdObject.spec.names.plural, verbs: ['get', 'list', 'watch'] },
+    ]);
+    const binding = one(target, 'ClusterRoleBinding');
+    const deployment = one(target, 'Deployment');
+    t.strictSame(
+      { roleRef: binding.roleRef, subjects: binding.subjects },
+      {
+        roleRef: { apiGroup: 'rbac.authorization.k8s.io', kind: 'ClusterRole', name: role.metadata.name },
+        subjects: [{ kind: 'ServiceAccount', name: deployment.spec.template.spec.serviceAccountName, namespace: deployment.metadata.namespace }],
+      },
+    );
+    t.equal(one(target, 'ServiceAccount', deployment.spec.template.spec.serviceAccountName).metadata.namespace, deployment.metadata.namespace);
+  });
+
+  t.test(`${target}: the pod meets the restricted Pod Security Standard, as the namespace enforces`, async (t) => {
+    const spec = podSpec(target);
+    const c = container(target);
+    t.strictSame(
+      {
+        pod: { runAsNonRoot: spec.securityContext.runAsNonRoot, runAsUser: spec.securityContext.runAsUser, seccomp: spec.securityContext.seccompProfile },
+        container: {
+          runAsNonRoot: c.securityContext.runAsNonRoot,
+          runAsUser: c.securityContext.runAsUser,
+          readOnlyRootFilesystem: c.securityContext.readOnlyRootFilesystem,
+          allowPrivilegeEscalation: c.securityContext.allowPrivilegeEscalation,
+          privileged: c.securityContext.privileged,
+          capabilities: c.securityContext.capabilities,
+          seccomp: c.securityContext.seccompProfile,
+        },
+        host: { network: spec.hostNetwork, pid: spec.hostPID, ipc: spec.hostIPC },
+      },
+      {
+        pod: { runAsNonRoot: true, runAsUser: 65532, seccomp: { type: 'RuntimeDefault' } },
+        container: {
+          runAsNonRoot: true, runAsUser: 65532, readOnlyRootFilesystem: true, allowPrivilegeEscalation: false, privileged: false,
+          capabilities: { drop: ['ALL'] }, seccomp: { type: 'RuntimeDefault' },
+        },
+        host: { network: undefined, pid: undefined, ipc: undefined },
+      },
+    );
+    // Restricted allows only these volume types.
+    const allowed = new Set(['configMap', 'secret', 'emptyDir', 'projected', 'downwardAPI', 'persistentVolumeClaim', 'csi', 'ephemeral']);
+    t.strictSame((spec.volumes as Obj[]).flatMap((v) => Object.keys(v).filter((k) => k !== 'name' && !allowed.has(k))), []);
+    t.strictSame((spec.containers as Obj[]).flatMap((x) => (x.ports as Obj[]).filter((p) => p.hostPort !== undefined)), [], 'no hostPort');
+    t.ok(c.resources.requests.cpu && c.resources.requests.memory && c.resources.limits.memory, 'requests and a memory limit');
+    t.equal(one(target, 'Namespace').metadata.labels?.['pod-security.kubernetes.io/enforce'], 'restricted');
+    t.ok((c.volumeMounts as Obj[]).some((m) => m.mountPath === '/tmp' && (spec.volumes as Obj[]).find((v) => v.name === m.name)?.emptyDir), '/tmp is writable');
+  });
+
+  t.test(`${target}: NetworkPolicy opens admission to all, audit and metrics only to labelled namespaces`, async (t) => {
+    const policy = one(target, 'NetworkPolicy');
+    t.strictSame(policy.spec.policyTypes, ['Ingress']);
+    t.strictSame(
+      (policy.spec.ingress as Obj[]).map((rule) => ({ ports: (rule.ports as Obj[]).map((p) => p.port), from: rule.from })),
+      [
+        { ports: [ports.admission], from: undefined },
+        { ports: [ports.audit], from: [{ namespaceSelector: { matchLabels: { 'tekton-zscaler.io/audit-client': 'true' } } }] },
+        { ports: [ports.metrics], from: [{ namespaceSelector: { matchLabels: { 'tekton-zscaler.io/metrics-scraper': 'true' } } }] },
+      ],
+    );
+  });
+}
+
+// ---------------------------------------------------------------------------------------------
+// overlays
+
+for (const target of ['manifests/overlays/cert-manager', 'manifests/overlays/ha'] as const) {
+  t.test(`${target}: cert-manager issues the serving Secret for the Service names and injects its CA into both webhooks`, async (t) => {
+    const certificates = objects(target).filter((o) => o.kind === 'Certificate');
+    const issuers = objects(target).filter((o) => o.kind === 'Issuer');
+    const serving = certificates.find((c) => c.spec.secretName === cluster.tlsSecret);
+    t.ok(serving, `a Certificate writes Secret ${cluster.tlsSecret}`);
+    if (serving === undefined) return;
+    t.strictSame(serving.spec.dnsNames, toServiceDnsNames(cluster.service, cluster.namespace), 'same SANs as certs/generate.ts');
+    t.strictSame(serving.spec.privateKey, { algorithm: 'ECDSA', size: 256, rotationPolicy: 'Always' });
+    const caIssuer = issuers.find((i) => i.metadata.name === serving.spec.issuerRef.name);
+    const caCertificate = certificates.find((c) => c.spec.secretName === caIssuer?.spec.ca?.secretName);
+    const rootIssuer = issuers.find((i) => i.metadata.name === caCertificate?.spec.issuerRef.name);
+    t.strictSame(
+      { caIssuer: caIssuer?.spec, caIsCA: caCertificate?.spec.isCA, root: rootIssuer?.spec },
+      { caIssuer: { ca: { secretName: caCertificate?.spec.secretName } }, caIsCA: true, root: { selfSigned: {} } },
+      'self-signed Issuer → CA Certificate → CA Issuer → serving Certificate',
+    );
+    t.ok(certificates.every((c) => c.metadata.namespace === cluster.namespace) && issuers.every((i) => i.metadata.namespace === cluster.namespace));
+    for (const kind of ['ValidatingWebhookConfiguration', 'MutatingWebhookConfiguration']) {
+      t.equal(one(target, kind).metadata.annotations?.['cert-manager.io/inject-ca-from'], `${serving.metadata.namespace}/${serving.metadata.name}`, kind);
+    }
+    const tlsVolume = (podSpec(target).volumes as Obj[]).find((v) => v.secret?.secretName === cluster.tlsSecret);
+    t.ok(tlsVolume, 'the Deployment mounts the Secret cert-manager writes');
+  });
+}
+
+t.test('overlays/ha: three replicas on PostgreSQL from Secret tzw-store, PDB 2, spread over zones', async (t) => {
+  const target = 'manifests/overlays/ha';
+  const deployment = one(target, 'Deployment');
+  t.equal(deployment.spec.replicas, 3);
+  t.equal(one(target, 'PodDisruptionBudget').spec.minAvailable, 2);
+  t.strictSame(
+    (container(target).env as Obj[]).filter((e) => e.name === cluster.storeEnv),
+    [{ name: cluster.storeEnv, valueFrom: { secretKeyRef: { name: cluster.storeSecret.name, key: cluster.storeSecret.key } } }],
+  );
+  t.equal(cluster.storeEnv, envNameFor(['store', 'url']));
+  t.strictSame(deployment.spec.template.spec.topologySpreadConstraints.map((c: Obj) => [c.topologyKey, c.whenUnsatisfiable]), [['topology.kubernetes.io/zone', 'ScheduleAnyway']]);
+  // Base and the cert-manager overlay keep the embedded store and the issue's two replicas.
+  t.equal(one('manifests', 'Deployment').spec.replicas, 2);
+  t.equal(one('manifests', 'PodDisruptionBudget').spec.minAvailable, 1);
+  t.strictSame((container('manifests').env as Obj[]).filter((e) => e.name === cluster.storeEnv), []);
+});
