@@ -1,0 +1,232 @@
+/**
+ * startServer(config): wires the adapters around the pure core and listens. Returns a handle whose
+ * close() drains in-flight requests (fastify close) before closing the source and the store.
+ * Every startup problem (unreadable cert, store that can't open, port in use) is collected and
+ * thrown as one ServerStartError before anything serves.
+ */
+import { mkdirSync, existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import type { Server as HttpsServer } from 'node:https';
+import { pino, type Logger } from 'pino';
+import { v7 as uuidv7 } from 'uuid';
+import type { FastifyInstance } from 'fastify';
+import { KubeConfig } from '@kubernetes/client-node';
+import { buildApp, buildMetricsApp } from './app.js';
+import { toListenOptions } from './config/load.js';
+import type { Config } from './config/schema.js';
+import { keysFor } from './core/keys.js';
+import { createFactsIndex, type FactsIndex } from './core/mapping-index.js';
+import type { DecideOptions } from './core/options.js';
+import { createMetrics, type Metrics } from './http/metrics.js';
+import { certificateNotAfter, loadTlsFiles, watchTlsFiles, type TlsMaterial } from './http/tls.js';
+import { createFileSource } from './kube/files.js';
+import { createKubeSource } from './kube/informers.js';
+import { openStore, type OpenedStore } from './store/open.js';
+import { createCertificateAuthority, createServingCertificate } from '../certs/lib.js';
+import { buildAuditApp } from './http/audit.js';
+
+export class ServerStartError extends Error {
+  code = 'ERR_SERVER_START';
+  constructor(readonly problems: string[]) {
+    super(`cannot start:\n  - ${problems.join('\n  - ')}`);
+  }
+}
+
+export interface RunningServer {
+  /** Bound addresses, e.g. { admission: 'https://127.0.0.1:8443', ... }. */
+  urls: { admission: string; audit: string; metrics: string };
+  logger: Logger;
+  index: FactsIndex;
+  close(): Promise<void>;
+}
+
+export interface ServerOptions {
+  /** Log destination; stdout by default. */
+  logStream?: NodeJS.WritableStream;
+}
+
+/** Epoch microseconds from the monotonic clock anchored at process start (µs-precise times). */
+export function createMicrosClock(): () => bigint {
+  const originMicros = BigInt(Date.now()) * 1000n;
+  const originHr = process.hrtime.bigint();
+  return () => originMicros + (process.hrtime.bigint() - originHr) / 1000n;
+}
+
+export function toDecideOptions(config: Config): DecideOptions {
+  return {
+    keys: keysFor(config.domain),
+    defaultServiceAccount: config.tekton.defaultServiceAccount,
+    tokenMountPath: config.injection.tokenMountPath,
+    sidecar: config.injection.sidecar,
+  };
+}
+
+/** Dev mode: a CA and a localhost serving certificate under stateDir, reused while valid. */
+export async function ensureDevCertificate(stateDir: string): Promise<{ certFile: string; keyFile: string; caFile: string }> {
+  const certFile = join(stateDir, 'tls.crt');
+  const keyFile = join(stateDir, 'tls.key');
+  const caFile = join(stateDir, 'ca.crt');
+  const dayMs = 86_400_000;
+  if (existsSync(certFile) && existsSync(keyFile) && existsSync(caFile)) {
+    try {
+      if (certificateNotAfter(readFileSync(certFile, 'utf8')) * 1000 > Date.now() + dayMs) return { certFile, keyFile, caFile };
+    } catch {
+      // unreadable or corrupt: regenerate below
+    }
+  }
+  mkdirSync(stateDir, { recursive: true });
+  const ca = await createCertificateAuthority({ commonName: 'tekton-zscaler-webhook dev CA', days: 365 });
+  const leaf = await createServingCertificate(ca, { dnsNames: ['localhost'], ipAddresses: ['127.0.0.1', '::1'], days: 90 });
+  writeFileSync(caFile, ca.certPem);
+  writeFileSync(certFile, leaf.certPem);
+  writeFileSync(keyFile, leaf.keyPem, { mode: 0o600 });
+  return { certFile, keyFile, caFile };
+}
+
+async function listenAll(apps: Array<[string, FastifyInstance, string]>, problems: string[]): Promise<Record<string, string>> {
+  const urls: Record<string, string> = {};
+  for (const [name, app, listen] of apps) {
+    try {
+      urls[name] = await app.listen(toListenOptions(listen));
+    } catch (err) {
+      const code = (err as NodeJS.ErrnoException).code;
+      problems.push(`${name} listener ${listen}: ${code === 'EADDRINUSE' ? 'address already in use' : (err as Error).message}`);
+    }
+  }
+  return urls;
+}
+
+function updateGauges(metrics: Metrics, index: FactsIndex, synced: boolean, backlog: () => number): void {
+  const c = index.counts();
+  metrics.cacheObjects.set({ kind: 'namespaces' }, c.namespaces);
+  metrics.cacheObjects.set({ kind: 'serviceaccounts' }, c.serviceAccounts);
+  metrics.cacheObjects.set({ kind: 'identitymappings' }, c.mappings);
+  metrics.mappingProblems.set(c.invalid + c.conflicts);
+  metrics.sourceSynced.set(synced ? 1 : 0);
+  metrics.storeBacklog.set(backlog());
+}
+
+export async function startServer(config: Config, opts: ServerOptions = {}): Promise<RunningServer> {
+  const logger = pino(
+    {
+      level: config.logLevel,
+      base: { replica: config.replica },
+      // Defence in depth: nothing we log should carry these, but never let one slip through.
+      redact: { paths: ['*.token', '*.authorization', 'req.headers.authorization', '*.env', '*.password'], censor: '[redacted]' },
+    },
+    (opts.logStream as pino.DestinationStream | undefined) ?? pino.destination({ dest: 1, sync: false }),
+  );
+  const problems: string[] = [];
+  const metrics = createMetrics({ defaultMetrics: true });
+  const index = createFactsIndex(config.domain);
+
+  // TLS: configured files, or a generated dev certificate when none is configured.
+  let tlsFiles = config.admission.tls;
+  if (!tlsFiles) {
+    const dev = await ensureDevCertificate(config.stateDir);
+    tlsFiles = { certFile: dev.certFile, keyFile: dev.keyFile };
+    logger.warn({ certFile: dev.certFile, caFile: dev.caFile }, 'no admission.tls configured: using a generated self-signed certificate (development only)');
+  }
+  let tls: TlsMaterial | undefined;
+  try {
+    tls = loadTlsFiles(tlsFiles.certFile, tlsFiles.keyFile);
+    metrics.certExpiry.set({ listener: 'admission' }, tls.notAfter);
+  } catch (err) {
+    problems.push((err as Error).message);
+  }
+
+  // Object source.
+  const source =
+    config.source.kind === 'files'
+      ? createFileSource({ paths: config.source.paths, index, logger })
+      : createKubeSource({ kubeConfig: loadKubeConfig(), index, logger, domain: config.domain });
+
+  // Decision store.
+  let opened: OpenedStore | undefined;
+  try {
+    opened = await openStore(config, logger);
+  } catch (err) {
+    problems.push(`store ${config.store.url.replace(/\/\/[^@/]*@/, '//***@')}: ${(err as Error).message}`);
+  }
+  if (problems.length > 0 || !opened || !tls) {
+    await opened?.store.close();
+    throw new ServerStartError(problems);
+  }
+  const store = opened.store;
+
+  const readiness = (): string[] => {
+    const unmet: string[] = [];
+    if (!tls) unmet.push('serving certificate not loaded');
+    if (!source.synced()) unmet.push('object source not synced');
+    if (!store.writable()) unmet.push('decision store not writable');
+    return unmet;
+  };
+  const nowMicros = createMicrosClock();
+  const app = buildApp({
+    facts: index,
+    sourceSynced: () => source.synced(),
+    store,
+    options: toDecideOptions(config),
+    logger,
+    metrics,
+    newId: () => uuidv7(),
+    nowMicros,
+    replica: config.replica,
+    deadlineMs: config.admission.deadlineMs,
+    readiness,
+    bodyLimit: config.admission.bodyLimitBytes,
+    https: { cert: tls.cert, key: tls.key },
+  });
+  const tlsWatch = watchTlsFiles(
+    tlsFiles.certFile,
+    tlsFiles.keyFile,
+    (m) => {
+      try {
+        (app.server as unknown as HttpsServer).setSecureContext({ cert: m.cert, key: m.key, minVersion: 'TLSv1.2' });
+        tls = m;
+        metrics.certExpiry.set({ listener: 'admission' }, m.notAfter);
+        logger.info({ notAfter: new Date(m.notAfter * 1000).toISOString() }, 'serving certificate reloaded');
+      } catch (err) {
+        logger.error({ err: { message: (err as Error).message } }, 'new serving certificate rejected; keeping the old one');
+      }
+    },
+    (err) => logger.error({ err: { message: err.message } }, 'serving certificate reload failed; keeping the old one'),
+  );
+  const auditApp = await buildAuditApp({ config, store: opened, logger });
+  const metricsApp = buildMetricsApp(metrics, logger);
+  const gaugeTimer = setInterval(() => updateGauges(metrics, index, source.synced(), opened!.backlog), 5000);
+  gaugeTimer.unref();
+
+  try {
+    await source.start();
+  } catch (err) {
+    problems.push(`source (${config.source.kind}): ${(err as Error).message}`);
+  }
+  for (const p of index.problems()) logger.warn({ problem: p.kind }, p.message);
+  const urls = problems.length === 0 ? await listenAll([['admission', app, config.admission.listen], ['audit', auditApp, config.auditApi.listen], ['metrics', metricsApp, config.metrics.listen]], problems) : {};
+  updateGauges(metrics, index, source.synced(), opened.backlog);
+
+  const retention = opened.startRetention?.();
+  const close = async (): Promise<void> => {
+    clearInterval(gaugeTimer);
+    retention?.stop();
+    // fastify close stops accepting, answers 503 to new requests and waits for in-flight ones.
+    await Promise.allSettled([app.close(), auditApp.close(), metricsApp.close()]);
+    await tlsWatch.close();
+    await source.close();
+    await store.close();
+    logger.flush?.();
+  };
+  if (problems.length > 0) {
+    await close();
+    throw new ServerStartError(problems);
+  }
+  logger.info({ urls, counts: index.counts(), store: opened.describe }, 'tekton-zscaler-webhook serving');
+  return { urls: { admission: urls.admission!, audit: urls.audit!, metrics: urls.metrics! }, logger, index, close };
+}
+
+function loadKubeConfig(): KubeConfig {
+  const kc = new KubeConfig();
+  kc.loadFromDefault();
+  return kc;
+}
