@@ -14,6 +14,8 @@ COPY package.json package-lock.json ./
 RUN npm ci --no-audit --no-fund
 COPY tsconfig.json ./
 COPY webhook ./webhook
+# The server's dev-certificate code reuses the certs library (tsc follows the import into certs/).
+COPY certs/*.ts ./certs/
 RUN npm run build \
  && npm prune --omit=dev --no-audit --no-fund
 
@@ -32,5 +34,5 @@ COPY --from=build /app/dist ./dist
 USER 65532:65532
 # admission (HTTPS), audit API, metrics
 EXPOSE 8443 8444 9090
-ENTRYPOINT ["/nodejs/bin/node", "dist/webhook/cli/bin.js"]
+ENTRYPOINT ["/nodejs/bin/node", "dist/webhook/main.js"]
 CMD ["serve", "--config", "/etc/tzw/config.yaml"]

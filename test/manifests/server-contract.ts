@@ -40,9 +40,12 @@ const packageJson = JSON.parse(readFileSync(new URL('../../package.json', import
   engines: { node: string };
 };
 
-/** How the image starts the server: `node <bin> serve --config <configFile>`. */
+const bin = packageJson.bin.tzw;
+if (bin === undefined) throw new Error('package.json has no bin.tzw');
+
+/** How the image starts the server: `node <bin> serve --config <configFile>`; bin from package.json. */
 export const command = {
-  bin: packageJson.bin.tzw,
+  bin,
   configFile: '/etc/tzw/config.yaml',
   args: ['serve', '--config', '/etc/tzw/config.yaml'],
 } as const;
