@@ -1,0 +1,52 @@
+/**
+ * Golden patches (test/golden/<case>/): the patch for each reconstructed Tekton pod must equal the
+ * reviewed expected-patch.json, apply cleanly (fast-json-patch, validation on) and, applied, give a
+ * pod that gets zero operations the second time. Regenerate only with `npx tsx scripts/regen-golden.ts`.
+ */
+import { readdirSync, readFileSync, statSync } from 'node:fs';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import t from 'tap';
+import { decideAdmission } from '../../webhook/core/admit.js';
+import { parseAdmissionReview, renderReview, type AdmissionRequest } from '../../webhook/core/wire.js';
+import { GOLDEN_CASES, GOLDEN_DECISION_ID, goldenFacts, goldenOptions } from '../golden/cases.js';
+import { addOnlyViolations, applyOps, duplicateNames, firstLoss } from './patch-check.js';
+
+const goldenDir = fileURLToPath(new URL('../golden/', import.meta.url));
+const readJson = (dir: string, file: string): unknown => JSON.parse(readFileSync(join(goldenDir, dir, file), 'utf8'));
+
+t.test('every case folder is listed in cases.ts and every listed case has a folder', async (t) => {
+  const folders = readdirSync(goldenDir).filter((f) => statSync(join(goldenDir, f)).isDirectory()).sort();
+  t.strictSame(folders, GOLDEN_CASES.map((c) => c.name).sort());
+});
+
+t.test(`${GOLDEN_CASES.length} golden cases`, async (t) => {
+  for (const c of GOLDEN_CASES) {
+    t.test(c.name, async (t) => {
+      const review = readJson(c.name, 'review.json');
+      const expected = readJson(c.name, 'expected-patch.json');
+      const parsed = parseAdmissionReview(review);
+      if (!parsed.ok) throw new Error(`review.json does not parse: ${parsed.message}`);
+      const req = parsed.review.request;
+      const facts = goldenFacts(c, req);
+      const opts = goldenOptions(c);
+      const decision = decideAdmission('mutate', req, facts, opts, GOLDEN_DECISION_ID);
+      t.equal(decision.verdict, 'patched');
+      t.strictSame(JSON.parse(JSON.stringify(decision.patch)), expected, 'patch equals expected-patch.json');
+
+      const response = renderReview(req.uid, decision, GOLDEN_DECISION_ID).response;
+      t.equal(response.patchType, 'JSONPatch');
+      t.strictSame(JSON.parse(Buffer.from(response.patch ?? '', 'base64').toString('utf8')), expected, 'the rendered base64 patch decodes to the same');
+
+      const pod = req.object;
+      t.strictSame(addOnlyViolations(pod, decision.patch, () => false), [], 'add-only, nothing replaced');
+      const out = applyOps(pod, decision.patch);
+      t.equal(firstLoss(pod, out), undefined, 'the original pod is a subset of the result');
+      t.strictSame(duplicateNames(out as never), [], 'unique volume names, container names, mountPaths and env per container');
+
+      const again: AdmissionRequest = { ...req, object: out };
+      const second = decideAdmission('mutate', again, facts, opts, 'another-decision');
+      t.strictSame([second.verdict, second.reasons.map((r) => r.code), second.patch], ['allowed', ['POD_ALREADY_INJECTED'], []], 'deciding again gives zero operations');
+    });
+  }
+});
