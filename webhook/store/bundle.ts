@@ -1,0 +1,202 @@
+/**
+ * Evidence bundles: a JSON Lines export of decision records with the checkpoints, anchors and the
+ * public keys needed to verify them offline, and verification of a bundle or of a live store.
+ *
+ * Format (one JSON object per line, `type` first):
+ *   {"type":"header","format":"tzw-decision-bundle","version":1,"created":...,"complete":true|false,"filter":{...},"jwks":{"keys":[...]}}
+ *   {"type":"record","record":{...ChainedRecord}}        (complete: chain order, writer then seq)
+ *   {"type":"checkpoint","checkpoint":{writer,size,headHash,time,jws}}
+ *   {"type":"anchor","anchor":{writer,seq,hash,time,jws}}
+ *
+ * Only an export of ALL records (`complete: true`) can be verified: a chain with records left out
+ * cannot be recomputed. A filtered export is evidence (each record still carries its hash), not a
+ * verifiable bundle; verifyBundle says so instead of reporting gaps.
+ */
+import { createReadStream, createWriteStream } from 'node:fs';
+import { rename, rm } from 'node:fs/promises';
+import { once } from 'node:events';
+import { createInterface } from 'node:readline';
+import type { ChainedRecord } from '../core/record.js';
+import { createChainVerifier, verifyEntries, type ChainProblem, type VerifyResult } from './chain.js';
+import type { Anchor, Checkpoint, DecisionFilter, VerifiableStore } from './port.js';
+import { isUnfiltered } from './query.js';
+import { parseJwks, type Jwks } from './signing.js';
+
+export const BUNDLE_FORMAT = 'tzw-decision-bundle';
+export const BUNDLE_VERSION = 1;
+
+export interface BundleHeader {
+  type: 'header';
+  format: typeof BUNDLE_FORMAT;
+  version: number;
+  created: string;
+  /** True when the bundle holds every record of the store (and so can be verified). */
+  complete: boolean;
+  filter?: Omit<DecisionFilter, 'limit' | 'cursor'>;
+  jwks: Jwks;
+}
+
+export interface BundleSummary {
+  path: string;
+  records: number;
+  checkpoints: number;
+  anchors: number;
+  complete: boolean;
+}
+
+const RECORD_PREFIX = '{"type":"record",';
+
+function bundleProblem(problem: string): VerifyResult {
+  return { ok: false, firstBad: { kind: 'bundle', id: '', writer: '', seq: 0, problem } };
+}
+
+/**
+ * Writes a bundle of the records matching `filter` (all records when it is empty or undefined) to
+ * `outPath`, streaming with flat memory. The file appears atomically (written as `outPath.tmp`,
+ * then renamed). Checkpoints and anchors are read before the records, so every checkpoint in the
+ * bundle covers records that are in it. Errors: the store's, or fs errors naming the path.
+ */
+export async function writeBundle(
+  store: VerifiableStore,
+  filter: Omit<DecisionFilter, 'limit' | 'cursor'> | undefined,
+  outPath: string,
+  jwks: Jwks,
+  opts: { clock?: () => Date } = {},
+): Promise<BundleSummary> {
+  const complete = isUnfiltered(filter);
+  const [checkpoints, anchors] = await Promise.all([store.checkpoints(), store.anchors()]);
+  const header: BundleHeader = {
+    type: 'header',
+    format: BUNDLE_FORMAT,
+    version: BUNDLE_VERSION,
+    created: (opts.clock ?? (() => new Date()))().toISOString(),
+    complete,
+    ...(complete || !filter ? {} : { filter }),
+    jwks,
+  };
+  const tmp = `${outPath}.tmp`;
+  const out = createWriteStream(tmp, { encoding: 'utf8' });
+  const failed = new Promise<never>((_, reject) => out.once('error', reject));
+  // Observed through Promise.race below; this handler only keeps an early error from being unhandled.
+  failed.catch(() => undefined);
+  const write = async (line: string): Promise<void> => {
+    if (!out.write(line + '\n')) await Promise.race([once(out, 'drain'), failed]);
+  };
+  let records = 0;
+  try {
+    await write(JSON.stringify(header));
+    if (complete) {
+      for await (const e of store.streamChain()) {
+        await write(`${RECORD_PREFIX}"record":${JSON.stringify(e.record)}}`);
+        records++;
+      }
+    } else {
+      for await (const r of store.stream(filter ?? {})) {
+        await write(`${RECORD_PREFIX}"record":${JSON.stringify(r)}}`);
+        records++;
+      }
+    }
+    for (const checkpoint of checkpoints) await write(JSON.stringify({ type: 'checkpoint', checkpoint }));
+    for (const anchor of anchors) await write(JSON.stringify({ type: 'anchor', anchor }));
+    out.end();
+    await Promise.race([once(out, 'finish'), failed]);
+    await rename(tmp, outPath);
+  } catch (err) {
+    out.destroy();
+    await rm(tmp, { force: true });
+    throw err;
+  }
+  return { path: outPath, records, checkpoints: checkpoints.length, anchors: anchors.length, complete };
+}
+
+function lines(path: string): AsyncIterable<string> {
+  return createInterface({ input: createReadStream(path, { encoding: 'utf8' }), crlfDelay: Infinity });
+}
+
+function isObject(v: unknown): v is Record<string, unknown> {
+  return typeof v === 'object' && v !== null && !Array.isArray(v);
+}
+
+/**
+ * Verifies a bundle file offline. `jwksOverride` (the webhook's published JWKS) should be given:
+ * without it the bundle's own keys are used, which proves the bundle is self-consistent but not who
+ * signed it (the result then carries a warning). Reads the file twice (checkpoints/anchors, then
+ * records) so memory stays flat. Returns the verifyChain result; bundle-level problems (unreadable,
+ * malformed line, filtered export) come back as `firstBad.kind: 'bundle'`. Throws only when the
+ * file cannot be opened (fs error codes).
+ */
+export async function verifyBundle(path: string, jwksOverride?: Jwks): Promise<VerifyResult> {
+  let header: BundleHeader | undefined;
+  const checkpoints: Checkpoint[] = [];
+  const anchors: Anchor[] = [];
+  const oddRecordLines = new Set<number>();
+  let n = 0;
+  for await (const line of lines(path)) {
+    n++;
+    if (n === 1) {
+      let h: unknown;
+      try {
+        h = JSON.parse(line);
+      } catch {
+        return bundleProblem('line 1 is not JSON: this is not a decision bundle');
+      }
+      if (!isObject(h) || h.type !== 'header' || h.format !== BUNDLE_FORMAT) return bundleProblem(`line 1 is not a ${BUNDLE_FORMAT} header`);
+      if (h.version !== BUNDLE_VERSION) return bundleProblem(`bundle version ${JSON.stringify(h.version)} is not supported (expected ${BUNDLE_VERSION})`);
+      header = h as unknown as BundleHeader;
+      continue;
+    }
+    if (line === '' || line.startsWith(RECORD_PREFIX)) continue;
+    let v: unknown;
+    try {
+      v = JSON.parse(line);
+    } catch {
+      return bundleProblem(`line ${n} is not JSON`);
+    }
+    if (!isObject(v)) return bundleProblem(`line ${n} is not a JSON object`);
+    if (v.type === 'checkpoint' && isObject(v.checkpoint)) checkpoints.push(v.checkpoint as unknown as Checkpoint);
+    else if (v.type === 'anchor' && isObject(v.anchor)) anchors.push(v.anchor as unknown as Anchor);
+    else if (v.type === 'record') oddRecordLines.add(n); // same record, other key order: still verified
+    else return bundleProblem(`line ${n} has unknown type ${JSON.stringify(v.type)}`);
+  }
+  if (!header) return bundleProblem('the file is empty: this is not a decision bundle');
+  if (header.complete !== true) {
+    return bundleProblem(
+      'this bundle is a filtered export (header complete: false): it is evidence, not a verifiable chain, because records between the exported ones are missing. Export all records (no filters) to verify.',
+    );
+  }
+  const warnings: string[] = [];
+  let jwks: Jwks;
+  if (jwksOverride) jwks = jwksOverride;
+  else {
+    const parsed = parseJwks(header.jwks);
+    if (typeof parsed === 'string') return bundleProblem(`the header's jwks is not usable: ${parsed}`);
+    jwks = parsed;
+    warnings.push("verified with the keys inside the bundle; pass the webhook's published JWKS to rule out a re-signed bundle");
+  }
+
+  const verifier = await createChainVerifier(checkpoints, anchors, jwks);
+  n = 0;
+  for await (const line of lines(path)) {
+    n++;
+    if (n === 1 || !(line.startsWith(RECORD_PREFIX) || oddRecordLines.has(n))) continue;
+    let v: unknown;
+    try {
+      v = JSON.parse(line);
+    } catch {
+      return bundleProblem(`line ${n} is not JSON`);
+    }
+    const record = isObject(v) && isObject(v.record) ? (v.record as unknown as ChainedRecord) : undefined;
+    if (!record) return bundleProblem(`line ${n} is a record line without a record object`);
+    const bad: ChainProblem | undefined = verifier.add(record);
+    if (bad) return { ok: false, firstBad: { ...bad, problem: `${bad.problem} (bundle line ${n})` } };
+  }
+  const result = verifier.finish();
+  return result.ok ? { ...result, warnings: [...result.warnings, ...warnings] } : result;
+}
+
+/** Verifies a live store: its records in chain order against its checkpoints and anchors. */
+export async function verifyStore(store: VerifiableStore, jwks: Jwks): Promise<VerifyResult> {
+  // Checkpoints first: any checkpoint read then covers records that the stream will see.
+  const [checkpoints, anchors] = await Promise.all([store.checkpoints(), store.anchors()]);
+  return verifyEntries(store.streamChain(), checkpoints, jwks, anchors);
+}

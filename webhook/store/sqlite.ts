@@ -1,0 +1,672 @@
+/**
+ * The embedded decision store: one SQLite file (better-sqlite3, WAL, synchronous=FULL) holding the
+ * hash-chained records of one or more writers, their signed checkpoints and retention anchors.
+ *
+ * Appends use group commit: every append waiting when the event loop turns is written in one
+ * transaction, and all of them resolve after that single commit. The writer's chain head (seq,
+ * hash) lives in memory, is loaded at open (so a restart continues the chain) and only moves after
+ * a commit succeeded.
+ */
+import { accessSync, constants, statSync } from 'node:fs';
+import { dirname, resolve } from 'node:path';
+import Database from 'better-sqlite3';
+import type { ChainedRecord, DecisionRecord } from '../core/record.js';
+import { canonicalJson, GENESIS_HASH, sha256Hex } from './chain.js';
+import type { Anchor, ChainEntry, Checkpoint, DecisionFilter, DecisionPage, PruneResult, VerifiableStore } from './port.js';
+import { decodeCursor, encodeCursor, MAX_LIMIT, toCanonicalTime, type Cursor } from './query.js';
+import { ANCHOR_TYP, CHECKPOINT_TYP, type Signer } from './signing.js';
+
+export const DEFAULT_CHECKPOINT_RECORDS = 1000;
+export const DEFAULT_CHECKPOINT_SECONDS = 60;
+export const DEFAULT_BUSY_TIMEOUT_MS = 2000;
+export const DEFAULT_RECOVERY_PROBE_MS = 1000;
+/** Rows per read for stream()/streamChain(): bounded memory, and no statement left open across awaits. */
+const READ_CHUNK = 1000;
+/** Records deleted per transaction by prune(), so a large prune does not stall admissions. */
+const PRUNE_CHUNK = 5000;
+const CACHE_KIB = 32 * 1024;
+
+/** The subset of a pino logger the store uses. */
+export interface StoreLogger {
+  info(obj: object, msg: string): void;
+  warn(obj: object, msg: string): void;
+  error(obj: object, msg: string): void;
+}
+
+export interface SqliteStoreOptions {
+  /** Database file. Its directory must exist (and be writable unless `readonly`). */
+  path: string;
+  /** This process's writer id (pod name / hostname); appended records must carry it as `replica`. */
+  replica: string;
+  /** Signs checkpoints and anchors; required unless `readonly`. */
+  signer?: Signer;
+  /** Open for reading only (CLI list/get/export/verify): appends and prune are refused. */
+  readonly?: boolean;
+  /** Write a signed checkpoint after this many records and every this many seconds (if anything new). */
+  checkpointEvery?: { records?: number; seconds?: number };
+  clock?: () => Date;
+  logger?: StoreLogger;
+  /** How long a write waits for a lock held by another process before failing. */
+  busyTimeoutMs?: number;
+  /** While unwritable, how often a probe write checks whether the store recovered. */
+  recoveryProbeMs?: number;
+}
+
+export interface SqliteStore extends VerifiableStore {
+  readonly path: string;
+  readonly replica: string;
+  /** This writer's chain head as committed. */
+  head(): { seq: number; hash: string };
+  /** Signs and stores a checkpoint now if the head moved since the last one. */
+  checkpointNow(): Promise<Checkpoint | undefined>;
+}
+
+type StoreError = Error & { code: string };
+
+function storeError(code: string, message: string, cause?: unknown): StoreError {
+  return Object.assign(new Error(message, cause === undefined ? undefined : { cause }), { code });
+}
+
+const MIGRATIONS: string[] = [
+  `
+  CREATE TABLE decisions (
+    id TEXT PRIMARY KEY NOT NULL,
+    writer TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    time TEXT NOT NULL,
+    namespace TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    verdict TEXT NOT NULL,
+    service_accounts TEXT NOT NULL,
+    task_run TEXT,
+    pipeline_run TEXT,
+    prev_hash TEXT NOT NULL,
+    hash TEXT NOT NULL,
+    record TEXT NOT NULL,
+    UNIQUE (writer, seq)
+  );
+  CREATE INDEX decisions_time ON decisions (time, id);
+  CREATE INDEX decisions_namespace ON decisions (namespace, time, id);
+  CREATE INDEX decisions_verdict ON decisions (verdict, time, id);
+  CREATE INDEX decisions_kind ON decisions (kind, time, id);
+  CREATE INDEX decisions_task_run ON decisions (task_run, time, id) WHERE task_run IS NOT NULL;
+  CREATE INDEX decisions_pipeline_run ON decisions (pipeline_run, time, id) WHERE pipeline_run IS NOT NULL;
+  -- One row per ServiceAccount of a record under two keys, "namespace/name" and the bare "name",
+  -- so both filter forms are one index range in (time, id) order.
+  CREATE TABLE decision_sas (
+    key TEXT NOT NULL,
+    time TEXT NOT NULL,
+    decision_id TEXT NOT NULL,
+    PRIMARY KEY (key, time, decision_id)
+  ) WITHOUT ROWID;
+  CREATE INDEX decision_sas_decision ON decision_sas (decision_id);
+  CREATE TABLE checkpoints (
+    writer TEXT NOT NULL,
+    size INTEGER NOT NULL,
+    head_hash TEXT NOT NULL,
+    time TEXT NOT NULL,
+    jws TEXT NOT NULL,
+    PRIMARY KEY (writer, size)
+  );
+  CREATE TABLE anchors (
+    writer TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    hash TEXT NOT NULL,
+    time TEXT NOT NULL,
+    jws TEXT NOT NULL,
+    PRIMARY KEY (writer, seq)
+  );
+  CREATE TABLE store_meta (key TEXT PRIMARY KEY NOT NULL, value TEXT NOT NULL);
+  `,
+];
+export const SCHEMA_VERSION = MIGRATIONS.length;
+
+interface Pending {
+  record: DecisionRecord;
+  time: string;
+  saKeys: string[];
+  resolve(r: ChainedRecord): void;
+  reject(e: Error): void;
+}
+
+interface DecisionRow {
+  writer: string;
+  seq: number;
+  id: string;
+  time: string;
+  namespace: string;
+  kind: string;
+  verdict: string;
+  service_accounts: string;
+  task_run: string | null;
+  pipeline_run: string | null;
+  prev_hash: string;
+  hash: string;
+  record: string;
+  sa_keys: string | null;
+}
+
+const noopLogger: StoreLogger = { info() {}, warn() {}, error() {} };
+
+/** Index keys of a record's ServiceAccounts: "ns/name" and "name" for each, deduplicated. */
+function saKeysOf(serviceAccounts: string[]): string[] {
+  const keys = new Set<string>();
+  for (const sa of serviceAccounts) {
+    keys.add(sa);
+    const slash = sa.indexOf('/');
+    if (slash >= 0) keys.add(sa.slice(slash + 1));
+  }
+  return [...keys].sort();
+}
+
+function toChained(body: string, hash: string): ChainedRecord {
+  const r = JSON.parse(body) as ChainedRecord;
+  r.hash = hash;
+  return r;
+}
+
+function invalid(message: string): Promise<never> {
+  return Promise.reject(storeError('ERR_STORE_INVALID_RECORD', `invalid decision record: ${message}`));
+}
+
+type ScanFilter = Omit<DecisionFilter, 'limit' | 'cursor'>;
+
+class SqliteDecisionStore implements SqliteStore {
+  readonly path: string;
+  readonly replica: string;
+  private readonly db: Database.Database;
+  private readonly signer: Signer | undefined;
+  private readonly readonly: boolean;
+  private readonly clock: () => Date;
+  private readonly log: StoreLogger;
+  private readonly cpRecords: number;
+  private readonly recoveryProbeMs: number;
+  private readonly statements = new Map<string, Database.Statement>();
+  private chainHead = { seq: 0, hash: GENESIS_HASH };
+  private lastCheckpointSize = 0;
+  private queue: Pending[] = [];
+  private flushScheduled = false;
+  private isWritable: boolean;
+  private reloadHead = false;
+  private closed = false;
+  private closing: Promise<void> | undefined;
+  private cpInFlight: Promise<Checkpoint | undefined> | undefined;
+  private pruning: Promise<unknown> = Promise.resolve();
+  private readonly cpTimer: NodeJS.Timeout | undefined;
+  private probeTimer: NodeJS.Timeout | undefined;
+  private readonly writeBatch: (batch: Pending[]) => { done: Array<[Pending, ChainedRecord]>; rejected: Array<[Pending, Error]>; seq: number; hash: string };
+
+  constructor(db: Database.Database, opts: SqliteStoreOptions) {
+    this.db = db;
+    this.path = opts.path;
+    this.replica = opts.replica;
+    this.signer = opts.signer;
+    this.readonly = opts.readonly ?? false;
+    this.clock = opts.clock ?? (() => new Date());
+    this.log = opts.logger ?? noopLogger;
+    this.cpRecords = opts.checkpointEvery?.records ?? DEFAULT_CHECKPOINT_RECORDS;
+    this.recoveryProbeMs = opts.recoveryProbeMs ?? DEFAULT_RECOVERY_PROBE_MS;
+    this.isWritable = !this.readonly;
+    this.loadHead();
+    this.writeBatch = db.transaction((batch: Pending[]) => this.insertBatch(batch));
+    if (!this.readonly) {
+      const seconds = opts.checkpointEvery?.seconds ?? DEFAULT_CHECKPOINT_SECONDS;
+      this.cpTimer = setInterval(() => this.triggerCheckpoint(), seconds * 1000);
+      this.cpTimer.unref();
+    }
+  }
+
+  private stmt(sql: string): Database.Statement {
+    let s = this.statements.get(sql);
+    if (!s) this.statements.set(sql, (s = this.db.prepare(sql)));
+    return s;
+  }
+
+  private nowText(): string {
+    return toCanonicalTime(this.clock().toISOString()) ?? this.clock().toISOString();
+  }
+
+  private loadHead(): void {
+    const last = this.stmt('SELECT seq, hash FROM decisions WHERE writer = ? ORDER BY seq DESC LIMIT 1').get(this.replica) as { seq: number; hash: string } | undefined;
+    const anchor = this.stmt('SELECT seq, hash FROM anchors WHERE writer = ? ORDER BY seq DESC LIMIT 1').get(this.replica) as { seq: number; hash: string } | undefined;
+    const top = last && (!anchor || last.seq >= anchor.seq) ? last : anchor;
+    this.chainHead = top ? { seq: top.seq, hash: top.hash } : { seq: 0, hash: GENESIS_HASH };
+    const cp = this.stmt('SELECT MAX(size) AS size FROM checkpoints WHERE writer = ?').get(this.replica) as { size: number | null };
+    this.lastCheckpointSize = cp.size ?? 0;
+  }
+
+  head(): { seq: number; hash: string } {
+    return { ...this.chainHead };
+  }
+
+  writable(): boolean {
+    return this.isWritable && !this.closed;
+  }
+
+  append(record: DecisionRecord): Promise<ChainedRecord> {
+    if (this.closed) return Promise.reject(storeError('ERR_STORE_UNAVAILABLE', `the decision store ${this.path} is closed`));
+    if (this.readonly) return Promise.reject(storeError('ERR_STORE_READONLY', `the decision store ${this.path} was opened read-only`));
+    if (typeof record !== 'object' || record === null) return invalid('not an object');
+    if (typeof record.id !== 'string' || record.id.length === 0 || record.id.length > 200) return invalid('id must be a non-empty string');
+    const time = typeof record.time === 'string' ? toCanonicalTime(record.time) : undefined;
+    if (!time) return invalid(`time ${JSON.stringify(record.time)} is not RFC 3339`);
+    if (record.replica !== this.replica) return invalid(`replica ${JSON.stringify(record.replica)} is not this store's writer "${this.replica}"`);
+    if (typeof record.namespace !== 'string' || typeof record.verdict !== 'string') return invalid('namespace and verdict must be strings');
+    if (typeof record.kind?.kind !== 'string') return invalid('kind.kind must be a string');
+    if (!Array.isArray(record.serviceAccounts) || !record.serviceAccounts.every((s) => typeof s === 'string')) return invalid('serviceAccounts must be an array of strings');
+    const t = record.tekton as Record<string, unknown> | undefined;
+    if (t !== undefined && (typeof t !== 'object' || t === null || !['taskRun', 'pipelineRun'].every((k) => t[k] === undefined || typeof t[k] === 'string'))) {
+      return invalid('tekton.taskRun and tekton.pipelineRun must be strings when present');
+    }
+    return new Promise<ChainedRecord>((resolve, reject) => {
+      this.queue.push({ record, time, saKeys: saKeysOf(record.serviceAccounts), resolve, reject });
+      if (!this.flushScheduled) {
+        this.flushScheduled = true;
+        // setImmediate, not a microtask: every request handled in this turn of the event loop
+        // (including ones whose I/O callbacks are still queued) joins the same commit.
+        setImmediate(() => this.flush());
+      }
+    });
+  }
+
+  /** Runs inside one transaction; throws (and so rolls back) on any database error. */
+  private insertBatch(batch: Pending[]) {
+    const exists = this.stmt('SELECT 1 FROM decisions WHERE id = ?');
+    const insert = this.stmt(
+      `INSERT INTO decisions (id, writer, seq, time, namespace, kind, verdict, service_accounts, task_run, pipeline_run, prev_hash, hash, record)
+       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+    );
+    const insertSa = this.stmt('INSERT INTO decision_sas (key, time, decision_id) VALUES (?, ?, ?)');
+    const done: Array<[Pending, ChainedRecord]> = [];
+    const rejected: Array<[Pending, Error]> = [];
+    const ids = new Set<string>();
+    let seq = this.chainHead.seq;
+    let prev = this.chainHead.hash;
+    for (const p of batch) {
+      const r = p.record;
+      if (ids.has(r.id) || exists.get(r.id)) {
+        rejected.push([p, storeError('ERR_STORE_DUPLICATE_ID', `a decision with id ${r.id} is already stored`)]);
+        continue;
+      }
+      let body: string;
+      let stored: ChainedRecord;
+      try {
+        body = canonicalJson({ ...r, seq: seq + 1, prevHash: prev });
+        stored = JSON.parse(body) as ChainedRecord;
+      } catch (err) {
+        rejected.push([p, storeError('ERR_STORE_INVALID_RECORD', `invalid decision record ${r.id}: ${(err as Error).message}`, err)]);
+        continue;
+      }
+      const hash = sha256Hex(prev + body);
+      seq++;
+      insert.run(r.id, this.replica, seq, p.time, r.namespace, r.kind.kind, r.verdict, JSON.stringify(r.serviceAccounts), r.tekton?.taskRun ?? null, r.tekton?.pipelineRun ?? null, prev, hash, body);
+      for (const key of p.saKeys) insertSa.run(key, p.time, r.id);
+      stored.hash = hash;
+      done.push([p, stored]);
+      ids.add(r.id);
+      prev = hash;
+    }
+    return { done, rejected, seq, hash: prev };
+  }
+
+  private flush(): void {
+    this.flushScheduled = false;
+    const batch = this.queue;
+    this.queue = [];
+    if (batch.length === 0) return;
+    let result: ReturnType<SqliteDecisionStore['insertBatch']>;
+    try {
+      if (!this.db.open) throw new Error('the database is closed');
+      if (this.reloadHead) {
+        // After a failure, another process may have advanced this writer's chain (or our commit
+        // may have landed after all): continue from what is really stored.
+        this.loadHead();
+        this.reloadHead = false;
+      }
+      result = this.writeBatch(batch);
+    } catch (err) {
+      this.reloadHead = true;
+      this.markUnwritable(err);
+      const e = storeError('ERR_STORE_UNAVAILABLE', `the decision store ${this.path} could not commit ${batch.length} record(s): ${(err as Error).message}`, err);
+      for (const p of batch) p.reject(e);
+      return;
+    }
+    this.chainHead = { seq: result.seq, hash: result.hash };
+    this.markWritable();
+    for (const [p, r] of result.done) p.resolve(r);
+    for (const [p, e] of result.rejected) p.reject(e);
+    if (this.chainHead.seq - this.lastCheckpointSize >= this.cpRecords) this.triggerCheckpoint();
+  }
+
+  private markUnwritable(err: unknown): void {
+    if (this.isWritable) this.log.error({ err, path: this.path }, 'decision store write failed; the store is unwritable until a write succeeds');
+    this.isWritable = false;
+    if (!this.probeTimer && !this.closed) {
+      this.probeTimer = setInterval(() => this.probe(), this.recoveryProbeMs);
+      this.probeTimer.unref();
+    }
+  }
+
+  private markWritable(): void {
+    if (!this.isWritable) this.log.info({ path: this.path }, 'decision store writable again');
+    this.isWritable = true;
+    if (this.probeTimer) clearInterval(this.probeTimer);
+    this.probeTimer = undefined;
+  }
+
+  /** A small real write: readiness must not stay false just because no request arrives. */
+  private probe(): void {
+    if (this.closed || !this.db.open) return;
+    try {
+      this.stmt("INSERT INTO store_meta (key, value) VALUES ('probe', ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value").run(this.nowText());
+      this.markWritable();
+    } catch (err) {
+      this.log.warn({ err, path: this.path }, 'decision store still unwritable');
+    }
+  }
+
+  private triggerCheckpoint(): void {
+    if (this.readonly || this.cpInFlight || !this.db.open) return;
+    this.cpInFlight = this.writeCheckpoint().finally(() => {
+      this.cpInFlight = undefined;
+    });
+  }
+
+  private async writeCheckpoint(): Promise<Checkpoint | undefined> {
+    const { seq: size, hash: headHash } = this.chainHead;
+    if (size === 0 || size <= this.lastCheckpointSize || !this.signer) return undefined;
+    const time = this.nowText();
+    try {
+      const jws = await this.signer.sign({ writer: this.replica, size, headHash, time }, CHECKPOINT_TYP);
+      if (!this.db.open) return undefined;
+      this.stmt('INSERT OR IGNORE INTO checkpoints (writer, size, head_hash, time, jws) VALUES (?, ?, ?, ?, ?)').run(this.replica, size, headHash, time, jws);
+      this.lastCheckpointSize = Math.max(this.lastCheckpointSize, size);
+      return { writer: this.replica, size, headHash, time, jws };
+    } catch (err) {
+      this.log.error({ err, path: this.path, size }, 'could not write a decision checkpoint');
+      return undefined;
+    }
+  }
+
+  async checkpointNow(): Promise<Checkpoint | undefined> {
+    while (this.cpInFlight) await this.cpInFlight;
+    if (this.readonly || !this.db.open) return undefined;
+    const p = this.writeCheckpoint();
+    this.cpInFlight = p.finally(() => {
+      this.cpInFlight = undefined;
+    });
+    return p;
+  }
+
+  async get(id: string): Promise<ChainedRecord | undefined> {
+    const row = this.stmt('SELECT record, hash FROM decisions WHERE id = ?').get(id) as { record: string; hash: string } | undefined;
+    return row ? toChained(row.record, row.hash) : undefined;
+  }
+
+  /** One page in (time, id) order after `after`; uses the index that matches the most selective filter. */
+  private page(filter: ScanFilter, after: Cursor | undefined, limit: number): Array<{ time: string; id: string; record: string; hash: string }> {
+    const where: string[] = [];
+    const params: unknown[] = [];
+    let from = 'decisions d';
+    let t = 'd.time';
+    let i = 'd.id';
+    if (filter.serviceAccount !== undefined) {
+      from = 'decision_sas s JOIN decisions d ON d.id = s.decision_id';
+      t = 's.time';
+      i = 's.decision_id';
+      where.push('s.key = ?');
+      params.push(filter.serviceAccount);
+    }
+    const eq: Array<[keyof ScanFilter, string]> = [
+      ['namespace', 'd.namespace'],
+      ['verdict', 'd.verdict'],
+      ['kind', 'd.kind'],
+      ['taskRun', 'd.task_run'],
+      ['pipelineRun', 'd.pipeline_run'],
+    ];
+    for (const [key, col] of eq) {
+      if (filter[key] === undefined) continue;
+      where.push(`${col} = ?`);
+      params.push(filter[key]);
+    }
+    if (filter.since !== undefined) {
+      where.push(`${t} >= ?`);
+      params.push(toCanonicalTime(filter.since) ?? filter.since);
+    }
+    if (filter.until !== undefined) {
+      where.push(`${t} < ?`);
+      params.push(toCanonicalTime(filter.until) ?? filter.until);
+    }
+    if (after) {
+      where.push(`(${t}, ${i}) > (?, ?)`);
+      params.push(after.time, after.id);
+    }
+    const sql = `SELECT ${t} AS time, ${i} AS id, d.record AS record, d.hash AS hash FROM ${from}${where.length ? ` WHERE ${where.join(' AND ')}` : ''} ORDER BY ${t}, ${i} LIMIT ?`;
+    params.push(limit);
+    return this.stmt(sql).all(...params) as Array<{ time: string; id: string; record: string; hash: string }>;
+  }
+
+  async query(filter: DecisionFilter): Promise<DecisionPage> {
+    const limit = Math.min(Math.max(Math.trunc(filter.limit) || 1, 1), MAX_LIMIT);
+    let after: Cursor | undefined;
+    if (filter.cursor !== undefined) {
+      after = decodeCursor(filter.cursor);
+      if (!after) throw storeError('ERR_STORE_BAD_FILTER', 'cursor is not valid: pass the nextCursor of a previous page unchanged');
+    }
+    const rows = this.page(filter, after, limit + 1);
+    const more = rows.length > limit;
+    const pageRows = more ? rows.slice(0, limit) : rows;
+    const last = pageRows[pageRows.length - 1];
+    return {
+      items: pageRows.map((r) => toChained(r.record, r.hash)),
+      nextCursor: more && last ? encodeCursor({ time: last.time, id: last.id }) : null,
+    };
+  }
+
+  async *stream(filter: ScanFilter): AsyncIterable<ChainedRecord> {
+    let after: Cursor | undefined;
+    for (;;) {
+      const rows = this.page(filter, after, READ_CHUNK);
+      for (const r of rows) yield toChained(r.record, r.hash);
+      const last = rows[rows.length - 1];
+      if (!last || rows.length < READ_CHUNK) return;
+      after = { time: last.time, id: last.id };
+    }
+  }
+
+  async *streamChain(): AsyncIterable<ChainEntry> {
+    const sql = `SELECT d.writer, d.seq, d.id, d.time, d.namespace, d.kind, d.verdict, d.service_accounts, d.task_run, d.pipeline_run, d.prev_hash, d.hash, d.record,
+        (SELECT group_concat(s.key || char(9) || s.time, char(10)) FROM decision_sas s WHERE s.decision_id = d.id) AS sa_keys
+      FROM decisions d WHERE (d.writer, d.seq) > (?, ?) ORDER BY d.writer, d.seq LIMIT ?`;
+    let writer = '';
+    let seq = 0;
+    for (;;) {
+      const rows = this.stmt(sql).all(writer, seq, READ_CHUNK) as DecisionRow[];
+      for (const row of rows) {
+        let record: ChainedRecord;
+        try {
+          record = toChained(row.record, row.hash);
+        } catch (err) {
+          // Unparseable JSON: hand the verifier a stand-in that names the row; it fails the hash check.
+          record = { id: row.id, replica: row.writer, seq: row.seq, prevHash: row.prev_hash, hash: row.hash } as ChainedRecord;
+          yield { record, body: row.record, problem: `the stored record is not JSON: ${(err as Error).message}` };
+          continue;
+        }
+        const problem = columnProblem(row, record);
+        yield problem ? { record, body: row.record, problem } : { record, body: row.record };
+      }
+      const last = rows[rows.length - 1];
+      if (!last || rows.length < READ_CHUNK) return;
+      writer = last.writer;
+      seq = last.seq;
+    }
+  }
+
+  async checkpoints(): Promise<Checkpoint[]> {
+    const rows = this.stmt('SELECT writer, size, head_hash, time, jws FROM checkpoints ORDER BY writer, size').all() as Array<{ writer: string; size: number; head_hash: string; time: string; jws: string }>;
+    return rows.map((r) => ({ writer: r.writer, size: r.size, headHash: r.head_hash, time: r.time, jws: r.jws }));
+  }
+
+  async anchors(): Promise<Anchor[]> {
+    return this.stmt('SELECT writer, seq, hash, time, jws FROM anchors ORDER BY writer, seq').all() as Anchor[];
+  }
+
+  prune(olderThan: string): Promise<PruneResult> {
+    const run = this.pruning.then(() => this.pruneNow(olderThan));
+    this.pruning = run.catch(() => undefined);
+    return run;
+  }
+
+  private async pruneNow(olderThan: string): Promise<PruneResult> {
+    const cutoff = toCanonicalTime(olderThan);
+    if (!cutoff) throw storeError('ERR_STORE_BAD_FILTER', `prune: "${olderThan}" is not an RFC 3339 date-time`);
+    if (this.closed) throw storeError('ERR_STORE_UNAVAILABLE', `the decision store ${this.path} is closed`);
+    if (this.readonly || !this.signer) throw storeError('ERR_STORE_READONLY', `the decision store ${this.path} was opened read-only`);
+    const signer = this.signer;
+    const writers = (this.stmt('SELECT DISTINCT writer FROM decisions ORDER BY writer').all() as Array<{ writer: string }>).map((r) => r.writer);
+    const anchors: Anchor[] = [];
+    let deleted = 0;
+    for (const writer of writers) {
+      // Prune only a prefix of the chain, and never a record at or after the cutoff: with
+      // caller-supplied times, seq order and time order can differ slightly.
+      const keep = this.stmt('SELECT seq FROM decisions WHERE writer = ? AND time >= ? ORDER BY seq LIMIT 1').get(writer, cutoff) as { seq: number } | undefined;
+      const cut = keep
+        ? keep.seq - 1
+        : (this.stmt('SELECT MAX(seq) AS seq FROM decisions WHERE writer = ?').get(writer) as { seq: number }).seq;
+      const at = this.stmt('SELECT hash FROM decisions WHERE writer = ? AND seq = ?').get(writer, cut) as { hash: string } | undefined;
+      if (!at) continue; // nothing older than the cutoff (or already pruned)
+      const time = this.nowText();
+      const jws = await signer.sign({ writer, seq: cut, hash: at.hash, time }, ANCHOR_TYP);
+      if (this.closed) throw storeError('ERR_STORE_UNAVAILABLE', `the decision store ${this.path} is closed`);
+      // Anchor first, then delete oldest-first in chunks: at every moment the remaining records
+      // still verify (chain.ts accepts a chain that starts below an anchor and reaches it).
+      this.stmt('INSERT OR IGNORE INTO anchors (writer, seq, hash, time, jws) VALUES (?, ?, ?, ?, ?)').run(writer, cut, at.hash, time, jws);
+      const anchor: Anchor = { writer, seq: cut, hash: at.hash, time, jws };
+      anchors.push(anchor);
+      const deleteChunk = this.db.transaction((lo: number, hi: number) => {
+        this.stmt('DELETE FROM decision_sas WHERE decision_id IN (SELECT id FROM decisions WHERE writer = ? AND seq BETWEEN ? AND ?)').run(writer, lo, hi);
+        return this.stmt('DELETE FROM decisions WHERE writer = ? AND seq BETWEEN ? AND ?').run(writer, lo, hi).changes;
+      });
+      let lo = (this.stmt('SELECT MIN(seq) AS seq FROM decisions WHERE writer = ?').get(writer) as { seq: number }).seq;
+      while (lo <= cut) {
+        const hi = Math.min(cut, lo + PRUNE_CHUNK - 1);
+        deleted += deleteChunk(lo, hi);
+        lo = hi + 1;
+        if (lo <= cut) await new Promise((r) => setImmediate(r));
+        if (this.closed) throw storeError('ERR_STORE_UNAVAILABLE', `the decision store ${this.path} was closed during prune`);
+      }
+      this.stmt('DELETE FROM checkpoints WHERE writer = ? AND size < ?').run(writer, cut);
+      this.log.info({ writer, seq: cut, path: this.path }, 'pruned decision records and wrote a signed anchor');
+    }
+    return { deleted, anchors };
+  }
+
+  close(): Promise<void> {
+    if (this.closing) return this.closing;
+    this.closing = (async () => {
+      if (this.cpTimer) clearInterval(this.cpTimer);
+      if (this.probeTimer) clearInterval(this.probeTimer);
+      // Flush what was accepted before close, then refuse new appends.
+      if (this.queue.length) this.flush();
+      this.closed = true;
+      await this.pruning;
+      while (this.cpInFlight) await this.cpInFlight;
+      if (!this.readonly && this.db.open) await this.writeCheckpoint();
+      if (this.probeTimer) clearInterval(this.probeTimer);
+      try {
+        if (!this.readonly) this.db.pragma('optimize');
+      } catch (err) {
+        this.log.warn({ err, path: this.path }, 'PRAGMA optimize failed at close');
+      }
+      this.db.close();
+    })();
+    return this.closing;
+  }
+}
+
+/** Compares the indexed columns with the record they were derived from (filters read the columns). */
+function columnProblem(row: DecisionRow, r: ChainedRecord): string | undefined {
+  const expected: Array<[string, unknown, unknown]> = [
+    ['id', row.id, r.id],
+    ['writer', row.writer, r.replica],
+    ['seq', row.seq, r.seq],
+    ['prev_hash', row.prev_hash, r.prevHash],
+    ['time', row.time, typeof r.time === 'string' ? toCanonicalTime(r.time) : undefined],
+    ['namespace', row.namespace, r.namespace],
+    ['kind', row.kind, r.kind?.kind],
+    ['verdict', row.verdict, r.verdict],
+    ['service_accounts', row.service_accounts, JSON.stringify(r.serviceAccounts)],
+    ['task_run', row.task_run, r.tekton?.taskRun ?? null],
+    ['pipeline_run', row.pipeline_run, r.tekton?.pipelineRun ?? null],
+  ];
+  const bad = expected.filter(([, col, want]) => col !== want).map(([name]) => name);
+  if (bad.length) return `the ${bad.join(', ')} column${bad.length > 1 ? 's do' : ' does'} not match the record (an index was edited)`;
+  const time = row.time;
+  const want = Array.isArray(r.serviceAccounts) ? saKeysOf(r.serviceAccounts).map((k) => `${k}\t${time}`) : [];
+  const have = row.sa_keys === null ? [] : row.sa_keys.split('\n');
+  if (have.length !== want.length || have.sort().some((h, n) => h !== want[n])) return 'the serviceAccount index rows do not match the record (an index was edited)';
+  return undefined;
+}
+
+/**
+ * Opens (creating and migrating when needed) the SQLite decision store at `opts.path`.
+ * Errors (by `code`): ERR_STORE_OPEN naming the path (missing or unwritable directory, missing file
+ * in read-only mode, not a database, schema newer than this build), ERR_STORE_CONFIG (bad options).
+ */
+export async function createSqliteStore(opts: SqliteStoreOptions): Promise<SqliteStore> {
+  const readonly = opts.readonly ?? false;
+  if (typeof opts.replica !== 'string' || opts.replica === '') throw storeError('ERR_STORE_CONFIG', 'the decision store needs a non-empty replica (writer id)');
+  if (!readonly && !opts.signer) throw storeError('ERR_STORE_CONFIG', 'a writable decision store needs a signer for its checkpoints');
+  const every = opts.checkpointEvery ?? {};
+  for (const [k, v] of Object.entries(every)) {
+    if (v !== undefined && !(Number.isFinite(v) && v > 0)) throw storeError('ERR_STORE_CONFIG', `checkpointEvery.${k} must be a positive number`);
+  }
+  const path = opts.path;
+  const openError = (why: string, cause?: unknown) => storeError('ERR_STORE_OPEN', `cannot open the decision store ${path}: ${why}`, cause);
+  if (typeof path !== 'string' || path === '') throw openError('no path given');
+  const dir = dirname(resolve(path));
+  let dirStat;
+  try {
+    dirStat = statSync(dir);
+  } catch (err) {
+    throw openError(`directory ${dir} does not exist`, err);
+  }
+  if (!dirStat.isDirectory()) throw openError(`${dir} is not a directory`);
+  if (!readonly) {
+    try {
+      accessSync(dir, constants.W_OK);
+    } catch (err) {
+      throw openError(`directory ${dir} is not writable`, err);
+    }
+  }
+  let db: Database.Database;
+  try {
+    db = new Database(path, { readonly, fileMustExist: readonly, timeout: opts.busyTimeoutMs ?? DEFAULT_BUSY_TIMEOUT_MS });
+  } catch (err) {
+    throw openError(readonly && (err as { code?: string }).code === 'SQLITE_CANTOPEN' ? 'the file does not exist' : (err as Error).message, err);
+  }
+  try {
+    // Index pages of a large store stay hot; the default (2 MiB) thrashes at millions of rows.
+    db.pragma(`cache_size = -${CACHE_KIB}`);
+    if (!readonly) {
+      db.pragma('journal_mode = WAL');
+      db.pragma('synchronous = FULL');
+    }
+    const version = db.pragma('user_version', { simple: true }) as number;
+    if (version > SCHEMA_VERSION) throw new Error(`its schema version ${version} is newer than this build supports (${SCHEMA_VERSION})`);
+    if (version < SCHEMA_VERSION) {
+      if (readonly) throw new Error(`its schema version ${version} is older than ${SCHEMA_VERSION}; open it read-write once to upgrade`);
+      for (let v = version; v < SCHEMA_VERSION; v++) {
+        const sql = MIGRATIONS[v] ?? '';
+        db.transaction(() => {
+          db.exec(sql);
+          db.pragma(`user_version = ${v + 1}`);
+        })();
+      }
+    }
+    return new SqliteDecisionStore(db, opts);
+  } catch (err) {
+    db.close();
+    throw openError((err as Error).message, err);
+  }
+}
