@@ -1,0 +1,201 @@
+/**
+ * The auditor's HTTP API, on its own listener:
+ *   GET /api/v1/decisions        filters → {items, nextCursor}; ?format=jsonl|csv streams every match
+ *   GET /api/v1/decisions/:id    one record, 404 when absent
+ *   GET /api/v1/checkpoints      signed checkpoints and retention anchors
+ *   GET /api/v1/jwks             public keys that verify them (public: no token needed)
+ * Every other route needs a bearer token (auth.ts) unless auth mode is none. Errors are
+ * `{code, message}` JSON. Filters are parsed by the one parser the CLI uses too (store/query.ts).
+ */
+import Fastify, { LogController, type FastifyError, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
+import type { Logger } from 'pino';
+import type { ChainedRecord } from '../core/record.js';
+import type { VerifiableStore } from '../store/port.js';
+import { parseDecisionFilter, type FilterParams } from '../store/query.js';
+import { createExportStream, EXPORT_FORMATS, type ExportFormat } from '../cli/output.js';
+import { callerOf, createBearerAuth, createNoAuth, type AuthHook } from './auth.js';
+
+export const AUDIT_PATHS = {
+  decisions: '/api/v1/decisions',
+  decision: '/api/v1/decisions/:id',
+  checkpoints: '/api/v1/checkpoints',
+  jwks: '/api/v1/jwks',
+} as const;
+
+export interface AuditAuthConfig {
+  mode: 'none' | 'oidc';
+  issuer?: string;
+  jwksUri?: string;
+  audience?: string;
+  group?: string;
+  groupsClaim: string;
+}
+
+export interface AuditDeps {
+  store: VerifiableStore;
+  /** Public keys of the checkpoint/anchor signer(s), current first. */
+  jwks: () => { keys: object[] };
+  auth: AuditAuthConfig;
+  logger: Logger;
+  /** Serving certificate; absent in inject() tests. */
+  https?: { cert: string | Buffer; key: string | Buffer };
+}
+
+/** Query parameters of GET /decisions that are not filters. */
+const NON_FILTER_PARAMS = ['format'] as const;
+
+class HttpError extends Error {
+  constructor(
+    readonly statusCode: number,
+    readonly code: string,
+    message: string,
+    /** Every problem found, for 400s (the message joins them too). */
+    readonly problems?: string[],
+  ) {
+    super(message);
+  }
+}
+
+function toQueryParams(query: unknown): FilterParams {
+  return typeof query === 'object' && query !== null ? (query as FilterParams) : {};
+}
+
+/** `format` of GET /decisions: undefined for a JSON page, or an export format; errors are listed. */
+function parseFormat(value: string | string[] | undefined, errors: string[]): ExportFormat | 'json' | undefined {
+  if (value === undefined) return 'json';
+  if (Array.isArray(value)) {
+    errors.push(`format is given ${value.length} times; give it once`);
+    return undefined;
+  }
+  if (value === 'json' || (EXPORT_FORMATS as readonly string[]).includes(value)) return value as ExportFormat | 'json';
+  errors.push(`format "${value}" is not one of json, ${EXPORT_FORMATS.join(', ')}`);
+  return undefined;
+}
+
+/**
+ * Starts the iteration before the response is committed, so a store that fails at once (closed,
+ * unreadable) still gets a clean 500 JSON answer; later failures can only cut the stream short.
+ */
+async function primed(source: AsyncIterable<ChainedRecord>): Promise<AsyncIterable<ChainedRecord>> {
+  const it = source[Symbol.asyncIterator]();
+  const first = await it.next();
+  return {
+    [Symbol.asyncIterator]() {
+      let pendingFirst: IteratorResult<ChainedRecord> | undefined = first;
+      return {
+        next: () => {
+          if (pendingFirst) {
+            const r = pendingFirst;
+            pendingFirst = undefined;
+            return Promise.resolve(r);
+          }
+          return it.next();
+        },
+        return: async (value?: unknown) => {
+          await it.return?.(value);
+          return { done: true as const, value: undefined };
+        },
+      };
+    },
+  };
+}
+
+const EXPORT_CONTENT_TYPES: Record<ExportFormat, string> = {
+  jsonl: 'application/x-ndjson; charset=utf-8',
+  csv: 'text/csv; charset=utf-8',
+};
+
+function authHookFor(auth: AuditAuthConfig, logger: Logger): AuthHook {
+  if (auth.mode === 'none') return createNoAuth();
+  return createBearerAuth(
+    { issuer: auth.issuer ?? '', jwksUri: auth.jwksUri ?? '', audience: auth.audience ?? '', group: auth.group ?? '', groupsClaim: auth.groupsClaim },
+    logger,
+  );
+}
+
+/**
+ * Builds the audit API (never listens: the server does, tests use inject()). Throws ERR_AUTH_CONFIG
+ * when auth mode is oidc and an option is missing. The loopback-only rule for mode none is the
+ * config loader's: the listen address is not known here.
+ */
+export async function buildAuditApp(deps: AuditDeps): Promise<FastifyInstance> {
+  const { store, logger } = deps;
+  const authenticate = authHookFor(deps.auth, logger);
+  const app = Fastify({
+    ...(deps.https ? { https: { ...deps.https, minVersion: 'TLSv1.2' as const } } : {}),
+    loggerInstance: logger,
+    // Our own onResponse line replaces fastify's request logging (it adds the caller).
+    logController: new LogController({ disableRequestLogging: true }),
+    return503OnClosing: true,
+  }) as unknown as FastifyInstance;
+
+  app.setErrorHandler((err: FastifyError | HttpError, req, reply) => {
+    if (err instanceof HttpError) return reply.code(err.statusCode).send({ code: err.code, message: err.message, ...(err.problems ? { problems: err.problems } : {}) });
+    const status = typeof err.statusCode === 'number' && err.statusCode >= 400 && err.statusCode < 500 ? err.statusCode : 500;
+    if (status < 500) return reply.code(status).send({ code: err.code ?? 'ERR_BAD_REQUEST', message: err.message });
+    req.log.error({ err: { code: (err as { code?: string }).code, message: err.message, stack: err.stack } }, 'audit API request failed');
+    return reply.code(500).send({ code: 'ERR_INTERNAL', message: 'internal error while reading the decision store; see the server log' });
+  });
+  app.setNotFoundHandler((req, reply) => reply.code(404).send({ code: 'ERR_NOT_FOUND', message: `no route ${req.method} ${req.url.split('?')[0]}` }));
+
+  // Access to audit evidence is itself worth recording: one line per request, with the caller.
+  app.addHook('onResponse', async (req: FastifyRequest, reply: FastifyReply) => {
+    logger.info(
+      { audit: { sub: callerOf(req)?.sub ?? null, method: req.method, path: req.url.split('?')[0], status: reply.statusCode, ms: Math.round(reply.elapsedTime) } },
+      'audit API request',
+    );
+  });
+
+  app.get(AUDIT_PATHS.jwks, async (_req, reply) => {
+    reply.header('cache-control', 'public, max-age=300');
+    return deps.jwks();
+  });
+
+  await app.register(async (scope) => {
+    scope.addHook('onRequest', authenticate);
+    scope.addHook('onSend', async (_req, reply, payload) => {
+      reply.header('cache-control', 'no-store');
+      return payload;
+    });
+
+    scope.get(AUDIT_PATHS.decisions, async (req, reply) => {
+      const params = { ...toQueryParams(req.query) };
+      const errors: string[] = [];
+      const format = parseFormat(params.format, errors);
+      const parsed = parseDecisionFilter(params, { ignore: NON_FILTER_PARAMS });
+      if (!parsed.ok) errors.push(...parsed.errors);
+      if (format !== 'json' && format !== undefined) {
+        for (const k of ['limit', 'cursor'] as const) {
+          if (params[k] !== undefined) errors.push(`${k} does not apply to format=${format}: an export streams every matching record`);
+        }
+      }
+      if (errors.length || !parsed.ok || format === undefined) {
+        throw new HttpError(400, 'ERR_BAD_FILTER', `invalid query: ${errors.join('; ')}`, errors);
+      }
+      if (format === 'json') return store.query(parsed.filter);
+      const { limit: _limit, cursor: _cursor, ...scan } = parsed.filter;
+      const records = await primed(store.stream(scan));
+      const body = createExportStream(records, format);
+      body.on('error', (err) => req.log.error({ err: { message: err.message } }, 'decision export stream failed; the response was cut short'));
+      return reply
+        .header('content-type', EXPORT_CONTENT_TYPES[format])
+        .header('content-disposition', `attachment; filename="decisions.${format}"`)
+        .send(body);
+    });
+
+    scope.get<{ Params: { id: string } }>(AUDIT_PATHS.decision, async (req) => {
+      // An id longer than fastify's maxParamLength (100) never gets here: 414 FST_ERR_MAX_PARAM_LENGTH.
+      const { id } = req.params;
+      const record = await store.get(id);
+      if (!record) throw new HttpError(404, 'ERR_NOT_FOUND', `no decision with id ${JSON.stringify(id)}`);
+      return record;
+    });
+
+    scope.get(AUDIT_PATHS.checkpoints, async () => {
+      const [items, anchors] = await Promise.all([store.checkpoints(), store.anchors()]);
+      return { items, anchors };
+    });
+  });
+
+  return app;
+}

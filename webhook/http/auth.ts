@@ -1,0 +1,159 @@
+/**
+ * Bearer-token authentication for the audit API: an OIDC access/ID token (JWT) checked with jose
+ * against the issuer's JWKS, issuer and audience, plus a required group.
+ *
+ * Outcomes: no/invalid/expired/wrong-issuer/wrong-audience token → 401 with
+ * `WWW-Authenticate: Bearer error="invalid_token"`; a valid token without the group → 403
+ * (`error="insufficient_scope"`); the issuer's JWKS unreachable or broken → 503 (the caller did
+ * nothing wrong, so a 401 would mislead). The token itself is never echoed or logged.
+ */
+import type { FastifyReply, FastifyRequest } from 'fastify';
+import type { Logger } from 'pino';
+import { createRemoteJWKSet, jwtVerify, type JWTPayload } from 'jose';
+
+export interface OidcAuthOptions {
+  issuer: string;
+  jwksUri: string;
+  audience: string;
+  /** Group the caller must belong to. */
+  group: string;
+  /** Claim holding the caller's groups: an array of strings or a space-separated string. */
+  groupsClaim: string;
+}
+
+/** Who called, as recorded in the request log. `sub` is undefined when auth is off. */
+export interface Caller {
+  sub: string | undefined;
+}
+
+/** An onRequest hook; when it answers (401/403/503) it resolves to the reply, as fastify asks of async hooks. */
+export type AuthHook = (req: FastifyRequest, reply: FastifyReply) => Promise<FastifyReply | undefined>;
+
+// A signature made by the wrong key, a malformed or expired token, a claim mismatch: the token is at
+// fault. Anything else from jose (JWKS timeout, bad JWKS document, HTTP error) is the issuer's.
+const TOKEN_FAULTS: Record<string, string> = {
+  ERR_JWT_EXPIRED: 'the token has expired',
+  ERR_JWT_CLAIM_VALIDATION_FAILED: '',
+  ERR_JWT_INVALID: '',
+  ERR_JWS_INVALID: 'the token is not a well-formed JWT',
+  ERR_JWS_SIGNATURE_VERIFICATION_FAILED: 'the token signature does not verify',
+  ERR_JWKS_NO_MATCHING_KEY: "the token was not signed by one of the issuer's keys",
+  ERR_JWKS_MULTIPLE_MATCHING_KEYS: 'the token does not name its key (kid) and several keys match',
+  ERR_JOSE_ALG_NOT_ALLOWED: 'the token signature algorithm is not allowed',
+  ERR_JOSE_NOT_SUPPORTED: 'the token uses an unsupported algorithm or key type',
+};
+
+/** Clock skew tolerated between the issuer and this server. */
+export const CLOCK_TOLERANCE_SECONDS = 30;
+
+const callers = new WeakMap<FastifyRequest, Caller>();
+
+/** The authenticated caller of a request, once the auth hook has run. */
+export function callerOf(req: FastifyRequest): Caller | undefined {
+  return callers.get(req);
+}
+
+/** The token of an `Authorization: Bearer <token>` header (scheme case-insensitive), else undefined. */
+export function toBearerToken(header: string | undefined): string | undefined {
+  if (typeof header !== 'string') return undefined;
+  const m = /^Bearer +([A-Za-z0-9\-._~+/]+=*) *$/i.exec(header);
+  return m?.[1];
+}
+
+/**
+ * The caller's groups from a claim value: an array of strings, or a space-separated string (as
+ * some issuers emit `scope`-style claims). Undefined when the claim has another shape.
+ */
+export function parseGroups(value: unknown): string[] | undefined {
+  if (typeof value === 'string') return value.split(' ').filter((g) => g !== '');
+  if (Array.isArray(value) && value.every((g) => typeof g === 'string')) return value as string[];
+  return undefined;
+}
+
+/**
+ * Reads a claim by exact name first (namespaced claims such as `https://example.com/groups` contain
+ * dots), then as a dotted path into nested objects (Keycloak's `realm_access.roles`).
+ */
+export function claimAt(payload: JWTPayload, name: string): unknown {
+  if (Object.hasOwn(payload, name)) return payload[name];
+  let v: unknown = payload;
+  for (const part of name.split('.')) {
+    if (typeof v !== 'object' || v === null || Array.isArray(v) || !Object.hasOwn(v, part)) return undefined;
+    v = (v as Record<string, unknown>)[part];
+  }
+  return v;
+}
+
+/** RFC 6750 §3: error_description allows only %x20-21 / %x23-5B / %x5D-7E (no quote, no backslash). */
+function toAuthParam(s: string): string {
+  return s.replace(/[^\x20\x21\x23-\x5b\x5d-\x7e]/g, "'");
+}
+
+function deny(reply: FastifyReply, status: 401 | 403, error: 'invalid_token' | 'insufficient_scope', message: string): FastifyReply {
+  return reply
+    .code(status)
+    .header('www-authenticate', `Bearer error="${error}", error_description="${toAuthParam(message)}"`)
+    .header('cache-control', 'no-store')
+    .send({ code: status === 401 ? 'ERR_UNAUTHENTICATED' : 'ERR_FORBIDDEN', message });
+}
+
+function errCode(err: unknown): string {
+  return typeof err === 'object' && err !== null && typeof (err as { code?: unknown }).code === 'string' ? (err as { code: string }).code : '';
+}
+
+/**
+ * Validates options and builds the onRequest hook. The JWKS is fetched lazily and cached by jose
+ * (refetched when a token names an unknown kid, at most every 30 s), so key rotation at the issuer
+ * needs no restart. Throws ERR_AUTH_CONFIG when an option is missing or the JWKS URL is not http(s).
+ */
+export function createBearerAuth(opts: OidcAuthOptions, logger: Logger): AuthHook {
+  const missing = (['issuer', 'jwksUri', 'audience', 'group', 'groupsClaim'] as const).filter((k) => !opts[k]);
+  if (missing.length) throw Object.assign(new Error(`audit API auth mode "oidc" needs ${missing.join(', ')}`), { code: 'ERR_AUTH_CONFIG' });
+  let url: URL;
+  try {
+    url = new URL(opts.jwksUri);
+  } catch {
+    throw Object.assign(new Error(`audit API auth jwksUri "${opts.jwksUri}" is not a URL`), { code: 'ERR_AUTH_CONFIG' });
+  }
+  if (url.protocol !== 'https:' && url.protocol !== 'http:') {
+    throw Object.assign(new Error(`audit API auth jwksUri must be an http(s) URL, got "${url.protocol}"`), { code: 'ERR_AUTH_CONFIG' });
+  }
+  const keys = createRemoteJWKSet(url);
+  const { issuer, audience, group, groupsClaim } = opts;
+
+  return async (req, reply) => {
+    const header = req.headers.authorization;
+    const token = toBearerToken(header);
+    if (token === undefined) {
+      return deny(reply, 401, 'invalid_token', header === undefined ? 'missing bearer token: send "Authorization: Bearer <JWT>"' : 'the Authorization header is not "Bearer <JWT>"');
+    }
+    let payload: JWTPayload;
+    try {
+      ({ payload } = await jwtVerify(token, keys, { issuer, audience, requiredClaims: ['exp'], clockTolerance: CLOCK_TOLERANCE_SECONDS }));
+    } catch (err) {
+      const code = errCode(err);
+      const known = TOKEN_FAULTS[code];
+      if (known === undefined) {
+        logger.error({ err: { code, message: (err as Error).message }, jwksUri: opts.jwksUri }, 'cannot verify audit API tokens: the issuer JWKS is unavailable');
+        return reply.code(503).header('retry-after', '30').send({ code: 'ERR_AUTH_UNAVAILABLE', message: "cannot verify the token now: the issuer's key set (JWKS) could not be loaded" });
+      }
+      return deny(reply, 401, 'invalid_token', `invalid bearer token: ${known || (err as Error).message}`);
+    }
+    const sub = typeof payload.sub === 'string' ? payload.sub : undefined;
+    callers.set(req, { sub });
+    const groups = parseGroups(claimAt(payload, groupsClaim));
+    if (!groups?.includes(group)) {
+      const why = groups === undefined ? `the token has no "${groupsClaim}" claim listing groups` : `the token's "${groupsClaim}" claim does not include "${group}"`;
+      return deny(reply, 403, 'insufficient_scope', `access to decision records requires group "${group}": ${why}`);
+    }
+    return undefined;
+  };
+}
+
+/** Hook for `auth.mode: none` (loopback only, enforced by the config loader): everyone is anonymous. */
+export function createNoAuth(): AuthHook {
+  return async (req) => {
+    callers.set(req, { sub: undefined });
+    return undefined;
+  };
+}
