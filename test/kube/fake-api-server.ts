@@ -1,0 +1,262 @@
+/**
+ * A loopback Kubernetes API server that speaks list + watch for the three resources the webhook
+ * reads, over HTTPS with a bearer token, faithful to the shapes in reference/stack-probe.md §5:
+ * - list: `{apiVersion, kind: XList, metadata: {resourceVersion, continue?}, items}` with `limit`
+ *   and `continue` paging over a consistent snapshot; core items carry no apiVersion/kind, custom
+ *   resources do (as the real server does);
+ * - watch: `?watch=true&resourceVersion=N`, one JSON event per line, replaying history newer than N;
+ *   a compacted N gets a 200 with an in-stream ERROR Status 410 (what a real watch cache does);
+ * - faults on demand: an HTTP status for the next list or watch (410, 500, ...), closing watches.
+ * Used only by test/kube/.
+ */
+import type { ServerResponse } from 'node:http';
+import { createServer, type Server } from 'node:https';
+import type { AddressInfo } from 'node:net';
+import { KubeConfig } from '@kubernetes/client-node';
+import { createCertificateAuthority, createServingCertificate } from '../../certs/lib.js';
+
+export const TOKEN = 'fake-api-token';
+
+export type FakeResource = 'namespaces' | 'serviceaccounts' | 'identitymappings';
+type Obj = Record<string, any>; // eslint-disable-line @typescript-eslint/no-explicit-any
+
+const RESOURCES: Record<FakeResource, { apiVersion: string; kind: string; namespaced: boolean; custom: boolean }> = {
+  namespaces: { apiVersion: 'v1', kind: 'Namespace', namespaced: false, custom: false },
+  serviceaccounts: { apiVersion: 'v1', kind: 'ServiceAccount', namespaced: true, custom: false },
+  identitymappings: { apiVersion: 'tekton-zscaler.io/v1alpha1', kind: 'IdentityMapping', namespaced: false, custom: true },
+};
+
+interface Event {
+  rv: number;
+  type: 'ADDED' | 'MODIFIED' | 'DELETED';
+  object: Obj;
+}
+
+interface Watcher {
+  res: ServerResponse;
+  namespace?: string;
+}
+
+interface Store {
+  objects: Map<string, Obj>;
+  history: Event[];
+  /** Watches from a resourceVersion below this get 410 Gone. */
+  compactedRv: number;
+  watchers: Set<Watcher>;
+  failures: { list: number[]; watch: number[] };
+}
+
+export interface RequestLog {
+  resource: FakeResource | undefined;
+  watch: boolean;
+  query: Record<string, string>;
+}
+
+export interface FakeApiServer {
+  url: string;
+  /** A KubeConfig trusting the server's CA, with the bearer token it expects. */
+  kubeConfig(): KubeConfig;
+  /**
+   * Creates or replaces an object (assigns resourceVersion, uid) and notifies watchers. `silent`
+   * models an event a client missed (only a relist reveals it): no history, no notification.
+   */
+  upsert(resource: FakeResource, obj: Obj, opts?: { silent?: boolean }): Obj;
+  remove(resource: FakeResource, name: string, namespace?: string, opts?: { silent?: boolean }): void;
+  /** Forgets the event history: watches from an older resourceVersion get 410 Gone. */
+  compact(resource: FakeResource): void;
+  /** The next `times` list (or watch) requests for `resource` are answered with HTTP `status`. */
+  failNext(resource: FakeResource, verb: 'list' | 'watch', status: number, times?: number): void;
+  /** Ends open watches: 'close' just ends the stream; 'gone' first sends an in-stream ERROR 410. */
+  endWatches(resource: FakeResource, how: 'close' | 'gone'): void;
+  openWatches(resource: FakeResource): number;
+  requests: RequestLog[];
+  close(): Promise<void>;
+}
+
+const keyOf = (o: Obj): string => `${o.metadata?.namespace ?? ''}/${o.metadata?.name}`;
+const status = (code: number, reason: string, message: string): Obj => ({
+  kind: 'Status', apiVersion: 'v1', metadata: {}, status: 'Failure', message, reason, code,
+});
+
+export async function startFakeApiServer(): Promise<FakeApiServer> {
+  const ca = await createCertificateAuthority({ commonName: 'fake-api-ca' });
+  const serving = await createServingCertificate(ca, { dnsNames: ['localhost'], ipAddresses: ['127.0.0.1'] });
+  let rv = 100;
+  let uid = 0;
+  const stores = Object.fromEntries(
+    Object.keys(RESOURCES).map((r) => [r, { objects: new Map(), history: [], compactedRv: 0, watchers: new Set(), failures: { list: [], watch: [] } } satisfies Store]),
+  ) as unknown as Record<FakeResource, Store>;
+  const snapshots = new Map<string, { rv: number; items: Obj[] }>();
+  const requests: RequestLog[] = [];
+
+  /** The object as the API returns it; core list items have no apiVersion/kind. */
+  const shaped = (resource: FakeResource, o: Obj, inList: boolean): Obj => {
+    if (inList && !RESOURCES[resource].custom) {
+      const { apiVersion: _a, kind: _k, ...rest } = o;
+      return rest;
+    }
+    return o;
+  };
+
+  const route = (pathname: string): { resource: FakeResource; namespace?: string } | undefined => {
+    if (pathname === '/api/v1/namespaces') return { resource: 'namespaces' };
+    if (pathname === '/api/v1/serviceaccounts') return { resource: 'serviceaccounts' };
+    const m = /^\/api\/v1\/namespaces\/([^/]+)\/serviceaccounts$/.exec(pathname);
+    if (m) return { resource: 'serviceaccounts', namespace: m[1] };
+    if (pathname === '/apis/tekton-zscaler.io/v1alpha1/identitymappings') return { resource: 'identitymappings' };
+    return undefined;
+  };
+
+  const send = (res: ServerResponse, code: number, body: Obj): void => {
+    res.writeHead(code, { 'content-type': 'application/json' });
+    res.end(JSON.stringify(body));
+  };
+
+  const writeEvent = (w: Watcher, type: string, object: Obj): void => {
+    if (w.namespace !== undefined && object.metadata?.namespace !== w.namespace) return;
+    w.res.write(`${JSON.stringify({ type, object })}\n`);
+  };
+
+  const server: Server = createServer({ cert: serving.certPem, key: serving.keyPem }, (req, res) => {
+    const url = new URL(req.url ?? '/', 'https://localhost');
+    const query = Object.fromEntries(url.searchParams);
+    const r = route(url.pathname);
+    const isWatch = query.watch === 'true' || query.watch === '1';
+    requests.push({ resource: r?.resource, watch: isWatch, query });
+    if (req.headers.authorization !== `Bearer ${TOKEN}`) return send(res, 401, status(401, 'Unauthorized', 'Unauthorized'));
+    if (req.method !== 'GET') return send(res, 405, status(405, 'MethodNotAllowed', 'only GET is served'));
+    if (r === undefined) return send(res, 404, status(404, 'NotFound', 'the server could not find the requested resource'));
+    const store = stores[r.resource];
+    const info = RESOURCES[r.resource];
+    const inScope = (o: Obj): boolean => r.namespace === undefined || o.metadata?.namespace === r.namespace;
+
+    const failure = (isWatch ? store.failures.watch : store.failures.list).shift();
+    if (failure !== undefined) {
+      const reason = failure === 410 ? 'Expired' : failure >= 500 ? 'InternalError' : 'BadRequest';
+      return send(res, failure, status(failure, reason, `injected failure ${failure}`));
+    }
+
+    if (!isWatch) {
+      const limit = Number(query.limit ?? 0);
+      let snap: { rv: number; items: Obj[] };
+      let offset = 0;
+      if (query.continue) {
+        const [id, off] = Buffer.from(query.continue, 'base64url').toString().split(':');
+        const found = snapshots.get(id ?? '');
+        if (!found) return send(res, 410, status(410, 'Expired', 'The provided continue parameter is too old'));
+        snap = found;
+        offset = Number(off);
+      } else {
+        snap = { rv, items: [...store.objects.values()].filter(inScope).sort((a, b) => (keyOf(a) < keyOf(b) ? -1 : 1)) };
+      }
+      const end = limit > 0 ? Math.min(offset + limit, snap.items.length) : snap.items.length;
+      const metadata: Obj = { resourceVersion: String(snap.rv) };
+      if (end < snap.items.length) {
+        const id = String(snapshots.size + 1);
+        snapshots.set(id, snap);
+        metadata.continue = Buffer.from(`${id}:${end}`).toString('base64url');
+      }
+      return send(res, 200, {
+        apiVersion: info.apiVersion, kind: `${info.kind}List`, metadata,
+        items: snap.items.slice(offset, end).map((o) => shaped(r.resource, o, true)),
+      });
+    }
+
+    res.writeHead(200, { 'content-type': 'application/json', 'transfer-encoding': 'chunked' });
+    res.flushHeaders();
+    const w: Watcher = { res, ...(r.namespace === undefined ? {} : { namespace: r.namespace }) };
+    const from = query.resourceVersion ?? '';
+    if (from === '' || from === '0') {
+      // "Any" resourceVersion: start with synthetic ADDED events for the current state.
+      for (const o of store.objects.values()) writeEvent(w, 'ADDED', o);
+    } else if (Number(from) < store.compactedRv) {
+      writeEvent(w, 'ERROR', status(410, 'Expired', `too old resource version: ${from} (${store.compactedRv})`));
+      res.end();
+      return;
+    } else {
+      for (const e of store.history) if (e.rv > Number(from)) writeEvent(w, e.type, e.object);
+    }
+    store.watchers.add(w);
+    req.on('close', () => store.watchers.delete(w));
+  });
+
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const url = `https://127.0.0.1:${(server.address() as AddressInfo).port}`;
+
+  const emit = (resource: FakeResource, type: Event['type'], object: Obj, silent = false): void => {
+    const store = stores[resource];
+    if (silent) {
+      store.compactedRv = rv + 1;
+      store.history = [];
+      return;
+    }
+    store.history.push({ rv, type, object });
+    for (const w of store.watchers) writeEvent(w, type, object);
+  };
+
+  return {
+    url,
+    kubeConfig() {
+      const kc = new KubeConfig();
+      kc.loadFromOptions({
+        clusters: [{ name: 'fake', server: url, caData: Buffer.from(ca.certPem).toString('base64') }],
+        users: [{ name: 'u', token: TOKEN }],
+        contexts: [{ name: 'fake', cluster: 'fake', user: 'u' }],
+        currentContext: 'fake',
+      });
+      return kc;
+    },
+    upsert(resource, obj, opts) {
+      const store = stores[resource];
+      const info = RESOURCES[resource];
+      if (info.namespaced && !obj.metadata?.namespace) throw new Error(`${resource} need metadata.namespace`);
+      const key = keyOf(obj);
+      const prev = store.objects.get(key);
+      rv++;
+      const stored = {
+        apiVersion: info.apiVersion, kind: info.kind, ...obj,
+        metadata: {
+          ...obj.metadata,
+          uid: prev?.metadata.uid ?? `uid-${++uid}`,
+          resourceVersion: String(rv),
+          creationTimestamp: prev?.metadata.creationTimestamp ?? '2026-01-01T00:00:00Z',
+          managedFields: [{ manager: 'kubectl', operation: 'Apply', apiVersion: info.apiVersion, fieldsType: 'FieldsV1', fieldsV1: { 'f:metadata': {} } }],
+        },
+      };
+      store.objects.set(key, stored);
+      emit(resource, prev ? 'MODIFIED' : 'ADDED', stored, opts?.silent);
+      return stored;
+    },
+    remove(resource, name, namespace, opts) {
+      const store = stores[resource];
+      const key = `${namespace ?? ''}/${name}`;
+      const prev = store.objects.get(key);
+      if (!prev) throw new Error(`no ${resource} ${key}`);
+      store.objects.delete(key);
+      rv++;
+      emit(resource, 'DELETED', { ...prev, metadata: { ...prev.metadata, resourceVersion: String(rv) } }, opts?.silent);
+    },
+    compact(resource) {
+      const store = stores[resource];
+      store.history = [];
+      store.compactedRv = rv + 1;
+    },
+    failNext(resource, verb, code, times = 1) {
+      for (let i = 0; i < times; i++) stores[resource].failures[verb].push(code);
+    },
+    endWatches(resource, how) {
+      const store = stores[resource];
+      for (const w of store.watchers) {
+        if (how === 'gone') writeEvent(w, 'ERROR', status(410, 'Expired', 'too old resource version'));
+        w.res.end();
+      }
+      store.watchers.clear();
+    },
+    openWatches: (resource) => stores[resource].watchers.size,
+    requests,
+    async close() {
+      server.closeAllConnections();
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+    },
+  };
+}
