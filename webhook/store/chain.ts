@@ -133,7 +133,7 @@ export class ChainVerifier {
     const bad = (problem: string, kind: ProblemKind = 'record'): ChainProblem => ({ kind, id, writer, seq, problem });
     if (seq !== st.seq + 1) {
       if (seq <= st.seq) return bad(`seq ${seq} comes after seq ${st.seq}: records were reordered or duplicated`);
-      return bad(`records ${st.seq + 1}..${seq - 1} are missing before this one (deleted)`);
+      return bad(`seq ${seq} found where seq ${st.seq + 1} was expected: records were deleted or reordered`);
     }
     if (record.prevHash !== st.head) {
       return bad(`prevHash does not match the hash of the previous record (seq ${st.seq}): a record was removed, inserted or reordered`);
