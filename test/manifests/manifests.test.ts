@@ -360,11 +360,18 @@ for (const target of TARGETS) {
       [undefined, undefined],
       'Secrets are not subPath mounts, so rotated certificates reach the running pod',
     );
-    if (config.store.url.startsWith('sqlite:')) {
-      const file = config.store.url.slice('sqlite:'.length);
-      const store = volumes.find((v) => v.name === mountOf(file)?.name);
-      t.ok(store?.emptyDir, `the SQLite file ${file} is on a writable emptyDir (the root filesystem is read-only)`);
-    }
+    // The root filesystem is read-only: every place the server writes must be on an emptyDir.
+    // Relative paths would land in the image's WORKDIR, which is not writable.
+    const written = [
+      ...(config.store.url.startsWith('sqlite:') ? [config.store.url.slice('sqlite:'.length)] : []),
+      config.store.spool.path,
+      `${config.stateDir}/x`,
+    ];
+    t.strictSame(
+      written.filter((file) => volumes.find((v) => v.name === mountOf(file)?.name)?.emptyDir === undefined),
+      [],
+      `writable: ${written.join(', ')}`,
+    );
   });
 }
 
