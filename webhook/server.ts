@@ -177,12 +177,24 @@ export async function startServer(config: Config, opts: ServerOptions = {}): Pro
     bodyLimit: config.admission.bodyLimitBytes,
     https: { cert: tls.cert, key: tls.key },
   });
+  // The audit API is HTTPS too: its own certificate when configured, else the admission one.
+  let auditTls: TlsMaterial = tls;
+  if (config.auditApi.tls) {
+    try {
+      auditTls = loadTlsFiles(config.auditApi.tls.certFile, config.auditApi.tls.keyFile);
+      metrics.certExpiry.set({ listener: 'audit' }, auditTls.notAfter);
+    } catch (err) {
+      problems.push((err as Error).message);
+    }
+  }
+  const auditApp = await buildAuditApp({ store, jwks: opened.jwks, auth: config.auditApi.auth, logger, https: { cert: auditTls.cert, key: auditTls.key } });
   const tlsWatch = watchTlsFiles(
     tlsFiles.certFile,
     tlsFiles.keyFile,
     (m) => {
       try {
         (app.server as unknown as HttpsServer).setSecureContext({ cert: m.cert, key: m.key, minVersion: 'TLSv1.2' });
+        if (!config.auditApi.tls) (auditApp.server as unknown as HttpsServer).setSecureContext({ cert: m.cert, key: m.key, minVersion: 'TLSv1.2' });
         tls = m;
         metrics.certExpiry.set({ listener: 'admission' }, m.notAfter);
         logger.info({ notAfter: new Date(m.notAfter * 1000).toISOString() }, 'serving certificate reloaded');
@@ -192,7 +204,6 @@ export async function startServer(config: Config, opts: ServerOptions = {}): Pro
     },
     (err) => logger.error({ err: { message: err.message } }, 'serving certificate reload failed; keeping the old one'),
   );
-  const auditApp = await buildAuditApp({ config, store: opened, logger });
   const metricsApp = buildMetricsApp(metrics, logger);
   const gaugeTimer = setInterval(() => updateGauges(metrics, index, source.synced(), opened!.backlog), 5000);
   gaugeTimer.unref();

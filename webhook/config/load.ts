@@ -69,11 +69,19 @@ function isPlainObject(v: unknown): v is Record<string, unknown> {
   return typeof v === 'object' && v !== null && !Array.isArray(v);
 }
 
-/** Deep merge of plain objects; arrays and scalars from `over` replace. Returns a new object. */
-export function withOverrides<T>(base: T, over: unknown): T {
-  if (!isPlainObject(base) || !isPlainObject(over)) return (over === undefined ? base : over) as T;
+/**
+ * Merges `over` into `base` following the schema: objects the schema describes (with `properties`)
+ * merge key by key; everything else — scalars, arrays and opaque Kubernetes objects such as
+ * `injection.sidecar.probe` — is replaced whole, so a tcpSocket probe never inherits an httpGet.
+ */
+export function withOverrides<T>(base: T, over: unknown, schema: JsonSchema = CONFIG_SCHEMA as unknown as JsonSchema): T {
+  if (over === undefined) return base;
+  if (!schema.properties || !isPlainObject(base) || !isPlainObject(over)) return over as T;
   const out: Record<string, unknown> = { ...base };
-  for (const [k, v] of Object.entries(over)) out[k] = k in out ? withOverrides(out[k], v) : v;
+  for (const [k, v] of Object.entries(over)) {
+    const sub = schema.properties[k];
+    out[k] = sub && k in out ? withOverrides(out[k], v, sub) : v;
+  }
   return out as T;
 }
 
