@@ -295,12 +295,16 @@ t.test('CLI: usage errors exit 2 with a message and write nothing', async (t) =>
 });
 
 t.test('CLI --kustomize: `kubectl kustomize DIR` renders the base with the TLS and signing Secrets and caBundle on both webhooks', async (t) => {
-  for (const namespace of [cluster.namespace, 'ci-security']) {
+  // Both renders run at once; the assertions below walk the results in order.
+  const runs = await Promise.all([cluster.namespace, 'ci-security'].map(async (namespace) => {
     const dir = aTempDir(t);
     const webhooksOut = join(dir, 'webhooks.yaml');
     const result = await runCli(['--namespace', namespace, '--service', cluster.service, '--out', dir, '--kustomize', '--signing-key', '--webhooks-out', webhooksOut]);
+    const { stdout } = result.code === 0 ? await promisify(execFile)('kubectl', ['kustomize', dir], { maxBuffer: 32 * 1024 * 1024 }) : { stdout: '' };
+    return { namespace, dir, webhooksOut, result, stdout };
+  }));
+  for (const { namespace, dir, webhooksOut, result, stdout } of runs) {
     t.equal(result.code, 0, result.stderr);
-    const { stdout } = await promisify(execFile)('kubectl', ['kustomize', dir], { maxBuffer: 32 * 1024 * 1024 });
     const objects = parseAllDocuments(stdout).map((d) => withUnwrappedSecretData(d.toJS() as Obj));
     const file = (name: string) => readFileSync(join(dir, name), 'utf8');
     const b64 = (name: string) => Buffer.from(file(name)).toString('base64');
