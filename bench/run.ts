@@ -1,0 +1,465 @@
+/**
+ * `npm run bench [-- --quick] [-- --profile] [-- --only http|store]`
+ *
+ * Measures, on this machine, with autocannon (HTTPS, keep-alive, 50 connections) in this process
+ * and each server in a child process (bench/server.ts):
+ *   - a bare fastify HTTPS baseline answering a constant AdmissionReview;
+ *   - /mutate (corpus pod 02) and /validate (its PipelineRun) with the durable SQLite store and
+ *     with a store that does nothing, 10 IdentityMappings loaded;
+ *   - /mutate with 100,000 IdentityMappings and ServiceAccounts loaded, and that server's RSS;
+ *   - auditor queries and verification over a store of 1,000,000 records (100,000 with --quick).
+ * Baseline and candidate runs alternate (B C, then C B) so their ratio holds on a noisy machine.
+ *
+ * Prints a table, then as its LAST stdout line one JSON object; writes bench/out/results.json.
+ * Progress goes to stderr. --profile writes each server's CPU profile to bench/out/profiles/
+ * (summarise with `npx tsx bench/profile-summary.ts FILE`).
+ */
+import { fork, type ChildProcess } from 'node:child_process';
+import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { cpus, loadavg } from 'node:os';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { isDeepStrictEqual, parseArgs } from 'node:util';
+import { defaultConfig, type Config } from '../webhook/config/schema.js';
+import type { DecideOptions } from '../webhook/core/options.js';
+import { postJson, runLoad, type LoadResult } from './http-load.js';
+import { benchDecideOptions, mutateReviewBody, validateReviewBody } from './fixtures.js';
+import type { ServerCpu, ServerMemory, ServerReady } from './server.js';
+import { median, round } from './stats.js';
+import { runStoreBench, type StoreBenchResult } from './store-bench.js';
+
+const HERE = dirname(fileURLToPath(import.meta.url));
+const ROOT = resolve(HERE, '..');
+const OUT = join(HERE, 'out');
+const CONNECTIONS = 50;
+
+const TARGETS = {
+  mutateRatio: 0.6,
+  validateRatio: 0.6,
+  p99Ms: 5,
+  mutate100kWithin: 0.1,
+  queryP99Ms: 50,
+  verifyMsPerMillion: 10_000,
+  rss100kMb: 250,
+};
+
+const log = (line: string): void => {
+  process.stderr.write(`[bench ${new Date().toISOString().slice(11, 19)}] ${line}\n`);
+};
+
+// ------------------------------------------------------------------ child servers
+
+interface Server {
+  name: string;
+  child: ChildProcess;
+  ready: ServerReady;
+}
+
+function nextMessage<T extends { type: string }>(child: ChildProcess, type: string, timeoutMs: number): Promise<T> {
+  return new Promise((resolvePromise, reject) => {
+    const timer = setTimeout(() => done(new Error(`no "${type}" message from the server within ${timeoutMs} ms`)), timeoutMs);
+    const onMessage = (msg: { type?: string; message?: string }) => {
+      if (msg.type === type) done(undefined, msg as T);
+      else if (msg.type === 'error') done(new Error(`server failed: ${msg.message}`));
+    };
+    const onExit = (code: number | null) => done(new Error(`server exited (code ${code}) before sending "${type}"`));
+    function done(err: Error | undefined, value?: T) {
+      clearTimeout(timer);
+      child.off('message', onMessage);
+      child.off('exit', onExit);
+      if (err) reject(err);
+      else resolvePromise(value!);
+    }
+    child.on('message', onMessage);
+    child.on('exit', onExit);
+  });
+}
+
+const children = new Set<ChildProcess>();
+
+interface ServerCode {
+  script: string;
+  execArgv: string[];
+  how: string;
+}
+
+/**
+ * Production runs compiled JavaScript, not a TypeScript loader (tsx alone adds ~25 MB of RSS and
+ * its own frames to profiles), so the server is bundled with esbuild (tsx's own compiler) into
+ * bench/out/server.mjs, npm packages left external. `--tsx` runs it through the loader instead.
+ */
+async function prepareServer(useTsx: boolean): Promise<ServerCode> {
+  if (!useTsx) {
+    try {
+      const esbuild = await import('esbuild');
+      const outfile = join(OUT, 'server.mjs');
+      await esbuild.build({
+        entryPoints: [join(HERE, 'server.ts')], bundle: true, platform: 'node', format: 'esm', target: 'node20',
+        packages: 'external', outfile, logLevel: 'warning',
+      });
+      return { script: outfile, execArgv: [], how: 'bundled by esbuild to plain JS' };
+    } catch (err) {
+      log(`esbuild bundling failed (${(err as Error).message.split('\n')[0]}); running the server through tsx`);
+    }
+  }
+  return { script: join(HERE, 'server.ts'), execArgv: ['--import', 'tsx'], how: 'TypeScript through the tsx loader' };
+}
+
+/** The bench derives DecideOptions itself; say whether it matches webhook/server.ts when that loads. */
+async function checkDecideOptions(): Promise<string> {
+  const config = defaultConfig('bench-0');
+  try {
+    const m = (await import('../webhook/server.js')) as { toDecideOptions: (c: Config) => DecideOptions };
+    return isDeepStrictEqual(m.toDecideOptions(config), benchDecideOptions(config)) ? 'equal to webhook/server.ts toDecideOptions' : 'DIFFERENT from webhook/server.ts toDecideOptions: update bench/fixtures.ts';
+  } catch (err) {
+    return `unchecked (webhook/server.ts does not load: ${(err as Error).message.split('\n')[0]})`;
+  }
+}
+
+let serverCode: ServerCode | undefined;
+
+async function startServer(name: string, args: string[], profileDir: string | undefined): Promise<Server> {
+  const code = serverCode!;
+  // webhook/app.ts still passes fastify's deprecated disableRequestLogging; the warning would repeat per server.
+  const execArgv = [...code.execArgv, '--expose-gc', '--disable-warning=FSTDEP023'];
+  if (profileDir) execArgv.push('--cpu-prof', `--cpu-prof-dir=${profileDir}`, `--cpu-prof-name=${name}.cpuprofile`);
+  const child = fork(code.script, args, { cwd: ROOT, execArgv, stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+  children.add(child);
+  child.on('exit', () => children.delete(child));
+  const ready = await nextMessage<ServerReady>(child, 'ready', 300_000);
+  log(`server ${name} ready on port ${ready.port}${ready.variant === 'app' ? ` (${ready.mappings} mappings loaded in ${ready.loadMs.toFixed(0)} ms)` : ''}`);
+  return { name, child, ready };
+}
+
+async function memoryOf(s: Server): Promise<ServerMemory> {
+  const reply = nextMessage<ServerMemory>(s.child, 'memory', 30_000);
+  s.child.send({ type: 'memory' });
+  return reply;
+}
+
+async function cpuMicrosOf(s: Server): Promise<number> {
+  const reply = nextMessage<ServerCpu>(s.child, 'cpu', 30_000);
+  s.child.send({ type: 'cpu' });
+  return (await reply).micros;
+}
+
+async function stopServer(s: Server): Promise<void> {
+  if (s.child.exitCode !== null) return;
+  const exited = new Promise<void>((r) => s.child.once('exit', () => r()));
+  s.child.send({ type: 'stop' });
+  const timer = setTimeout(() => s.child.kill('SIGKILL'), 30_000);
+  await exited;
+  clearTimeout(timer);
+}
+
+// ------------------------------------------------------------------ checks
+
+function assertAdmission(what: string, r: { status: number; json: unknown }, expectPatch: boolean): void {
+  const resp = (r.json as { response?: { allowed?: boolean; patch?: string; patchType?: string; status?: unknown } }).response;
+  if (r.status !== 200 || resp?.allowed !== true) throw new Error(`${what}: expected 200 and allowed, got ${r.status} ${JSON.stringify(r.json).slice(0, 500)}`);
+  if (expectPatch) {
+    const ops = resp.patch ? (JSON.parse(Buffer.from(resp.patch, 'base64').toString('utf8')) as unknown[]) : [];
+    if (resp.patchType !== 'JSONPatch' || ops.length === 0) throw new Error(`${what}: expected a JSON Patch, got ${JSON.stringify(resp).slice(0, 500)}`);
+  }
+}
+
+// ------------------------------------------------------------------ HTTP part
+
+interface Case {
+  id: 'mutate' | 'mutateNoStore' | 'validate' | 'validateNoStore' | 'mutate100k';
+  label: string;
+  server: Server;
+  path: '/mutate' | '/validate';
+  body: string;
+}
+
+interface CaseResult {
+  id: Case['id'];
+  label: string;
+  runs: Array<{ baseline: Measured; candidate: Measured; ratio: number }>;
+  rps: number;
+  baselineRps: number;
+  ratio: number;
+  p50Ms: number;
+  p99Ms: number;
+  worstP99Ms: number;
+  baselineP99Ms: number;
+  /** Server CPU µs per request, candidate and baseline: the cost ratio behind the rps ratio. */
+  cpuUsPerReq: number;
+  baselineCpuUsPerReq: number;
+}
+
+/** A load result plus the server's own CPU time per answered request (robust to a busy machine). */
+type Measured = LoadResult & { serverCpuUsPerReq: number };
+
+async function load(server: Server, path: string, body: string, seconds: number): Promise<Measured> {
+  const cpu0 = await cpuMicrosOf(server);
+  const r = await runLoad({ port: server.ready.port, path, body, connections: CONNECTIONS, seconds });
+  const cpu1 = await cpuMicrosOf(server);
+  if (r.failed > 0) throw new Error(`${server.name} ${path}: ${r.failed} failed responses (non-2xx, errors or timeouts) in ${seconds} s`);
+  return { ...r, serverCpuUsPerReq: r.ok > 0 ? (cpu1 - cpu0) / r.ok : NaN };
+}
+
+async function runHttp(o: { seconds: number; warmupSeconds: number; rounds: number; profileDir: string | undefined; runDir: string }) {
+  const mutateBody = mutateReviewBody();
+  const validateBody = validateReviewBody();
+  const dir = (name: string) => {
+    const d = join(o.runDir, name);
+    mkdirSync(d, { recursive: true });
+    return d;
+  };
+  const servers: Server[] = [];
+  try {
+    const baseline = await startServer('baseline', ['--variant', 'baseline'], o.profileDir);
+    servers.push(baseline);
+    const durable = await startServer('app-sqlite-10', ['--variant', 'app', '--store', 'sqlite', '--mappings', '10', '--dir', dir('sqlite-10')], o.profileDir);
+    servers.push(durable);
+    const noStore = await startServer('app-nostore-10', ['--variant', 'app', '--store', 'off', '--mappings', '10'], o.profileDir);
+    servers.push(noStore);
+    const big = await startServer('app-sqlite-100k', ['--variant', 'app', '--store', 'sqlite', '--mappings', '100000', '--dir', dir('sqlite-100k')], o.profileDir);
+    servers.push(big);
+    const baselineIdle = await memoryOf(baseline);
+    const bigIdle = await memoryOf(big);
+    const smallIdle = await memoryOf(durable);
+
+    const ca = (s: Server) => s.ready.caPem;
+    for (const s of [durable, noStore, big]) {
+      assertAdmission(`${s.name} /mutate`, await postJson(s.ready.port, '/mutate', mutateBody, ca(s)), true);
+      assertAdmission(`${s.name} /validate`, await postJson(s.ready.port, '/validate', validateBody, ca(s)), false);
+    }
+    const b = await postJson(baseline.ready.port, '/mutate', mutateBody, ca(baseline));
+    if (b.status !== 200) throw new Error(`baseline answered ${b.status}`);
+    log(`probes ok; warming up (${o.warmupSeconds} s per server and path)`);
+    for (const s of servers) {
+      await load(s, '/mutate', mutateBody, o.warmupSeconds);
+      if (s !== big) await load(s, '/validate', validateBody, o.warmupSeconds);
+    }
+
+    const cases: Case[] = [
+      { id: 'mutate', label: '/mutate, durable store', server: durable, path: '/mutate', body: mutateBody },
+      { id: 'mutateNoStore', label: '/mutate, store off', server: noStore, path: '/mutate', body: mutateBody },
+      { id: 'validate', label: '/validate, durable store', server: durable, path: '/validate', body: validateBody },
+      { id: 'validateNoStore', label: '/validate, store off', server: noStore, path: '/validate', body: validateBody },
+      { id: 'mutate100k', label: '/mutate, durable, 100k mappings', server: big, path: '/mutate', body: mutateBody },
+    ];
+    const runs = new Map<Case['id'], CaseResult['runs']>(cases.map((c) => [c.id, []]));
+    for (let round = 1; round <= o.rounds; round++) {
+      for (const c of cases) {
+        // B C in odd rounds, C B in even ones: drift during a pair cancels out over the rounds.
+        let bl: Measured;
+        let cd: Measured;
+        if (round % 2 === 1) {
+          bl = await load(baseline, c.path, c.body, o.seconds);
+          cd = await load(c.server, c.path, c.body, o.seconds);
+        } else {
+          cd = await load(c.server, c.path, c.body, o.seconds);
+          bl = await load(baseline, c.path, c.body, o.seconds);
+        }
+        runs.get(c.id)!.push({ baseline: bl, candidate: cd, ratio: cd.rps / bl.rps });
+        log(`round ${round}/${o.rounds} ${c.label}: ${cd.rps.toFixed(0)} rps p99 ${cd.p99Ms.toFixed(2)} ms ${cd.serverCpuUsPerReq.toFixed(0)} µs CPU/req vs baseline ${bl.rps.toFixed(0)} rps ${bl.serverCpuUsPerReq.toFixed(0)} µs CPU/req → ${(cd.rps / bl.rps).toFixed(3)}`);
+      }
+    }
+    const bigLoaded = await memoryOf(big);
+    const smallLoaded = await memoryOf(durable);
+    const results: CaseResult[] = cases.map((c) => {
+      const r = runs.get(c.id)!;
+      return {
+        id: c.id,
+        label: c.label,
+        runs: r,
+        rps: median(r.map((x) => x.candidate.rps)),
+        baselineRps: median(r.map((x) => x.baseline.rps)),
+        ratio: median(r.map((x) => x.ratio)),
+        p50Ms: median(r.map((x) => x.candidate.p50Ms)),
+        p99Ms: median(r.map((x) => x.candidate.p99Ms)),
+        worstP99Ms: Math.max(...r.map((x) => x.candidate.p99Ms)),
+        baselineP99Ms: median(r.map((x) => x.baseline.p99Ms)),
+        cpuUsPerReq: median(r.map((x) => x.candidate.serverCpuUsPerReq)),
+        baselineCpuUsPerReq: median(r.map((x) => x.baseline.serverCpuUsPerReq)),
+      };
+    });
+    return {
+      results,
+      memory: { baselineIdle, bigIdle, bigLoaded, smallIdle, smallLoaded },
+      loadMs100k: big.ready.loadMs,
+    };
+  } finally {
+    for (const s of servers) await stopServer(s);
+  }
+}
+
+// ------------------------------------------------------------------ output
+
+function machine(): { cpu: string; cores: number; node: string } {
+  let cpu = cpus()[0]?.model ?? 'unknown';
+  try {
+    const m = /^model name\s*:\s*(.+)$/m.exec(readFileSync('/proc/cpuinfo', 'utf8'));
+    if (m?.[1]) cpu = m[1].trim();
+  } catch {
+    // not Linux: os.cpus() is the best there is
+  }
+  return { cpu, cores: cpus().length, node: process.version };
+}
+
+function table(rows: string[][]): string {
+  const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => (r[i] ?? '').length)));
+  const line = (r: string[]) => r.map((c, i) => (i === 0 ? c.padEnd(widths[i]!) : c.padStart(widths[i]!))).join('  ');
+  return [line(rows[0]!), widths.map((w) => '-'.repeat(w)).join('  '), ...rows.slice(1).map(line)].join('\n');
+}
+
+const fmt = (x: number | null | undefined, d = 0): string => (x === null || x === undefined || Number.isNaN(x) ? '-' : x.toLocaleString('en-US', { minimumFractionDigits: d, maximumFractionDigits: d }));
+const mark = (ok: boolean | undefined): string => (ok === undefined ? '' : ok ? 'PASS' : 'FAIL');
+
+async function main(): Promise<void> {
+  const { values } = parseArgs({
+    options: {
+      quick: { type: 'boolean', default: false },
+      profile: { type: 'boolean', default: false },
+      only: { type: 'string' },
+      seconds: { type: 'string' },
+      rounds: { type: 'string' },
+      records: { type: 'string' },
+      tsx: { type: 'boolean', default: false },
+    },
+    strict: true,
+  });
+  const quick = values.quick!;
+  const only = values.only;
+  if (only !== undefined && only !== 'http' && only !== 'store') throw new Error(`--only must be http or store, got ${only}`);
+  const seconds = values.seconds ? Number(values.seconds) : quick ? 3 : 10;
+  const rounds = values.rounds ? Number(values.rounds) : quick ? 2 : 3;
+  const records = values.records ? Number(values.records) : quick ? 100_000 : 1_000_000;
+  for (const [k, v] of Object.entries({ seconds, rounds, records })) {
+    if (!Number.isInteger(v) || v < 1) throw new Error(`--${k} must be a positive integer`);
+  }
+  const m = machine();
+  const started = Date.now();
+  const loadStart = loadavg()[0]!;
+  mkdirSync(OUT, { recursive: true });
+  const runDir = join(OUT, `run-${process.pid}`);
+  mkdirSync(runDir, { recursive: true });
+  const profileDir = values.profile ? join(OUT, 'profiles') : undefined;
+  if (profileDir) mkdirSync(profileDir, { recursive: true });
+  log(`${quick ? 'quick' : 'full'} run: ${seconds} s per measured run, ${rounds} rounds, ${records.toLocaleString('en-US')} store records`);
+
+  let optionsCheck = '';
+  if (only !== 'store') {
+    serverCode = await prepareServer(values.tsx!);
+    optionsCheck = await checkDecideOptions();
+  }
+  let http: Awaited<ReturnType<typeof runHttp>> | undefined;
+  let store: StoreBenchResult | undefined;
+  try {
+    if (only !== 'store') http = await runHttp({ seconds, warmupSeconds: quick ? 1 : 3, rounds, profileDir, runDir });
+    if (only !== 'http') store = await runStoreBench({ outDir: OUT, records, queries: quick ? 200 : 500, log });
+  } finally {
+    rmSync(runDir, { recursive: true, force: true });
+  }
+
+  const by = (id: CaseResult['id']) => http?.results.find((r) => r.id === id);
+  const mutate = by('mutate');
+  const validate = by('validate');
+  const m100k = by('mutate100k');
+  // Both 100k and 10-mapping runs are paired with the baseline; comparing their ratios cancels machine drift.
+  const mutate100kVsMutate = m100k && mutate ? m100k.ratio / mutate.ratio : undefined;
+  const rss100kMb = http ? Math.max(http.memory.bigIdle.rssMb, http.memory.bigLoaded.rssMb) : undefined;
+
+  const lines: string[] = [];
+  lines.push(`tekton-zscaler-webhook benchmark — ${quick ? 'QUICK' : 'full'} run, ${new Date(started).toISOString()}`);
+  lines.push(`machine: ${m.cpu}, ${m.cores} cores, Node ${m.node}; client (autocannon, ${CONNECTIONS} connections, HTTPS keep-alive) and servers share these cores`);
+  lines.push(`runs: ${seconds} s each after warmup, ${rounds} rounds of alternating baseline/candidate pairs; values are medians over rounds`);
+  lines.push(`load average (1 min) at start ${loadStart.toFixed(2)}, at end ${loadavg()[0]!.toFixed(2)}: anything well above 0 means other work shared the ${m.cores} cores`);
+  lines.push('srv CPU µs/req = server process CPU time per answered request; CPU ratio = baseline CPU/req ÷ candidate CPU/req (what the rps ratio tends to when the server is the bottleneck; steadier than rps on a busy machine)');
+  if (http) {
+    lines.push('');
+    const rows = [['case', 'rps', 'baseline rps', 'ratio', 'p50 ms', 'p99 ms', 'worst p99', 'srv CPU µs/req', 'CPU ratio', 'target']];
+    const b = mutate ?? http.results[0]!;
+    rows.push(['baseline (bare fastify, pod body)', fmt(b.baselineRps), '', '', '', fmt(b.baselineP99Ms, 2), '', fmt(b.baselineCpuUsPerReq), '', '']);
+    for (const r of http.results) {
+      let target = '';
+      if (r.id === 'mutate') target = `ratio>=${TARGETS.mutateRatio} ${mark(r.ratio >= TARGETS.mutateRatio)}, p99<=${TARGETS.p99Ms} ${mark(r.p99Ms <= TARGETS.p99Ms)}`;
+      if (r.id === 'validate') target = `ratio>=${TARGETS.validateRatio} ${mark(r.ratio >= TARGETS.validateRatio)}, p99<=${TARGETS.p99Ms} ${mark(r.p99Ms <= TARGETS.p99Ms)}`;
+      if (r.id === 'mutate100k' && mutate100kVsMutate !== undefined) target = `within 10% of /mutate: ${fmt((mutate100kVsMutate - 1) * 100, 1)}% ${mark(mutate100kVsMutate >= 1 - TARGETS.mutate100kWithin)}`;
+      rows.push([r.label, fmt(r.rps), fmt(r.baselineRps), fmt(r.ratio, 3), fmt(r.p50Ms, 2), fmt(r.p99Ms, 2), fmt(r.worstP99Ms, 2), fmt(r.cpuUsPerReq), fmt(r.baselineCpuUsPerReq / r.cpuUsPerReq, 3), target]);
+    }
+    lines.push(table(rows));
+    lines.push('');
+    const mem = http.memory;
+    lines.push(table([
+      ['server memory (after full GC)', 'RSS MB', 'heap MB', 'target'],
+      ['bare fastify baseline, idle', fmt(mem.baselineIdle.rssMb, 1), fmt(mem.baselineIdle.heapUsedMb, 1), ''],
+      ['10 mappings, idle', fmt(mem.smallIdle.rssMb, 1), fmt(mem.smallIdle.heapUsedMb, 1), ''],
+      ['10 mappings, after the runs', fmt(mem.smallLoaded.rssMb, 1), fmt(mem.smallLoaded.heapUsedMb, 1), ''],
+      ['100k SAs + mappings, idle', fmt(mem.bigIdle.rssMb, 1), fmt(mem.bigIdle.heapUsedMb, 1), ''],
+      ['100k SAs + mappings, after the runs', fmt(mem.bigLoaded.rssMb, 1), fmt(mem.bigLoaded.heapUsedMb, 1), `max<=${TARGETS.rss100kMb} ${mark(rss100kMb! <= TARGETS.rss100kMb)}`],
+    ]));
+    lines.push(`100k mappings loaded into the facts index in ${fmt(http.loadMs100k)} ms; server code ${serverCode!.how}; DecideOptions ${optionsCheck}`);
+  }
+  if (store) {
+    lines.push('');
+    lines.push(table([
+      [`decision store (SQLite, ${store.records.toLocaleString('en-US')} records, ${fmt(store.dbMb)} MB)`, 'p50 ms', 'p99 ms', 'target'],
+      [`namespace + 1-day range, limit 100 (${store.queries}x, median ${store.queryItemsMedian} items)`, fmt(store.queryP50Ms, 2), fmt(store.queryP99Ms, 2), `p99<=${TARGETS.queryP99Ms} ${mark(store.queryP99Ms <= TARGETS.queryP99Ms)}`],
+      [`get by id (${store.queries}x)`, fmt(store.getP50Ms, 3), fmt(store.getP99Ms, 3), `p99<=${TARGETS.queryP99Ms} ${mark(store.getP99Ms <= TARGETS.queryP99Ms)}`],
+      ['namespace + verdict=denied, whole month (info)', '', fmt(store.deniedQueryP99Ms, 2), ''],
+    ]));
+    lines.push(`verify: ${fmt(store.verifySeconds, 1)} s for ${store.records.toLocaleString('en-US')} records = ${fmt(store.verifyMsPerMillion)} ms per million (target <= ${TARGETS.verifyMsPerMillion}) ${mark(store.verifyMsPerMillion <= TARGETS.verifyMsPerMillion)}`);
+    lines.push(`verify via ${store.verifyVia}: ${store.verifyOutput.slice(0, 300)}`);
+    lines.push(store.fromCache ? 'store fill: reused the cached database' : `store fill: ${fmt(store.fillSeconds, 1)} s (${fmt(store.records / (store.fillSeconds ?? 1))} records/s through append())`);
+  }
+  lines.push(`total time ${fmt((Date.now() - started) / 1000)} s`);
+
+  const summary: Record<string, unknown> = {
+    quick,
+    machine: m,
+    loadAverage: [round(loadStart), round(loadavg()[0]!)],
+    seconds,
+    rounds,
+    connections: CONNECTIONS,
+    baselineRps: mutate ? round(mutate.baselineRps, 0) : null,
+    mutateRps: mutate ? round(mutate.rps, 0) : null,
+    mutateRatio: mutate ? round(mutate.ratio, 3) : null,
+    mutateP50Ms: mutate ? round(mutate.p50Ms) : null,
+    mutateP99Ms: mutate ? round(mutate.p99Ms) : null,
+    mutateCpuUsPerReq: mutate ? round(mutate.cpuUsPerReq, 0) : null,
+    baselineCpuUsPerReq: mutate ? round(mutate.baselineCpuUsPerReq, 0) : null,
+    validateCpuUsPerReq: validate ? round(validate.cpuUsPerReq, 0) : null,
+    mutateNoStoreRps: by('mutateNoStore') ? round(by('mutateNoStore')!.rps, 0) : null,
+    mutateNoStoreRatio: by('mutateNoStore') ? round(by('mutateNoStore')!.ratio, 3) : null,
+    validateBaselineRps: validate ? round(validate.baselineRps, 0) : null,
+    validateRps: validate ? round(validate.rps, 0) : null,
+    validateRatio: validate ? round(validate.ratio, 3) : null,
+    validateP99Ms: validate ? round(validate.p99Ms) : null,
+    validateNoStoreRps: by('validateNoStore') ? round(by('validateNoStore')!.rps, 0) : null,
+    validateNoStoreRatio: by('validateNoStore') ? round(by('validateNoStore')!.ratio, 3) : null,
+    mutateRps100k: m100k ? round(m100k.rps, 0) : null,
+    mutateRatio100k: m100k ? round(m100k.ratio, 3) : null,
+    mutate100kVsMutate: mutate100kVsMutate !== undefined ? round(mutate100kVsMutate, 3) : null,
+    mutateP99Ms100k: m100k ? round(m100k.p99Ms) : null,
+    rss100kMb: rss100kMb !== undefined ? round(rss100kMb, 1) : null,
+    rss100kIdleMb: http ? round(http.memory.bigIdle.rssMb, 1) : null,
+    rss10Mb: http ? round(http.memory.smallLoaded.rssMb, 1) : null,
+    storeRecords: store?.records ?? null,
+    queryP99Ms: store ? round(Math.max(store.queryP99Ms, store.getP99Ms)) : null,
+    rangeQueryP99Ms: store ? round(store.queryP99Ms) : null,
+    getP99Ms: store ? round(store.getP99Ms, 3) : null,
+    verifyMsPerMillion: store ? round(store.verifyMsPerMillion, 0) : null,
+    verifyVia: store?.verifyVia ?? null,
+    totalSeconds: round((Date.now() - started) / 1000, 0),
+  };
+  writeFileSync(join(OUT, 'results.json'), `${JSON.stringify({ ...summary, detail: { http: http?.results, memory: http?.memory, store } }, null, 2)}\n`);
+  process.stdout.write(`${lines.join('\n')}\n${JSON.stringify(summary)}\n`);
+}
+
+const killChildren = () => {
+  for (const c of children) c.kill('SIGKILL');
+};
+process.on('SIGINT', () => {
+  killChildren();
+  process.exit(130);
+});
+main().catch((err: Error) => {
+  killChildren();
+  process.stderr.write(`bench failed: ${err.stack ?? err.message}\n`);
+  process.exit(1);
+});

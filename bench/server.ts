@@ -1,0 +1,184 @@
+/**
+ * The server under test, run as a child of bench/run.ts (bundled by esbuild into plain JS as
+ * production runs it, or with `node --import tsx bench/server.ts ...`), forked with an IPC channel. It listens on 127.0.0.1:0 over HTTPS with a fresh certificate from
+ * certs/lib.ts and tells the parent its port once ready.
+ *
+ *   --variant baseline   a bare fastify HTTPS server answering every POST with one constant AdmissionReview
+ *   --variant app        buildApp(deps) as webhook/server.ts wires it: real facts index, pino at info,
+ *                        metrics with default collectors, UUIDv7 ids
+ *   --store sqlite|off   sqlite: createSqliteStore (WAL, synchronous=FULL, signed checkpoints) in --dir;
+ *                        off: a store whose append resolves at once
+ *   --mappings N         IdentityMappings (and as many ServiceAccounts) loaded before listening
+ *
+ * IPC: child → parent {type:'ready', port, ...} or {type:'error', message}; parent → child
+ * {type:'memory'} (answered after a full GC), {type:'cpu'} (CPU time used so far) and {type:'stop'} (closes the app and the store, then
+ * exits 0, which is when `--cpu-prof` writes its profile).
+ */
+import { join } from 'node:path';
+import { parseArgs } from 'node:util';
+import Fastify, { type FastifyInstance } from 'fastify';
+import { pino } from 'pino';
+import { v7 as uuidv7 } from 'uuid';
+import { createCertificateAuthority, createServingCertificate } from '../certs/lib.js';
+import { buildApp } from '../webhook/app.js';
+import { defaultConfig } from '../webhook/config/schema.js';
+import { createFactsIndex } from '../webhook/core/mapping-index.js';
+import type { ChainedRecord, DecisionRecord } from '../webhook/core/record.js';
+import { createMetrics } from '../webhook/http/metrics.js';
+import type { DecisionStore } from '../webhook/store/port.js';
+import { benchDecideOptions, loadBenchFacts } from './fixtures.js';
+
+const REPLICA = 'bench-0';
+
+export interface ServerReady {
+  type: 'ready';
+  port: number;
+  variant: string;
+  store: string;
+  mappings: number;
+  /** Time to load the facts index. */
+  loadMs: number;
+  /** The CA that signed the serving certificate (probes verify against it). */
+  caPem: string;
+}
+
+export interface ServerMemory {
+  type: 'memory';
+  rssMb: number;
+  heapUsedMb: number;
+  externalMb: number;
+}
+
+/** CPU time the server process has used so far (user + system), for CPU cost per request. */
+export interface ServerCpu {
+  type: 'cpu';
+  micros: number;
+}
+
+const MB = 1024 * 1024;
+
+function send(msg: object): void {
+  process.send?.(msg);
+}
+
+/** Epoch microseconds from the monotonic clock (the same scheme as webhook/server.ts createMicrosClock). */
+function createMicrosClock(): () => bigint {
+  const originMicros = BigInt(Date.now()) * 1000n;
+  const originHr = process.hrtime.bigint();
+  return () => originMicros + (process.hrtime.bigint() - originHr) / 1000n;
+}
+
+/** "Store off": nothing is written; append resolves at once (the floor the durable store is compared with). */
+function createNullStore(): Pick<DecisionStore, 'append' | 'close' | 'writable'> {
+  let seq = 0;
+  return {
+    append: async (r: DecisionRecord): Promise<ChainedRecord> => ({ ...r, seq: ++seq, prevHash: '', hash: '' }),
+    close: async () => undefined,
+    writable: () => true,
+  };
+}
+
+async function openSqlite(dir: string): Promise<Pick<DecisionStore, 'append' | 'close' | 'writable'>> {
+  const { createSqliteStore } = await import('../webhook/store/sqlite.js');
+  const { loadOrCreateSigningKey } = await import('../webhook/store/signing.js');
+  const signer = await loadOrCreateSigningKey(join(dir, 'signing-key.pem'), { create: true });
+  return createSqliteStore({ path: join(dir, 'decisions.db'), replica: REPLICA, signer });
+}
+
+const CONSTANT_REVIEW = {
+  apiVersion: 'admission.k8s.io/v1',
+  kind: 'AdmissionReview',
+  response: { uid: '705ab4f5-6393-11e8-b7cc-42010a800002', allowed: true },
+};
+
+async function main(): Promise<void> {
+  const { values } = parseArgs({
+    options: {
+      variant: { type: 'string', default: 'app' },
+      store: { type: 'string', default: 'off' },
+      mappings: { type: 'string', default: '10' },
+      dir: { type: 'string' },
+    },
+    strict: true,
+  });
+  const variant = values.variant;
+  const storeKind = values.store;
+  const mappings = Number(values.mappings);
+  if (variant !== 'app' && variant !== 'baseline') throw new Error(`--variant must be app or baseline, got ${variant}`);
+  if (storeKind !== 'off' && storeKind !== 'sqlite') throw new Error(`--store must be sqlite or off, got ${storeKind}`);
+  if (storeKind === 'sqlite' && !values.dir) throw new Error('--store sqlite needs --dir');
+
+  const ca = await createCertificateAuthority({ commonName: 'tzw bench CA', days: 2 });
+  const leaf = await createServingCertificate(ca, { dnsNames: ['localhost'], ipAddresses: ['127.0.0.1'], days: 1 });
+  const config = defaultConfig(REPLICA);
+  const https = { cert: leaf.certPem, key: leaf.keyPem };
+
+  let app: FastifyInstance;
+  let store: Pick<DecisionStore, 'append' | 'close' | 'writable'> | undefined;
+  let loadMs = 0;
+  if (variant === 'baseline') {
+    app = Fastify({ https: { ...https, minVersion: 'TLSv1.2' }, bodyLimit: config.admission.bodyLimitBytes, keepAliveTimeout: 75_000 }) as unknown as FastifyInstance;
+    app.post('/*', async () => CONSTANT_REVIEW);
+  } else {
+    const index = createFactsIndex(config.domain);
+    const t0 = performance.now();
+    const problems = loadBenchFacts(index, mappings);
+    loadMs = performance.now() - t0;
+    if (problems > 0) throw new Error(`the facts index reported ${problems} problem(s) for the bench mappings`);
+    store = storeKind === 'sqlite' ? await openSqlite(values.dir!) : createNullStore();
+    const options = benchDecideOptions(config);
+    // As production logs: one info line per decision, with the same redaction, to a discarded fd.
+    const logger = pino(
+      {
+        level: config.logLevel,
+        base: { replica: REPLICA },
+        redact: { paths: ['*.token', '*.authorization', 'req.headers.authorization', '*.env', '*.password'], censor: '[redacted]' },
+      },
+      pino.destination({ dest: '/dev/null', sync: false }),
+    );
+    const s = store;
+    app = buildApp({
+      facts: index,
+      sourceSynced: () => true,
+      store: s,
+      options,
+      logger,
+      metrics: createMetrics({ defaultMetrics: true }),
+      newId: () => uuidv7(),
+      nowMicros: createMicrosClock(),
+      replica: REPLICA,
+      deadlineMs: config.admission.deadlineMs,
+      readiness: () => (s.writable() ? [] : ['decision store not writable']),
+      bodyLimit: config.admission.bodyLimitBytes,
+      https,
+    });
+  }
+  await app.listen({ host: '127.0.0.1', port: 0 });
+  const address = app.server.address();
+  if (typeof address !== 'object' || address === null) throw new Error('no listening address');
+
+  process.on('message', (msg: { type?: string }) => {
+    if (msg.type === 'memory') {
+      (globalThis as { gc?: () => void }).gc?.();
+      const m = process.memoryUsage();
+      send({ type: 'memory', rssMb: m.rss / MB, heapUsedMb: m.heapUsed / MB, externalMb: m.external / MB } satisfies ServerMemory);
+    } else if (msg.type === 'cpu') {
+      const u = process.cpuUsage();
+      send({ type: 'cpu', micros: u.user + u.system } satisfies ServerCpu);
+    } else if (msg.type === 'stop') {
+      void (async () => {
+        await app.close();
+        await store?.close();
+        process.exit(0);
+      })();
+    }
+  });
+  process.on('disconnect', () => process.exit(0));
+  send({ type: 'ready', port: address.port, variant, store: storeKind, mappings, loadMs, caPem: ca.certPem } satisfies ServerReady);
+}
+
+main().catch((err: Error) => {
+  send({ type: 'error', message: err.stack ?? err.message });
+  process.exitCode = 1;
+  setTimeout(() => process.exit(1), 100);
+});

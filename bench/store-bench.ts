@@ -1,0 +1,218 @@
+/**
+ * The auditor side: a SQLite decision store holding N records (1,000,000 by default), the
+ * namespace + time-range query and the id lookup timed over a few hundred calls, and the whole
+ * store verified (`tzw decisions verify` when the CLI has it, else verifyEntries directly).
+ *
+ * The filled store is cached under bench/out/, keyed by the store's SCHEMA_VERSION, a digest of
+ * the canonical-JSON/hash code and the bench's own fill version, so re-runs skip the fill.
+ */
+import { createHash } from 'node:crypto';
+import { existsSync, mkdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import Database from 'better-sqlite3';
+import type { ChainedRecord } from '../webhook/core/record.js';
+import { formatMicros } from '../webhook/core/record.js';
+import { parseDecisionFilter } from '../webhook/store/query.js';
+import { FILL_DAYS, FILL_END_MICROS, FILL_NAMESPACES, createRandom, fillRecord } from './fixtures.js';
+import { median, percentile } from './stats.js';
+
+/** Bump when fillRecord or the fill procedure changes what is stored. */
+const FILL_VERSION = 1;
+const FILL_REPLICA = 'bench-fill-0';
+/** Appends queued per group commit while filling. */
+const FILL_BATCH = 10_000;
+const HERE = dirname(fileURLToPath(import.meta.url));
+const ROOT = resolve(HERE, '..');
+
+export interface StoreBenchResult {
+  records: number;
+  fillSeconds: number | null;
+  fromCache: boolean;
+  dbMb: number;
+  queries: number;
+  queryP50Ms: number;
+  queryP99Ms: number;
+  queryItemsMedian: number;
+  getP50Ms: number;
+  getP99Ms: number;
+  deniedQueryP99Ms: number;
+  verifySeconds: number;
+  verifyMsPerMillion: number;
+  verifyVia: string;
+  verifyOutput: string;
+}
+
+type Log = (line: string) => void;
+
+function cacheKey(schemaVersion: number): string {
+  const h = createHash('sha256');
+  for (const f of ['webhook/store/canonical.ts', 'webhook/store/chain.ts']) h.update(readFileSync(join(ROOT, f)));
+  return `s${schemaVersion}-f${FILL_VERSION}-${h.digest('hex').slice(0, 8)}`;
+}
+
+/** Returns the path of a store holding `records` fill records, filling it when not cached. */
+async function ensureFilledStore(outDir: string, records: number, log: Log): Promise<{ path: string; jwksPath: string; fillSeconds: number | null }> {
+  const { createSqliteStore, SCHEMA_VERSION } = await import('../webhook/store/sqlite.js');
+  const { loadOrCreateSigningKey, toJwks } = await import('../webhook/store/signing.js');
+  mkdirSync(outDir, { recursive: true });
+  const key = cacheKey(SCHEMA_VERSION);
+  const path = join(outDir, `store-${key}-${records}.db`);
+  const keyPath = join(outDir, 'store-signing-key.pem');
+  const jwksPath = join(outDir, 'store-jwks.json');
+  const signer = await loadOrCreateSigningKey(keyPath, { create: true });
+  writeFileSync(jwksPath, JSON.stringify(toJwks(signer.publicJwk)));
+  if (existsSync(path)) {
+    log(`store: reusing ${path}`);
+    return { path, jwksPath, fillSeconds: null };
+  }
+  const tmp = `${path}.filling`;
+  for (const f of [tmp, `${tmp}-wal`, `${tmp}-shm`]) rmSync(f, { force: true });
+  log(`store: filling ${records.toLocaleString('en-US')} records into ${path} (cached for later runs)`);
+  const store = await createSqliteStore({ path: tmp, replica: FILL_REPLICA, signer });
+  const rnd = createRandom(20260101);
+  const t0 = performance.now();
+  let lastLog = t0;
+  for (let start = 0; start < records; start += FILL_BATCH) {
+    const end = Math.min(records, start + FILL_BATCH);
+    const pending: Array<Promise<ChainedRecord>> = [];
+    for (let i = start; i < end; i++) pending.push(store.append(fillRecord(i, records, FILL_REPLICA, rnd)));
+    await Promise.all(pending);
+    if (performance.now() - lastLog > 10_000) {
+      lastLog = performance.now();
+      log(`store: ${end.toLocaleString('en-US')} records, ${Math.round(end / ((lastLog - t0) / 1000))}/s`);
+    }
+  }
+  await store.checkpointNow();
+  await store.close();
+  const fillSeconds = (performance.now() - t0) / 1000;
+  // Compact the WAL into the main file so the cached file stands alone.
+  const db = new Database(tmp);
+  db.pragma('wal_checkpoint(TRUNCATE)');
+  db.close();
+  for (const f of [`${tmp}-wal`, `${tmp}-shm`]) rmSync(f, { force: true });
+  renameSync(tmp, path);
+  log(`store: filled in ${fillSeconds.toFixed(1)} s (${Math.round(records / fillSeconds)} records/s)`);
+  return { path, jwksPath, fillSeconds };
+}
+
+function sampleIds(path: string, n: number): string[] {
+  const db = new Database(path, { readonly: true });
+  try {
+    const max = (db.prepare('SELECT MAX(rowid) AS m FROM decisions').get() as { m: number }).m;
+    const stmt = db.prepare('SELECT id FROM decisions WHERE rowid >= ? ORDER BY rowid LIMIT 1');
+    const rnd = createRandom(7);
+    const ids: string[] = [];
+    for (let k = 0; k < n; k++) {
+      const row = stmt.get(1 + Math.floor(rnd() * max)) as { id: string } | undefined;
+      if (row) ids.push(row.id);
+    }
+    return ids;
+  } finally {
+    db.close();
+  }
+}
+
+async function timeEach<T>(n: number, fn: (k: number) => Promise<T>): Promise<{ sorted: Float64Array; results: T[] }> {
+  const ms = new Float64Array(n);
+  const results: T[] = [];
+  for (let k = 0; k < n; k++) {
+    const t = performance.now();
+    results.push(await fn(k));
+    ms[k] = performance.now() - t;
+  }
+  return { sorted: ms.sort(), results };
+}
+
+/** Runs `tzw decisions verify --store sqlite:PATH --jwks FILE` in-process when the command exists. */
+async function verifyWithCli(path: string, jwksPath: string): Promise<{ code: number; out: string } | undefined> {
+  if (!existsSync(join(ROOT, 'webhook/cli/decisions.ts'))) return undefined;
+  const { run } = await import('../webhook/cli/run.js');
+  let out = '';
+  const code = await run(['decisions', 'verify', '--store', `sqlite:${path}`, '--jwks', jwksPath], {
+    stdout: (s) => (out += s),
+    stderr: (s) => (out += s),
+    env: {},
+    cwd: ROOT,
+    hostname: 'bench',
+    readFile: (p) => readFileSync(resolve(ROOT, p), 'utf8'),
+    onSignal: () => undefined,
+  });
+  return { code, out };
+}
+
+async function verifyDirect(path: string, jwksPath: string): Promise<{ code: number; out: string }> {
+  const { createSqliteStore } = await import('../webhook/store/sqlite.js');
+  const { verifyEntries } = await import('../webhook/store/chain.js');
+  const { loadJwks } = await import('../webhook/store/signing.js');
+  const store = await createSqliteStore({ path, replica: FILL_REPLICA, readonly: true });
+  try {
+    const result = await verifyEntries(store.streamChain(), await store.checkpoints(), await loadJwks(jwksPath), await store.anchors());
+    return { code: result.ok ? 0 : 3, out: JSON.stringify(result) };
+  } finally {
+    await store.close();
+  }
+}
+
+/** Fills (or reuses) the store, then times queries, id lookups and verification. */
+export async function runStoreBench(o: { outDir: string; records: number; queries: number; log: Log }): Promise<StoreBenchResult> {
+  const { path, jwksPath, fillSeconds } = await ensureFilledStore(o.outDir, o.records, o.log);
+  const { createSqliteStore } = await import('../webhook/store/sqlite.js');
+  const dbMb = statSync(path).size / 1024 / 1024;
+  const ids = sampleIds(path, o.queries);
+  // The auditor API and the CLI open the store read-only next to the writer.
+  const store = await createSqliteStore({ path, replica: FILL_REPLICA, readonly: true });
+  let q: Awaited<ReturnType<typeof timeEach<number>>>;
+  let g: Awaited<ReturnType<typeof timeEach<boolean>>>;
+  let d: Awaited<ReturnType<typeof timeEach<number>>>;
+  try {
+    const rnd = createRandom(42);
+    const spanDays = FILL_DAYS - 1;
+    const dayMicros = 86_400_000_000n;
+    const startMicros = FILL_END_MICROS - BigInt(FILL_DAYS) * dayMicros;
+    const filterFor = (params: Record<string, string>) => {
+      const parsed = parseDecisionFilter(params);
+      if (!parsed.ok) throw new Error(`bench filter rejected: ${parsed.errors.join('; ')}`);
+      return parsed.filter;
+    };
+    const randomNamespace = () => `team-${String(Math.floor(rnd() * FILL_NAMESPACES)).padStart(4, '0')}`;
+    // Warm the page cache and the statement cache as a running API server would have them.
+    for (let k = 0; k < 20; k++) await store.query(filterFor({ namespace: randomNamespace(), limit: '100' }));
+    // A namespace and a one-day window starting anywhere in the stored month: one page of 100.
+    q = await timeEach(o.queries, async () => {
+      const since = startMicros + BigInt(Math.floor(rnd() * spanDays * 86_400)) * 1_000_000n;
+      const page = await store.query(filterFor({ namespace: randomNamespace(), since: formatMicros(since), until: formatMicros(since + dayMicros), limit: '100' }));
+      return page.items.length;
+    });
+    g = await timeEach(ids.length, async (k) => (await store.get(ids[k]!))?.id === ids[k]);
+    if (g.results.some((found) => !found)) throw new Error('an id lookup did not find a stored record');
+    // A selective filter: denied decisions (3%) of one namespace over the whole month.
+    d = await timeEach(Math.min(100, o.queries), async () => (await store.query(filterFor({ namespace: randomNamespace(), verdict: 'denied', limit: '100' }))).items.length);
+  } finally {
+    await store.close();
+  }
+
+  o.log(`store: verifying ${o.records.toLocaleString('en-US')} records`);
+  const t0 = performance.now();
+  const cli = await verifyWithCli(path, jwksPath);
+  const verified = cli ?? (await verifyDirect(path, jwksPath));
+  const verifySeconds = (performance.now() - t0) / 1000;
+  if (verified.code !== 0) throw new Error(`verification of the filled store failed (exit ${verified.code}): ${verified.out.slice(0, 2000)}`);
+  return {
+    records: o.records,
+    fillSeconds,
+    fromCache: fillSeconds === null,
+    dbMb,
+    queries: o.queries,
+    queryP50Ms: percentile(q.sorted, 0.5),
+    queryP99Ms: percentile(q.sorted, 0.99),
+    queryItemsMedian: median(q.results),
+    getP50Ms: percentile(g.sorted, 0.5),
+    getP99Ms: percentile(g.sorted, 0.99),
+    deniedQueryP99Ms: percentile(d.sorted, 0.99),
+    verifySeconds,
+    verifyMsPerMillion: (verifySeconds * 1000 * 1_000_000) / o.records,
+    verifyVia: cli ? 'tzw decisions verify (webhook/cli/run.ts)' : 'verifyEntries(streamChain) — the CLI verify command does not exist yet',
+    verifyOutput: verified.out.trim().split('\n').slice(0, 5).join(' | '),
+  };
+}
