@@ -2,7 +2,7 @@
  * buildApp(deps) → the admission fastify instance (never listens: main.ts does, tests use inject()).
  * buildMetricsApp(metrics) → the Prometheus listener.
  */
-import Fastify, { type FastifyInstance } from 'fastify';
+import Fastify, { LogController, type FastifyInstance } from 'fastify';
 import type { SecureContextOptions } from 'node:tls';
 import { admissionRoutes, type AdmissionDeps } from './http/admission.js';
 import { healthRoutes, type ReadinessCheck } from './http/health.js';
@@ -21,7 +21,7 @@ export function buildApp(deps: AppDeps): FastifyInstance {
     ...(deps.https ? { https: { ...deps.https, minVersion: 'TLSv1.2' } } : {}),
     bodyLimit: deps.bodyLimit,
     loggerInstance: deps.logger,
-    disableRequestLogging: true,
+    logController: new LogController({ disableRequestLogging: true }),
     // The API server closes idle connections itself; keep ours long enough for reuse.
     keepAliveTimeout: 75_000,
     return503OnClosing: true,
@@ -32,7 +32,7 @@ export function buildApp(deps: AppDeps): FastifyInstance {
 }
 
 export function buildMetricsApp(metrics: Metrics, logger: AppDeps['logger']): FastifyInstance {
-  const app = Fastify({ loggerInstance: logger, disableRequestLogging: true }) as unknown as FastifyInstance;
+  const app = Fastify({ loggerInstance: logger, logController: new LogController({ disableRequestLogging: true }) }) as unknown as FastifyInstance;
   app.get(PATHS.metrics, async (_req, reply) => {
     reply.header('content-type', metrics.registry.contentType);
     return metrics.registry.metrics();

@@ -192,6 +192,7 @@ export async function startServer(config: Config, opts: ServerOptions = {}): Pro
     tlsFiles.certFile,
     tlsFiles.keyFile,
     (m) => {
+      if (tls && m.cert === tls.cert && m.key === tls.key) return;
       try {
         (app.server as unknown as HttpsServer).setSecureContext({ cert: m.cert, key: m.key, minVersion: 'TLSv1.2' });
         if (!config.auditApi.tls) (auditApp.server as unknown as HttpsServer).setSecureContext({ cert: m.cert, key: m.key, minVersion: 'TLSv1.2' });
