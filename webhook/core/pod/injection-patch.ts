@@ -22,6 +22,13 @@ export function isAlreadyInjected(pod: PodView, statusKey: string, statusValue: 
 
 const trimSlashes = (p: string): string => (p.length > 1 ? p.replace(/\/+$/, '') : p);
 
+/** `path` equals `dir` up to trailing slashes; cheap on the common no-match case (no allocation). */
+function samePath(path: string, dir: string): boolean {
+  if (!path.startsWith(dir)) return false;
+  for (let i = dir.length; i < path.length; i++) if (path[i] !== '/') return false;
+  return true;
+}
+
 /**
  * Why injecting would collide, one sentence per problem (empty when it would not): our volume name
  * already used, a container already referring to it, or a target container already mounting
@@ -32,10 +39,12 @@ export function findInjectionConflicts(pod: PodView, opts: DecideOptions): strin
   if (pod.volumes?.some((v) => v.name === TOKEN_VOLUME_NAME)) problems.push(`the pod already has a volume named "${TOKEN_VOLUME_NAME}"`);
   const tokenPath = trimSlashes(opts.tokenMountPath);
   for (const c of pod.containers) {
-    for (const m of c.volumeMounts ?? []) {
+    if (!c.volumeMounts) continue;
+    const target = isInjectionTarget(c);
+    for (const m of c.volumeMounts) {
       if (m.name === TOKEN_VOLUME_NAME) {
         problems.push(`container "${c.name}" already mounts a volume named "${TOKEN_VOLUME_NAME}"`);
-      } else if (isInjectionTarget(c) && typeof m.mountPath === 'string' && trimSlashes(m.mountPath) === tokenPath) {
+      } else if (target && typeof m.mountPath === 'string' && samePath(m.mountPath, tokenPath)) {
         problems.push(`container "${c.name}" already mounts volume "${String(m.name)}" at ${opts.tokenMountPath}`);
       }
     }
