@@ -59,6 +59,8 @@ export interface SqliteStore extends VerifiableStore {
   head(): { seq: number; hash: string };
   /** Signs and stores a checkpoint now if the head moved since the last one. */
   checkpointNow(): Promise<Checkpoint | undefined>;
+  /** SQLite's plan for a query page (diagnostics: shows which index a filter uses). */
+  queryPlan(filter: Omit<DecisionFilter, 'limit' | 'cursor'>, after?: Cursor): string[];
 }
 
 type StoreError = Error & { code: string };
@@ -129,6 +131,13 @@ interface Pending {
   reject(e: Error): void;
 }
 
+interface BatchResult {
+  done: Array<[Pending, ChainedRecord]>;
+  rejected: Array<[Pending, Error]>;
+  seq: number;
+  hash: string;
+}
+
 interface DecisionRow {
   writer: string;
   seq: number;
@@ -194,7 +203,7 @@ class SqliteDecisionStore implements SqliteStore {
   private pruning: Promise<unknown> = Promise.resolve();
   private readonly cpTimer: NodeJS.Timeout | undefined;
   private probeTimer: NodeJS.Timeout | undefined;
-  private readonly writeBatch: (batch: Pending[]) => { done: Array<[Pending, ChainedRecord]>; rejected: Array<[Pending, Error]>; seq: number; hash: string };
+  private readonly writeBatch: Database.Transaction<(batch: Pending[]) => BatchResult>;
 
   constructor(db: Database.Database, opts: SqliteStoreOptions) {
     this.db = db;
@@ -270,7 +279,7 @@ class SqliteDecisionStore implements SqliteStore {
   }
 
   /** Runs inside one transaction; throws (and so rolls back) on any database error. */
-  private insertBatch(batch: Pending[]) {
+  private insertBatch(batch: Pending[]): BatchResult {
     const exists = this.stmt('SELECT 1 FROM decisions WHERE id = ?');
     const insert = this.stmt(
       `INSERT INTO decisions (id, writer, seq, time, namespace, kind, verdict, service_accounts, task_run, pipeline_run, prev_hash, hash, record)
@@ -314,7 +323,7 @@ class SqliteDecisionStore implements SqliteStore {
     const batch = this.queue;
     this.queue = [];
     if (batch.length === 0) return;
-    let result: ReturnType<SqliteDecisionStore['insertBatch']>;
+    let result: BatchResult;
     try {
       if (!this.db.open) throw new Error('the database is closed');
       if (this.reloadHead) {
@@ -323,7 +332,9 @@ class SqliteDecisionStore implements SqliteStore {
         this.loadHead();
         this.reloadHead = false;
       }
-      result = this.writeBatch(batch);
+      // IMMEDIATE: take the write lock up front, so a competing writer makes us wait (busy
+      // timeout) instead of failing a read-then-write upgrade.
+      result = this.writeBatch.immediate(batch);
     } catch (err) {
       this.reloadHead = true;
       this.markUnwritable(err);
@@ -403,8 +414,8 @@ class SqliteDecisionStore implements SqliteStore {
     return row ? toChained(row.record, row.hash) : undefined;
   }
 
-  /** One page in (time, id) order after `after`; uses the index that matches the most selective filter. */
-  private page(filter: ScanFilter, after: Cursor | undefined, limit: number): Array<{ time: string; id: string; record: string; hash: string }> {
+  /** SQL for one page in (time, id) order after `after`; every filter has an index in that order. */
+  private pageSql(filter: ScanFilter, after: Cursor | undefined, limit: number): { sql: string; params: unknown[] } {
     const where: string[] = [];
     const params: unknown[] = [];
     let from = 'decisions d';
@@ -443,7 +454,17 @@ class SqliteDecisionStore implements SqliteStore {
     }
     const sql = `SELECT ${t} AS time, ${i} AS id, d.record AS record, d.hash AS hash FROM ${from}${where.length ? ` WHERE ${where.join(' AND ')}` : ''} ORDER BY ${t}, ${i} LIMIT ?`;
     params.push(limit);
+    return { sql, params };
+  }
+
+  private page(filter: ScanFilter, after: Cursor | undefined, limit: number): Array<{ time: string; id: string; record: string; hash: string }> {
+    const { sql, params } = this.pageSql(filter, after, limit);
     return this.stmt(sql).all(...params) as Array<{ time: string; id: string; record: string; hash: string }>;
+  }
+
+  queryPlan(filter: ScanFilter, after?: Cursor): string[] {
+    const { sql, params } = this.pageSql(filter, after, 100);
+    return (this.db.prepare(`EXPLAIN QUERY PLAN ${sql}`).all(...params) as Array<{ detail: string }>).map((r) => r.detail);
   }
 
   async query(filter: DecisionFilter): Promise<DecisionPage> {
