@@ -1,0 +1,182 @@
+/**
+ * Tamper evidence: edit the SQLite file behind the store's back, the way someone with write access
+ * to the volume (but not the signing key) would, and expect verification to name the record.
+ */
+import { copyFileSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import t from 'tap';
+import Database from 'better-sqlite3';
+import type { ChainedRecord } from '../../webhook/core/record.js';
+import { verifyStore } from '../../webhook/store/bundle.js';
+import { canonicalJson, sha256Hex, type ChainProblem } from '../../webhook/store/chain.js';
+import { createSqliteStore } from '../../webhook/store/sqlite.js';
+import { CHECKPOINT_TYP, loadOrCreateSigningKey, toJwks } from '../../webhook/store/signing.js';
+import { aRecord, timeAt, WRITER } from './builders.js';
+
+const dir = mkdtempSync(join(tmpdir(), 'tzw-tamper-'));
+t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+const key = await loadOrCreateSigningKey(join(dir, 'key.pem'), { create: true });
+const mallory = await loadOrCreateSigningKey(join(dir, 'mallory.pem'), { create: true });
+const jwks = toJwks(key.publicJwk);
+
+// The original: 30 records, checkpoints at 10, 20 and 30.
+const base = join(dir, 'base.db');
+const records: ChainedRecord[] = [];
+{
+  const store = await createSqliteStore({ path: base, replica: WRITER, signer: key, checkpointEvery: { records: 10, seconds: 3600 } });
+  for (let n = 1; n <= 30; n++) {
+    records.push(await store.append(aRecord({ n, namespace: n % 2 ? 'payments' : 'web', serviceAccounts: [`${n % 2 ? 'payments' : 'web'}/ci-builder`] })));
+    if (n % 10 === 0) await store.checkpointNow();
+  }
+  await store.close();
+}
+const id = (seq: number) => records[seq - 1]?.id ?? '';
+
+let copies = 0;
+/** Copies the original, applies `edit` to the copy with plain SQL, and verifies the copy. */
+async function verifyEdited(edit: (db: Database.Database) => void | Promise<void>) {
+  const path = join(dir, `copy-${++copies}.db`);
+  copyFileSync(base, path);
+  const db = new Database(path);
+  await edit(db);
+  db.close();
+  const store = await createSqliteStore({ path, replica: WRITER, readonly: true });
+  try {
+    return await verifyStore(store, jwks);
+  } finally {
+    await store.close();
+  }
+}
+
+t.test('the untouched store verifies', async (t) => {
+  t.match(await verifyEdited(() => undefined), { ok: true, records: 30, checkpoints: 3, unsigned: 0 });
+});
+
+/** Recomputes body, prev_hash and hash from `fromSeq` on, as an attacker with the code but not the key would. */
+function rewriteFrom(db: Database.Database, fromSeq: number, change: (r: Record<string, unknown>) => void) {
+  const rows = db.prepare('SELECT seq, record FROM decisions WHERE writer = ? AND seq >= ? ORDER BY seq').all(WRITER, fromSeq) as Array<{ seq: number; record: string }>;
+  let prev = records[fromSeq - 2]?.hash ?? '0'.repeat(64);
+  for (const row of rows) {
+    const r = JSON.parse(row.record) as Record<string, unknown>;
+    if (row.seq === fromSeq) change(r);
+    r.prevHash = prev;
+    const body = canonicalJson(r);
+    const hash = sha256Hex(prev + body);
+    db.prepare('UPDATE decisions SET record = ?, prev_hash = ?, hash = ?, verdict = ? WHERE seq = ?').run(body, prev, hash, r.verdict, row.seq);
+    prev = hash;
+  }
+}
+
+t.test('each edit is caught and the first bad record named', async (t) => {
+  const forgedJws = async (size: number) => {
+    const at = records[size - 1];
+    return mallory.sign({ writer: WRITER, size, headHash: at?.hash ?? '', time: timeAt(size * 1000) }, CHECKPOINT_TYP);
+  };
+  const cases: Array<[string, (db: Database.Database) => void | Promise<void>, Omit<ChainProblem, 'problem'>, RegExp]> = [
+    [
+      'a field changed inside the record JSON',
+      (db) => db.prepare(`UPDATE decisions SET record = replace(record, '"verdict":"patched"', '"verdict":"allowed"') WHERE seq = 5`).run(),
+      { kind: 'record', id: id(5), writer: WRITER, seq: 5 },
+      /hash mismatch/,
+    ],
+    [
+      'a filter column changed (the record hides from namespace queries)',
+      (db) => db.prepare(`UPDATE decisions SET namespace = 'elsewhere' WHERE seq = 7`).run(),
+      { kind: 'record', id: id(7), writer: WRITER, seq: 7 },
+      /the namespace column does not match the record/,
+    ],
+    [
+      'a ServiceAccount index row deleted',
+      (db) => db.prepare(`DELETE FROM decision_sas WHERE decision_id = ? AND key = 'ci-builder'`).run(id(8)),
+      { kind: 'record', id: id(8), writer: WRITER, seq: 8 },
+      /serviceAccount index rows do not match/,
+    ],
+    [
+      'a row deleted',
+      (db) => db.prepare('DELETE FROM decisions WHERE seq = 12').run(),
+      { kind: 'record', id: id(13), writer: WRITER, seq: 13 },
+      /seq 13 found where seq 12 was expected/,
+    ],
+    [
+      "two rows' seq swapped",
+      (db) => {
+        db.prepare('UPDATE decisions SET seq = -1 WHERE seq = 15').run();
+        db.prepare('UPDATE decisions SET seq = 15 WHERE seq = 16').run();
+        db.prepare('UPDATE decisions SET seq = 16 WHERE seq = -1').run();
+      },
+      { kind: 'record', id: id(16), writer: WRITER, seq: 16 },
+      /seq 16 found where seq 15 was expected/,
+    ],
+    [
+      'the record JSON made unreadable',
+      (db) => db.prepare(`UPDATE decisions SET record = substr(record, 1, 40) WHERE seq = 3`).run(),
+      { kind: 'record', id: id(3), writer: WRITER, seq: 3 },
+      /hash mismatch/,
+    ],
+    [
+      'a checkpoint re-signed with another key',
+      async (db) => db.prepare('UPDATE checkpoints SET jws = ? WHERE size = 20').run(await forgedJws(20)),
+      { kind: 'checkpoint', id: id(20), writer: WRITER, seq: 20 },
+      /not trustworthy: ERR_JWKS_NO_MATCHING_KEY/,
+    ],
+    [
+      "a checkpoint's head hash edited",
+      (db) => db.prepare('UPDATE checkpoints SET head_hash = ? WHERE size = 10').run('0'.repeat(64)),
+      { kind: 'checkpoint', id: id(10), writer: WRITER, seq: 10 },
+      /headHash differs from the signed payload/,
+    ],
+    [
+      'a forged checkpoint claiming more records',
+      async (db) => db.prepare('INSERT INTO checkpoints VALUES (?, 40, ?, ?, ?)').run(WRITER, 'f'.repeat(64), timeAt(40_000), await forgedJws(40)),
+      { kind: 'checkpoint', id: id(30), writer: WRITER, seq: 40 },
+      /not trustworthy/,
+    ],
+    [
+      'the tail truncated after a checkpoint',
+      (db) => db.prepare('DELETE FROM decisions WHERE seq > 24').run(),
+      { kind: 'record', id: id(24), writer: WRITER, seq: 25 },
+      /chain ends at seq 24 .* says it had 30 records/,
+    ],
+    [
+      'a record changed and the chain re-hashed after it',
+      (db) => rewriteFrom(db, 5, (r) => (r.verdict = 'denied')),
+      { kind: 'checkpoint', id: id(10), writer: WRITER, seq: 10 },
+      /the signed checkpoint at size 10 .* names head hash/,
+    ],
+  ];
+  for (const [name, edit, where, problem] of cases) {
+    const r = await verifyEdited(edit);
+    t.equal(r.ok, false, name);
+    if (r.ok) continue;
+    const { problem: text, ...at } = r.firstBad;
+    t.strictSame(at, where, name);
+    t.match(text, problem, `${name}: ${text}`);
+  }
+});
+
+t.test('retention: deleting the anchor (or records past it) is caught', async (t) => {
+  const path = join(dir, 'pruned.db');
+  copyFileSync(base, path);
+  const store = await createSqliteStore({ path, replica: WRITER, signer: key });
+  const pruned = await store.prune(timeAt(10_500));
+  t.match(pruned, { deleted: 10, anchors: [{ seq: 10, hash: records[9]?.hash }] });
+  t.match(await verifyStore(store, jwks), { ok: true, records: 20, anchors: 1 });
+  await store.close();
+  const edit = async (sql: string) => {
+    const copy = join(dir, `pruned-${++copies}.db`);
+    copyFileSync(path, copy);
+    const db = new Database(copy);
+    db.exec(sql);
+    db.close();
+    const ro = await createSqliteStore({ path: copy, replica: WRITER, readonly: true });
+    try {
+      return await verifyStore(ro, jwks);
+    } finally {
+      await ro.close();
+    }
+  };
+  t.match(await edit('DELETE FROM anchors'), { ok: false, firstBad: { kind: 'record', id: id(11), seq: 11, problem: /records 1\.\.10 of this writer are missing and no signed anchor/ } });
+  t.match(await edit('DELETE FROM decisions WHERE seq = 11'), { ok: false, firstBad: { kind: 'record', id: id(12), seq: 12, problem: /records 1\.\.11 of this writer are missing/ } });
+  t.match(await edit(`UPDATE anchors SET hash = '${'0'.repeat(64)}'`), { ok: false, firstBad: { kind: 'anchor', id: id(11), seq: 10, problem: /hash differs from the signed payload/ } });
+});
