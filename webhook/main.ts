@@ -11,6 +11,8 @@ const code = await run(process.argv.slice(2), {
   cwd: process.cwd(),
   hostname: hostname(),
   readFile: (p) => readFileSync(p, 'utf8'),
-  onSignal: (sig, fn) => process.once(sig, fn),
+  // `on`, not `once`: under npm/tsx a Ctrl-C reaches the process twice (from the terminal and relayed
+  // by the wrapper); a second signal must not kill it halfway through draining.
+  onSignal: (sig, fn) => process.on(sig, fn),
 });
 process.exitCode = code;

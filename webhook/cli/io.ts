@@ -6,7 +6,7 @@ export interface CliIo {
   cwd: string;
   hostname: string;
   readFile: (path: string) => string;
-  /** Registers a one-shot signal handler (serve uses SIGTERM/SIGINT to drain). */
+  /** Registers a signal handler (serve uses SIGTERM/SIGINT to drain; repeated signals are ignored while draining). */
   onSignal: (signal: 'SIGTERM' | 'SIGINT', fn: () => void) => void;
 }
 

@@ -22,7 +22,10 @@ export const serveCommand: Command = {
     const s = server;
     io.stderr(`tzw serve: admission ${s.urls.admission}, audit API ${s.urls.audit}, metrics ${s.urls.metrics}\n`);
     await new Promise<void>((resolve) => {
+      let stopping = false;
       const stop = (): void => {
+        if (stopping) return;
+        stopping = true;
         s.logger.info('shutting down: draining in-flight requests');
         void s.close().then(resolve, resolve);
       };
