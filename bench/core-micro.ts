@@ -1,0 +1,97 @@
+/**
+ * `npx tsx bench/core-micro.ts [--iterations N]` — CPU cost of each step of one admission, measured
+ * in-process (no HTTP, no TLS), for the /mutate pod and the /validate PipelineRun of bench/run.ts:
+ * JSON parse, envelope parse, decide, object digest, record, one pino log line, render, serialise,
+ * and one append to a durable SQLite store (amortised over a group commit of 50, as under load).
+ * Explains where the server's CPU per request goes when run.ts shows a ratio below target.
+ */
+import { createHash } from 'node:crypto';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { parseArgs } from 'node:util';
+import { pino } from 'pino';
+import { v7 as uuidv7 } from 'uuid';
+import { defaultConfig } from '../webhook/config/schema.js';
+import { decideAdmission } from '../webhook/core/admit.js';
+import { createFactsIndex } from '../webhook/core/mapping-index.js';
+import { formatMicros, toRecord, type DecisionRecord, type Endpoint } from '../webhook/core/record.js';
+import { parseAdmissionReview, renderReview } from '../webhook/core/wire.js';
+import { createMetrics } from '../webhook/http/metrics.js';
+import { benchDecideOptions, loadBenchFacts, mutateReviewBody, validateReviewBody } from './fixtures.js';
+
+type Step = [string, () => unknown];
+
+function time(iterations: number, fn: () => unknown): number {
+  for (let i = 0; i < Math.min(2000, iterations); i++) fn();
+  const t = process.hrtime.bigint();
+  for (let i = 0; i < iterations; i++) fn();
+  return Number(process.hrtime.bigint() - t) / 1000 / iterations;
+}
+
+async function main(): Promise<void> {
+  const { values } = parseArgs({ options: { iterations: { type: 'string', default: '20000' } } });
+  const iterations = Number(values.iterations);
+  const config = defaultConfig('bench-0');
+  const options = benchDecideOptions(config);
+  const index = createFactsIndex(config.domain);
+  loadBenchFacts(index, 10);
+  const metrics = createMetrics({ defaultMetrics: true });
+  const logger = pino({ level: 'info', base: { replica: 'bench-0' }, redact: { paths: ['*.token', '*.authorization', 'req.headers.authorization', '*.env', '*.password'], censor: '[redacted]' } }, pino.destination({ dest: '/dev/null', sync: false }));
+  const dir = mkdtempSync(join(tmpdir(), 'tzw-micro-'));
+  const { createSqliteStore } = await import('../webhook/store/sqlite.js');
+  const { loadOrCreateSigningKey } = await import('../webhook/store/signing.js');
+  const store = await createSqliteStore({ path: join(dir, 'd.db'), replica: 'bench-0', signer: await loadOrCreateSigningKey(join(dir, 'k.pem'), { create: true }) });
+
+  const rows: string[][] = [['step', 'mutate µs', 'validate µs']];
+  const results = new Map<string, Record<Endpoint, number>>();
+  for (const [endpoint, body] of [['mutate', mutateReviewBody()], ['validate', validateReviewBody()]] as const) {
+    const parsedBody = JSON.parse(body) as unknown;
+    const review = parseAdmissionReview(parsedBody);
+    if (!review.ok) throw new Error(review.message);
+    const req = review.review.request;
+    const decision = decideAdmission(endpoint, req, index, options, 'id');
+    const rec = toRecord({ id: uuidv7(), time: formatMicros(1_767_225_600_000_000n), endpoint, replica: 'bench-0', durationMs: 1, objectDigest: 'x' }, decision, req);
+    const rendered = renderReview(req.uid, decision, 'id');
+    const line = { decision: { id: rec.id, endpoint, verdict: rec.verdict, requestUid: rec.requestUid, kind: rec.kind.kind, namespace: rec.namespace, name: rec.name, user: rec.user.username, serviceAccounts: rec.serviceAccounts, mode: rec.mode, reasons: rec.reasons.map((r) => r.code), mapping: rec.mapping?.name, policyTags: rec.policyTags, ops: rec.patch.length, dryRun: rec.dryRun, durationMs: rec.durationMs } };
+    const steps: Step[] = [
+      [`JSON.parse body (${body.length} B)`, () => JSON.parse(body)],
+      ['parseAdmissionReview', () => parseAdmissionReview(parsedBody)],
+      ['decideAdmission', () => decideAdmission(endpoint, req, index, options, 'id')],
+      ['objectDigest: sha256(JSON.stringify(object))', () => createHash('sha256').update(JSON.stringify(req.object)).digest('hex')],
+      ['uuidv7 + formatMicros + toRecord', () => toRecord({ id: uuidv7(), time: formatMicros(1_767_225_600_000_000n), endpoint, replica: 'bench-0', durationMs: 1, objectDigest: 'x' }, decision, req)],
+      ['pino info line (redact on)', () => logger.info(line, 'admission decision')],
+      ['metrics: counter inc + 2 histogram timers', () => {
+        metrics.decisions.inc({ endpoint, verdict: rec.verdict, namespace: rec.namespace });
+        metrics.storeWriteSeconds.startTimer()();
+        metrics.admissionSeconds.startTimer({ endpoint })();
+      }],
+      [`renderReview + JSON.stringify (${JSON.stringify(rendered).length} B)`, () => JSON.stringify(renderReview(req.uid, decision, 'id'))],
+    ];
+    for (const [name, fn] of steps) {
+      const us = time(iterations, fn);
+      const key = name.replace(/ \(\d+ B\)/, '');
+      results.set(key, { ...(results.get(key) ?? { mutate: NaN, validate: NaN }), [endpoint]: us });
+    }
+    // The store: batches of 50 appends (one group commit, as with 50 connections), per record.
+    const batches = Math.max(20, Math.floor(iterations / 500));
+    const t = process.hrtime.bigint();
+    for (let b = 0; b < batches; b++) {
+      const pending: Array<Promise<unknown>> = [];
+      for (let k = 0; k < 50; k++) pending.push(store.append({ ...rec, id: uuidv7() } as DecisionRecord));
+      await Promise.all(pending);
+    }
+    const key = 'SQLite append, group commit of 50 (wall, incl. fsync)';
+    results.set(key, { ...(results.get(key) ?? { mutate: NaN, validate: NaN }), [endpoint]: Number(process.hrtime.bigint() - t) / 1000 / (batches * 50) });
+  }
+  for (const [k, v] of results) rows.push([k, v.mutate.toFixed(1), v.validate.toFixed(1)]);
+  const w = rows[0]!.map((_, i) => Math.max(...rows.map((r) => r[i]!.length)));
+  for (const r of rows) console.log(r.map((c, i) => (i ? c.padStart(w[i]!) : c.padEnd(w[i]!))).join('  '));
+  await store.close();
+  rmSync(dir, { recursive: true, force: true });
+}
+
+main().catch((err: Error) => {
+  console.error(err.stack ?? err.message);
+  process.exit(1);
+});
