@@ -3,7 +3,7 @@
  * export, so a CSV from `tzw decisions list -o csv` and one from `GET /api/v1/decisions?format=csv`
  * have the same columns in the same order. Pure apart from the stream helpers at the end.
  */
-import { Readable } from 'node:stream';
+import { pipeline, Readable } from 'node:stream';
 import { stringify, type Options as CsvOptions, type Stringifier } from 'csv-stringify';
 import { stringify as stringifySync } from 'csv-stringify/sync';
 import type { ChainedRecord } from '../core/record.js';
@@ -144,12 +144,12 @@ async function* toCsvRows(records: AsyncIterable<ChainedRecord>): AsyncGenerator
 
 /**
  * A byte stream of `records` in `format`, pulled on demand (memory stays flat however many records
- * match). An error from the source destroys the returned stream with that error.
+ * match). An error from the source destroys the returned stream with that error; destroying the
+ * returned stream (a client that went away) ends the iteration of `records` (its `return()`).
  */
 export function createExportStream(records: AsyncIterable<ChainedRecord>, format: ExportFormat): Readable {
   if (format === 'jsonl') return Readable.from(toJsonlChunks(records), { objectMode: false });
   const csv: Stringifier = stringify(CSV_OPTIONS);
-  const rows = Readable.from(toCsvRows(records));
-  rows.on('error', (err) => csv.destroy(err));
-  return rows.pipe(csv);
+  // pipeline, not pipe: it tears the source down when the consumer is destroyed, and forwards errors.
+  return pipeline(Readable.from(toCsvRows(records)), csv, () => undefined);
 }
