@@ -2,7 +2,8 @@
  * Bearer-token authentication for the audit API: an OIDC access/ID token (JWT) checked with jose
  * against the issuer's JWKS, issuer and audience, plus a required group.
  *
- * Outcomes: no/invalid/expired/wrong-issuer/wrong-audience token → 401 with
+ * Tokens must carry `exp` (a token that never expires is refused); clocks may differ by
+ * CLOCK_TOLERANCE_SECONDS. Outcomes: no/invalid/expired/wrong-issuer/wrong-audience token → 401 with
  * `WWW-Authenticate: Bearer error="invalid_token"`; a valid token without the group → 403
  * (`error="insufficient_scope"`); the issuer's JWKS unreachable or broken → 503 (the caller did
  * nothing wrong, so a 401 would mislead). The token itself is never echoed or logged.
@@ -117,6 +118,9 @@ export function createBearerAuth(opts: OidcAuthOptions, logger: Logger): AuthHoo
   }
   if (url.protocol !== 'https:' && url.protocol !== 'http:') {
     throw Object.assign(new Error(`audit API auth jwksUri must be an http(s) URL, got "${url.protocol}"`), { code: 'ERR_AUTH_CONFIG' });
+  }
+  if (url.protocol === 'http:' && !['127.0.0.1', 'localhost', '[::1]'].includes(url.hostname)) {
+    logger.warn({ jwksUri: opts.jwksUri }, 'audit API auth fetches the issuer JWKS over plain http: anyone on the path could swap the keys; use https');
   }
   const keys = createRemoteJWKSet(url);
   const { issuer, audience, group, groupsClaim } = opts;
