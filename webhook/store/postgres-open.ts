@@ -1,0 +1,377 @@
+/**
+ * The server's PostgreSQL store: decisions are committed to a local spool first (spool.ts) and
+ * forwarded in order to the shared database (postgres.ts), so a database outage loses nothing and
+ * stops no admission. openStore (open.ts) loads this module only for postgres:// URLs.
+ *
+ * - append → the spool: durable and final (chained) before it resolves; PostgreSQL may be down.
+ * - a forwarder drains the spool to PostgreSQL in batches, idempotent by id, removing spooled
+ *   records only after PostgreSQL committed them; while PostgreSQL is unreachable it retries with
+ *   backoff (capped at MAX_BACKOFF_MS).
+ * - reads (query, stream, checkpoints, anchors, verification) go to PostgreSQL; `get` also finds a
+ *   record still in the spool.
+ * - checkpoints are signed by the PostgreSQL store over what PostgreSQL holds, so they never claim
+ *   records that are not there yet.
+ */
+import { mkdirSync } from 'node:fs';
+import { dirname } from 'node:path';
+import type { Config } from '../config/schema.js';
+import type { ChainedRecord, DecisionRecord } from '../core/record.js';
+import type { Anchor, ChainEntry, Checkpoint, DecisionFilter, DecisionPage, PruneResult, VerifiableStore } from './port.js';
+import { createPostgresStore, parsePostgresUrl, type PostgresStore, type PostgresStoreOptions } from './postgres.js';
+import type { SigningKey, Signer } from './signing.js';
+import { createSpool, type Spool, type SpooledEntry } from './spool.js';
+import type { StoreLogger } from './sqlite.js';
+
+export const MIN_BACKOFF_MS = 100;
+export const MAX_BACKOFF_MS = 5000;
+/** Records per forwarded transaction. */
+export const FORWARD_BATCH = 500;
+/** How long close() waits for the spool to drain to PostgreSQL before leaving the rest for the next start. */
+export const DEFAULT_DRAIN_TIMEOUT_MS = 5000;
+/** How long the first connection attempt may take at start before serving from the spool alone. */
+export const DEFAULT_START_WAIT_MS = 3000;
+
+export interface SpooledPostgresOptions {
+  /** PostgreSQL options (url or pool, schema, replica, signer, checkpointEvery, ...). */
+  postgres: PostgresStoreOptions & { signer: Signer };
+  spool: { path: string; maxBytes: number };
+  logger?: StoreLogger;
+  drainTimeoutMs?: number;
+  startWaitMs?: number;
+  minBackoffMs?: number;
+  maxBackoffMs?: number;
+}
+
+export interface SpooledPostgresStore extends VerifiableStore {
+  /** Records committed to the spool and not yet in PostgreSQL. */
+  backlog(): number;
+  /** Whether the last exchange with PostgreSQL succeeded (for logs and tests). */
+  pgConnected(): boolean;
+  /** Resolves when the spool is empty (everything forwarded), or rejects after `timeoutMs`. */
+  drained(timeoutMs?: number): Promise<void>;
+  readonly spoolPath: string;
+}
+
+type StoreError = Error & { code: string };
+
+function storeError(code: string, message: string, cause?: unknown): StoreError {
+  return Object.assign(new Error(message, cause === undefined ? undefined : { cause }), { code });
+}
+
+function codeOf(err: unknown): string | undefined {
+  return typeof err === 'object' && err !== null && 'code' in err ? String((err as { code: unknown }).code) : undefined;
+}
+
+const noopLogger: StoreLogger = { info() {}, warn() {}, error() {} };
+
+/**
+ * Errors from a PostgreSQL that answered but refuses us (SQLSTATE class 28 authorization, 3D
+ * unknown database, 42501 privilege) or a schema newer than this build: retrying cannot help, so
+ * the start fails with a clear message instead of filling the spool.
+ */
+function isPermanent(err: unknown): boolean {
+  const cause = (err as { cause?: unknown }).cause;
+  const code = codeOf(cause) ?? '';
+  return code.startsWith('28') || code.startsWith('3D') || code === '42501' || code === 'ERR_STORE_OPEN';
+}
+
+class SpooledStore implements SpooledPostgresStore {
+  readonly spoolPath: string;
+  private readonly spool: Spool;
+  private readonly opts: SpooledPostgresOptions;
+  private readonly log: StoreLogger;
+  private readonly replica: string;
+  private pg: PostgresStore | undefined;
+  private connecting: Promise<PostgresStore> | undefined;
+  private connected = false;
+  private downSince: number | undefined;
+  private stopped = false;
+  private closing: Promise<void> | undefined;
+  private wake: (() => void) | undefined;
+  private loop: Promise<void> | undefined;
+  private readonly drainWaiters = new Set<() => void>();
+
+  constructor(spool: Spool, opts: SpooledPostgresOptions) {
+    this.spool = spool;
+    this.spoolPath = spool.path;
+    this.opts = opts;
+    this.log = opts.logger ?? noopLogger;
+    this.replica = opts.postgres.replica;
+    spool.onAppend(() => this.wake?.());
+  }
+
+  /**
+   * Connects (waiting up to `waitMs`) and starts forwarding. Throws only when PostgreSQL answered
+   * with an error that waiting will not heal (see isPermanent).
+   */
+  async start(waitMs: number): Promise<void> {
+    const first = this.connect().then(
+      () => undefined,
+      (err: unknown) => err,
+    );
+    const outcome = await Promise.race([first, new Promise((r) => setTimeout(r, waitMs).unref())]);
+    if (outcome !== undefined && isPermanent(outcome)) throw outcome;
+    if (!this.pg) this.log.warn({ spool: this.spoolPath }, 'PostgreSQL is not reachable at start: serving from the local spool, forwarding when it is back');
+    this.loop = this.forward();
+  }
+
+  /** Opens the PostgreSQL store once; concurrent callers share the attempt. */
+  private connect(): Promise<PostgresStore> {
+    if (this.pg) return Promise.resolve(this.pg);
+    if (!this.connecting) {
+      this.connecting = (async () => {
+        try {
+          const pg = await createPostgresStore({ ...this.opts.postgres, logger: this.log });
+          // Continue the chain from max(spool head, PostgreSQL head): a spool that was lost (a new
+          // emptyDir) or is older than the database must not restart this writer's chain.
+          const base = await pg.writerHead(this.replica);
+          if (this.spool.advanceHead(this.replica, base)) this.log.info({ seq: base.seq }, 'decision chain continues from the PostgreSQL head');
+          if (this.stopped) {
+            await pg.close();
+            throw storeError('ERR_STORE_UNAVAILABLE', 'the decision store is closed');
+          }
+          this.pg = pg;
+          this.markConnected();
+          return pg;
+        } finally {
+          this.connecting = undefined;
+        }
+      })();
+    }
+    return this.connecting;
+  }
+
+  private markConnected(): void {
+    if (!this.connected && this.downSince !== undefined) {
+      this.log.info({ backlog: this.spool.backlog(), downMs: Date.now() - this.downSince }, 'PostgreSQL reachable again: forwarding spooled decisions');
+    }
+    this.connected = true;
+    this.downSince = undefined;
+  }
+
+  private markDisconnected(err: unknown): void {
+    if (this.connected || this.downSince === undefined) {
+      this.log.warn(
+        { err: { message: (err as Error).message, code: codeOf(err) }, backlog: this.spool.backlog(), spool: this.spoolPath },
+        'PostgreSQL unreachable: decisions are kept in the local spool and forwarded when it is back',
+      );
+      this.downSince = Date.now();
+    }
+    this.connected = false;
+  }
+
+  private sleep(ms: number): Promise<void> {
+    return new Promise<void>((resolve) => {
+      const timer = setTimeout(done, ms);
+      function done(): void {
+        clearTimeout(timer);
+        resolve();
+      }
+      this.wake = done;
+    }).finally(() => {
+      this.wake = undefined;
+    });
+  }
+
+  private waitForWork(): Promise<void> {
+    return new Promise<void>((resolve) => {
+      this.wake = resolve;
+    }).finally(() => {
+      this.wake = undefined;
+    });
+  }
+
+  /** The forwarder: spool → PostgreSQL, in order, until stopped. */
+  private async forward(): Promise<void> {
+    const min = this.opts.minBackoffMs ?? MIN_BACKOFF_MS;
+    const max = this.opts.maxBackoffMs ?? MAX_BACKOFF_MS;
+    let delay = min;
+    let repairs = 0;
+    while (!this.stopped) {
+      let batch: SpooledEntry[] = [];
+      try {
+        const pg = await this.connect();
+        batch = this.spool.peek(FORWARD_BATCH);
+        if (batch.length === 0) {
+          for (const w of this.drainWaiters) w();
+          if (this.stopped) break;
+          await this.waitForWork();
+          continue;
+        }
+        await pg.appendChained(batch.map((e) => e.record));
+        this.spool.removeThrough(batch[batch.length - 1]!.pos);
+        this.markConnected();
+        delay = min;
+        repairs = 0;
+      } catch (err) {
+        if (this.stopped) break;
+        const code = codeOf(err);
+        if ((code === 'ERR_STORE_CHAIN_CONFLICT' || code === 'ERR_STORE_DUPLICATE_ID' || code === 'ERR_STORE_INVALID_RECORD') && this.pg && repairs < 3) {
+          repairs++;
+          try {
+            await this.repair(this.pg, batch, err);
+            continue;
+          } catch (repairErr) {
+            err = repairErr;
+          }
+        }
+        this.markDisconnected(err);
+        await this.sleep(delay);
+        delay = Math.min(delay * 2, max);
+      }
+    }
+  }
+
+  /**
+   * The batch does not fit what PostgreSQL holds. Records PostgreSQL already has (a batch committed
+   * before its acknowledgement was lost) leave the spool; a record whose id PostgreSQL holds as a
+   * different decision, or that is corrupt, is dropped with an error log (it cannot be stored
+   * without breaking its chain); the rest is re-chained after PostgreSQL's head of its writer.
+   */
+  private async repair(pg: PostgresStore, batch: SpooledEntry[], cause: unknown): Promise<void> {
+    const found = await pg.locate(batch.map((e) => e.record.id));
+    const drop: number[] = [];
+    const writers = new Set<string>();
+    const badId = codeOf(cause) === 'ERR_STORE_INVALID_RECORD' ? (cause as { id?: unknown }).id : undefined;
+    for (const e of batch) {
+      const f = found.get(e.record.id);
+      if (f && f.writer === e.record.replica && f.seq === e.record.seq && f.hash === e.record.hash) drop.push(e.pos);
+      else if (f || badId === e.record.id) {
+        this.log.error(
+          { id: e.record.id, writer: e.record.replica, spool: this.spoolPath, reason: f ? 'duplicate id' : (cause as Error).message },
+          f ? 'spooled decision has the id of a different stored decision; dropped from the spool' : 'spooled decision is corrupt; dropped from the spool',
+        );
+        drop.push(e.pos);
+        writers.add(e.record.replica);
+      } else writers.add(e.record.replica);
+    }
+    this.spool.remove(drop);
+    for (const writer of writers) {
+      const base = await pg.writerHead(writer);
+      const n = this.spool.rebase(writer, base);
+      if (n > 0) this.log.warn({ writer, records: n, after: base.seq }, 'spooled decisions re-chained after the PostgreSQL head of their writer (the spool started from a stale head)');
+    }
+  }
+
+  backlog(): number {
+    return this.spool.backlog();
+  }
+
+  pgConnected(): boolean {
+    return this.connected;
+  }
+
+  drained(timeoutMs = DEFAULT_DRAIN_TIMEOUT_MS): Promise<void> {
+    if (this.spool.backlog() === 0) return Promise.resolve();
+    return new Promise<void>((resolve, reject) => {
+      const done = () => {
+        clearTimeout(timer);
+        this.drainWaiters.delete(done);
+        resolve();
+      };
+      const timer = setTimeout(() => {
+        this.drainWaiters.delete(done);
+        reject(storeError('ERR_STORE_UNAVAILABLE', `${this.spool.backlog()} decision(s) are still in the spool ${this.spoolPath} after ${timeoutMs} ms (PostgreSQL ${this.connected ? 'reachable' : 'unreachable'})`));
+      }, timeoutMs);
+      this.drainWaiters.add(done);
+      this.wake?.();
+    });
+  }
+
+  writable(): boolean {
+    return this.spool.writable() && !this.closing;
+  }
+
+  append(record: DecisionRecord): Promise<ChainedRecord> {
+    if (this.closing) return Promise.reject(storeError('ERR_STORE_UNAVAILABLE', `the decision store (spool ${this.spoolPath}) is closed`));
+    return this.spool.append(record);
+  }
+
+  /** The PostgreSQL store for reads; ERR_STORE_UNAVAILABLE before the first connection. */
+  private reader(): PostgresStore {
+    if (this.pg) return this.pg;
+    throw storeError('ERR_STORE_UNAVAILABLE', `PostgreSQL has not been reachable since start; ${this.spool.backlog()} decision(s) wait in the spool ${this.spoolPath}`);
+  }
+
+  async get(id: string): Promise<ChainedRecord | undefined> {
+    const spooled = this.spool.get(id);
+    if (spooled) return spooled;
+    const found = await this.reader().get(id);
+    // It may have been forwarded (and left the spool) while PostgreSQL was being asked.
+    return found ?? this.spool.get(id);
+  }
+
+  async query(filter: DecisionFilter): Promise<DecisionPage> {
+    return this.reader().query(filter);
+  }
+
+  stream(filter: Omit<DecisionFilter, 'limit' | 'cursor'>): AsyncIterable<ChainedRecord> {
+    return this.reader().stream(filter);
+  }
+
+  streamChain(): AsyncIterable<ChainEntry> {
+    return this.reader().streamChain();
+  }
+
+  async checkpoints(): Promise<Checkpoint[]> {
+    return this.reader().checkpoints();
+  }
+
+  async anchors(): Promise<Anchor[]> {
+    return this.reader().anchors();
+  }
+
+  async prune(olderThan: string): Promise<PruneResult> {
+    return this.reader().prune(olderThan);
+  }
+
+  close(): Promise<void> {
+    if (this.closing) return this.closing;
+    this.closing = (async () => {
+      // Commit what the spool already accepted, give the forwarder a bounded time to empty it, then
+      // stop; whatever is left is forwarded by the next start.
+      await new Promise((r) => setImmediate(r)); // let an already scheduled spool commit run
+      const timeout = this.opts.drainTimeoutMs ?? DEFAULT_DRAIN_TIMEOUT_MS;
+      if (this.pg && this.spool.backlog() > 0) {
+        await this.drained(timeout).catch((err: Error) => this.log.warn({ backlog: this.spool.backlog(), spool: this.spoolPath }, err.message));
+      }
+      this.stopped = true;
+      this.wake?.();
+      await this.loop;
+      await this.connecting?.catch(() => undefined);
+      await this.pg?.close();
+      this.spool.close();
+    })();
+    return this.closing;
+  }
+}
+
+/**
+ * Builds the spooled PostgreSQL store: opens the spool (throws its ERR_STORE_OPEN/ERR_STORE_CONFIG),
+ * then waits up to `startWaitMs` for PostgreSQL. An unreachable database does not fail the start:
+ * appends go to the spool and are forwarded once it answers. A database that answers with an error
+ * that will not heal by waiting (authentication, schema newer than this build) fails the start.
+ */
+export async function createSpooledPostgresStore(opts: SpooledPostgresOptions): Promise<SpooledPostgresStore> {
+  const spool = createSpool({ path: opts.spool.path, maxBytes: opts.spool.maxBytes, replica: opts.postgres.replica, ...(opts.logger ? { logger: opts.logger } : {}) });
+  const store = new SpooledStore(spool, opts);
+  try {
+    await store.start(opts.startWaitMs ?? DEFAULT_START_WAIT_MS);
+  } catch (err) {
+    spool.close();
+    throw err;
+  }
+  return store;
+}
+
+/** openStore's entry for postgres:// URLs: the spooled store from the server config. */
+export async function openPostgresStore(config: Config, signingKey: SigningKey, logger: StoreLogger): Promise<{ store: VerifiableStore; backlog: () => number }> {
+  parsePostgresUrl(config.store.url); // a malformed URL fails the start, not the forwarder
+  mkdirSync(dirname(config.store.spool.path), { recursive: true });
+  const store = await createSpooledPostgresStore({
+    postgres: { url: config.store.url, replica: config.replica, signer: signingKey, checkpointEvery: config.store.checkpointEvery },
+    spool: config.store.spool,
+    logger,
+  });
+  return { store, backlog: () => store.backlog() };
+}

@@ -1,0 +1,1050 @@
+/**
+ * The shared decision store: one PostgreSQL database written by several replicas. Each replica
+ * (writer) appends its own hash chain (writer, seq) and signs its own checkpoints; reads, streams,
+ * checkpoints and anchors span every writer. Same schema ideas and the same cursor encoding as the
+ * SQLite adapter, so the audit API and the CLI cannot tell them apart.
+ *
+ * Writes use group commit: appends arriving while a commit is in flight are written together by the
+ * next one, as a single `INSERT ... SELECT FROM unnest(...)` statement (one round trip, about ten
+ * times faster than row inserts: reference/stack-probe.md §7).
+ *
+ * Two write paths:
+ * - `append(record)` chains the record after this writer's head (the request-path port);
+ * - `appendChained(records)` stores records already chained elsewhere (the local spool of
+ *   postgres-open.ts), idempotent by id: a record PostgreSQL already holds is skipped, so a batch
+ *   re-sent after a lost acknowledgement is harmless.
+ */
+import pg from 'pg';
+import type { ChainedRecord, DecisionRecord } from '../core/record.js';
+import { canonicalJson, GENESIS_HASH, sha256Hex } from './chain.js';
+import type { Anchor, ChainEntry, Checkpoint, DecisionFilter, DecisionPage, PruneResult, VerifiableStore } from './port.js';
+import { decodeCursor, encodeCursor, MAX_LIMIT, toCanonicalTime, type Cursor } from './query.js';
+import { ANCHOR_TYP, CHECKPOINT_TYP, type Signer } from './signing.js';
+import type { StoreLogger } from './sqlite.js';
+
+export const DEFAULT_CHECKPOINT_RECORDS = 1000;
+export const DEFAULT_CHECKPOINT_SECONDS = 60;
+export const DEFAULT_POOL_SIZE = 10;
+export const DEFAULT_CONNECT_TIMEOUT_MS = 5000;
+/** Server-side limit per statement; a stuck statement must not hold the write path forever. */
+export const DEFAULT_STATEMENT_TIMEOUT_MS = 30_000;
+export const DEFAULT_RECOVERY_PROBE_MS = 1000;
+/** Records per INSERT: bounded statement size (records are ~2 KiB). */
+export const MAX_BATCH = 500;
+const READ_CHUNK = 1000;
+const PRUNE_CHUNK = 5000;
+const WRITE_ATTEMPTS = 3;
+/** Writer id of a read-only handle; it never appends, so it never starts a chain. */
+export const READER_ID = 'tzw-reader';
+const APPLICATION_NAME = 'tekton-zscaler-webhook';
+
+type StoreError = Error & { code: string };
+
+function storeError(code: string, message: string, cause?: unknown): StoreError {
+  return Object.assign(new Error(message, cause === undefined ? undefined : { cause }), { code });
+}
+
+function pgCode(err: unknown): string | undefined {
+  return typeof err === 'object' && err !== null && 'code' in err ? String((err as { code: unknown }).code) : undefined;
+}
+
+function pgConstraint(err: unknown): string | undefined {
+  return typeof err === 'object' && err !== null && 'constraint' in err ? String((err as { constraint: unknown }).constraint) : undefined;
+}
+
+const UNIQUE_VIOLATION = '23505';
+const PK_CONSTRAINT = 'decisions_pkey';
+const WRITER_SEQ_CONSTRAINT = 'decisions_writer_seq';
+
+/** SQL for each schema version; `q` is the quoted schema prefix (`"tzw".`) or ''. */
+const MIGRATIONS: Array<(q: string) => string> = [
+  (q) => `
+  CREATE TABLE ${q}decisions (
+    id text COLLATE "C" NOT NULL,
+    writer text COLLATE "C" NOT NULL,
+    seq bigint NOT NULL,
+    time text COLLATE "C" NOT NULL,
+    namespace text COLLATE "C" NOT NULL,
+    kind text COLLATE "C" NOT NULL,
+    verdict text COLLATE "C" NOT NULL,
+    service_accounts text NOT NULL,
+    task_run text COLLATE "C",
+    pipeline_run text COLLATE "C",
+    prev_hash text NOT NULL,
+    hash text NOT NULL,
+    record text NOT NULL,
+    CONSTRAINT ${PK_CONSTRAINT} PRIMARY KEY (id),
+    CONSTRAINT ${WRITER_SEQ_CONSTRAINT} UNIQUE (writer, seq)
+  );
+  CREATE INDEX decisions_time ON ${q}decisions (time, id);
+  CREATE INDEX decisions_namespace ON ${q}decisions (namespace, time, id);
+  CREATE INDEX decisions_verdict ON ${q}decisions (verdict, time, id);
+  CREATE INDEX decisions_kind ON ${q}decisions (kind, time, id);
+  CREATE INDEX decisions_task_run ON ${q}decisions (task_run, time, id) WHERE task_run IS NOT NULL;
+  CREATE INDEX decisions_pipeline_run ON ${q}decisions (pipeline_run, time, id) WHERE pipeline_run IS NOT NULL;
+  -- One row per ServiceAccount of a record under two keys, "namespace/name" and the bare "name",
+  -- so both filter forms are one index range in (time, id) order.
+  CREATE TABLE ${q}decision_sas (
+    key text COLLATE "C" NOT NULL,
+    time text COLLATE "C" NOT NULL,
+    decision_id text COLLATE "C" NOT NULL,
+    PRIMARY KEY (key, time, decision_id)
+  );
+  CREATE INDEX decision_sas_decision ON ${q}decision_sas (decision_id);
+  CREATE TABLE ${q}checkpoints (
+    writer text COLLATE "C" NOT NULL,
+    size bigint NOT NULL,
+    head_hash text NOT NULL,
+    time text NOT NULL,
+    jws text NOT NULL,
+    PRIMARY KEY (writer, size)
+  );
+  CREATE TABLE ${q}anchors (
+    writer text COLLATE "C" NOT NULL,
+    seq bigint NOT NULL,
+    hash text NOT NULL,
+    time text NOT NULL,
+    jws text NOT NULL,
+    PRIMARY KEY (writer, seq)
+  );
+  `,
+];
+export const SCHEMA_VERSION = MIGRATIONS.length;
+
+export interface PostgresStoreOptions {
+  /** `postgres://…`; a `schema` query parameter selects the schema (see parsePostgresUrl). */
+  url?: string;
+  /** A pool owned by the caller (not ended by close()); used instead of `url`. */
+  pool?: pg.Pool;
+  /** This process's writer id; appended records must carry it as `replica`. */
+  replica: string;
+  /** Signs checkpoints and anchors; required unless `readonly`. */
+  signer?: Signer;
+  /** Read only (CLI list/get/export/verify): nothing is created, appends and prune are refused. */
+  readonly?: boolean;
+  /** Schema holding the tables (created when missing); default: the connection's search_path. */
+  schema?: string;
+  checkpointEvery?: { records?: number; seconds?: number };
+  clock?: () => Date;
+  logger?: StoreLogger;
+  poolSize?: number;
+  connectTimeoutMs?: number;
+  statementTimeoutMs?: number;
+  /** While unwritable, how often a probe checks whether PostgreSQL takes writes again. */
+  recoveryProbeMs?: number;
+}
+
+export interface PostgresStore extends VerifiableStore {
+  readonly replica: string;
+  /** This writer's chain head as committed. */
+  head(): { seq: number; hash: string };
+  /** A writer's head as stored: its last record, or its latest anchor when everything was pruned. */
+  writerHead(writer: string): Promise<{ seq: number; hash: string }>;
+  /**
+   * Stores records chained elsewhere (seq, prevHash, hash set), in one transaction, idempotent by id:
+   * a record whose id is stored with the same writer, seq and hash is skipped. Errors (by `code`):
+   * ERR_STORE_INVALID_RECORD (malformed, or its hash does not match its content),
+   * ERR_STORE_DUPLICATE_ID (an id is stored as a different record; `duplicates` lists them),
+   * ERR_STORE_CHAIN_CONFLICT (another record holds the same writer and seq),
+   * ERR_STORE_UNAVAILABLE (PostgreSQL could not commit). Nothing is stored on error.
+   */
+  appendChained(records: ChainedRecord[]): Promise<{ inserted: number; skipped: number }>;
+  /** Where each id is stored ({writer, seq, hash}); absent ids are missing from the map. */
+  locate(ids: string[]): Promise<Map<string, { writer: string; seq: number; hash: string }>>;
+  /** Signs and stores a checkpoint now if this writer's head moved since the last one. */
+  checkpointNow(): Promise<Checkpoint | undefined>;
+}
+
+/**
+ * Splits a store URL into what pg accepts and our own `schema` parameter
+ * (`postgres://user:pw@host/db?schema=tzw`). Throws ERR_STORE_URL for a non-postgres URL or a
+ * schema name that is not a plain identifier.
+ */
+export function parsePostgresUrl(url: string): { connectionString: string; schema?: string } {
+  let u: URL;
+  try {
+    u = new URL(url);
+  } catch (err) {
+    throw storeError('ERR_STORE_URL', 'the store URL is not a valid postgres:// URL', err);
+  }
+  if (u.protocol !== 'postgres:' && u.protocol !== 'postgresql:') throw storeError('ERR_STORE_URL', `the store URL must start with postgres://, not ${u.protocol}//`);
+  const schema = u.searchParams.get('schema') ?? undefined;
+  u.searchParams.delete('schema');
+  if (schema !== undefined) checkIdentifier(schema);
+  return schema === undefined ? { connectionString: u.toString() } : { connectionString: u.toString(), schema };
+}
+
+function checkIdentifier(name: string): void {
+  if (!/^[A-Za-z_][A-Za-z0-9_]{0,62}$/.test(name)) {
+    throw storeError('ERR_STORE_CONFIG', `schema "${name}" must be a plain identifier (letters, digits, _; at most 63)`);
+  }
+}
+
+/** URL for logs: the password replaced. */
+function describeUrl(url: string | undefined): string {
+  if (!url) return 'PostgreSQL';
+  return url.replace(/\/\/([^:@/]*)(:[^@/]*)?@/, '//$1:***@').replace(/\?.*$/, '');
+}
+
+interface Pending {
+  record: DecisionRecord;
+  time: string;
+  resolve(r: ChainedRecord): void;
+  reject(e: Error): void;
+}
+
+/** One row as inserted: the record's index columns, chain fields and exact canonical body. */
+interface Row {
+  id: string;
+  writer: string;
+  seq: number;
+  time: string;
+  namespace: string;
+  kind: string;
+  verdict: string;
+  serviceAccounts: string;
+  taskRun: string | null;
+  pipelineRun: string | null;
+  prevHash: string;
+  hash: string;
+  body: string;
+  saKeys: string[];
+}
+
+interface DecisionRow {
+  writer: string;
+  seq: string;
+  id: string;
+  time: string;
+  namespace: string;
+  kind: string;
+  verdict: string;
+  service_accounts: string;
+  task_run: string | null;
+  pipeline_run: string | null;
+  prev_hash: string;
+  hash: string;
+  record: string;
+  sa_keys: string | null;
+}
+
+const noopLogger: StoreLogger = { info() {}, warn() {}, error() {} };
+
+// PostgreSQL text cannot hold U+0000, and a lone surrogate would be re-encoded as U+FFFD. Index
+// columns carrying such a value (only ever from malformed input) store its JSON form instead, so the
+// row is still written (a poison record must never block the write path or the spool forwarder) and
+// verification still compares like with like. Valid filters never match these values anyway.
+const UNSTORABLE = /\u0000|[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/;
+
+/** The value stored in an index column for `v`. */
+export function toIndexText(v: string): string {
+  return UNSTORABLE.test(v) ? JSON.stringify(v) : v;
+}
+
+function toIndexOrNull(v: unknown): string | null {
+  return typeof v === 'string' ? toIndexText(v) : null;
+}
+
+/** Index keys of a record's ServiceAccounts: "ns/name" and "name" for each, deduplicated. */
+function saKeysOf(serviceAccounts: string[]): string[] {
+  const keys = new Set<string>();
+  for (const sa of serviceAccounts) {
+    keys.add(toIndexText(sa));
+    const slash = sa.indexOf('/');
+    if (slash >= 0) keys.add(toIndexText(sa.slice(slash + 1)));
+  }
+  return [...keys].sort();
+}
+
+function toChained(body: string, hash: string): ChainedRecord {
+  const r = JSON.parse(body) as ChainedRecord;
+  r.hash = hash;
+  return r;
+}
+
+/** Checks what the index columns are derived from; returns a problem or the canonical time. */
+function checkRecordShape(record: DecisionRecord): { time: string } | string {
+  if (typeof record !== 'object' || record === null) return 'not an object';
+  if (typeof record.id !== 'string' || record.id.length === 0 || record.id.length > 200 || UNSTORABLE.test(record.id)) return 'id must be a non-empty string';
+  const time = typeof record.time === 'string' ? toCanonicalTime(record.time) : undefined;
+  if (!time) return `time ${JSON.stringify(record.time)} is not RFC 3339`;
+  if (typeof record.replica !== 'string' || record.replica === '') return 'replica must be a non-empty string';
+  if (typeof record.namespace !== 'string' || typeof record.verdict !== 'string') return 'namespace and verdict must be strings';
+  if (typeof record.kind?.kind !== 'string') return 'kind.kind must be a string';
+  if (!Array.isArray(record.serviceAccounts) || !record.serviceAccounts.every((s) => typeof s === 'string')) return 'serviceAccounts must be an array of strings';
+  const t = record.tekton as Record<string, unknown> | undefined;
+  if (t !== undefined && (typeof t !== 'object' || t === null || !['taskRun', 'pipelineRun'].every((k) => t[k] === undefined || typeof t[k] === 'string'))) {
+    return 'tekton.taskRun and tekton.pipelineRun must be strings when present';
+  }
+  return { time };
+}
+
+function toRow(r: DecisionRecord, time: string, seq: number, prevHash: string, body: string, hash: string): Row {
+  return {
+    id: r.id,
+    writer: toIndexText(r.replica),
+    seq,
+    time,
+    namespace: toIndexText(r.namespace),
+    kind: toIndexText(r.kind.kind),
+    verdict: toIndexText(r.verdict),
+    serviceAccounts: JSON.stringify(r.serviceAccounts),
+    taskRun: toIndexOrNull(r.tekton?.taskRun),
+    pipelineRun: toIndexOrNull(r.tekton?.pipelineRun),
+    prevHash,
+    hash,
+    body,
+    saKeys: saKeysOf(r.serviceAccounts),
+  };
+}
+
+type ScanFilter = Omit<DecisionFilter, 'limit' | 'cursor'>;
+
+class PostgresDecisionStore implements PostgresStore {
+  readonly replica: string;
+  private readonly pool: pg.Pool;
+  private readonly ownsPool: boolean;
+  private readonly where: string;
+  private readonly signer: Signer | undefined;
+  private readonly readonly: boolean;
+  private readonly clock: () => Date;
+  private readonly log: StoreLogger;
+  private readonly cpRecords: number;
+  private readonly t: { decisions: string; sas: string; checkpoints: string; anchors: string; schemaTag: string };
+  private readonly sql: { insert: (ignore: boolean) => string };
+  private chainHead = { seq: 0, hash: GENESIS_HASH };
+  private lastCheckpointSize = 0;
+  private queue: Pending[] = [];
+  private flushScheduled = false;
+  /** Serialises writes: the chain head moves one commit at a time. */
+  private writing: Promise<unknown> = Promise.resolve();
+  private isWritable: boolean;
+  private reloadHead = false;
+  private closed = false;
+  /** Set when close() starts: new writes are refused, reads go on until the pool ends. */
+  private stopping = false;
+  private closing: Promise<void> | undefined;
+  private cpInFlight: Promise<Checkpoint | undefined> | undefined;
+  private cpFailing = false;
+  private readonly cpTimer: NodeJS.Timeout | undefined;
+  private readonly recoveryProbeMs: number;
+  private probeTimer: NodeJS.Timeout | undefined;
+  private probing = false;
+
+  constructor(pool: pg.Pool, ownsPool: boolean, q: string, where: string, opts: PostgresStoreOptions) {
+    this.pool = pool;
+    this.ownsPool = ownsPool;
+    this.where = where;
+    this.replica = opts.replica;
+    this.signer = opts.signer;
+    this.readonly = opts.readonly ?? false;
+    this.clock = opts.clock ?? (() => new Date());
+    this.log = opts.logger ?? noopLogger;
+    this.cpRecords = opts.checkpointEvery?.records ?? DEFAULT_CHECKPOINT_RECORDS;
+    this.isWritable = !this.readonly;
+    this.recoveryProbeMs = opts.recoveryProbeMs ?? DEFAULT_RECOVERY_PROBE_MS;
+    this.t = { decisions: `${q}decisions`, sas: `${q}decision_sas`, checkpoints: `${q}checkpoints`, anchors: `${q}anchors`, schemaTag: q || 'search_path' };
+    const D = this.t.decisions;
+    const S = this.t.sas;
+    this.sql = {
+      // One statement: atomic on its own, one round trip. The decision_sas rows are derived from
+      // the rows really inserted (RETURNING), so a skipped duplicate adds none.
+      insert: (ignore) => `
+        WITH ins AS (
+          INSERT INTO ${D} (id, writer, seq, time, namespace, kind, verdict, service_accounts, task_run, pipeline_run, prev_hash, hash, record)
+          SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[], $9::text[], $10::text[], $11::text[], $12::text[], $13::text[])
+          ${ignore ? 'ON CONFLICT (id) DO NOTHING' : ''}
+          RETURNING id, time
+        ), sas AS (
+          INSERT INTO ${S} (key, time, decision_id)
+          SELECT k.key, ins.time, ins.id FROM unnest($14::text[], $15::text[]) AS k(id, key) JOIN ins ON ins.id = k.id
+        )
+        SELECT id FROM ins`,
+    };
+    if (!this.readonly) {
+      const seconds = opts.checkpointEvery?.seconds ?? DEFAULT_CHECKPOINT_SECONDS;
+      this.cpTimer = setInterval(() => this.triggerCheckpoint(), seconds * 1000);
+      this.cpTimer.unref();
+    }
+  }
+
+  private unavailable(what: string, err: unknown): StoreError {
+    return storeError('ERR_STORE_UNAVAILABLE', `the decision store ${this.where} ${what}: ${(err as Error).message}`, err);
+  }
+
+  private nowText(): string {
+    return toCanonicalTime(this.clock().toISOString()) ?? this.clock().toISOString();
+  }
+
+  async loadHead(): Promise<void> {
+    this.chainHead = await this.writerHead(this.replica);
+    const cp = await this.pool.query<{ size: string | null }>(`SELECT max(size) AS size FROM ${this.t.checkpoints} WHERE writer = $1`, [this.replica]);
+    this.lastCheckpointSize = Number(cp.rows[0]?.size ?? 0);
+  }
+
+  async writerHead(writer: string): Promise<{ seq: number; hash: string }> {
+    const res = await this.pool.query<{ seq: string; hash: string }>(
+      `(SELECT seq, hash FROM ${this.t.decisions} WHERE writer = $1 ORDER BY seq DESC LIMIT 1)
+       UNION ALL (SELECT seq, hash FROM ${this.t.anchors} WHERE writer = $1 ORDER BY seq DESC LIMIT 1)`,
+      [toIndexText(writer)],
+    );
+    let top: { seq: number; hash: string } = { seq: 0, hash: GENESIS_HASH };
+    for (const r of res.rows) if (Number(r.seq) > top.seq) top = { seq: Number(r.seq), hash: r.hash };
+    return top;
+  }
+
+  head(): { seq: number; hash: string } {
+    return { ...this.chainHead };
+  }
+
+  writable(): boolean {
+    return this.isWritable && !this.stopping;
+  }
+
+  append(record: DecisionRecord): Promise<ChainedRecord> {
+    if (this.stopping) return Promise.reject(storeError('ERR_STORE_UNAVAILABLE', `the decision store ${this.where} is closed`));
+    if (this.readonly) return Promise.reject(storeError('ERR_STORE_READONLY', `the decision store ${this.where} was opened read-only`));
+    const shape = checkRecordShape(record);
+    if (typeof shape === 'string') return Promise.reject(storeError('ERR_STORE_INVALID_RECORD', `invalid decision record: ${shape}`));
+    if (record.replica !== this.replica) {
+      return Promise.reject(storeError('ERR_STORE_INVALID_RECORD', `invalid decision record: replica ${JSON.stringify(record.replica)} is not this store's writer "${this.replica}"`));
+    }
+    return new Promise<ChainedRecord>((resolve, reject) => {
+      this.queue.push({ record, time: shape.time, resolve, reject });
+      if (!this.flushScheduled) {
+        this.flushScheduled = true;
+        // setImmediate, not a microtask: every request handled in this turn of the event loop joins
+        // the batch. Appends arriving while a commit is in flight wait for the next one.
+        setImmediate(() => {
+          this.flushScheduled = false;
+          this.serial(() => this.flush());
+        });
+      }
+    });
+  }
+
+  /** Runs `fn` after every earlier write finished; failures do not break the sequence. */
+  private serial<T>(fn: () => Promise<T>): Promise<T> {
+    const run = this.writing.then(fn);
+    this.writing = run.catch(() => undefined);
+    return run;
+  }
+
+  private async flush(): Promise<void> {
+    while (this.queue.length > 0) {
+      const batch = this.queue.splice(0, MAX_BATCH);
+      await this.commitBatch(batch);
+    }
+  }
+
+  /** Chains `batch` after the head and inserts it; retries around duplicates and a moved head. */
+  private async commitBatch(batch: Pending[]): Promise<void> {
+    let todo = batch;
+    for (let attempt = 1; todo.length > 0; attempt++) {
+      try {
+        if (this.reloadHead) {
+          await this.loadHead();
+          this.reloadHead = false;
+        }
+        const { rows, stored, rejected } = this.chainBatch(todo);
+        for (const [p, e] of rejected) p.reject(e);
+        if (rows.length === 0) return;
+        await this.pool.query(this.sql.insert(false), insertParams(rows));
+        const last = rows[rows.length - 1]!;
+        this.chainHead = { seq: last.seq, hash: last.hash };
+        this.markWritable();
+        for (const [p, r] of stored) p.resolve(r);
+        if (this.chainHead.seq - this.lastCheckpointSize >= this.cpRecords) this.triggerCheckpoint();
+        return;
+      } catch (err) {
+        const constraint = pgCode(err) === UNIQUE_VIOLATION ? pgConstraint(err) : undefined;
+        if (attempt < WRITE_ATTEMPTS && constraint === PK_CONSTRAINT) {
+          // An id is already stored: refuse those appends and chain the rest again, so the chain
+          // never references a record that was not written.
+          try {
+            const found = await this.locate(todo.map((p) => p.record.id));
+            todo = todo.filter((p) => {
+              if (!found.has(p.record.id)) return true;
+              p.reject(storeError('ERR_STORE_DUPLICATE_ID', `a decision with id ${p.record.id} is already stored`));
+              return false;
+            });
+            continue;
+          } catch (lookupErr) {
+            err = lookupErr;
+          }
+        } else if (attempt < WRITE_ATTEMPTS && constraint === WRITER_SEQ_CONSTRAINT) {
+          // Another process appended to this writer's chain (two replicas with one writer id):
+          // continue from what is really stored rather than fork it.
+          this.log.error({ writer: this.replica, store: this.where }, 'another process is writing this replica\'s chain; give every replica its own writer id (TZW_REPLICA)');
+          this.reloadHead = true;
+          continue;
+        }
+        this.reloadHead = true;
+        this.markUnwritable(err);
+        const e = this.unavailable(`could not commit ${todo.length} record(s)`, err);
+        for (const p of todo) p.reject(e);
+        return;
+      }
+    }
+  }
+
+  private chainBatch(batch: Pending[]): { rows: Row[]; stored: Array<[Pending, ChainedRecord]>; rejected: Array<[Pending, Error]> } {
+    const rows: Row[] = [];
+    const stored: Array<[Pending, ChainedRecord]> = [];
+    const rejected: Array<[Pending, Error]> = [];
+    const ids = new Set<string>();
+    let { seq, hash: prev } = this.chainHead;
+    for (const p of batch) {
+      const r = p.record;
+      if (ids.has(r.id)) {
+        rejected.push([p, storeError('ERR_STORE_DUPLICATE_ID', `a decision with id ${r.id} is already stored`)]);
+        continue;
+      }
+      let body: string;
+      let chained: ChainedRecord;
+      try {
+        body = canonicalJson({ ...r, seq: seq + 1, prevHash: prev });
+        chained = JSON.parse(body) as ChainedRecord;
+      } catch (err) {
+        rejected.push([p, storeError('ERR_STORE_INVALID_RECORD', `invalid decision record ${r.id}: ${(err as Error).message}`, err)]);
+        continue;
+      }
+      const hash = sha256Hex(prev + body);
+      seq++;
+      rows.push(toRow(r, p.time, seq, prev, body, hash));
+      chained.hash = hash;
+      stored.push([p, chained]);
+      ids.add(r.id);
+      prev = hash;
+    }
+    return { rows, stored, rejected };
+  }
+
+  appendChained(records: ChainedRecord[]): Promise<{ inserted: number; skipped: number }> {
+    if (this.stopping) return Promise.reject(storeError('ERR_STORE_UNAVAILABLE', `the decision store ${this.where} is closed`));
+    if (this.readonly) return Promise.reject(storeError('ERR_STORE_READONLY', `the decision store ${this.where} was opened read-only`));
+    const rows: Row[] = [];
+    for (const rec of records) {
+      const shape = checkRecordShape(rec);
+      const bad = (why: string) => Promise.reject(Object.assign(storeError('ERR_STORE_INVALID_RECORD', `invalid chained decision record ${String(rec?.id)}: ${why}`), { id: rec?.id }));
+      if (typeof shape === 'string') return bad(shape);
+      if (!Number.isSafeInteger(rec.seq) || rec.seq < 1 || typeof rec.prevHash !== 'string' || typeof rec.hash !== 'string') return bad('seq, prevHash and hash must be set');
+      const { hash, ...rest } = rec;
+      let body: string;
+      try {
+        body = canonicalJson(rest);
+      } catch (err) {
+        return bad((err as Error).message);
+      }
+      if (sha256Hex(rec.prevHash + body) !== hash) return bad('its hash does not match its content');
+      rows.push(toRow(rec, shape.time, rec.seq, rec.prevHash, body, hash));
+    }
+    if (rows.length === 0) return Promise.resolve({ inserted: 0, skipped: 0 });
+    return this.serial(() => this.insertChained(rows));
+  }
+
+  private async insertChained(rows: Row[]): Promise<{ inserted: number; skipped: number }> {
+    let client: pg.PoolClient;
+    try {
+      client = await this.pool.connect();
+    } catch (err) {
+      this.markUnwritable(err);
+      throw this.unavailable('cannot connect', err);
+    }
+    let broken = false;
+    try {
+      await client.query('BEGIN');
+      const inserted = new Set<string>();
+      for (let i = 0; i < rows.length; i += MAX_BATCH) {
+        const res = await client.query<{ id: string }>(this.sql.insert(true), insertParams(rows.slice(i, i + MAX_BATCH)));
+        for (const r of res.rows) inserted.add(r.id);
+      }
+      const skipped = rows.filter((r) => !inserted.has(r.id));
+      if (skipped.length > 0) {
+        // Skipped ids must be exactly these records (a re-sent batch); an id stored as another record
+        // would leave a hole in this chain, so the whole batch is refused.
+        const found = await client.query<{ id: string; writer: string; seq: string; hash: string }>(`SELECT id, writer, seq, hash FROM ${this.t.decisions} WHERE id = ANY($1::text[])`, [skipped.map((r) => r.id)]);
+        const byId = new Map(found.rows.map((f) => [f.id, f]));
+        const duplicates = skipped.filter((r) => {
+          const f = byId.get(r.id);
+          return !f || f.writer !== r.writer || Number(f.seq) !== r.seq || f.hash !== r.hash;
+        });
+        if (duplicates.length > 0) {
+          await client.query('ROLLBACK');
+          throw Object.assign(
+            storeError('ERR_STORE_DUPLICATE_ID', `decision id${duplicates.length > 1 ? 's' : ''} ${duplicates.map((d) => d.id).join(', ')} ${duplicates.length > 1 ? 'are' : 'is'} already stored as a different record`),
+            { duplicates: duplicates.map((d) => d.id) },
+          );
+        }
+      }
+      await client.query('COMMIT');
+      for (const r of rows) {
+        if (r.writer === this.replica && inserted.has(r.id) && r.seq > this.chainHead.seq) this.chainHead = { seq: r.seq, hash: r.hash };
+      }
+      this.markWritable();
+      if (this.chainHead.seq - this.lastCheckpointSize >= this.cpRecords) this.triggerCheckpoint();
+      return { inserted: inserted.size, skipped: rows.length - inserted.size };
+    } catch (err) {
+      if (pgCode(err) === 'ERR_STORE_DUPLICATE_ID') throw err;
+      await client.query('ROLLBACK').catch(() => {
+        broken = true;
+      });
+      if (pgCode(err) === UNIQUE_VIOLATION && pgConstraint(err) === WRITER_SEQ_CONSTRAINT) {
+        throw storeError('ERR_STORE_CHAIN_CONFLICT', `the decision store ${this.where} already holds other records at these positions of the chain: ${(err as { detail?: string }).detail ?? (err as Error).message}`, err);
+      }
+      this.markUnwritable(err);
+      throw this.unavailable(`could not commit ${rows.length} chained record(s)`, err);
+    } finally {
+      client.release(broken);
+    }
+  }
+
+  async locate(ids: string[]): Promise<Map<string, { writer: string; seq: number; hash: string }>> {
+    const res = await this.read(() =>
+      this.pool.query<{ id: string; writer: string; seq: string; hash: string }>(`SELECT id, writer, seq, hash FROM ${this.t.decisions} WHERE id = ANY($1::text[])`, [ids]),
+    );
+    return new Map(res.rows.map((r) => [r.id, { writer: r.writer, seq: Number(r.seq), hash: r.hash }]));
+  }
+
+  private markUnwritable(err: unknown): void {
+    if (this.isWritable) this.log.error({ err: { message: (err as Error).message, code: pgCode(err) }, store: this.where }, 'decision store write failed; the store is unwritable until a write succeeds');
+    this.isWritable = false;
+    if (!this.probeTimer && !this.stopping) {
+      this.probeTimer = setInterval(() => void this.probe(), this.recoveryProbeMs);
+      this.probeTimer.unref();
+    }
+  }
+
+  private markWritable(): void {
+    if (!this.isWritable && !this.readonly) this.log.info({ store: this.where }, 'decision store writable again');
+    this.isWritable = !this.readonly;
+    if (this.probeTimer) {
+      clearInterval(this.probeTimer);
+      this.probeTimer = undefined;
+    }
+  }
+
+  /**
+   * Readiness must come back without traffic (an unready replica gets none). Taking the lock an
+   * INSERT takes proves more than `SELECT 1`: it fails on a read-only standby after a failover and
+   * while another session holds the table.
+   */
+  private async probe(): Promise<void> {
+    if (this.probing || this.stopping) return;
+    this.probing = true;
+    let client: pg.PoolClient | undefined;
+    let broken = false;
+    try {
+      client = await this.pool.connect();
+      await client.query('BEGIN');
+      try {
+        await client.query(`LOCK TABLE ${this.t.decisions} IN ROW EXCLUSIVE MODE NOWAIT`);
+      } finally {
+        await client.query('ROLLBACK').catch(() => {
+          broken = true;
+        });
+      }
+      this.markWritable();
+    } catch {
+      broken = true; // still failing: the next probe tries again (markUnwritable logged it once)
+    } finally {
+      client?.release(broken);
+      this.probing = false;
+    }
+  }
+
+  private triggerCheckpoint(): void {
+    if (this.readonly || this.closed || this.cpInFlight) return;
+    this.cpInFlight = this.writeCheckpoint().finally(() => {
+      this.cpInFlight = undefined;
+    });
+  }
+
+  private async writeCheckpoint(): Promise<Checkpoint | undefined> {
+    const { seq: size, hash: headHash } = this.chainHead;
+    if (size === 0 || size <= this.lastCheckpointSize || !this.signer) return undefined;
+    const time = this.nowText();
+    try {
+      const jws = await this.signer.sign({ writer: this.replica, size, headHash, time }, CHECKPOINT_TYP);
+      await this.pool.query(`INSERT INTO ${this.t.checkpoints} (writer, size, head_hash, time, jws) VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING`, [toIndexText(this.replica), size, headHash, time, jws]);
+      this.lastCheckpointSize = Math.max(this.lastCheckpointSize, size);
+      if (this.cpFailing) this.log.info({ store: this.where, size }, 'decision checkpoints written again');
+      this.cpFailing = false;
+      return { writer: this.replica, size, headHash, time, jws };
+    } catch (err) {
+      // Retried on the next trigger; log once per outage, not once per timer tick.
+      if (!this.cpFailing) this.log.error({ err: { message: (err as Error).message }, store: this.where, size }, 'could not write a decision checkpoint');
+      this.cpFailing = true;
+      return undefined;
+    }
+  }
+
+  async checkpointNow(): Promise<Checkpoint | undefined> {
+    while (this.cpInFlight) await this.cpInFlight;
+    if (this.readonly) return undefined;
+    const p = this.writeCheckpoint();
+    this.cpInFlight = p.finally(() => {
+      this.cpInFlight = undefined;
+    });
+    return p;
+  }
+
+  /** Runs a read, turning driver errors into ERR_STORE_UNAVAILABLE naming the store. */
+  private async read<T>(fn: () => Promise<T>): Promise<T> {
+    if (this.closed) throw storeError('ERR_STORE_UNAVAILABLE', `the decision store ${this.where} is closed`);
+    try {
+      return await fn();
+    } catch (err) {
+      throw this.unavailable('could not be read', err);
+    }
+  }
+
+  async get(id: string): Promise<ChainedRecord | undefined> {
+    if (typeof id !== 'string' || UNSTORABLE.test(id)) return undefined;
+    const res = await this.read(() => this.pool.query<{ record: string; hash: string }>(`SELECT record, hash FROM ${this.t.decisions} WHERE id = $1`, [id]));
+    const row = res.rows[0];
+    return row ? toChained(row.record, row.hash) : undefined;
+  }
+
+  /** One page in (time, id) order after `after`; uses the index that matches the most selective filter. */
+  private async page(filter: ScanFilter, after: Cursor | undefined, limit: number): Promise<Array<{ time: string; id: string; record: string; hash: string }>> {
+    const where: string[] = [];
+    const params: unknown[] = [];
+    const p = (v: unknown): string => {
+      params.push(v);
+      return `$${params.length}`;
+    };
+    let from = `${this.t.decisions} d`;
+    let t = 'd.time';
+    let i = 'd.id';
+    if (filter.serviceAccount !== undefined) {
+      from = `${this.t.sas} s JOIN ${this.t.decisions} d ON d.id = s.decision_id`;
+      t = 's.time';
+      i = 's.decision_id';
+      where.push(`s.key = ${p(toIndexText(filter.serviceAccount))}`);
+    }
+    const eq: Array<[keyof ScanFilter, string]> = [
+      ['namespace', 'd.namespace'],
+      ['verdict', 'd.verdict'],
+      ['kind', 'd.kind'],
+      ['taskRun', 'd.task_run'],
+      ['pipelineRun', 'd.pipeline_run'],
+    ];
+    for (const [key, col] of eq) {
+      const v = filter[key];
+      if (v === undefined) continue;
+      where.push(`${col} = ${p(toIndexText(String(v)))}`);
+    }
+    if (filter.since !== undefined) where.push(`${t} >= ${p(toCanonicalTime(filter.since) ?? filter.since)}`);
+    if (filter.until !== undefined) where.push(`${t} < ${p(toCanonicalTime(filter.until) ?? filter.until)}`);
+    if (after) where.push(`(${t}, ${i}) > (${p(after.time)}, ${p(after.id)})`);
+    const sql = `SELECT ${t} AS time, ${i} AS id, d.record AS record, d.hash AS hash FROM ${from}${where.length ? ` WHERE ${where.join(' AND ')}` : ''} ORDER BY ${t}, ${i} LIMIT ${p(limit)}`;
+    const res = await this.read(() => this.pool.query<{ time: string; id: string; record: string; hash: string }>(sql, params));
+    return res.rows;
+  }
+
+  async query(filter: DecisionFilter): Promise<DecisionPage> {
+    const limit = Math.min(Math.max(Math.trunc(filter.limit) || 1, 1), MAX_LIMIT);
+    let after: Cursor | undefined;
+    if (filter.cursor !== undefined) {
+      after = decodeCursor(filter.cursor);
+      if (!after) throw storeError('ERR_STORE_BAD_FILTER', 'cursor is not valid: pass the nextCursor of a previous page unchanged');
+    }
+    const rows = await this.page(filter, after, limit + 1);
+    const more = rows.length > limit;
+    const pageRows = more ? rows.slice(0, limit) : rows;
+    const last = pageRows[pageRows.length - 1];
+    return {
+      items: pageRows.map((r) => toChained(r.record, r.hash)),
+      nextCursor: more && last ? encodeCursor({ time: last.time, id: last.id }) : null,
+    };
+  }
+
+  async *stream(filter: ScanFilter): AsyncIterable<ChainedRecord> {
+    let after: Cursor | undefined;
+    for (;;) {
+      const rows = await this.page(filter, after, READ_CHUNK);
+      for (const r of rows) yield toChained(r.record, r.hash);
+      const last = rows[rows.length - 1];
+      if (!last || rows.length < READ_CHUNK) return;
+      after = { time: last.time, id: last.id };
+    }
+  }
+
+  async *streamChain(): AsyncIterable<ChainEntry> {
+    const sql = `SELECT d.writer, d.seq, d.id, d.time, d.namespace, d.kind, d.verdict, d.service_accounts, d.task_run, d.pipeline_run, d.prev_hash, d.hash, d.record,
+        (SELECT string_agg(s.key || E'\\t' || s.time, E'\\n') FROM ${this.t.sas} s WHERE s.decision_id = d.id) AS sa_keys
+      FROM ${this.t.decisions} d WHERE (d.writer, d.seq) > ($1, $2) ORDER BY d.writer, d.seq LIMIT $3`;
+    let writer = '';
+    let seq = 0;
+    for (;;) {
+      const res = await this.read(() => this.pool.query<DecisionRow>(sql, [writer, seq, READ_CHUNK]));
+      for (const row of res.rows) {
+        let record: ChainedRecord;
+        try {
+          record = toChained(row.record, row.hash);
+        } catch (err) {
+          // Unparseable JSON: hand the verifier a stand-in that names the row; it fails the hash check.
+          record = { id: row.id, replica: row.writer, seq: Number(row.seq), prevHash: row.prev_hash, hash: row.hash } as ChainedRecord;
+          yield { record, body: row.record, problem: `the stored record is not JSON: ${(err as Error).message}` };
+          continue;
+        }
+        const problem = columnProblem(row, record);
+        yield problem ? { record, body: row.record, problem } : { record, body: row.record };
+      }
+      const last = res.rows[res.rows.length - 1];
+      if (!last || res.rows.length < READ_CHUNK) return;
+      writer = last.writer;
+      seq = Number(last.seq);
+    }
+  }
+
+  async checkpoints(): Promise<Checkpoint[]> {
+    const res = await this.read(() =>
+      this.pool.query<{ writer: string; size: string; head_hash: string; time: string; jws: string }>(`SELECT writer, size, head_hash, time, jws FROM ${this.t.checkpoints} ORDER BY writer, size`),
+    );
+    return res.rows.map((r) => ({ writer: r.writer, size: Number(r.size), headHash: r.head_hash, time: r.time, jws: r.jws }));
+  }
+
+  async anchors(): Promise<Anchor[]> {
+    const res = await this.read(() => this.pool.query<{ writer: string; seq: string; hash: string; time: string; jws: string }>(`SELECT writer, seq, hash, time, jws FROM ${this.t.anchors} ORDER BY writer, seq`));
+    return res.rows.map((r) => ({ writer: r.writer, seq: Number(r.seq), hash: r.hash, time: r.time, jws: r.jws }));
+  }
+
+  async prune(olderThan: string): Promise<PruneResult> {
+    const cutoff = toCanonicalTime(olderThan);
+    if (!cutoff) throw storeError('ERR_STORE_BAD_FILTER', `prune: "${olderThan}" is not an RFC 3339 date-time`);
+    if (this.closed) throw storeError('ERR_STORE_UNAVAILABLE', `the decision store ${this.where} is closed`);
+    if (this.readonly || !this.signer) throw storeError('ERR_STORE_READONLY', `the decision store ${this.where} was opened read-only`);
+    let client: pg.PoolClient;
+    try {
+      client = await this.pool.connect();
+    } catch (err) {
+      throw this.unavailable('cannot connect for prune', err);
+    }
+    // Every replica runs retention; one at a time prunes (the others then find nothing to do). The
+    // session lock goes away with the connection if this process dies.
+    const lockKey = `tekton-zscaler-webhook:prune:${this.t.schemaTag}`;
+    let locked = false;
+    try {
+      await client.query('SELECT pg_advisory_lock(hashtext($1))', [lockKey]);
+      locked = true;
+      return await this.pruneLocked(client, cutoff, this.signer);
+    } catch (err) {
+      if (typeof pgCode(err) === 'string' && pgCode(err)!.startsWith('ERR_')) throw err;
+      throw this.unavailable('could not prune', err);
+    } finally {
+      let ok = true;
+      if (locked) await client.query('SELECT pg_advisory_unlock(hashtext($1))', [lockKey]).catch(() => (ok = false));
+      client.release(!ok);
+    }
+  }
+
+  private async pruneLocked(client: pg.PoolClient, cutoff: string, signer: Signer): Promise<PruneResult> {
+    const D = this.t.decisions;
+    // Distinct writers by skipping through the (writer, seq) index instead of reading every row.
+    const writers = (
+      await client.query<{ writer: string }>(`
+      WITH RECURSIVE w AS (
+        (SELECT writer FROM ${D} ORDER BY writer LIMIT 1)
+        UNION ALL
+        SELECT (SELECT d.writer FROM ${D} d WHERE d.writer > w.writer ORDER BY d.writer LIMIT 1) FROM w WHERE w.writer IS NOT NULL
+      ) SELECT writer FROM w WHERE writer IS NOT NULL`)
+    ).rows.map((r) => r.writer);
+    const anchors: Anchor[] = [];
+    let deleted = 0;
+    for (const writer of writers) {
+      // Prune only a prefix of the chain, and never a record at or after the cutoff: with
+      // caller-supplied times, seq order and time order can differ slightly.
+      const keep = (await client.query<{ seq: string }>(`SELECT seq FROM ${D} WHERE writer = $1 AND time >= $2 ORDER BY seq LIMIT 1`, [writer, cutoff])).rows[0];
+      const cut = keep ? Number(keep.seq) - 1 : Number((await client.query<{ seq: string }>(`SELECT max(seq) AS seq FROM ${D} WHERE writer = $1`, [writer])).rows[0]?.seq ?? 0);
+      const at = (await client.query<{ hash: string }>(`SELECT hash FROM ${D} WHERE writer = $1 AND seq = $2`, [writer, cut])).rows[0];
+      if (!at) continue; // nothing older than the cutoff (or already pruned)
+      const time = this.nowText();
+      const jws = await signer.sign({ writer, seq: cut, hash: at.hash, time }, ANCHOR_TYP);
+      if (this.closed) throw storeError('ERR_STORE_UNAVAILABLE', `the decision store ${this.where} is closed`);
+      // Anchor first, then delete oldest-first in chunks: at every moment the remaining records
+      // still verify (chain.ts accepts a chain that starts below an anchor and reaches it).
+      await client.query(`INSERT INTO ${this.t.anchors} (writer, seq, hash, time, jws) VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING`, [writer, cut, at.hash, time, jws]);
+      anchors.push({ writer, seq: cut, hash: at.hash, time, jws });
+      let lo = Number((await client.query<{ seq: string }>(`SELECT min(seq) AS seq FROM ${D} WHERE writer = $1`, [writer])).rows[0]?.seq ?? cut + 1);
+      while (lo <= cut) {
+        const hi = Math.min(cut, lo + PRUNE_CHUNK - 1);
+        await client.query('BEGIN');
+        try {
+          await client.query(`DELETE FROM ${this.t.sas} WHERE decision_id IN (SELECT id FROM ${D} WHERE writer = $1 AND seq BETWEEN $2 AND $3)`, [writer, lo, hi]);
+          deleted += (await client.query(`DELETE FROM ${D} WHERE writer = $1 AND seq BETWEEN $2 AND $3`, [writer, lo, hi])).rowCount ?? 0;
+          await client.query('COMMIT');
+        } catch (err) {
+          await client.query('ROLLBACK').catch(() => undefined);
+          throw err;
+        }
+        lo = hi + 1;
+        if (this.closed) throw storeError('ERR_STORE_UNAVAILABLE', `the decision store ${this.where} was closed during prune`);
+      }
+      await client.query(`DELETE FROM ${this.t.checkpoints} WHERE writer = $1 AND size < $2`, [writer, cut]);
+      this.log.info({ writer, seq: cut, store: this.where }, 'pruned decision records and wrote a signed anchor');
+    }
+    return { deleted, anchors };
+  }
+
+  close(): Promise<void> {
+    if (this.closing) return this.closing;
+    this.stopping = true;
+    this.closing = (async () => {
+      if (this.cpTimer) clearInterval(this.cpTimer);
+      if (this.probeTimer) clearInterval(this.probeTimer);
+      // Commit what was accepted before close; new appends are already refused.
+      if (this.queue.length) await this.serial(() => this.flush());
+      await this.writing;
+      while (this.cpInFlight) await this.cpInFlight;
+      if (!this.readonly && this.isWritable) await this.writeCheckpoint();
+      this.closed = true;
+      if (this.ownsPool) await this.pool.end();
+    })();
+    return this.closing;
+  }
+}
+
+function insertParams(rows: Row[]): unknown[] {
+  const ids: string[] = [];
+  const saIds: string[] = [];
+  const saKeys: string[] = [];
+  for (const r of rows) {
+    ids.push(r.id);
+    for (const k of r.saKeys) {
+      saIds.push(r.id);
+      saKeys.push(k);
+    }
+  }
+  return [
+    ids,
+    rows.map((r) => r.writer),
+    rows.map((r) => r.seq),
+    rows.map((r) => r.time),
+    rows.map((r) => r.namespace),
+    rows.map((r) => r.kind),
+    rows.map((r) => r.verdict),
+    rows.map((r) => r.serviceAccounts),
+    rows.map((r) => r.taskRun),
+    rows.map((r) => r.pipelineRun),
+    rows.map((r) => r.prevHash),
+    rows.map((r) => r.hash),
+    rows.map((r) => r.body),
+    saIds,
+    saKeys,
+  ];
+}
+
+/** Compares the indexed columns with the record they were derived from (filters read the columns). */
+function columnProblem(row: DecisionRow, r: ChainedRecord): string | undefined {
+  const text = (v: unknown): unknown => (typeof v === 'string' ? toIndexText(v) : v);
+  const expected: Array<[string, unknown, unknown]> = [
+    ['id', row.id, r.id],
+    ['writer', row.writer, text(r.replica)],
+    ['seq', Number(row.seq), r.seq],
+    ['prev_hash', row.prev_hash, r.prevHash],
+    ['time', row.time, typeof r.time === 'string' ? toCanonicalTime(r.time) : undefined],
+    ['namespace', row.namespace, text(r.namespace)],
+    ['kind', row.kind, text(r.kind?.kind)],
+    ['verdict', row.verdict, text(r.verdict)],
+    ['service_accounts', row.service_accounts, JSON.stringify(r.serviceAccounts)],
+    ['task_run', row.task_run, text(r.tekton?.taskRun ?? null)],
+    ['pipeline_run', row.pipeline_run, text(r.tekton?.pipelineRun ?? null)],
+  ];
+  const bad = expected.filter(([, col, want]) => col !== want).map(([name]) => name);
+  if (bad.length) return `the ${bad.join(', ')} column${bad.length > 1 ? 's do' : ' does'} not match the record (an index was edited)`;
+  const want = Array.isArray(r.serviceAccounts) ? saKeysOf(r.serviceAccounts).map((k) => `${k}\t${row.time}`) : [];
+  const have = row.sa_keys === null ? [] : row.sa_keys.split('\n');
+  if (have.length !== want.length || have.sort().some((h, n) => h !== want[n])) return 'the serviceAccount index rows do not match the record (an index was edited)';
+  return undefined;
+}
+
+async function migrate(pool: pg.Pool, q: string, schema: string | undefined): Promise<void> {
+  const client = await pool.connect();
+  let broken = false;
+  try {
+    await client.query('BEGIN');
+    // Replicas starting together queue here instead of racing to create the same tables.
+    await client.query('SELECT pg_advisory_xact_lock(hashtext($1))', [`tekton-zscaler-webhook:migrate:${schema ?? ''}`]);
+    if (schema) await client.query(`CREATE SCHEMA IF NOT EXISTS ${q.slice(0, -1)}`);
+    await client.query(`CREATE TABLE IF NOT EXISTS ${q}schema_version (version integer NOT NULL, applied text NOT NULL)`);
+    const res = await client.query<{ v: number | null }>(`SELECT max(version) AS v FROM ${q}schema_version`);
+    const version = res.rows[0]?.v ?? 0;
+    if (version > SCHEMA_VERSION) throw storeError('ERR_STORE_OPEN', `its schema version ${version} is newer than this build supports (${SCHEMA_VERSION})`);
+    for (let v = version; v < SCHEMA_VERSION; v++) {
+      await client.query(MIGRATIONS[v]!(q));
+      await client.query(`INSERT INTO ${q}schema_version (version, applied) VALUES ($1, $2)`, [v + 1, new Date().toISOString()]);
+    }
+    await client.query('COMMIT');
+  } catch (err) {
+    await client.query('ROLLBACK').catch(() => {
+      broken = true;
+    });
+    throw err;
+  } finally {
+    client.release(broken);
+  }
+}
+
+async function checkSchema(pool: pg.Pool, q: string): Promise<void> {
+  const exists = await pool.query<{ t: string | null }>(`SELECT to_regclass($1) AS t`, [`${q}schema_version`]);
+  if (!exists.rows[0]?.t) throw storeError('ERR_STORE_NOT_FOUND', 'it holds no decision store (no schema_version table)');
+  const res = await pool.query<{ v: number | null }>(`SELECT max(version) AS v FROM ${q}schema_version`);
+  const version = res.rows[0]?.v ?? 0;
+  if (version > SCHEMA_VERSION) throw storeError('ERR_STORE_OPEN', `its schema version ${version} is newer than this build supports (${SCHEMA_VERSION})`);
+  if (version < SCHEMA_VERSION) throw storeError('ERR_STORE_OPEN', `its schema version ${version} is older than ${SCHEMA_VERSION}; start the webhook once to upgrade it`);
+}
+
+/**
+ * Opens the PostgreSQL decision store: connects, creates and migrates the schema (under an advisory
+ * lock, so replicas starting together do not race) and loads this writer's head so a restart
+ * continues its chain. Errors (by `code`): ERR_STORE_CONFIG (bad options), ERR_STORE_URL,
+ * ERR_STORE_OPEN naming the database (unreachable, authentication, schema newer than this build),
+ * ERR_STORE_NOT_FOUND (read-only, and no store there).
+ */
+export async function createPostgresStore(opts: PostgresStoreOptions): Promise<PostgresStore> {
+  const readonly = opts.readonly ?? false;
+  if (typeof opts.replica !== 'string' || opts.replica === '') throw storeError('ERR_STORE_CONFIG', 'the decision store needs a non-empty replica (writer id)');
+  if (!readonly && !opts.signer) throw storeError('ERR_STORE_CONFIG', 'a writable decision store needs a signer for its checkpoints');
+  for (const [k, v] of Object.entries(opts.checkpointEvery ?? {})) {
+    if (v !== undefined && !(Number.isFinite(v) && v > 0)) throw storeError('ERR_STORE_CONFIG', `checkpointEvery.${k} must be a positive number`);
+  }
+  if (!opts.pool && !opts.url) throw storeError('ERR_STORE_CONFIG', 'the PostgreSQL decision store needs a url or a pool');
+  const parsed = opts.url ? parsePostgresUrl(opts.url) : undefined;
+  const schema = opts.schema ?? parsed?.schema;
+  if (schema !== undefined) checkIdentifier(schema);
+  const q = schema ? `"${schema}".` : '';
+  const where = `${describeUrl(opts.url)}${schema ? ` (schema ${schema})` : ''}`;
+  const pool =
+    opts.pool ??
+    new pg.Pool({
+      connectionString: parsed!.connectionString,
+      max: opts.poolSize ?? DEFAULT_POOL_SIZE,
+      connectionTimeoutMillis: opts.connectTimeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS,
+      statement_timeout: opts.statementTimeoutMs ?? DEFAULT_STATEMENT_TIMEOUT_MS,
+      query_timeout: (opts.statementTimeoutMs ?? DEFAULT_STATEMENT_TIMEOUT_MS) + 5000,
+      application_name: APPLICATION_NAME,
+      keepAlive: true,
+    });
+  const log = opts.logger ?? noopLogger;
+  // An idle client whose server went away emits 'error' on the pool; unhandled, it would crash the
+  // process. The next query simply opens a new connection.
+  if (!opts.pool) pool.on('error', (err) => log.warn({ err: { message: err.message }, store: where }, 'an idle PostgreSQL connection failed; it will be replaced'));
+  try {
+    if (readonly) await checkSchema(pool, q);
+    else await migrate(pool, q, schema);
+    const store = new PostgresDecisionStore(pool, !opts.pool, q, where, opts);
+    await store.loadHead();
+    return store;
+  } catch (err) {
+    if (!opts.pool) await pool.end().catch(() => undefined);
+    const code = pgCode(err);
+    throw storeError(code === 'ERR_STORE_NOT_FOUND' ? code : 'ERR_STORE_OPEN', `cannot open the decision store ${where}: ${(err as Error).message}`, err);
+  }
+}
+
+/** Opens the store at `url` read-only, for the `tzw decisions` commands (see open-url.ts). */
+export function openPostgresStoreForRead(url: string): Promise<VerifiableStore> {
+  return createPostgresStore({ url, replica: READER_ID, readonly: true, poolSize: 2 });
+}

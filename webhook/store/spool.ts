@@ -1,0 +1,447 @@
+/**
+ * The local spool in front of the shared PostgreSQL store: a SQLite file (better-sqlite3, WAL,
+ * synchronous=FULL) where every decision is committed durably first, already placed in its
+ * writer's hash chain, so it is final before the admission is answered. A forwarder
+ * (postgres-open.ts) then drains it in order to PostgreSQL and removes only what PostgreSQL
+ * committed. While PostgreSQL is down admissions go on, limited only by `maxBytes`.
+ *
+ * Appends use group commit like the SQLite store: every append waiting when the event loop turns
+ * is written in one transaction, and all of them resolve after that single commit.
+ */
+import { accessSync, constants, statSync } from 'node:fs';
+import { dirname, resolve } from 'node:path';
+import Database from 'better-sqlite3';
+import type { ChainedRecord, DecisionRecord } from '../core/record.js';
+import { canonicalJson, GENESIS_HASH, sha256Hex } from './chain.js';
+import { toCanonicalTime } from './query.js';
+import type { StoreLogger } from './sqlite.js';
+
+/** Probe interval while the spool is unwritable (full or failing). */
+export const DEFAULT_SPOOL_PROBE_MS = 1000;
+export const DEFAULT_SPOOL_BUSY_TIMEOUT_MS = 2000;
+/** A full spool takes appends again once it is below this share of maxBytes (no flapping). */
+const REOPEN_RATIO = 0.9;
+/** Rows re-chained per statement by rebase() (memory stays flat for a large spool). */
+const REBASE_CHUNK = 1000;
+const SCHEMA_VERSION = 1;
+const SCHEMA = `
+  CREATE TABLE IF NOT EXISTS pending (
+    pos INTEGER PRIMARY KEY,
+    id TEXT NOT NULL UNIQUE,
+    writer TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    body TEXT NOT NULL,
+    hash TEXT NOT NULL
+  );
+  CREATE INDEX IF NOT EXISTS pending_writer ON pending (writer, pos);
+  -- Each writer's chain head, kept after its records were forwarded and removed, so a restart
+  -- continues the chain.
+  CREATE TABLE IF NOT EXISTS heads (writer TEXT PRIMARY KEY NOT NULL, seq INTEGER NOT NULL, hash TEXT NOT NULL);
+`;
+
+export interface SpoolOptions {
+  /** SQLite file; its directory must exist and be writable. */
+  path: string;
+  /** Live data limit in bytes; an append that would pass it is refused (ERR_STORE_UNAVAILABLE). */
+  maxBytes: number;
+  /** This process's writer id; appended records must carry it as `replica`. */
+  replica: string;
+  logger?: StoreLogger;
+  probeMs?: number;
+  /** How long a commit waits for a lock held by another connection before failing. */
+  busyTimeoutMs?: number;
+}
+
+export interface SpooledEntry {
+  /** Position in the spool (forwarding order). */
+  pos: number;
+  record: ChainedRecord;
+}
+
+export interface Spool {
+  readonly path: string;
+  readonly maxBytes: number;
+  /**
+   * Chains `record` after this writer's head and commits it durably; resolves after the commit.
+   * Errors (by `code`): ERR_STORE_INVALID_RECORD, ERR_STORE_DUPLICATE_ID (id already spooled),
+   * ERR_STORE_UNAVAILABLE (spool full — the message names the spool and its limit — or a disk error).
+   */
+  append(record: DecisionRecord): Promise<ChainedRecord>;
+  /** This writer's chain head, spooled records included. */
+  head(writer?: string): { seq: number; hash: string };
+  /** Records spooled and not yet removed (forwarded). */
+  backlog(): number;
+  /** Bytes of live data (pages in use), compared with maxBytes. */
+  usedBytes(): number;
+  /** False while full or after a failed commit, until a probe succeeds. */
+  writable(): boolean;
+  /** The oldest `limit` spooled records, in forwarding order. */
+  peek(limit: number): SpooledEntry[];
+  /** Removes the spooled records at positions up to and including `pos` (they were forwarded). */
+  removeThrough(pos: number): number;
+  /** Removes the spooled records with these positions. */
+  remove(positions: number[]): number;
+  get(id: string): ChainedRecord | undefined;
+  /**
+   * The shared store's head for `writer` is `base`. With nothing of that writer spooled, a head
+   * behind `base` moves up to it (a spool that was lost or is older than the database). Returns
+   * true when it moved.
+   */
+  advanceHead(writer: string, base: { seq: number; hash: string }): boolean;
+  /**
+   * Re-chains every spooled record of `writer` after `base` (same order), when the shared store
+   * holds other records at their positions (the spool started from a stale head). Records not yet
+   * forwarded were seen by nobody but this process, so their chain position can still move.
+   * Returns how many records were re-chained.
+   */
+  rebase(writer: string, base: { seq: number; hash: string }): number;
+  /** Called after every commit that added records (wakes the forwarder). */
+  onAppend(listener: () => void): void;
+  /** Commits queued appends, then refuses new ones and closes the file. */
+  close(): void;
+}
+
+type StoreError = Error & { code: string };
+
+function storeError(code: string, message: string, cause?: unknown): StoreError {
+  return Object.assign(new Error(message, cause === undefined ? undefined : { cause }), { code });
+}
+
+class SpoolFullError extends Error {}
+
+interface Pending {
+  record: DecisionRecord;
+  resolve(r: ChainedRecord): void;
+  reject(e: Error): void;
+}
+
+const noopLogger: StoreLogger = { info() {}, warn() {}, error() {} };
+
+function checkRecord(record: DecisionRecord, replica: string): string | undefined {
+  if (typeof record !== 'object' || record === null) return 'not an object';
+  if (typeof record.id !== 'string' || record.id.length === 0 || record.id.length > 200) return 'id must be a non-empty string';
+  if (typeof record.time !== 'string' || !toCanonicalTime(record.time)) return `time ${JSON.stringify(record.time)} is not RFC 3339`;
+  if (record.replica !== replica) return `replica ${JSON.stringify(record.replica)} is not this store's writer "${replica}"`;
+  if (typeof record.namespace !== 'string' || typeof record.verdict !== 'string') return 'namespace and verdict must be strings';
+  if (typeof record.kind?.kind !== 'string') return 'kind.kind must be a string';
+  if (!Array.isArray(record.serviceAccounts) || !record.serviceAccounts.every((s) => typeof s === 'string')) return 'serviceAccounts must be an array of strings';
+  return undefined;
+}
+
+class SqliteSpool implements Spool {
+  readonly path: string;
+  readonly maxBytes: number;
+  private readonly replica: string;
+  private readonly db: Database.Database;
+  private readonly log: StoreLogger;
+  private readonly probeMs: number;
+  private readonly heads = new Map<string, { seq: number; hash: string }>();
+  private readonly listeners: Array<() => void> = [];
+  private readonly pageSize: number;
+  private queue: Pending[] = [];
+  private flushScheduled = false;
+  private count: number;
+  private full = false;
+  private failed = false;
+  private closed = false;
+  private probeTimer: NodeJS.Timeout | undefined;
+  private readonly st: Record<'exists' | 'insert' | 'setHead' | 'peek' | 'removeThrough' | 'removeOne' | 'get' | 'hasWriter' | 'ofWriter' | 'update' | 'pages' | 'free', Database.Statement>;
+  private readonly writeBatch: (batch: Pending[]) => { done: Array<[Pending, ChainedRecord]>; rejected: Array<[Pending, Error]> };
+
+  constructor(db: Database.Database, opts: SpoolOptions) {
+    this.db = db;
+    this.path = opts.path;
+    this.maxBytes = opts.maxBytes;
+    this.replica = opts.replica;
+    this.log = opts.logger ?? noopLogger;
+    this.probeMs = opts.probeMs ?? DEFAULT_SPOOL_PROBE_MS;
+    this.pageSize = db.pragma('page_size', { simple: true }) as number;
+    this.st = {
+      exists: db.prepare('SELECT 1 FROM pending WHERE id = ?'),
+      insert: db.prepare('INSERT INTO pending (id, writer, seq, body, hash) VALUES (?, ?, ?, ?, ?)'),
+      setHead: db.prepare('INSERT INTO heads (writer, seq, hash) VALUES (?, ?, ?) ON CONFLICT (writer) DO UPDATE SET seq = excluded.seq, hash = excluded.hash'),
+      peek: db.prepare('SELECT pos, body, hash FROM pending ORDER BY pos LIMIT ?'),
+      removeThrough: db.prepare('DELETE FROM pending WHERE pos <= ?'),
+      removeOne: db.prepare('DELETE FROM pending WHERE pos = ?'),
+      get: db.prepare('SELECT body, hash FROM pending WHERE id = ?'),
+      hasWriter: db.prepare('SELECT 1 FROM pending WHERE writer = ? LIMIT 1'),
+      ofWriter: db.prepare('SELECT pos, body FROM pending WHERE writer = ? AND pos > ? ORDER BY pos LIMIT ?'),
+      update: db.prepare('UPDATE pending SET seq = ?, body = ?, hash = ? WHERE pos = ?'),
+      pages: db.prepare('PRAGMA page_count'),
+      free: db.prepare('PRAGMA freelist_count'),
+    };
+    for (const h of db.prepare('SELECT writer, seq, hash FROM heads').all() as Array<{ writer: string; seq: number; hash: string }>) {
+      this.heads.set(h.writer, { seq: h.seq, hash: h.hash });
+    }
+    this.count = (db.prepare('SELECT count(*) AS n FROM pending').get() as { n: number }).n;
+    this.writeBatch = db.transaction((batch: Pending[]) => this.insertBatch(batch));
+    if (this.usedBytes() > this.maxBytes) this.markFull();
+  }
+
+  head(writer = this.replica): { seq: number; hash: string } {
+    return { ...(this.heads.get(writer) ?? { seq: 0, hash: GENESIS_HASH }) };
+  }
+
+  backlog(): number {
+    return this.count;
+  }
+
+  usedBytes(): number {
+    const pages = this.st.pages.pluck().get() as number;
+    const free = this.st.free.pluck().get() as number;
+    return (pages - free) * this.pageSize;
+  }
+
+  writable(): boolean {
+    return !this.full && !this.failed && !this.closed;
+  }
+
+  onAppend(listener: () => void): void {
+    this.listeners.push(listener);
+  }
+
+  append(record: DecisionRecord): Promise<ChainedRecord> {
+    if (this.closed) return Promise.reject(storeError('ERR_STORE_UNAVAILABLE', `the decision spool ${this.path} is closed`));
+    const problem = checkRecord(record, this.replica);
+    if (problem) return Promise.reject(storeError('ERR_STORE_INVALID_RECORD', `invalid decision record: ${problem}`));
+    return new Promise<ChainedRecord>((resolve, reject) => {
+      this.queue.push({ record, resolve, reject });
+      if (!this.flushScheduled) {
+        this.flushScheduled = true;
+        // setImmediate, not a microtask: every request handled in this turn of the event loop
+        // joins the same commit.
+        setImmediate(() => this.flush());
+      }
+    });
+  }
+
+  /** Runs inside one transaction; throws (and so rolls back) on a database error or a full spool. */
+  private insertBatch(batch: Pending[]) {
+    const done: Array<[Pending, ChainedRecord]> = [];
+    const rejected: Array<[Pending, Error]> = [];
+    const ids = new Set<string>();
+    let { seq, hash: prev } = this.head();
+    for (const p of batch) {
+      const r = p.record;
+      if (ids.has(r.id) || this.st.exists.get(r.id)) {
+        rejected.push([p, storeError('ERR_STORE_DUPLICATE_ID', `a decision with id ${r.id} is already stored`)]);
+        continue;
+      }
+      let body: string;
+      let chained: ChainedRecord;
+      try {
+        body = canonicalJson({ ...r, seq: seq + 1, prevHash: prev });
+        chained = JSON.parse(body) as ChainedRecord;
+      } catch (err) {
+        rejected.push([p, storeError('ERR_STORE_INVALID_RECORD', `invalid decision record ${r.id}: ${(err as Error).message}`, err)]);
+        continue;
+      }
+      const hash = sha256Hex(prev + body);
+      seq++;
+      this.st.insert.run(r.id, this.replica, seq, body, hash);
+      chained.hash = hash;
+      done.push([p, chained]);
+      ids.add(r.id);
+      prev = hash;
+    }
+    if (done.length > 0) {
+      this.st.setHead.run(this.replica, seq, prev);
+      if (this.usedBytes() > this.maxBytes) throw new SpoolFullError();
+    }
+    return { done, rejected };
+  }
+
+  private flush(): void {
+    this.flushScheduled = false;
+    const batch = this.queue;
+    this.queue = [];
+    if (batch.length === 0) return;
+    let result: ReturnType<SqliteSpool['insertBatch']>;
+    try {
+      if (this.full) throw new SpoolFullError();
+      if (!this.db.open) throw new Error('the spool file is closed');
+      result = this.writeBatch(batch);
+    } catch (err) {
+      let e: StoreError;
+      if (err instanceof SpoolFullError) {
+        this.markFull();
+        e = storeError(
+          'ERR_STORE_UNAVAILABLE',
+          `the decision spool ${this.path} is full (${this.count} records waiting for PostgreSQL, limit store.spool.maxBytes = ${this.maxBytes} bytes): the decision was not recorded`,
+        );
+      } else {
+        this.markFailed(err);
+        e = storeError('ERR_STORE_UNAVAILABLE', `the decision spool ${this.path} could not commit ${batch.length} record(s): ${(err as Error).message}`, err);
+      }
+      for (const p of batch) p.reject(e);
+      return;
+    }
+    const last = result.done[result.done.length - 1];
+    if (last) {
+      this.heads.set(this.replica, { seq: last[1].seq, hash: last[1].hash });
+      this.count += result.done.length;
+    }
+    if (this.failed) {
+      this.failed = false;
+      this.log.info({ spool: this.path }, 'decision spool writable again');
+    }
+    for (const [p, r] of result.done) p.resolve(r);
+    for (const [p, e] of result.rejected) p.reject(e);
+    if (last) for (const l of this.listeners) l();
+  }
+
+  private markFull(): void {
+    if (!this.full) this.log.error({ spool: this.path, maxBytes: this.maxBytes, backlog: this.count }, 'decision spool full: admissions fail closed until records are forwarded to PostgreSQL');
+    this.full = true;
+    this.startProbe();
+  }
+
+  private markFailed(err: unknown): void {
+    if (!this.failed) this.log.error({ err: { message: (err as Error).message }, spool: this.path }, 'decision spool write failed; unwritable until a probe write succeeds');
+    this.failed = true;
+    this.startProbe();
+  }
+
+  private startProbe(): void {
+    if (this.probeTimer || this.closed) return;
+    this.probeTimer = setInterval(() => this.probe(), this.probeMs);
+    this.probeTimer.unref();
+  }
+
+  /** Checks whether a full or failing spool can take appends again. */
+  private probe(): void {
+    if (this.closed || !this.db.open) return;
+    if (this.full && this.usedBytes() <= this.maxBytes * REOPEN_RATIO) {
+      this.full = false;
+      this.log.info({ spool: this.path, backlog: this.count }, 'decision spool has room again');
+    }
+    if (this.failed) {
+      try {
+        this.db.transaction(() => this.st.setHead.run(this.replica, this.head().seq, this.head().hash))();
+        this.failed = false;
+        this.log.info({ spool: this.path }, 'decision spool writable again');
+      } catch {
+        // still failing: the next probe tries again (already logged once by markFailed)
+      }
+    }
+    if (!this.full && !this.failed && this.probeTimer) {
+      clearInterval(this.probeTimer);
+      this.probeTimer = undefined;
+    }
+  }
+
+  peek(limit: number): SpooledEntry[] {
+    if (!this.db.open) return [];
+    const rows = this.st.peek.all(limit) as Array<{ pos: number; body: string; hash: string }>;
+    return rows.map((r) => {
+      const record = JSON.parse(r.body) as ChainedRecord;
+      record.hash = r.hash;
+      return { pos: r.pos, record };
+    });
+  }
+
+  removeThrough(pos: number): number {
+    const n = this.st.removeThrough.run(pos).changes;
+    this.count -= n;
+    if (this.full) this.probe();
+    return n;
+  }
+
+  remove(positions: number[]): number {
+    const n = this.db.transaction(() => positions.reduce((sum, p) => sum + this.st.removeOne.run(p).changes, 0))();
+    this.count -= n;
+    if (this.full) this.probe();
+    return n;
+  }
+
+  get(id: string): ChainedRecord | undefined {
+    if (!this.db.open || typeof id !== 'string') return undefined;
+    const row = this.st.get.get(id) as { body: string; hash: string } | undefined;
+    if (!row) return undefined;
+    const r = JSON.parse(row.body) as ChainedRecord;
+    r.hash = row.hash;
+    return r;
+  }
+
+  advanceHead(writer: string, base: { seq: number; hash: string }): boolean {
+    if (base.seq <= this.head(writer).seq) return false;
+    if (this.st.hasWriter.get(writer)) return false;
+    this.st.setHead.run(writer, base.seq, base.hash);
+    this.heads.set(writer, { ...base });
+    return true;
+  }
+
+  rebase(writer: string, base: { seq: number; hash: string }): number {
+    let seq = base.seq;
+    let prev = base.hash;
+    let n = 0;
+    this.db.transaction(() => {
+      let after = 0;
+      for (;;) {
+        const rows = this.st.ofWriter.all(writer, after, REBASE_CHUNK) as Array<{ pos: number; body: string }>;
+        for (const row of rows) {
+          const r = JSON.parse(row.body) as ChainedRecord;
+          const body = canonicalJson({ ...r, seq: seq + 1, prevHash: prev });
+          const hash = sha256Hex(prev + body);
+          seq++;
+          this.st.update.run(seq, body, hash, row.pos);
+          prev = hash;
+          after = row.pos;
+        }
+        n += rows.length;
+        if (rows.length < REBASE_CHUNK) break;
+      }
+      // With nothing spooled the head stays where it is unless the base is ahead of it.
+      if (n > 0 || seq > this.head(writer).seq) this.st.setHead.run(writer, seq, prev);
+    })();
+    if (n > 0 || seq > this.head(writer).seq) this.heads.set(writer, { seq, hash: prev });
+    return n;
+  }
+
+  close(): void {
+    if (this.closed) return;
+    if (this.queue.length) this.flush();
+    this.closed = true;
+    if (this.probeTimer) clearInterval(this.probeTimer);
+    this.db.close();
+  }
+}
+
+/**
+ * Opens (creating when needed) the spool at `opts.path`. Errors (by `code`): ERR_STORE_OPEN naming
+ * the path (missing or unwritable directory, not a database, newer format), ERR_STORE_CONFIG.
+ */
+export function createSpool(opts: SpoolOptions): Spool {
+  if (typeof opts.replica !== 'string' || opts.replica === '') throw storeError('ERR_STORE_CONFIG', 'the decision spool needs a non-empty replica (writer id)');
+  if (!(Number.isSafeInteger(opts.maxBytes) && opts.maxBytes > 0)) throw storeError('ERR_STORE_CONFIG', `store.spool.maxBytes must be a positive whole number of bytes, got ${String(opts.maxBytes)}`);
+  const path = opts.path;
+  const openError = (why: string, cause?: unknown) => storeError('ERR_STORE_OPEN', `cannot open the decision spool ${path}: ${why}`, cause);
+  if (typeof path !== 'string' || path === '') throw openError('no path given');
+  const dir = dirname(resolve(path));
+  try {
+    if (!statSync(dir).isDirectory()) throw openError(`${dir} is not a directory`);
+    accessSync(dir, constants.W_OK);
+  } catch (err) {
+    if ((err as { code?: string }).code === 'ERR_STORE_OPEN') throw err;
+    throw openError(`directory ${dir} does not exist or is not writable`, err);
+  }
+  let db: Database.Database;
+  try {
+    db = new Database(path, { timeout: opts.busyTimeoutMs ?? DEFAULT_SPOOL_BUSY_TIMEOUT_MS });
+  } catch (err) {
+    throw openError((err as Error).message, err);
+  }
+  try {
+    db.pragma('journal_mode = WAL');
+    // The spool is the only durable copy until PostgreSQL has the record: fsync every commit.
+    db.pragma('synchronous = FULL');
+    const version = db.pragma('user_version', { simple: true }) as number;
+    if (version > SCHEMA_VERSION) throw new Error(`its format version ${version} is newer than this build supports (${SCHEMA_VERSION})`);
+    db.exec(SCHEMA);
+    db.pragma(`user_version = ${SCHEMA_VERSION}`);
+    return new SqliteSpool(db, opts);
+  } catch (err) {
+    db.close();
+    throw openError((err as Error).message, err);
+  }
+}
