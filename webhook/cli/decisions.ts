@@ -4,7 +4,8 @@
  * the same parser (store/query.ts), so `--service-account x` and `?serviceAccount=x` select the same
  * records.
  */
-import { join, resolve } from 'node:path';
+import { signingKeyPath } from '../store/open.js';
+import { resolve } from 'node:path';
 import type { ParseArgsConfig } from 'node:util';
 import type { ChainProblem, VerifyResult } from '../store/chain.js';
 import { verifyBundle, verifyStore, writeBundle } from '../store/bundle.js';
@@ -107,8 +108,7 @@ async function loadKeys(values: Values, io: CliIo): Promise<{ jwks: Jwks; source
     return { jwks, source: `JWKS ${path}` };
   }
   const config = loadCliConfig(values.config as string | undefined, io);
-  // Same default as the server (store/open.ts): generated under stateDir when not configured.
-  const keyFile = resolve(io.cwd, config.signing.keyFile ?? join(config.stateDir, 'signing-key.pem'));
+  const keyFile = resolve(io.cwd, signingKeyPath(config));
   try {
     const key = await loadOrCreateSigningKey(keyFile, { create: false });
     return { jwks: toJwks(key.publicJwk), source: `signing key ${keyFile}` };

@@ -57,9 +57,14 @@ function withRetention(store: VerifiableStore, retention: string | undefined, lo
   };
 }
 
+/** Where the checkpoint signing key lives: `signing.keyFile`, else generated under `stateDir`. */
+export function signingKeyPath(config: Pick<Config, 'signing' | 'stateDir'>): string {
+  return config.signing.keyFile ?? join(config.stateDir, 'signing-key.pem');
+}
+
 export async function openStore(config: Config, logger: StoreLogger): Promise<OpenedStore> {
   const url = config.store.url;
-  const keyFile = config.signing.keyFile ?? join(config.stateDir, 'signing-key.pem');
+  const keyFile = signingKeyPath(config);
   const signingKey = await loadOrCreateSigningKey(keyFile, { create: config.signing.keyFile === undefined });
   const jwks = (): Jwks => toJwks(signingKey.publicJwk);
   if (url.startsWith('sqlite:')) {
