@@ -173,3 +173,20 @@ t.test('a hundred thousand mappings: each update stays cheap and lookups stay ex
   t.strictSame(idx.lookup('ns7', 'sa7'), { kind: 'mapped', mapping: resolved('m7', [['ns7', 'sa7']], ['x']) });
   t.strictSame(idx.lookup('ns7', 'sa8'), { kind: 'unmapped' });
 });
+
+t.test('equal tag lists are stored once, frozen, and survive the deletion of one user', async (t) => {
+  const idx = createFactsIndex(DOMAIN);
+  idx.upsertMapping(aMapping('a', [['p', 'a']], { policyTags: ['y', 'x'] }));
+  idx.upsertMapping(aMapping('b', [['p', 'b']], { policyTags: ['x', 'y', 'x'] }));
+  const tagsOf = (sa: string) => {
+    const l = idx.lookup('p', sa);
+    return l.kind === 'mapped' ? l.mapping.policyTags : undefined;
+  };
+  t.equal(tagsOf('a'), tagsOf('b'), 'one shared array');
+  t.ok(Object.isFrozen(tagsOf('a')), 'frozen: a consumer cannot change another mapping\'s tags');
+  idx.deleteMapping('a');
+  t.strictSame(tagsOf('b'), ['x', 'y']);
+  idx.upsertMapping(aMapping('b', [['p', 'b']], { policyTags: ['z'] }));
+  idx.upsertMapping(aMapping('c', [['p', 'c']], { policyTags: ['x', 'y'] }));
+  t.strictSame([tagsOf('b'), tagsOf('c')], [['z'], ['x', 'y']]);
+});

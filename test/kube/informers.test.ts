@@ -171,7 +171,7 @@ t.test('conflicting and invalid mappings are logged as warnings and looked up as
   await until(() => index.lookup('p', 'shared').kind === 'mapped', 'conflict resolved by delete');
 });
 
-t.test('lists are paged, and objects are cut down to the fields the index reads', async (t) => {
+t.test('lists are paged with limit and continue', async (t) => {
   const { api, index, source } = await setup(t, { pageSize: 2 });
   for (let i = 0; i < 5; i++) api.upsert('serviceaccounts', aServiceAccount(`ns${i % 2}`, `sa${i}`));
   await source.start();

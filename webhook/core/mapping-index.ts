@@ -48,9 +48,17 @@ export interface FactsIndex extends Facts {
   counts(): IndexCounts;
 }
 
-type MappingEntry =
-  | { valid: true; mapping: ResolvedMapping; lookup: MappingLookup }
-  | { valid: false; claims: ServiceAccountRef[]; problems: string[]; lookup: MappingLookup };
+/** An IdentityMapping that failed validation; its well-formed claims still count (for conflicts and lookups). */
+class InvalidMapping {
+  constructor(
+    readonly name: string,
+    readonly claims: ServiceAccountRef[],
+    readonly problems: string[],
+  ) {}
+}
+
+/** Valid mappings are stored as the ResolvedMapping itself: no wrapper per mapping. */
+type MappingEntry = ResolvedMapping | InvalidMapping;
 
 const UNMAPPED: MappingLookup = Object.freeze({ kind: 'unmapped' });
 const POLICY_TAG_RE = new RegExp(POLICY_TAG_PATTERN);
@@ -108,53 +116,85 @@ export function createFactsIndex(domain: string): FactsIndex {
   const serviceAccounts = new Map<string, Set<string>>();
   let serviceAccountCount = 0;
   const mappings = new Map<string, MappingEntry>();
-  // SA key → the mapping name (the common case, kept as a bare string) or the names of all claimants.
-  const claims = new Map<string, string | Set<string>>();
+  // namespace → ServiceAccount name → the claiming mapping's name (the common case, a bare string)
+  // or the names of all claimants. Two levels so no "ns/name" key string is built per claim.
+  const claims = new Map<string, Map<string, string | Set<string>>>();
+  // "ns/name" of every ServiceAccount with more than one claimant (rare, so a flat key is fine).
   const conflicts = new Set<string>();
   const invalid = new Set<string>();
-
-  const claimsOfEntry = (e: MappingEntry): ServiceAccountRef[] => (e.valid ? e.mapping.serviceAccounts : e.claims);
-
-  const addClaim = (key: string, name: string): void => {
-    const cur = claims.get(key);
-    if (cur === undefined) claims.set(key, name);
-    else if (typeof cur === 'string') {
-      if (cur !== name) {
-        claims.set(key, new Set([cur, name]));
-        conflicts.add(key);
-      }
-    } else cur.add(name);
+  // Memory at 100,000 mappings: most mappings share a handful of tag sets and namespaces, so each
+  // distinct tag list is kept once (frozen, reference-counted) and namespace names are interned.
+  // The namespace pool only grows with distinct names ever seen, which admins create.
+  const tagPool = new Map<string, { tags: string[]; refs: number }>();
+  const namespacePool = new Map<string, string>();
+  const internNamespace = (ns: string): string => {
+    const found = namespacePool.get(ns);
+    if (found !== undefined) return found;
+    namespacePool.set(ns, ns);
+    return ns;
   };
-  const removeClaim = (key: string, name: string): void => {
-    const cur = claims.get(key);
-    if (cur === undefined) return;
+  const acquireTags = (tags: string[]): string[] => {
+    const key = tags.join(',');
+    let pooled = tagPool.get(key);
+    if (pooled === undefined) tagPool.set(key, (pooled = { tags: Object.freeze(tags) as string[], refs: 0 }));
+    pooled.refs++;
+    return pooled.tags;
+  };
+  const releaseTags = (tags: string[]): void => {
+    const key = tags.join(',');
+    const pooled = tagPool.get(key);
+    if (pooled !== undefined && --pooled.refs === 0) tagPool.delete(key);
+  };
+
+  const claimsOfEntry = (e: MappingEntry): ServiceAccountRef[] => (e instanceof InvalidMapping ? e.claims : e.serviceAccounts);
+
+  const addClaim = (sa: ServiceAccountRef, name: string): boolean => {
+    let inNamespace = claims.get(sa.namespace);
+    if (inNamespace === undefined) claims.set(sa.namespace, (inNamespace = new Map()));
+    const cur = inNamespace.get(sa.name);
+    if (cur === undefined) inNamespace.set(sa.name, name);
+    else if (typeof cur === 'string') {
+      if (cur === name) return false;
+      inNamespace.set(sa.name, new Set([cur, name]));
+      conflicts.add(keyOf(sa.namespace, sa.name));
+    } else cur.add(name);
+    return typeof inNamespace.get(sa.name) !== 'string';
+  };
+  const removeClaim = (sa: ServiceAccountRef, name: string): void => {
+    const inNamespace = claims.get(sa.namespace);
+    const cur = inNamespace?.get(sa.name);
+    if (inNamespace === undefined || cur === undefined) return;
     if (typeof cur === 'string') {
-      if (cur === name) claims.delete(key);
+      if (cur !== name) return;
+      inNamespace.delete(sa.name);
+      if (inNamespace.size === 0) claims.delete(sa.namespace);
       return;
     }
     cur.delete(name);
     if (cur.size === 1) {
-      claims.set(key, cur.values().next().value as string);
-      conflicts.delete(key);
+      inNamespace.set(sa.name, cur.values().next().value as string);
+      conflicts.delete(keyOf(sa.namespace, sa.name));
     }
   };
 
   const conflictProblem = (key: string): MappingProblem => {
-    const names = [...(claims.get(key) as Set<string>)].sort();
-    return { kind: 'conflict', serviceAccount: refOf(key), mappings: names, message: conflictMessage(key, names) };
+    const sa = refOf(key);
+    const names = [...(claims.get(sa.namespace)?.get(sa.name) as Set<string>)].sort();
+    return { kind: 'conflict', serviceAccount: sa, mappings: names, message: conflictMessage(key, names) };
   };
-  const invalidProblem = (name: string, e: Extract<MappingEntry, { valid: false }>): MappingProblem => ({
+  const invalidProblem = (e: InvalidMapping): MappingProblem => ({
     kind: 'invalid-mapping',
-    mapping: name,
+    mapping: e.name,
     serviceAccounts: e.claims,
     problems: e.problems,
-    message: invalidMessage(name, e.problems),
+    message: invalidMessage(e.name, e.problems),
   });
 
   const removeMapping = (name: string): void => {
     const old = mappings.get(name);
     if (old === undefined) return;
-    for (const sa of claimsOfEntry(old)) removeClaim(keyOf(sa.namespace, sa.name), name);
+    for (const sa of claimsOfEntry(old)) removeClaim(sa, name);
+    if (!(old instanceof InvalidMapping)) releaseTags(old.policyTags);
     invalid.delete(name);
     mappings.delete(name);
   };
@@ -163,12 +203,13 @@ export function createFactsIndex(domain: string): FactsIndex {
     namespace: (name) => namespaces.get(name),
 
     lookup(namespace, serviceAccount) {
-      const key = keyOf(namespace, serviceAccount);
-      const claim = claims.get(key);
+      const claim = claims.get(namespace)?.get(serviceAccount);
       if (claim === undefined) return UNMAPPED;
       if (typeof claim !== 'string') return { kind: 'conflict', mappings: [...claim].sort() };
-      // The lookup value is built once per mapping change, so a hit allocates nothing.
-      return mappings.get(claim)?.lookup ?? UNMAPPED;
+      const e = mappings.get(claim);
+      if (e === undefined) return UNMAPPED;
+      // A two-field object per lookup is cheaper than keeping one per mapping.
+      return e instanceof InvalidMapping ? { kind: 'invalid', mapping: e.name, problems: e.problems } : { kind: 'mapped', mapping: e };
     },
 
     upsertNamespace(obj) {
@@ -186,21 +227,22 @@ export function createFactsIndex(domain: string): FactsIndex {
 
     upsertMapping(obj) {
       const parsed = parseIdentityMapping(obj);
-      const name = parsed.ok ? parsed.mapping.name : parsed.name;
-      if (!parsed.ok && name === '') {
-        return [{ kind: 'invalid-mapping', mapping: '', serviceAccounts: parsed.claims, problems: parsed.problems, message: invalidMessage('', parsed.problems) }];
+      if (!parsed.ok && parsed.name === '') {
+        return [invalidProblem(new InvalidMapping('', parsed.claims, parsed.problems))];
       }
+      const entry: MappingEntry = parsed.ok ? parsed.mapping : new InvalidMapping(parsed.name, parsed.claims, parsed.problems);
+      const name = entry.name;
       removeMapping(name);
-      const entry: MappingEntry = parsed.ok
-        ? { valid: true, mapping: parsed.mapping, lookup: { kind: 'mapped', mapping: parsed.mapping } }
-        : { valid: false, claims: parsed.claims, problems: parsed.problems, lookup: { kind: 'invalid', mapping: name, problems: parsed.problems } };
+      for (const sa of claimsOfEntry(entry)) sa.namespace = internNamespace(sa.namespace);
+      if (!(entry instanceof InvalidMapping)) entry.policyTags = acquireTags(entry.policyTags);
       mappings.set(name, entry);
-      if (!entry.valid) invalid.add(name);
-      const out: MappingProblem[] = entry.valid ? [] : [invalidProblem(name, entry)];
+      const out: MappingProblem[] = [];
+      if (entry instanceof InvalidMapping) {
+        invalid.add(name);
+        out.push(invalidProblem(entry));
+      }
       for (const sa of claimsOfEntry(entry)) {
-        const key = keyOf(sa.namespace, sa.name);
-        addClaim(key, name);
-        if (conflicts.has(key)) out.push(conflictProblem(key));
+        if (addClaim(sa, name)) out.push(conflictProblem(keyOf(sa.namespace, sa.name)));
       }
       return out;
     },
@@ -213,7 +255,7 @@ export function createFactsIndex(domain: string): FactsIndex {
       const meta = metadataOf(obj);
       if (typeof meta.namespace !== 'string' || typeof meta.name !== 'string') return;
       let names = serviceAccounts.get(meta.namespace);
-      if (names === undefined) serviceAccounts.set(meta.namespace, (names = new Set()));
+      if (names === undefined) serviceAccounts.set(internNamespace(meta.namespace), (names = new Set()));
       if (!names.has(meta.name)) {
         names.add(meta.name);
         serviceAccountCount++;
@@ -235,7 +277,7 @@ export function createFactsIndex(domain: string): FactsIndex {
       }
       for (const name of invalid) {
         const e = mappings.get(name);
-        if (e !== undefined && !e.valid) out.push(invalidProblem(name, e));
+        if (e instanceof InvalidMapping) out.push(invalidProblem(e));
       }
       for (const key of conflicts) out.push(conflictProblem(key));
       const sortKey = (p: MappingProblem): string =>

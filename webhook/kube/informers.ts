@@ -12,15 +12,16 @@
  *   and an IdentityMapping's spec is dropped from the cache once the index has resolved it.
  */
 import {
-  CoreV1Api,
-  CustomObjectsApi,
+  HttpMethod,
   KubeConfig,
   ListWatch,
+  RequestContext,
   Watch,
   type KubernetesListObject,
   type KubernetesObject,
   type ListWatchOptions,
 } from '@kubernetes/client-node';
+import { fetch } from 'undici';
 import { keysFor } from '../core/keys.js';
 import type { FactsIndex } from '../core/mapping-index.js';
 import { GROUP, PLURAL, VERSION } from '../core/mapping-schema.js';
@@ -29,6 +30,8 @@ import { logProblems, type SourceLogger } from './source.js';
 export const DEFAULT_RESTART_DELAY_MS = 5000;
 /** Same page size as client-go's reflector: bounded memory per request on big clusters. */
 export const DEFAULT_PAGE_SIZE = 500;
+/** One list page that takes longer than this fails (and is retried) instead of hanging the sync. */
+export const LIST_PAGE_TIMEOUT_MS = 60_000;
 
 export type ResourceName = 'namespaces' | 'serviceaccounts' | 'identitymappings';
 
@@ -119,13 +122,33 @@ class SlimWatch extends Watch {
 
 interface Page {
   items: KubernetesObject[];
-  metadata?: { resourceVersion?: string; continue?: string; _continue?: string };
+  metadata?: { resourceVersion?: string; continue?: string };
+}
+
+/**
+ * GETs one list page as plain JSON, authenticated exactly as client-node's own Watch does. The
+ * generated typed clients turn every item into model classes first, which made a 100,000-object
+ * sync several times slower and its memory peak far higher, only for us to throw it all away.
+ */
+async function fetchListPage(kubeConfig: KubeConfig, path: string, limit: number, cont: string | undefined): Promise<Page> {
+  const cluster = kubeConfig.getCurrentCluster();
+  if (!cluster) throw new Error('the kubeconfig has no current cluster');
+  const url = new URL(cluster.server + path);
+  url.searchParams.set('limit', String(limit));
+  if (cont) url.searchParams.set('continue', cont);
+  const ctx = new RequestContext(url.toString(), HttpMethod.GET);
+  await kubeConfig.applySecurityAuthentication(ctx);
+  const res = await fetch(url, { headers: ctx.getHeaders(), dispatcher: ctx.getDispatcher(), signal: AbortSignal.timeout(LIST_PAGE_TIMEOUT_MS) });
+  const body = await res.text();
+  if (res.status !== 200) throw Object.assign(new Error(`HTTP ${res.status}`), { statusCode: res.status, body });
+  const page = JSON.parse(body) as Page;
+  if (!Array.isArray(page?.items)) throw new Error(`list of ${path} has no items array`);
+  return page;
 }
 
 interface Resource {
   name: ResourceName;
   path: string;
-  listPage(limit: number, cont: string | undefined): Promise<Page>;
   slim(obj: KubernetesObject): Slim;
   upsert(obj: Slim): void;
   remove(obj: Slim): void;
@@ -136,7 +159,7 @@ function describeError(err: unknown): { message: string; status?: number } {
   const e = err as { code?: unknown; statusCode?: unknown; body?: unknown; message?: unknown; cause?: { code?: unknown; message?: unknown } };
   const status = typeof e?.statusCode === 'number' ? e.statusCode : typeof e?.code === 'number' ? e.code : undefined;
   if (status !== undefined) {
-    // ApiException messages embed the whole response (headers included): use the Status message only.
+    // Use the Status message only: whole response bodies are long and not for logs.
     let detail = '';
     const body = typeof e.body === 'string' ? safeJson(e.body) : e.body;
     if (isRecord(body) && typeof body.message === 'string') detail = `: ${body.message}`;
@@ -170,8 +193,6 @@ export function createKubeSource(options: KubeSourceOptions): KubeSource {
   const restartDelayMs = options.restartDelayMs ?? DEFAULT_RESTART_DELAY_MS;
   const pageSize = options.pageSize ?? DEFAULT_PAGE_SIZE;
   const keys = keysFor(options.domain);
-  const core = kubeConfig.makeApiClient(CoreV1Api);
-  const custom = kubeConfig.makeApiClient(CustomObjectsApi);
 
   const pick = (m: Record<string, string> | undefined, key: string): Record<string, string> | undefined =>
     m?.[key] === undefined ? undefined : { [key]: m[key] };
@@ -180,7 +201,6 @@ export function createKubeSource(options: KubeSourceOptions): KubeSource {
     {
       name: 'namespaces',
       path: '/api/v1/namespaces',
-      listPage: (limit, cont) => core.listNamespace({ limit, _continue: cont }) as Promise<Page>,
       slim: (obj) => ({
         metadata: { ...slimMetadata(obj), labels: pick(obj.metadata?.labels, keys.mode), annotations: pick(obj.metadata?.annotations, keys.policyTags) },
       }),
@@ -190,7 +210,6 @@ export function createKubeSource(options: KubeSourceOptions): KubeSource {
     {
       name: 'serviceaccounts',
       path: '/api/v1/serviceaccounts',
-      listPage: (limit, cont) => core.listServiceAccountForAllNamespaces({ limit, _continue: cont }) as Promise<Page>,
       slim: (obj) => ({ metadata: slimMetadata(obj) }),
       upsert: (obj) => index.upsertServiceAccount(obj),
       remove: (obj) => index.deleteServiceAccount(obj.metadata?.namespace ?? '', obj.metadata?.name ?? ''),
@@ -198,7 +217,6 @@ export function createKubeSource(options: KubeSourceOptions): KubeSource {
     {
       name: 'identitymappings',
       path: `/apis/${GROUP}/${VERSION}/${PLURAL}`,
-      listPage: (limit, cont) => custom.listClusterCustomObject({ group: GROUP, version: VERSION, plural: PLURAL, limit, _continue: cont }) as Promise<Page>,
       slim: (obj) => ({ metadata: slimMetadata(obj), spec: (obj as Slim).spec }),
       upsert: (obj) => {
         logProblems(logger, index.upsertMapping(obj));
@@ -232,10 +250,10 @@ export function createKubeSource(options: KubeSourceOptions): KubeSource {
       let cont: string | undefined;
       let resourceVersion: string | undefined;
       do {
-        const page = await r.listPage(pageSize, cont);
-        for (const item of page.items ?? []) items.push(r.slim(item));
+        const page = await fetchListPage(kubeConfig, r.path, pageSize, cont);
+        for (const item of page.items) if (isRecord(item)) items.push(r.slim(item));
         resourceVersion = page.metadata?.resourceVersion;
-        cont = page.metadata?._continue ?? page.metadata?.continue;
+        cont = page.metadata?.continue;
       } while (cont);
       listed = true;
       return { apiVersion: 'v1', kind: 'List', metadata: { resourceVersion }, items };
