@@ -214,3 +214,17 @@ t.test('watching: edits, new files, deletions and a ConfigMap-style symlink swap
   await change;
   t.equal(second.index.namespace('cm')?.mode, 'enforce');
 });
+
+t.test('reloads requested while one runs are folded into it', async (t) => {
+  const dir = await aTmpDir(t);
+  await writeFile(join(dir, 'ns.yaml'), nsYaml('p', 'audit'));
+  const { index, source, reports } = await aSource(t, [dir], false);
+  await source.start();
+  await writeFile(join(dir, 'ns.yaml'), nsYaml('p', 'enforce'));
+  const [a, b, c] = await Promise.all([source.reload(), source.reload(), source.reload()]);
+  t.equal(a, b);
+  t.equal(b, c);
+  t.strictSame(reports, [a], 'onChange once');
+  t.strictSame({ ok: a.ok, upserted: a.upserted }, { ok: true, upserted: 0 }, 'the second read found nothing new');
+  t.equal(index.namespace('p')?.mode, 'enforce');
+});

@@ -250,10 +250,11 @@ export function createFileSource(options: FileSourceOptions): FileSource {
   };
 
   const reload = async (): Promise<ReloadReport> => {
-    // One reload at a time; changes that arrive meanwhile cause exactly one more.
+    // One reload at a time; calls that arrive meanwhile make the running one read once more, and
+    // all callers get that final report.
     if (running !== undefined) {
       again = true;
-      return running.then(() => reload());
+      return running;
     }
     running = (async () => {
       let r: ReloadReport;
