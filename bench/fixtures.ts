@@ -7,6 +7,11 @@ import { readFileSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { parse as parseYaml } from 'yaml';
 import type { DecisionRecord } from '../webhook/core/record.js';
+import { decideAdmission } from '../webhook/core/admit.js';
+import { createFactsIndex } from '../webhook/core/mapping-index.js';
+import type { AddOperation } from '../webhook/core/verdict.js';
+import { parseAdmissionReview } from '../webhook/core/wire.js';
+import { defaultConfig } from '../webhook/config/schema.js';
 import { formatMicros } from '../webhook/core/record.js';
 import type { FactsIndex } from '../webhook/core/mapping-index.js';
 import type { Config } from '../webhook/config/schema.js';
@@ -211,9 +216,10 @@ export const FILL_END_MICROS = 1_767_225_600_000_000n; // 2026-01-01T00:00:00Z
 
 /**
  * Decision record number `i` of `total` for the store fill: times rise evenly over FILL_DAYS,
- * a mix of verdicts, kinds and namespaces like a busy cluster's, a 7-op patch on patched pods.
+ * a mix of verdicts, kinds and namespaces like a busy cluster's; patched pods carry `podPatch`
+ * (the real patch for corpus pod 02, see benchPodPatch), so records have production's size.
  */
-export function fillRecord(i: number, total: number, replica: string, rnd: () => number): DecisionRecord {
+export function fillRecord(i: number, total: number, replica: string, rnd: () => number, podPatch: AddOperation[]): DecisionRecord {
   const spanMicros = BigInt(FILL_DAYS) * 86_400_000_000n;
   const micros = FILL_END_MICROS - spanMicros + (spanMicros * BigInt(i)) / BigInt(total);
   const ns = `team-${String(Math.floor(rnd() * FILL_NAMESPACES)).padStart(4, '0')}`;
@@ -225,17 +231,7 @@ export function fillRecord(i: number, total: number, replica: string, rnd: () =>
   const denied = rnd() < 0.03;
   const verdict = denied ? 'denied' : isPod ? 'patched' : 'allowed';
   const mapping = denied ? null : { name: `${ns}-${sa}`, provider: 'aws-iam' as const, subject: `arn:aws:iam::123456789012:role/${ns}-${sa}` };
-  const patch = verdict === 'patched'
-    ? [
-        { op: 'add' as const, path: '/spec/volumes/-', value: { name: 'tekton-zscaler-token', projected: { sources: [{ serviceAccountToken: { audience: 'sts.amazonaws.com', expirationSeconds: 600, path: 'token' } }] } } },
-        { op: 'add' as const, path: '/spec/containers/0/volumeMounts/-', value: { name: 'tekton-zscaler-token', mountPath: '/var/run/secrets/tekton-zscaler.io/serviceaccount', readOnly: true } },
-        { op: 'add' as const, path: '/spec/containers/0/env/-', value: { name: 'AWS_ROLE_ARN', value: mapping!.subject } },
-        { op: 'add' as const, path: '/spec/initContainers/-', value: { name: 'zscaler-tunnel', image: 'zscaler/zpa-connector-tunnel:1.0.0', restartPolicy: 'Always' } },
-        { op: 'add' as const, path: '/metadata/annotations/tekton-zscaler.io~1policy-tags', value: 'ci,egress-restricted' },
-        { op: 'add' as const, path: '/metadata/annotations/tekton-zscaler.io~1provider', value: 'aws-iam' },
-        { op: 'add' as const, path: '/metadata/annotations/tekton-zscaler.io~1status', value: 'injected' },
-      ]
-    : [];
+  const patch = verdict === 'patched' ? podPatch : [];
   return {
     id: `0190${hex(i >>> 16, 4)}-${hex(i, 4)}-7${hex(Math.floor(rnd() * 0xfff), 3)}-8${hex(Math.floor(rnd() * 0xfff), 3)}-${hex(Math.floor(rnd() * 0xffffffff), 8)}${hex(i, 4)}`,
     time: formatMicros(micros),
@@ -259,4 +255,16 @@ export function fillRecord(i: number, total: number, replica: string, rnd: () =>
     replica,
     durationMs: Math.round(rnd() * 3000) / 1000,
   } as DecisionRecord;
+}
+
+/** The JSON Patch the decision core returns for corpus pod 02 under the default config. */
+export function benchPodPatch(): AddOperation[] {
+  const config = defaultConfig('bench-0');
+  const index = createFactsIndex(config.domain);
+  loadBenchFacts(index, 2);
+  const parsed = parseAdmissionReview(JSON.parse(mutateReviewBody()));
+  if (!parsed.ok) throw new Error(`the bench pod review is invalid: ${parsed.message}`);
+  const decision = decideAdmission('mutate', parsed.review.request, index, benchDecideOptions(config), '01900000-0000-7000-8000-000000000000');
+  if (decision.verdict !== 'patched') throw new Error(`the bench pod was not patched: ${decision.verdict}`);
+  return decision.patch;
 }

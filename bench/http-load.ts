@@ -41,6 +41,8 @@ export interface LoadOptions {
   body: string;
   connections: number;
   seconds: number;
+  /** Offered load in requests/s over all connections (autocannon overallRate); unset = as fast as possible. */
+  rate?: number;
 }
 
 /** Runs autocannon against https://127.0.0.1:port/path for `seconds` and summarises it. */
@@ -59,6 +61,7 @@ export function runLoad(o: LoadOptions): Promise<LoadResult> {
         pipelining: 1,
         duration: o.seconds,
         timeout: 10,
+        ...(o.rate ? { overallRate: o.rate } : {}),
       },
       (err, result) => {
         if (err) return reject(err);
