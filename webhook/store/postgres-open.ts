@@ -34,7 +34,7 @@ export const DEFAULT_START_WAIT_MS = 3000;
 export interface SpooledPostgresOptions {
   /** PostgreSQL options (url or pool, schema, replica, signer, checkpointEvery, ...). */
   postgres: PostgresStoreOptions & { signer: Signer };
-  spool: { path: string; maxBytes: number };
+  spool: { path: string; maxBytes: number; probeMs?: number; busyTimeoutMs?: number };
   logger?: StoreLogger;
   drainTimeoutMs?: number;
   startWaitMs?: number;
@@ -353,7 +353,7 @@ class SpooledStore implements SpooledPostgresStore {
  * that will not heal by waiting (authentication, schema newer than this build) fails the start.
  */
 export async function createSpooledPostgresStore(opts: SpooledPostgresOptions): Promise<SpooledPostgresStore> {
-  const spool = createSpool({ path: opts.spool.path, maxBytes: opts.spool.maxBytes, replica: opts.postgres.replica, ...(opts.logger ? { logger: opts.logger } : {}) });
+  const spool = createSpool({ ...opts.spool, replica: opts.postgres.replica, ...(opts.logger ? { logger: opts.logger } : {}) });
   const store = new SpooledStore(spool, opts);
   try {
     await store.start(opts.startWaitMs ?? DEFAULT_START_WAIT_MS);
@@ -370,7 +370,7 @@ export async function openPostgresStore(config: Config, signingKey: SigningKey, 
   mkdirSync(dirname(config.store.spool.path), { recursive: true });
   const store = await createSpooledPostgresStore({
     postgres: { url: config.store.url, replica: config.replica, signer: signingKey, checkpointEvery: config.store.checkpointEvery },
-    spool: config.store.spool,
+    spool: { path: config.store.spool.path, maxBytes: config.store.spool.maxBytes },
     logger,
   });
   return { store, backlog: () => store.backlog() };

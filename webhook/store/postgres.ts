@@ -52,6 +52,28 @@ function pgConstraint(err: unknown): string | undefined {
   return typeof err === 'object' && err !== null && 'constraint' in err ? String((err as { constraint: unknown }).constraint) : undefined;
 }
 
+/**
+ * A pooled client checked out for a transaction. pg-pool removes its own error listener while a
+ * client is checked out, and pg emits 'error' on the client when the socket fails (even during a
+ * query): without a listener that is an uncaught exception that ends the process. `done` returns
+ * the client, destroying it when it broke.
+ */
+async function checkout(pool: pg.Pool): Promise<{ client: pg.PoolClient; done(broken?: boolean): void }> {
+  const client = await pool.connect();
+  let failed = false;
+  const onError = (): void => {
+    failed = true; // the query in flight rejects with the same error; the caller handles it there
+  };
+  client.on('error', onError);
+  return {
+    client,
+    done(broken = false) {
+      client.removeListener('error', onError);
+      client.release(broken || failed);
+    },
+  };
+}
+
 const UNIQUE_VIOLATION = '23505';
 const PK_CONSTRAINT = 'decisions_pkey';
 const WRITER_SEQ_CONSTRAINT = 'decisions_writer_seq';
@@ -545,8 +567,9 @@ class PostgresDecisionStore implements PostgresStore {
 
   private async insertChained(rows: Row[]): Promise<{ inserted: number; skipped: number }> {
     let client: pg.PoolClient;
+    let done: (broken?: boolean) => void;
     try {
-      client = await this.pool.connect();
+      ({ client, done } = await checkout(this.pool));
     } catch (err) {
       this.markUnwritable(err);
       throw this.unavailable('cannot connect', err);
@@ -595,7 +618,7 @@ class PostgresDecisionStore implements PostgresStore {
       this.markUnwritable(err);
       throw this.unavailable(`could not commit ${rows.length} chained record(s)`, err);
     } finally {
-      client.release(broken);
+      done(broken);
     }
   }
 
@@ -632,10 +655,11 @@ class PostgresDecisionStore implements PostgresStore {
   private async probe(): Promise<void> {
     if (this.probing || this.stopping) return;
     this.probing = true;
-    let client: pg.PoolClient | undefined;
+    let c: Awaited<ReturnType<typeof checkout>> | undefined;
     let broken = false;
     try {
-      client = await this.pool.connect();
+      c = await checkout(this.pool);
+      const client = c.client;
       await client.query('BEGIN');
       try {
         await client.query(`LOCK TABLE ${this.t.decisions} IN ROW EXCLUSIVE MODE NOWAIT`);
@@ -648,7 +672,7 @@ class PostgresDecisionStore implements PostgresStore {
     } catch {
       broken = true; // still failing: the next probe tries again (markUnwritable logged it once)
     } finally {
-      client?.release(broken);
+      c?.done(broken);
       this.probing = false;
     }
   }
@@ -817,8 +841,9 @@ class PostgresDecisionStore implements PostgresStore {
     if (this.closed) throw storeError('ERR_STORE_UNAVAILABLE', `the decision store ${this.where} is closed`);
     if (this.readonly || !this.signer) throw storeError('ERR_STORE_READONLY', `the decision store ${this.where} was opened read-only`);
     let client: pg.PoolClient;
+    let done: (broken?: boolean) => void;
     try {
-      client = await this.pool.connect();
+      ({ client, done } = await checkout(this.pool));
     } catch (err) {
       throw this.unavailable('cannot connect for prune', err);
     }
@@ -836,7 +861,7 @@ class PostgresDecisionStore implements PostgresStore {
     } finally {
       let ok = true;
       if (locked) await client.query('SELECT pg_advisory_unlock(hashtext($1))', [lockKey]).catch(() => (ok = false));
-      client.release(!ok);
+      done(!ok);
     }
   }
 
@@ -961,7 +986,7 @@ function columnProblem(row: DecisionRow, r: ChainedRecord): string | undefined {
 }
 
 async function migrate(pool: pg.Pool, q: string, schema: string | undefined): Promise<void> {
-  const client = await pool.connect();
+  const { client, done } = await checkout(pool);
   let broken = false;
   try {
     await client.query('BEGIN');
@@ -983,7 +1008,7 @@ async function migrate(pool: pg.Pool, q: string, schema: string | undefined): Pr
     });
     throw err;
   } finally {
-    client.release(broken);
+    done(broken);
   }
 }
 
