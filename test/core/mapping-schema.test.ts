@@ -124,6 +124,18 @@ t.test('invalid mappings name every problem and keep their well-formed claims', 
         'spec.policyTags[3] must be a string (got 3)',
       ],
     }],
+    ['limits: empty client id, too many tags, over-long namespace', aMapping({
+      provider: 'okta', aws: undefined, okta: { issuer: ISSUER, clientId: '' },
+      policyTags: Array.from({ length: 65 }, (_, i) => `t${i}`),
+      serviceAccounts: [sa('n'.repeat(64), 'x')],
+    }), {
+      name: 'payments-ci', claims: [], problems: [
+        'spec.serviceAccounts[0].namespace must be at most 63 characters',
+        'spec.okta.clientId must not be empty',
+        'spec.okta.clientId must be a client id without spaces (got "")',
+        'spec.policyTags must list at most 64 items',
+      ],
+    }],
     ['many problems at once', aMapping({ provider: 'azure-ad', tokenExpirationSeconds: 1, audience: 5 }, 'multi'), {
       name: 'multi', claims: [CI], problems: [
         'spec.audience must be a string (got 5)',
