@@ -29,6 +29,9 @@ t.test('canonicalJson is the canonicalize package output, fast path or not', asy
     ['unicode keys by UTF-16 unit', { '\u{1F600}': 1, '\uFFFF': 2 }, '{"\u{1F600}":1,"\uFFFF":2}'],
   ];
   for (const [name, v, want] of cases) t.equal(canonicalJson(v), want, name);
+  // eslint-disable-next-line no-sparse-arrays
+  const sparse = [1, , 3];
+  t.equal(canonicalJson({ a: sparse }), canonicalize({ a: sparse }), 'sparse arrays follow the library');
   t.throws(() => canonicalJson({ x: NaN }), /NaN/);
   t.throws(() => canonicalJson({ x: Infinity }), /Infinity/);
 });

@@ -1,6 +1,6 @@
 /**
  * Store measurements (not a test; `npm run bench` owns timing). Run:
- *   npx tsx test/store/measure.ts [records=100000]
+ *   npx tsx test/store/measure.ts [records=100000] [verify]   (verify: skip the append runs)
  * Prints append throughput with group commit, verifyChain cost per record (in memory), and
  * verifyStore / writeBundle / verifyBundle time and peak RSS for a store of `records` records.
  */
@@ -15,6 +15,7 @@ import { loadOrCreateSigningKey, toJwks } from '../../webhook/store/signing.js';
 import { aRecord, idOf, timeAt } from './builders.js';
 
 const total = Number(process.argv[2] ?? 100_000);
+const verifyOnly = process.argv[3] === 'verify';
 const dir = mkdtempSync(join(tmpdir(), 'tzw-measure-'));
 let peakRss = 0;
 const sampler = setInterval(() => (peakRss = Math.max(peakRss, process.memoryUsage().rss)), 20);
@@ -50,7 +51,7 @@ try {
   const key = await loadOrCreateSigningKey(join(dir, 'key.pem'), { create: true });
   const jwks = toJwks(key.publicJwk);
 
-  for (const concurrency of [1, 50, 500]) {
+  for (const concurrency of verifyOnly ? [] : [1, 50, 500]) {
     const n = concurrency === 1 ? 2000 : 10_000;
     const store = await createSqliteStore({ path: join(dir, `append-${concurrency}.db`), replica: 'tzw-0', signer: key });
     const { ms, cpuMs } = await timed(`append ${n} records, ${concurrency} concurrent`, async () => {

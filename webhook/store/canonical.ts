@@ -22,7 +22,8 @@ function isSortedJson(v: unknown): boolean {
     return t === 'string' || t === 'boolean' || t === 'undefined' || (t === 'number' && Number.isFinite(v));
   }
   if (Array.isArray(v)) {
-    for (let i = 0; i < v.length; i++) if (!isSortedJson(v[i])) return false;
+    // A hole (sparse array) is serialised differently by the library: leave it to the library.
+    for (let i = 0; i < v.length; i++) if (!(i in v) || !isSortedJson(v[i])) return false;
     return true;
   }
   const proto: unknown = Object.getPrototypeOf(v);
