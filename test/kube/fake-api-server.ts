@@ -9,7 +9,7 @@
  * - faults on demand: an HTTP status for the next list or watch (410, 500, ...), closing watches.
  * Used only by test/kube/.
  */
-import type { ServerResponse } from 'node:http';
+import type { IncomingMessage, ServerResponse } from 'node:http';
 import { createServer, type Server } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import { KubeConfig } from '@kubernetes/client-node';
@@ -43,7 +43,8 @@ interface Store {
   /** Watches from a resourceVersion below this get 410 Gone. */
   compactedRv: number;
   watchers: Set<Watcher>;
-  failures: { list: number[]; watch: number[] };
+  /** A number answers with that HTTP status; 'hold' parks the request until `release()`. */
+  failures: { list: Array<number | 'hold'>; watch: Array<number | 'hold'> };
 }
 
 export interface RequestLog {
@@ -66,6 +67,10 @@ export interface FakeApiServer {
   compact(resource: FakeResource): void;
   /** The next `times` list (or watch) requests for `resource` are answered with HTTP `status`. */
   failNext(resource: FakeResource, verb: 'list' | 'watch', status: number, times?: number): void;
+  /** The next list (or watch) request for `resource` waits until `release()` answers it normally. */
+  hold(resource: FakeResource, verb: 'list' | 'watch'): void;
+  /** Answers every held request (after the client may have given up on it). */
+  release(): void;
   /** Ends open watches: 'close' just ends the stream; 'gone' first sends an in-stream ERROR 410. */
   endWatches(resource: FakeResource, how: 'close' | 'gone'): void;
   openWatches(resource: FakeResource): number;
@@ -117,12 +122,13 @@ export async function startFakeApiServer(): Promise<FakeApiServer> {
     w.res.write(`${JSON.stringify({ type, object })}\n`);
   };
 
-  const server: Server = createServer({ cert: serving.certPem, key: serving.keyPem }, (req, res) => {
+  const held: Array<() => void> = [];
+  const serve = (req: IncomingMessage, res: ServerResponse, replay = false): void => {
     const url = new URL(req.url ?? '/', 'https://localhost');
     const query = Object.fromEntries(url.searchParams);
     const r = route(url.pathname);
     const isWatch = query.watch === 'true' || query.watch === '1';
-    requests.push({ resource: r?.resource, watch: isWatch, query });
+    if (!replay) requests.push({ resource: r?.resource, watch: isWatch, query });
     if (req.headers.authorization !== `Bearer ${TOKEN}`) return send(res, 401, status(401, 'Unauthorized', 'Unauthorized'));
     if (req.method !== 'GET') return send(res, 405, status(405, 'MethodNotAllowed', 'only GET is served'));
     if (r === undefined) return send(res, 404, status(404, 'NotFound', 'the server could not find the requested resource'));
@@ -130,7 +136,11 @@ export async function startFakeApiServer(): Promise<FakeApiServer> {
     const info = RESOURCES[r.resource];
     const inScope = (o: Obj): boolean => r.namespace === undefined || o.metadata?.namespace === r.namespace;
 
-    const failure = (isWatch ? store.failures.watch : store.failures.list).shift();
+    const failure = replay ? undefined : (isWatch ? store.failures.watch : store.failures.list).shift();
+    if (failure === 'hold') {
+      held.push(() => serve(req, res, true));
+      return;
+    }
     if (failure !== undefined) {
       const reason = failure === 410 ? 'Expired' : failure >= 500 ? 'InternalError' : 'BadRequest';
       return send(res, failure, status(failure, reason, `injected failure ${failure}`));
@@ -178,7 +188,8 @@ export async function startFakeApiServer(): Promise<FakeApiServer> {
     }
     store.watchers.add(w);
     req.on('close', () => store.watchers.delete(w));
-  });
+  };
+  const server: Server = createServer({ cert: serving.certPem, key: serving.keyPem }, (req, res) => serve(req, res));
 
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   const url = `https://127.0.0.1:${(server.address() as AddressInfo).port}`;
@@ -243,6 +254,12 @@ export async function startFakeApiServer(): Promise<FakeApiServer> {
     },
     failNext(resource, verb, code, times = 1) {
       for (let i = 0; i < times; i++) stores[resource].failures[verb].push(code);
+    },
+    hold(resource, verb) {
+      stores[resource].failures[verb].push('hold');
+    },
+    release() {
+      for (const answer of held.splice(0)) answer();
     },
     endWatches(resource, how) {
       const store = stores[resource];

@@ -223,3 +223,16 @@ t.test('loadKubeConfig reads the default kubeconfig outside a cluster', async (t
   const inCluster = loadKubeConfig({ KUBERNETES_SERVICE_HOST: '10.0.0.1' });
   t.strictSame([inCluster.getCurrentCluster()?.name, inCluster.getCurrentCluster()?.caFile], ['inCluster', '/var/run/secrets/kubernetes.io/serviceaccount/ca.crt']);
 });
+
+t.test('stop() during a list aborts it and opens no watch afterwards', async (t) => {
+  const { api, source } = await setup(t, { initialSyncTimeoutMs: 200 });
+  api.hold('identitymappings', 'list');
+  await t.rejects(source.start(), { code: 'ERR_TZW_SOURCE_TIMEOUT', message: /^identitymappings not listed within 200 ms$/ });
+  source.stop();
+  api.release();
+  await new Promise((r) => setTimeout(r, 100));
+  t.equal(api.openWatches('identitymappings'), 0);
+  t.strictSame(api.requests.filter((r) => r.resource === 'identitymappings').map((r) => r.watch), [false]);
+  t.equal(source.lastError(), undefined, 'our own abort is not an error');
+  t.equal(source.synced(), false);
+});

@@ -103,7 +103,8 @@ class SlimWatch extends Watch {
   constructor(
     config: KubeConfig,
     private readonly slim: (obj: KubernetesObject) => Slim,
-    private readonly onWatch: () => void,
+    /** Returns false when the source was stopped meanwhile: then no watch is opened. */
+    private readonly onWatch: () => boolean,
   ) {
     super(config);
   }
@@ -114,7 +115,9 @@ class SlimWatch extends Watch {
     callback: (phase: string, apiObj: any, watchObj?: any) => void, // eslint-disable-line @typescript-eslint/no-explicit-any
     done: (err: unknown) => void,
   ): Promise<AbortController> {
-    this.onWatch();
+    // ListWatch does not look at its stopped flag between a list and the watch that follows, so a
+    // stop() during a list would otherwise leave a watch open.
+    if (!this.onWatch()) return Promise.resolve(new AbortController());
     // ERROR events carry a Status (e.g. 410 Gone) that ListWatch must see whole.
     return super.watch(path, queryParams, (phase, obj) => callback(phase, phase !== 'ERROR' && isRecord(obj) ? this.slim(obj) : obj), done);
   }
@@ -130,7 +133,7 @@ interface Page {
  * generated typed clients turn every item into model classes first, which made a 100,000-object
  * sync several times slower and its memory peak far higher, only for us to throw it all away.
  */
-async function fetchListPage(kubeConfig: KubeConfig, path: string, limit: number, cont: string | undefined): Promise<Page> {
+async function fetchListPage(kubeConfig: KubeConfig, path: string, limit: number, cont: string | undefined, stop: AbortSignal): Promise<Page> {
   const cluster = kubeConfig.getCurrentCluster();
   if (!cluster) throw new Error('the kubeconfig has no current cluster');
   const url = new URL(cluster.server + path);
@@ -138,7 +141,7 @@ async function fetchListPage(kubeConfig: KubeConfig, path: string, limit: number
   if (cont) url.searchParams.set('continue', cont);
   const ctx = new RequestContext(url.toString(), HttpMethod.GET);
   await kubeConfig.applySecurityAuthentication(ctx);
-  const res = await fetch(url, { headers: ctx.getHeaders(), dispatcher: ctx.getDispatcher(), signal: AbortSignal.timeout(LIST_PAGE_TIMEOUT_MS) });
+  const res = await fetch(url, { headers: ctx.getHeaders(), dispatcher: ctx.getDispatcher(), signal: AbortSignal.any([stop, AbortSignal.timeout(LIST_PAGE_TIMEOUT_MS)]) });
   const body = await res.text();
   if (res.status !== 200) throw Object.assign(new Error(`HTTP ${res.status}`), { statusCode: res.status, body });
   const page = JSON.parse(body) as Page;
@@ -228,6 +231,8 @@ export function createKubeSource(options: KubeSourceOptions): KubeSource {
   ];
 
   let stopped = false;
+  // Aborts in-flight list requests on stop(); renewed by start().
+  let listAbort = new AbortController();
   let error: KubeSourceError | undefined;
   const synced = new Set<ResourceName>();
   const timers = new Map<ResourceName, NodeJS.Timeout>();
@@ -250,7 +255,7 @@ export function createKubeSource(options: KubeSourceOptions): KubeSource {
       let cont: string | undefined;
       let resourceVersion: string | undefined;
       do {
-        const page = await fetchListPage(kubeConfig, r.path, pageSize, cont);
+        const page = await fetchListPage(kubeConfig, r.path, pageSize, cont, listAbort.signal);
         for (const item of page.items) if (isRecord(item)) items.push(r.slim(item));
         resourceVersion = page.metadata?.resourceVersion;
         cont = page.metadata?.continue;
@@ -261,17 +266,20 @@ export function createKubeSource(options: KubeSourceOptions): KubeSource {
     // ListWatch applies a list's items before it opens the watch, so the first watch after a
     // successful list means the index holds the full snapshot.
     const watch = new SlimWatch(kubeConfig, r.slim, () => {
+      if (stopped) return false;
       if (listed) markSynced(r.name);
+      return true;
     });
     const lw = new ListWatch<Slim>(r.path, watch, listFn, false, undefined, undefined, options.listWatchOptions);
     lw.on('add', (obj) => r.upsert(obj));
     lw.on('update', (obj) => r.upsert(obj));
     lw.on('delete', (obj) => r.remove(obj));
     const onError = (err: unknown): void => {
+      // After stop(), errors are our own aborts.
+      if (stopped) return;
       const { message, status } = describeError(err);
       error = { resource: r.name, message, ...(status === undefined ? {} : { status }), time: new Date().toISOString() };
       const hint = hintFor(r.name, status);
-      if (stopped) return;
       logger.error(
         { source: 'kubernetes', resource: r.name, err: { message, status }, restartInMs: restartDelayMs },
         `list/watch of ${r.name} failed: ${message}${hint ? `; ${hint}` : ''}; retrying`,
@@ -291,6 +299,7 @@ export function createKubeSource(options: KubeSourceOptions): KubeSource {
 
   const stop = (): void => {
     stopped = true;
+    listAbort.abort();
     for (const t of timers.values()) clearTimeout(t);
     timers.clear();
     for (const { lw } of informers) void lw.stop();
@@ -299,6 +308,7 @@ export function createKubeSource(options: KubeSourceOptions): KubeSource {
   return {
     start() {
       stopped = false;
+      if (listAbort.signal.aborted) listAbort = new AbortController();
       const all = new Promise<void>((resolve) => {
         resolveStart = resolve;
         if (synced.size === resources.length) resolve();
