@@ -144,6 +144,16 @@ t.test('appends after close are refused; close is idempotent', async (t) => {
   await store.close();
 });
 
+t.test('group commit: appends made in one turn of the event loop share one transaction', async (t) => {
+  const { store } = await open(t);
+  await Promise.all(Array.from({ length: 200 }, (_, i) => store.append(aRecord({ n: i + 1 }))));
+  t.strictSame(store.stats(), { commits: 1, records: 200, failedCommits: 0 });
+  await store.append(aRecord({ n: 201 }));
+  await store.append(aRecord({ n: 202 }));
+  t.strictSame(store.stats(), { commits: 3, records: 202, failedCommits: 0 }, 'awaited appends commit one by one');
+  t.strictSame(store.head().seq, 202);
+});
+
 t.test('several writers share one file, each with its own chain', async (t) => {
   const { store, path } = await open(t);
   await store.append(aRecord({ n: 1 }));

@@ -59,6 +59,8 @@ export interface SqliteStore extends VerifiableStore {
   head(): { seq: number; hash: string };
   /** Signs and stores a checkpoint now if the head moved since the last one. */
   checkpointNow(): Promise<Checkpoint | undefined>;
+  /** Group-commit counters since open: transactions committed, records in them, failed commits. */
+  stats(): { commits: number; records: number; failedCommits: number };
   /** SQLite's plan for a query page (diagnostics: shows which index a filter uses). */
   queryPlan(filter: Omit<DecisionFilter, 'limit' | 'cursor'>, after?: Cursor): string[];
 }
@@ -207,6 +209,7 @@ class SqliteDecisionStore implements SqliteStore {
   private readonly recoveryProbeMs: number;
   private readonly statements = new Map<string, Database.Statement>();
   private chainHead = { seq: 0, hash: GENESIS_HASH };
+  private readonly counters = { commits: 0, records: 0, failedCommits: 0 };
   private lastCheckpointSize = 0;
   private queue: Pending[] = [];
   private flushScheduled = false;
@@ -257,6 +260,10 @@ class SqliteDecisionStore implements SqliteStore {
     this.chainHead = top ? { seq: top.seq, hash: top.hash } : { seq: 0, hash: GENESIS_HASH };
     const cp = this.stmt('SELECT MAX(size) AS size FROM checkpoints WHERE writer = ?').get(this.replica) as { size: number | null };
     this.lastCheckpointSize = cp.size ?? 0;
+  }
+
+  stats(): { commits: number; records: number; failedCommits: number } {
+    return { ...this.counters };
   }
 
   head(): { seq: number; hash: string } {
@@ -352,12 +359,15 @@ class SqliteDecisionStore implements SqliteStore {
       result = this.writeBatch.immediate(batch);
     } catch (err) {
       this.reloadHead = true;
+      this.counters.failedCommits++;
       this.markUnwritable(err);
       const e = storeError('ERR_STORE_UNAVAILABLE', `the decision store ${this.path} could not commit ${batch.length} record(s): ${(err as Error).message}`, err);
       for (const p of batch) p.reject(e);
       return;
     }
     this.chainHead = { seq: result.seq, hash: result.hash };
+    this.counters.commits++;
+    this.counters.records += result.done.length;
     this.markWritable();
     for (const [p, r] of result.done) p.resolve(r);
     for (const [p, e] of result.rejected) p.reject(e);
