@@ -154,6 +154,26 @@ t.test('group commit: appends made in one turn of the event loop share one trans
   t.strictSame(store.head().seq, 202);
 });
 
+t.test('while unwritable, appends fail fast instead of waiting for the lock each time', async (t) => {
+  const logs: Array<[string, string]> = [];
+  const logger = { info: (_: object, m: string) => logs.push(['info', m]), warn: (_: object, m: string) => logs.push(['warn', m]), error: (_: object, m: string) => logs.push(['error', m]) };
+  const { store, path } = await open(t, { busyTimeoutMs: 1500, recoveryProbeMs: 3_600_000, logger });
+  await store.append(aRecord({ n: 1 }));
+  const other = new Database(path);
+  other.exec('BEGIN EXCLUSIVE');
+  const t0 = performance.now();
+  await t.rejects(store.append(aRecord({ n: 2 })), { code: 'ERR_STORE_UNAVAILABLE', message: /could not commit 1 record\(s\): database is locked/ });
+  t.ok(performance.now() - t0 >= 1400, 'the first failure waited for the lock');
+  const t1 = performance.now();
+  await t.rejects(store.append(aRecord({ n: 3 })), { code: 'ERR_STORE_UNAVAILABLE' });
+  t.ok(performance.now() - t1 < 750, 'the next one failed at once');
+  other.exec('COMMIT');
+  other.close();
+  t.equal((await store.append(aRecord({ n: 4 }))).seq, 2, 'a later write succeeds');
+  t.equal(store.writable(), true);
+  t.strictSame(logs.map(([level]) => level), ['error', 'info'], 'one error when it broke, one info when it recovered');
+});
+
 t.test('several writers share one file, each with its own chain', async (t) => {
   const { store, path } = await open(t);
   await store.append(aRecord({ n: 1 }));

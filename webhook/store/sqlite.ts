@@ -25,6 +25,8 @@ const READ_CHUNK = 1000;
 /** Records deleted per transaction by prune(), so a large prune does not stall admissions. */
 const PRUNE_CHUNK = 5000;
 const CACHE_KIB = 32 * 1024;
+/** While unwritable, repeat the "still unwritable" warning at most this often. */
+const PROBE_WARNING_INTERVAL_MS = 60_000;
 
 /** The subset of a pino logger the store uses. */
 export interface StoreLogger {
@@ -207,6 +209,9 @@ class SqliteDecisionStore implements SqliteStore {
   private readonly log: StoreLogger;
   private readonly cpRecords: number;
   private readonly recoveryProbeMs: number;
+  private readonly busyTimeoutMs: number;
+  private busyNow: number;
+  private lastProbeWarning = 0;
   private readonly statements = new Map<string, Database.Statement>();
   private chainHead = { seq: 0, hash: GENESIS_HASH };
   private readonly counters = { commits: 0, records: 0, failedCommits: 0 };
@@ -233,6 +238,8 @@ class SqliteDecisionStore implements SqliteStore {
     this.log = opts.logger ?? noopLogger;
     this.cpRecords = opts.checkpointEvery?.records ?? DEFAULT_CHECKPOINT_RECORDS;
     this.recoveryProbeMs = opts.recoveryProbeMs ?? DEFAULT_RECOVERY_PROBE_MS;
+    this.busyTimeoutMs = opts.busyTimeoutMs ?? DEFAULT_BUSY_TIMEOUT_MS;
+    this.busyNow = this.busyTimeoutMs;
     this.isWritable = !this.readonly;
     this.loadHead();
     this.writeBatch = db.transaction((batch: Pending[]) => this.insertBatch(batch));
@@ -348,6 +355,9 @@ class SqliteDecisionStore implements SqliteStore {
     let result: BatchResult;
     try {
       if (!this.db.open) throw new Error('the database is closed');
+      // While unwritable, fail fast instead of blocking the event loop for the busy timeout on
+      // every batch: the requests fail closed either way, and the probe finds the recovery.
+      this.setBusyTimeout(this.isWritable ? this.busyTimeoutMs : 0);
       if (this.reloadHead) {
         // After a failure, another process may have advanced this writer's chain (or our commit
         // may have landed after all): continue from what is really stored.
@@ -390,14 +400,26 @@ class SqliteDecisionStore implements SqliteStore {
     this.probeTimer = undefined;
   }
 
+  /** busy_timeout is per connection and cheap to change; better-sqlite3 blocks the thread while it waits. */
+  private setBusyTimeout(ms: number): void {
+    if (this.busyNow === ms) return;
+    this.db.pragma(`busy_timeout = ${ms}`);
+    this.busyNow = ms;
+  }
+
   /** A small real write: readiness must not stay false just because no request arrives. */
   private probe(): void {
     if (this.closed || !this.db.open) return;
     try {
+      this.setBusyTimeout(0);
       this.stmt("INSERT INTO store_meta (key, value) VALUES ('probe', ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value").run(this.nowText());
       this.markWritable();
     } catch (err) {
-      this.log.warn({ err, path: this.path }, 'decision store still unwritable');
+      const now = this.clock().getTime();
+      if (now - this.lastProbeWarning >= PROBE_WARNING_INTERVAL_MS) {
+        this.lastProbeWarning = now;
+        this.log.warn({ err, path: this.path }, 'decision store still unwritable');
+      }
     }
   }
 
