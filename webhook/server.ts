@@ -10,17 +10,17 @@ import type { Server as HttpsServer } from 'node:https';
 import { pino, type Logger } from 'pino';
 import { v7 as uuidv7 } from 'uuid';
 import type { FastifyInstance } from 'fastify';
-import { KubeConfig } from '@kubernetes/client-node';
 import { buildApp, buildMetricsApp } from './app.js';
 import { toListenOptions } from './config/load.js';
+import { toDecideOptions } from './config/options.js';
+/** @deprecated import from config/options.js; kept while bench/ still imports it from here. */
+export { toDecideOptions };
 import type { Config } from './config/schema.js';
-import { keysFor } from './core/keys.js';
 import { createFactsIndex, type FactsIndex } from './core/mapping-index.js';
-import type { DecideOptions } from './core/options.js';
 import { createMetrics, type Metrics } from './http/metrics.js';
 import { certificateNotAfter, loadTlsFiles, watchTlsFiles, type TlsMaterial } from './http/tls.js';
 import { createFileSource } from './kube/files.js';
-import { createKubeSource } from './kube/informers.js';
+import { createKubeSource, loadKubeConfig } from './kube/informers.js';
 import { openStore, type OpenedStore } from './store/open.js';
 import { createCertificateAuthority, createServingCertificate } from '../certs/lib.js';
 import { buildAuditApp } from './http/audit.js';
@@ -43,6 +43,8 @@ export interface RunningServer {
 export interface ServerOptions {
   /** Log destination; stdout by default. */
   logStream?: NodeJS.WritableStream;
+  /** Process environment (in-cluster detection for the Kubernetes source). */
+  env?: Record<string, string | undefined>;
 }
 
 /** Epoch microseconds from the monotonic clock anchored at process start (µs-precise times). */
@@ -52,14 +54,6 @@ export function createMicrosClock(): () => bigint {
   return () => originMicros + (process.hrtime.bigint() - originHr) / 1000n;
 }
 
-export function toDecideOptions(config: Config): DecideOptions {
-  return {
-    keys: keysFor(config.domain),
-    defaultServiceAccount: config.tekton.defaultServiceAccount,
-    tokenMountPath: config.injection.tokenMountPath,
-    sidecar: config.injection.sidecar,
-  };
-}
 
 /** Dev mode: a CA and a localhost serving certificate under stateDir, reused while valid. */
 export async function ensureDevCertificate(stateDir: string): Promise<{ certFile: string; keyFile: string; caFile: string }> {
@@ -139,7 +133,7 @@ export async function startServer(config: Config, opts: ServerOptions = {}): Pro
   const source =
     config.source.kind === 'files'
       ? createFileSource({ paths: config.source.paths, index, logger })
-      : createKubeSource({ kubeConfig: loadKubeConfig(), index, logger, domain: config.domain });
+      : createKubeSource({ kubeConfig: loadKubeConfig(opts.env ?? {}), index, logger, domain: config.domain });
 
   // Decision store.
   let opened: OpenedStore | undefined;
@@ -214,7 +208,6 @@ export async function startServer(config: Config, opts: ServerOptions = {}): Pro
   } catch (err) {
     problems.push(`source (${config.source.kind}): ${(err as Error).message}`);
   }
-  for (const p of index.problems()) logger.warn({ problem: p.kind }, p.message);
   const urls = problems.length === 0 ? await listenAll([['admission', app, config.admission.listen], ['audit', auditApp, config.auditApi.listen], ['metrics', metricsApp, config.metrics.listen]], problems) : {};
   updateGauges(metrics, index, source.synced(), opened.backlog);
 
@@ -237,8 +230,3 @@ export async function startServer(config: Config, opts: ServerOptions = {}): Pro
   return { urls: { admission: urls.admission!, audit: urls.audit!, metrics: urls.metrics! }, logger, index, close };
 }
 
-function loadKubeConfig(): KubeConfig {
-  const kc = new KubeConfig();
-  kc.loadFromDefault();
-  return kc;
-}

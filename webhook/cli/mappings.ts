@@ -22,7 +22,7 @@ export const mappingsCheckCommand: Command = {
     const output = values.output as string;
     if (output !== 'text' && output !== 'json') throw new UsageError(`-o must be text or json, got "${output}"`);
     const config = loadCliConfig(values.config as string | undefined, io);
-    const { index, from } = await gatherObjects(values.objects as string[] | undefined, config);
+    const { index, from } = await gatherObjects(values.objects as string[] | undefined, config, io.env);
     const findings: CheckFinding[] = index.problems().map((p) => ({ kind: p.kind, message: p.message }));
     let enforced = 0;
     for (const sa of index.serviceAccounts()) {

@@ -19,7 +19,10 @@ export const quietLogger = pino({ level: 'silent' });
  * Loads Namespaces, ServiceAccounts and IdentityMappings once (no watching) from `--objects` paths,
  * else from the config's `source`: files paths, or a one-shot list from the cluster.
  */
-export async function gatherObjects(objects: string[] | undefined, config: Config): Promise<{ index: FactsIndex; from: string }> {
+/** A one-shot read of the cluster gives up after this long instead of retrying forever. */
+const CLUSTER_SYNC_TIMEOUT_MS = 30_000;
+
+export async function gatherObjects(objects: string[] | undefined, config: Config, env: Record<string, string | undefined> = {}): Promise<{ index: FactsIndex; from: string }> {
   const index = createFactsIndex(config.domain);
   if ((objects && objects.length > 0) || config.source.kind === 'files') {
     const paths = objects && objects.length > 0 ? objects : config.source.paths;
@@ -28,11 +31,9 @@ export async function gatherObjects(objects: string[] | undefined, config: Confi
     await source.close();
     return { index, from: paths.join(', ') };
   }
-  const { KubeConfig } = await import('@kubernetes/client-node');
-  const { createKubeSource } = await import('../kube/informers.js');
-  const kubeConfig = new KubeConfig();
-  kubeConfig.loadFromDefault();
-  const source = createKubeSource({ kubeConfig, index, logger: quietLogger, domain: config.domain });
+  const { createKubeSource, loadKubeConfig } = await import('../kube/informers.js');
+  const kubeConfig = loadKubeConfig(env);
+  const source = createKubeSource({ kubeConfig, index, logger: quietLogger, domain: config.domain, initialSyncTimeoutMs: CLUSTER_SYNC_TIMEOUT_MS });
   try {
     await source.start();
   } finally {

@@ -14,7 +14,7 @@ export const serveCommand: Command = {
     const { startServer } = await import('../server.js');
     let server;
     try {
-      server = await startServer(loaded.config);
+      server = await startServer(loaded.config, { env: io.env });
     } catch (err) {
       io.stderr(`tzw serve: ${(err as Error).message}\n`);
       return EXIT.PROBLEMS;

@@ -9,7 +9,7 @@ import { decideAdmission } from '../core/admit.js';
 import { isAllowed, type Decision } from '../core/verdict.js';
 import { parseAdmissionReview, type AdmissionRequest, type KubeObject } from '../core/wire.js';
 import type { Endpoint } from '../core/record.js';
-import { toDecideOptions } from '../server.js';
+import { toDecideOptions } from '../config/options.js';
 import { EXIT, UsageError, type CliIo } from './io.js';
 import { gatherObjects, loadCliConfig } from './objects.js';
 import type { Command } from './run.js';
@@ -85,7 +85,7 @@ export const simulateCommand: Command = {
     const docs = parseAllDocuments(text);
     const bad = docs.find((d) => d.errors.length > 0);
     if (bad) throw new UsageError(`${file} is not valid YAML: ${bad.errors[0]!.message.split('\n')[0]}`);
-    const { index } = await gatherObjects(values.objects as string[] | undefined, config);
+    const { index } = await gatherObjects(values.objects as string[] | undefined, config, io.env);
     const options = toDecideOptions(config);
     const results: Array<{ endpoint: Endpoint; request: AdmissionRequest; decision: Decision }> = [];
     let refused = 0;
