@@ -152,6 +152,12 @@ export function runStoreContract(t: Test, name: string, makeStore: MakeStore): v
     t.strictSame(await h.store.get(b.id), rb);
     t.equal(await h.store.get(idOf(99)), undefined);
     t.equal(h.store.writable(), true);
+    const reimported = await h.store.append({ ...ra, id: idOf(3), seq: 40, prevHash: 'x', hash: 'y' } as DecisionRecord);
+    t.match(reimported, { id: idOf(3), seq: 3, prevHash: rb.hash }, 'stale chain fields are replaced');
+    t.match(await verifyStore(h.store, h.jwks), { ok: true, records: 3 });
+    const path = join(t.testdir({}), 'b.jsonl');
+    await writeBundle(h.store, undefined, path, h.jwks);
+    t.match(await verifyBundle(path, h.jwks), { ok: true, records: 3 });
   });
 
   withStore('every filter, ordering by (time, id), pagination and stream', {}, async (t, h) => {

@@ -5,7 +5,8 @@
  * Appends use group commit: every append waiting when the event loop turns is written in one
  * transaction, and all of them resolve after that single commit. The writer's chain head (seq,
  * hash) lives in memory, is loaded at open (so a restart continues the chain) and only moves after
- * a commit succeeded.
+ * a commit succeeded. A record passed to append() is serialised at commit time: do not change it
+ * until its promise settles.
  */
 import { accessSync, constants, statSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
@@ -329,7 +330,9 @@ class SqliteDecisionStore implements SqliteStore {
       let body: string;
       let stored: ChainedRecord;
       try {
-        body = canonicalJson({ ...r, seq: seq + 1, prevHash: prev });
+        // A caller passing a ChainedRecord (e.g. re-importing) gets it re-chained: its own
+        // seq/prevHash are replaced and its hash is left out of the hashed body.
+        body = canonicalJson({ ...r, seq: seq + 1, prevHash: prev, hash: undefined });
         stored = JSON.parse(body) as ChainedRecord;
       } catch (err) {
         rejected.push([p, storeError('ERR_STORE_INVALID_RECORD', `invalid decision record ${r.id}: ${(err as Error).message}`, err)]);
