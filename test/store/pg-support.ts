@@ -1,11 +1,21 @@
 /**
  * PostgreSQL test support: the test database from TZW_TEST_PG_URL (set by .ci/run), one throwaway
- * schema per test file, and a TCP proxy a test can cut to simulate a database outage without
- * stopping the shared cluster.
+ * schema per test file, a TCP proxy a test can cut to simulate a database outage without stopping
+ * the shared cluster, and real `tzw serve` replicas on one database (test/server/ha*.test.ts).
  */
-import { randomBytes } from 'node:crypto';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { randomBytes, randomUUID } from 'node:crypto';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer, connect, type Server, type Socket } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type { Test } from 'tap';
 import pg from 'pg';
+import { Agent, request } from 'undici';
+import { createCertificateAuthority, createServingCertificate } from '../../certs/lib.js';
+import { verifyStore } from '../../webhook/store/bundle.js';
+import { openStoreForRead } from '../../webhook/store/open-url.js';
+import { loadOrCreateSigningKey, toJwks, type Jwks } from '../../webhook/store/signing.js';
 
 export const PG_URL = process.env.TZW_TEST_PG_URL;
 
@@ -108,4 +118,142 @@ export async function createTcpProxy(opts: { up?: boolean; target?: { host: stri
       return new Promise((resolve) => server.close(() => resolve()));
     },
   };
+}
+
+// ---- Server replicas on one PostgreSQL (test/server/ha*.test.ts) ----
+
+const repo = new URL('../../', import.meta.url).pathname;
+const examples = join(repo, 'manifests/examples');
+const REVIEWS = ['pod-mapped.json', 'taskrun-mapped.json', 'taskrun-unmapped.json', 'pipelinerun-audit.json'].map((name) => {
+  const review = JSON.parse(readFileSync(join(examples, 'reviews', name), 'utf8')) as { request: { uid: string; kind: { kind: string } } };
+  return { name, review, path: review.request.kind.kind === 'Pod' ? '/mutate' : '/validate' };
+});
+
+export interface HaFiles {
+  dir: string;
+  ca: string;
+  certFile: string;
+  keyFile: string;
+  signingKeyFile: string;
+  jwks: Jwks;
+}
+
+/** One CA-signed serving certificate (localhost, 127.0.0.1) and one signing key for all replicas. */
+export async function createHaFiles(t: Test): Promise<HaFiles> {
+  const dir = mkdtempSync(join(tmpdir(), 'tzw-ha-'));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  const ca = await createCertificateAuthority({ commonName: 'ha test CA' });
+  const leaf = await createServingCertificate(ca, { dnsNames: ['localhost'], ipAddresses: ['127.0.0.1'] });
+  const certFile = join(dir, 'tls.crt');
+  const keyFile = join(dir, 'tls.key');
+  writeFileSync(certFile, leaf.certPem);
+  writeFileSync(keyFile, leaf.keyPem, { mode: 0o600 });
+  const signingKeyFile = join(dir, 'signing-key.pem');
+  const key = await loadOrCreateSigningKey(signingKeyFile, { create: true });
+  return { dir, ca: ca.certPem, certFile, keyFile, signingKeyFile, jwks: toJwks(key.publicJwk) };
+}
+
+export interface Replica {
+  name: string;
+  admission: string;
+  child: ChildProcess;
+  /** SIGTERM, then the exit code. */
+  stop(): Promise<number | null>;
+}
+
+/** Starts `tzw serve` as replica `name`; resolves once it printed its listener URLs. */
+export async function startReplica(t: Test, s: HaFiles, name: string, storeUrl: string): Promise<Replica> {
+  const state = join(s.dir, name);
+  mkdirSync(state);
+  const env: Record<string, string> = {};
+  // Not TZW_* (config overrides) and not tap's loaders: the children are servers, not tests, and
+  // tap's coverage hooks would slow their start several times over.
+  for (const [k, v] of Object.entries(process.env)) if (!/^(TZW_|TAP_|_TAPJS_|NODE_OPTIONS$|NODE_V8_COVERAGE$)/.test(k) && v !== undefined) env[k] = v;
+  Object.assign(env, {
+    TZW_REPLICA: name,
+    TZW_STATE_DIR: state,
+    TZW_STORE_URL: storeUrl,
+    TZW_STORE_SPOOL_PATH: join(state, 'spool.db'),
+    TZW_STORE_CHECKPOINT_EVERY_RECORDS: '50',
+    TZW_SIGNING_KEY_FILE: s.signingKeyFile,
+    TZW_SOURCE_PATHS: examples,
+    TZW_ADMISSION_TLS_CERT_FILE: s.certFile,
+    TZW_ADMISSION_TLS_KEY_FILE: s.keyFile,
+    TZW_ADMISSION_LISTEN: '127.0.0.1:0',
+    TZW_AUDIT_API_LISTEN: '127.0.0.1:0',
+    TZW_METRICS_LISTEN: '127.0.0.1:0',
+    TZW_LOG_LEVEL: 'warn',
+  });
+  const child = spawn(process.execPath, ['--import', 'tsx', join(repo, 'webhook/main.ts'), 'serve'], { cwd: repo, env, stdio: ['ignore', 'pipe', 'pipe'] });
+  let stdout = '';
+  let stderr = '';
+  child.stdout!.on('data', (c) => (stdout += c));
+  const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
+  t.teardown(() => {
+    if (child.exitCode === null) child.kill('SIGKILL');
+  });
+  const admission = await new Promise<string>((resolve, reject) => {
+    child.stderr!.on('data', (c) => {
+      stderr += c;
+      const m = /admission (https:\/\/[^,]+)/.exec(stderr);
+      if (m) resolve(m[1]!);
+    });
+    void exited.then((code) => reject(new Error(`${name} exited ${code}: ${stderr}\n${stdout}`)));
+  });
+  return {
+    name,
+    admission,
+    child,
+    async stop() {
+      child.kill('SIGTERM');
+      const code = await exited;
+      t.notMatch(stdout, /tzw-ci|password=/, `${name}: no database password in the logs`);
+      return code;
+    },
+  };
+}
+
+export interface Sent {
+  uid: string;
+  replica: string;
+  status: number;
+  decisionId: string | undefined;
+  allowed: boolean | undefined;
+}
+
+/** Sends `total` AdmissionReviews round-robin across the replicas, `concurrency` at a time. */
+export async function sendReviews(replicas: Replica[], agent: Agent, total: number, concurrency: number, onProgress?: (done: number) => Promise<void> | void): Promise<Sent[]> {
+  const sent: Sent[] = [];
+  let next = 0;
+  const worker = async () => {
+    while (next < total) {
+      const i = next++;
+      const r = replicas[i % replicas.length]!;
+      const { review, path } = REVIEWS[i % REVIEWS.length]!;
+      const uid = randomUUID();
+      const body = JSON.stringify({ ...review, request: { ...review.request, uid } });
+      const res = await request(`${r.admission}${path}`, { method: 'POST', body, headers: { 'content-type': 'application/json' }, dispatcher: agent });
+      const json = (await res.body.json()) as { response?: { uid: string; allowed: boolean; auditAnnotations?: Record<string, string> } };
+      sent.push({ uid, replica: r.name, status: res.statusCode, decisionId: json.response?.auditAnnotations?.['decision-id'], allowed: json.response?.allowed });
+      await onProgress?.(sent.length);
+    }
+  };
+  await Promise.all(Array.from({ length: concurrency }, worker));
+  return sent;
+}
+
+/** Checks PostgreSQL against the responses: one record per response, nothing else, chains verify. */
+export async function checkRecords(t: Test, schema: TestSchema, sent: Sent[], jwks: Jwks): Promise<void> {
+  const store = await openStoreForRead(schema.url);
+  t.teardown(() => store.close());
+  const rows = new Map<string, { requestUid: string; replica: string }[]>();
+  for await (const r of store.stream({})) rows.set(r.id, [...(rows.get(r.id) ?? []), { requestUid: r.requestUid, replica: r.replica }]);
+  t.equal(rows.size, sent.length, `${sent.length} responses, ${rows.size} records`);
+  const unmatched = sent.filter((s) => {
+    const found = s.decisionId ? rows.get(s.decisionId) : undefined;
+    return !found || found.length !== 1 || found[0]!.requestUid !== s.uid || found[0]!.replica !== s.replica;
+  });
+  t.strictSame(unmatched, [], 'every response names exactly one record, of its request and its replica');
+  const result = await verifyStore(store, jwks);
+  t.match(result, { ok: true, records: sent.length, writers: 2, unsigned: 0 }, 'both chains verify, and the final checkpoints sign them whole');
 }
