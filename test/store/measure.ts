@@ -73,6 +73,10 @@ try {
   if (!vs.ok) throw new Error(`verifyStore failed: ${JSON.stringify(vs)}`);
   console.log(`  => per million records: ${((vsMs / total) * 1000).toFixed(1)} s wall, ${((vsCpu / total) * 1000).toFixed(1)} s CPU (SQLite read + parse + hash + column checks)`);
 
+  const bundle = join(dir, 'bundle.jsonl');
+  await timed(`writeBundle ${total}`, () => writeBundle(ro, undefined, bundle, jwks));
+  const { value: vb } = await timed(`verifyBundle ${total}`, () => verifyBundle(bundle, jwks));
+  if (!vb.ok) throw new Error('verifyBundle failed');
   // verifyChain on record objects (as parsed from a bundle line): canonical JSON + sha256 each.
   const chained: ChainedRecord[] = [];
   for await (const e of ro.streamChain()) chained.push(e.record);
@@ -82,10 +86,6 @@ try {
   console.log(`  => per million records: ${((vcMs / total) * 1000).toFixed(1)} s wall, ${((vcCpu / total) * 1000).toFixed(1)} s CPU`);
   chained.length = 0;
 
-  const bundle = join(dir, 'bundle.jsonl');
-  await timed(`writeBundle ${total}`, () => writeBundle(ro, undefined, bundle, jwks));
-  const { value: vb } = await timed(`verifyBundle ${total}`, () => verifyBundle(bundle, jwks));
-  if (!vb.ok) throw new Error('verifyBundle failed');
   await ro.close();
 } finally {
   clearInterval(sampler);
