@@ -1,5 +1,6 @@
 /**
- * `npm run bench [-- --quick] [-- --profile] [-- --only http|store]`
+ * `npm run bench [-- --quick] [--profile] [--only http|store] [--seconds N] [--rounds N] [--records N]
+ *                 [--server-flags "NODE FLAGS"] [--tsx]`
  *
  * Measures, on this machine, with autocannon (HTTPS, keep-alive, 50 connections) in this process
  * and each server in a child process (bench/server.ts):
@@ -15,7 +16,7 @@
  * (summarise with `npx tsx bench/profile-summary.ts FILE`).
  */
 import { fork, type ChildProcess } from 'node:child_process';
-import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { copyFileSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { cpus, loadavg } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -117,11 +118,13 @@ async function checkDecideOptions(): Promise<string> {
 }
 
 let serverCode: ServerCode | undefined;
+/** Extra node flags for every server child (--server-flags), e.g. "--max-semi-space-size=32". */
+let serverFlags: string[] = [];
 
 async function startServer(name: string, args: string[], profileDir: string | undefined): Promise<Server> {
   const code = serverCode!;
   // webhook/app.ts still passes fastify's deprecated disableRequestLogging; the warning would repeat per server.
-  const execArgv = [...code.execArgv, '--expose-gc', '--disable-warning=FSTDEP023'];
+  const execArgv = [...code.execArgv, '--expose-gc', '--disable-warning=FSTDEP023', ...serverFlags];
   if (profileDir) execArgv.push('--cpu-prof', `--cpu-prof-dir=${profileDir}`, `--cpu-prof-name=${name}.cpuprofile`);
   const child = fork(code.script, args, { cwd: ROOT, execArgv, stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
   children.add(child);
@@ -272,6 +275,8 @@ async function runHttp(o: { seconds: number; warmupSeconds: number; rounds: numb
     }
     const bigLoaded = await memoryOf(big);
     const smallLoaded = await memoryOf(durable);
+    const noStoreLoaded = await memoryOf(noStore);
+    const baselineLoaded = await memoryOf(baseline);
     const results: CaseResult[] = cases.map((c) => {
       const r = runs.get(c.id)!;
       return {
@@ -292,7 +297,7 @@ async function runHttp(o: { seconds: number; warmupSeconds: number; rounds: numb
     return {
       results,
       atRate,
-      memory: { baselineIdle, bigIdle, bigLoaded, smallIdle, smallLoaded },
+      memory: { baselineIdle, baselineLoaded, bigIdle, bigLoaded, smallIdle, smallLoaded, noStoreLoaded },
       loadMs100k: big.ready.loadMs,
     };
   } finally {
@@ -332,6 +337,7 @@ async function main(): Promise<void> {
       rounds: { type: 'string' },
       records: { type: 'string' },
       tsx: { type: 'boolean', default: false },
+      'server-flags': { type: 'string', default: '' },
     },
     strict: true,
   });
@@ -354,9 +360,12 @@ async function main(): Promise<void> {
   if (profileDir) mkdirSync(profileDir, { recursive: true });
   log(`${quick ? 'quick' : 'full'} run: ${seconds} s per measured run, ${rounds} rounds, ${records.toLocaleString('en-US')} store records`);
 
+  serverFlags = values['server-flags']!.split(/\s+/).filter(Boolean);
   let optionsCheck = '';
   if (only !== 'store') {
     serverCode = await prepareServer(values.tsx!);
+    // Profiles name lines of this exact bundle: keep a copy next to them.
+    if (profileDir && serverCode.script.endsWith('.mjs')) copyFileSync(serverCode.script, join(profileDir, 'server.mjs'));
     optionsCheck = await checkDecideOptions();
   }
   let http: Awaited<ReturnType<typeof runHttp>> | undefined;
@@ -379,7 +388,7 @@ async function main(): Promise<void> {
   const lines: string[] = [];
   lines.push(`tekton-zscaler-webhook benchmark — ${quick ? 'QUICK' : 'full'} run, ${new Date(started).toISOString()}`);
   lines.push(`machine: ${m.cpu}, ${m.cores} cores, Node ${m.node}; client (autocannon, ${CONNECTIONS} connections, HTTPS keep-alive) and servers share these cores`);
-  lines.push(`runs: ${seconds} s each after warmup, ${rounds} rounds of alternating baseline/candidate pairs; values are medians over rounds`);
+  lines.push(`runs: ${seconds} s each after warmup, ${rounds} rounds of alternating baseline/candidate pairs; values are medians over rounds${serverFlags.length ? `; server flags: ${serverFlags.join(' ')}` : ''}`);
   lines.push(`load average (1 min) at start ${loadStart.toFixed(2)}, at end ${loadavg()[0]!.toFixed(2)}: anything well above 0 means other work shared the ${m.cores} cores`);
   lines.push('srv CPU µs/req = server process CPU time per answered request; CPU ratio = baseline CPU/req ÷ candidate CPU/req (what the rps ratio tends to when the server is the bottleneck; steadier than rps on a busy machine)');
   if (http) {
@@ -404,8 +413,10 @@ async function main(): Promise<void> {
     lines.push(table([
       ['server memory (after full GC)', 'RSS MB', 'heap MB', 'target'],
       ['bare fastify baseline, idle', fmt(mem.baselineIdle.rssMb, 1), fmt(mem.baselineIdle.heapUsedMb, 1), ''],
+      ['bare fastify baseline, after the runs', fmt(mem.baselineLoaded.rssMb, 1), fmt(mem.baselineLoaded.heapUsedMb, 1), ''],
       ['10 mappings, idle', fmt(mem.smallIdle.rssMb, 1), fmt(mem.smallIdle.heapUsedMb, 1), ''],
       ['10 mappings, after the runs', fmt(mem.smallLoaded.rssMb, 1), fmt(mem.smallLoaded.heapUsedMb, 1), ''],
+      ['10 mappings, store off, after the runs', fmt(mem.noStoreLoaded.rssMb, 1), fmt(mem.noStoreLoaded.heapUsedMb, 1), ''],
       ['100k SAs + mappings, idle', fmt(mem.bigIdle.rssMb, 1), fmt(mem.bigIdle.heapUsedMb, 1), ''],
       ['100k SAs + mappings, after the runs', fmt(mem.bigLoaded.rssMb, 1), fmt(mem.bigLoaded.heapUsedMb, 1), `max<=${TARGETS.rss100kMb} ${mark(rss100kMb! <= TARGETS.rss100kMb)}`],
     ]));
@@ -428,6 +439,7 @@ async function main(): Promise<void> {
   const summary: Record<string, unknown> = {
     quick,
     machine: m,
+    serverFlags: serverFlags.join(' '),
     loadAverage: [round(loadStart), round(loadavg()[0]!)],
     seconds,
     rounds,
@@ -468,6 +480,7 @@ async function main(): Promise<void> {
     totalSeconds: round((Date.now() - started) / 1000, 0),
   };
   writeFileSync(join(OUT, 'results.json'), `${JSON.stringify({ ...summary, detail: { http: http?.results, atRate: http?.atRate, memory: http?.memory, store } }, null, 2)}\n`);
+  if (profileDir) lines.push(`CPU profiles in ${profileDir}: npx tsx bench/profile-summary.ts ${join(profileDir, 'app-sqlite-10.cpuprofile')} --bundle ${join(profileDir, 'server.mjs')}`);
   process.stdout.write(`${lines.join('\n')}\n${JSON.stringify(summary)}\n`);
 }
 
