@@ -75,11 +75,14 @@ t.test('bad records are refused one by one; their batch mates commit', async (t)
     spool.append(aRecord({ n: 3, replica: 'someone-else' })),
     spool.append(aRecord({ n: 4, durationMs: NaN })),
     spool.append(aRecord({ n: 5, time: 'yesterday' })),
+    // What PostgreSQL would refuse when forwarding is refused here, before it is acknowledged.
+    spool.append(aRecord({ n: 7, tekton: { taskRun: 7 } as unknown as { taskRun: string } })),
+    spool.append(aRecord({ n: 8, id: 'nul\u0000id' })),
     spool.append(aRecord({ n: 6 })),
   ]);
   t.strictSame(
     results.map((r) => (r.status === 'fulfilled' ? r.value.seq : (r.reason as { code: string }).code)),
-    [2, 'ERR_STORE_DUPLICATE_ID', 'ERR_STORE_INVALID_RECORD', 'ERR_STORE_INVALID_RECORD', 'ERR_STORE_INVALID_RECORD', 3],
+    [2, 'ERR_STORE_DUPLICATE_ID', 'ERR_STORE_INVALID_RECORD', 'ERR_STORE_INVALID_RECORD', 'ERR_STORE_INVALID_RECORD', 'ERR_STORE_INVALID_RECORD', 'ERR_STORE_INVALID_RECORD', 3],
   );
   t.ok(linked(spool.peek(100).map((e) => e.record)));
 });

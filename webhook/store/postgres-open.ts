@@ -26,6 +26,12 @@ export const MIN_BACKOFF_MS = 100;
 export const MAX_BACKOFF_MS = 5000;
 /** Records per forwarded transaction. */
 export const FORWARD_BATCH = 500;
+/**
+ * A partial batch waits this long for more records before it is sent: under load that makes a few
+ * large PostgreSQL commits instead of many small ones competing with the admissions for CPU and
+ * disk. It only delays when records reach PostgreSQL, never an admission.
+ */
+export const DEFAULT_FORWARD_LINGER_MS = 50;
 /** How long close() waits for the spool to drain to PostgreSQL before leaving the rest for the next start. */
 export const DEFAULT_DRAIN_TIMEOUT_MS = 5000;
 /** How long the first connection attempt may take at start before serving from the spool alone. */
@@ -40,6 +46,7 @@ export interface SpooledPostgresOptions {
   startWaitMs?: number;
   minBackoffMs?: number;
   maxBackoffMs?: number;
+  forwardLingerMs?: number;
 }
 
 export interface SpooledPostgresStore extends VerifiableStore {
@@ -87,7 +94,10 @@ class SpooledStore implements SpooledPostgresStore {
   private downSince: number | undefined;
   private stopped = false;
   private closing: Promise<void> | undefined;
+  /** Ends the forwarder's wait for work (set while idle or backing off). */
   private wake: (() => void) | undefined;
+  /** Ends a linger (drained() and close() want the spool emptied now). */
+  private urgent: (() => void) | undefined;
   private loop: Promise<void> | undefined;
   private readonly drainWaiters = new Set<() => void>();
 
@@ -173,6 +183,21 @@ class SpooledStore implements SpooledPostgresStore {
     });
   }
 
+  /** Waits `ms` for more records; only drained() and close() cut it short, not new appends. */
+  private linger(ms: number): Promise<void> {
+    if (this.stopped || this.drainWaiters.size > 0) return Promise.resolve();
+    return new Promise<void>((resolve) => {
+      const timer = setTimeout(done, ms);
+      function done(): void {
+        clearTimeout(timer);
+        resolve();
+      }
+      this.urgent = done;
+    }).finally(() => {
+      this.urgent = undefined;
+    });
+  }
+
   private waitForWork(): Promise<void> {
     return new Promise<void>((resolve) => {
       this.wake = resolve;
@@ -185,22 +210,28 @@ class SpooledStore implements SpooledPostgresStore {
   private async forward(): Promise<void> {
     const min = this.opts.minBackoffMs ?? MIN_BACKOFF_MS;
     const max = this.opts.maxBackoffMs ?? MAX_BACKOFF_MS;
+    const linger = this.opts.forwardLingerMs ?? DEFAULT_FORWARD_LINGER_MS;
+    let lingerNext = false;
     let delay = min;
     let repairs = 0;
     while (!this.stopped) {
       let batch: SpooledEntry[] = [];
       try {
         const pg = await this.connect();
+        if (lingerNext && linger > 0) await this.linger(linger);
+        lingerNext = false;
         batch = this.spool.peek(FORWARD_BATCH);
         if (batch.length === 0) {
           for (const w of this.drainWaiters) w();
           if (this.stopped) break;
           await this.waitForWork();
+          lingerNext = true;
           continue;
         }
         await pg.appendChained(batch.map((e) => e.record));
         this.spool.removeThrough(batch[batch.length - 1]!.pos);
         this.markConnected();
+        lingerNext = batch.length < FORWARD_BATCH;
         delay = min;
         repairs = 0;
       } catch (err) {
@@ -275,6 +306,7 @@ class SpooledStore implements SpooledPostgresStore {
       }, timeoutMs);
       this.drainWaiters.add(done);
       this.wake?.();
+      this.urgent?.();
     });
   }
 
@@ -337,6 +369,7 @@ class SpooledStore implements SpooledPostgresStore {
       }
       this.stopped = true;
       this.wake?.();
+      this.urgent?.();
       await this.loop;
       await this.connecting?.catch(() => undefined);
       await this.pg?.close();

@@ -284,8 +284,11 @@ function toChained(body: string, hash: string): ChainedRecord {
   return r;
 }
 
-/** Checks what the index columns are derived from; returns a problem or the canonical time. */
-function checkRecordShape(record: DecisionRecord): { time: string } | string {
+/**
+ * Checks what the index columns are derived from; returns a problem or the canonical time. The
+ * spool applies the same check, so nothing it acknowledges is refused when forwarded.
+ */
+export function checkRecordShape(record: DecisionRecord): { time: string } | string {
   if (typeof record !== 'object' || record === null) return 'not an object';
   if (typeof record.id !== 'string' || record.id.length === 0 || record.id.length > 200 || UNSTORABLE.test(record.id)) return 'id must be a non-empty string';
   const time = typeof record.time === 'string' ? toCanonicalTime(record.time) : undefined;
@@ -525,7 +528,9 @@ class PostgresDecisionStore implements PostgresStore {
       let body: string;
       let chained: ChainedRecord;
       try {
-        body = canonicalJson({ ...r, seq: seq + 1, prevHash: prev });
+        // A record that already carries chain fields (a re-import) is re-chained: its seq/prevHash
+        // are replaced and its hash is left out of the hashed body.
+        body = canonicalJson({ ...r, seq: seq + 1, prevHash: prev, hash: undefined });
         chained = JSON.parse(body) as ChainedRecord;
       } catch (err) {
         rejected.push([p, storeError('ERR_STORE_INVALID_RECORD', `invalid decision record ${r.id}: ${(err as Error).message}`, err)]);

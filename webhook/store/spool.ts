@@ -13,7 +13,7 @@ import { dirname, resolve } from 'node:path';
 import Database from 'better-sqlite3';
 import type { ChainedRecord, DecisionRecord } from '../core/record.js';
 import { canonicalJson, GENESIS_HASH, sha256Hex } from './chain.js';
-import { toCanonicalTime } from './query.js';
+import { checkRecordShape } from './postgres.js';
 import type { StoreLogger } from './sqlite.js';
 
 /** Probe interval while the spool is unwritable (full or failing). */
@@ -118,13 +118,9 @@ interface Pending {
 const noopLogger: StoreLogger = { info() {}, warn() {}, error() {} };
 
 function checkRecord(record: DecisionRecord, replica: string): string | undefined {
-  if (typeof record !== 'object' || record === null) return 'not an object';
-  if (typeof record.id !== 'string' || record.id.length === 0 || record.id.length > 200) return 'id must be a non-empty string';
-  if (typeof record.time !== 'string' || !toCanonicalTime(record.time)) return `time ${JSON.stringify(record.time)} is not RFC 3339`;
+  const shape = checkRecordShape(record);
+  if (typeof shape === 'string') return shape;
   if (record.replica !== replica) return `replica ${JSON.stringify(record.replica)} is not this store's writer "${replica}"`;
-  if (typeof record.namespace !== 'string' || typeof record.verdict !== 'string') return 'namespace and verdict must be strings';
-  if (typeof record.kind?.kind !== 'string') return 'kind.kind must be a string';
-  if (!Array.isArray(record.serviceAccounts) || !record.serviceAccounts.every((s) => typeof s === 'string')) return 'serviceAccounts must be an array of strings';
   return undefined;
 }
 
@@ -230,7 +226,9 @@ class SqliteSpool implements Spool {
       let body: string;
       let chained: ChainedRecord;
       try {
-        body = canonicalJson({ ...r, seq: seq + 1, prevHash: prev });
+        // A record that already carries chain fields (a re-import) is re-chained: its seq/prevHash
+        // are replaced and its hash is left out of the hashed body.
+        body = canonicalJson({ ...r, seq: seq + 1, prevHash: prev, hash: undefined });
         chained = JSON.parse(body) as ChainedRecord;
       } catch (err) {
         rejected.push([p, storeError('ERR_STORE_INVALID_RECORD', `invalid decision record ${r.id}: ${(err as Error).message}`, err)]);
@@ -341,14 +339,26 @@ class SqliteSpool implements Spool {
   }
 
   removeThrough(pos: number): number {
-    const n = this.st.removeThrough.run(pos).changes;
-    this.count -= n;
-    if (this.full) this.probe();
-    return n;
+    return this.removing(() => this.st.removeThrough.run(pos).changes);
   }
 
   remove(positions: number[]): number {
-    const n = this.db.transaction(() => positions.reduce((sum, p) => sum + this.st.removeOne.run(p).changes, 0))();
+    return this.removing(this.db.transaction(() => positions.reduce((sum, p) => sum + this.st.removeOne.run(p).changes, 0)));
+  }
+
+  /**
+   * Removal commits without its own fsync: a removal lost in a crash only brings back records
+   * PostgreSQL already holds, which the forwarder skips (idempotent by id); the next appended
+   * (FULL) commit syncs the log up to and including it anyway.
+   */
+  private removing(del: () => number): number {
+    this.db.pragma('synchronous = NORMAL');
+    let n: number;
+    try {
+      n = del();
+    } finally {
+      this.db.pragma('synchronous = FULL');
+    }
     this.count -= n;
     if (this.full) this.probe();
     return n;
