@@ -135,6 +135,7 @@ t.test('spooled PostgreSQL store', { skip: pgSkip }, async (t) => {
     const msgs = logger.lines.map((l) => l.msg);
     t.ok(msgs.some((m) => /PostgreSQL unreachable: decisions are kept in the local spool/.test(m)), 'the outage is logged');
     t.ok(msgs.some((m) => /PostgreSQL reachable again: forwarding spooled decisions/.test(m)), 'so is the recovery');
+    t.strictSame(logger.lines.filter((l) => l.level === 'error'), [], 'no error: the admission path never failed');
   });
 
   t.test('a full spool fails admissions closed with a clear message, and recovers once drained', async (t) => {

@@ -131,7 +131,7 @@ class SpooledStore implements SpooledPostgresStore {
     if (!this.connecting) {
       this.connecting = (async () => {
         try {
-          const pg = await createPostgresStore({ ...this.opts.postgres, logger: this.log });
+          const pg = await createPostgresStore({ ...this.opts.postgres, logger: this.log, behindSpool: true });
           // Continue the chain from max(spool head, PostgreSQL head): a spool that was lost (a new
           // emptyDir) or is older than the database must not restart this writer's chain.
           const base = await pg.writerHead(this.replica);

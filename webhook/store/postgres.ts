@@ -154,6 +154,11 @@ export interface PostgresStoreOptions {
   statementTimeoutMs?: number;
   /** While unwritable, how often a probe checks whether PostgreSQL takes writes again. */
   recoveryProbeMs?: number;
+  /**
+   * Behind the local spool (postgres-open.ts): the spool decides readiness and the forwarder
+   * retries and logs outages, so this store neither probes nor logs its own write failures.
+   */
+  behindSpool?: boolean;
 }
 
 export interface PostgresStore extends VerifiableStore {
@@ -353,6 +358,7 @@ class PostgresDecisionStore implements PostgresStore {
   private cpFailing = false;
   private readonly cpTimer: NodeJS.Timeout | undefined;
   private readonly recoveryProbeMs: number;
+  private readonly behindSpool: boolean;
   private probeTimer: NodeJS.Timeout | undefined;
   private probing = false;
 
@@ -368,6 +374,7 @@ class PostgresDecisionStore implements PostgresStore {
     this.cpRecords = opts.checkpointEvery?.records ?? DEFAULT_CHECKPOINT_RECORDS;
     this.isWritable = !this.readonly;
     this.recoveryProbeMs = opts.recoveryProbeMs ?? DEFAULT_RECOVERY_PROBE_MS;
+    this.behindSpool = opts.behindSpool ?? false;
     this.t = { decisions: `${q}decisions`, sas: `${q}decision_sas`, checkpoints: `${q}checkpoints`, anchors: `${q}anchors`, schemaTag: q || 'search_path' };
     const D = this.t.decisions;
     const S = this.t.sas;
@@ -635,6 +642,10 @@ class PostgresDecisionStore implements PostgresStore {
   }
 
   private markUnwritable(err: unknown): void {
+    if (this.behindSpool) {
+      this.isWritable = false;
+      return;
+    }
     if (this.isWritable) this.log.error({ err: { message: (err as Error).message, code: pgCode(err) }, store: this.where }, 'decision store write failed; the store is unwritable until a write succeeds');
     this.isWritable = false;
     if (!this.probeTimer && !this.stopping) {
@@ -644,7 +655,7 @@ class PostgresDecisionStore implements PostgresStore {
   }
 
   private markWritable(): void {
-    if (!this.isWritable && !this.readonly) this.log.info({ store: this.where }, 'decision store writable again');
+    if (!this.isWritable && !this.readonly && !this.behindSpool) this.log.info({ store: this.where }, 'decision store writable again');
     this.isWritable = !this.readonly;
     if (this.probeTimer) {
       clearInterval(this.probeTimer);
@@ -702,7 +713,7 @@ class PostgresDecisionStore implements PostgresStore {
       return { writer: this.replica, size, headHash, time, jws };
     } catch (err) {
       // Retried on the next trigger; log once per outage, not once per timer tick.
-      if (!this.cpFailing) this.log.error({ err: { message: (err as Error).message }, store: this.where, size }, 'could not write a decision checkpoint');
+      if (!this.cpFailing) (this.behindSpool ? this.log.warn : this.log.error).call(this.log, { err: { message: (err as Error).message }, store: this.where, size }, 'could not write a decision checkpoint; retrying with the next one');
       this.cpFailing = true;
       return undefined;
     }
