@@ -46,6 +46,8 @@ export interface ServerMemory {
   type: 'memory';
   rssMb: number;
   heapUsedMb: number;
+  /** V8 heap committed (used + free pages not yet returned): part of RSS that a GC does not shrink at once. */
+  heapTotalMb: number;
   externalMb: number;
 }
 
@@ -161,7 +163,7 @@ async function main(): Promise<void> {
     if (msg.type === 'memory') {
       (globalThis as { gc?: () => void }).gc?.();
       const m = process.memoryUsage();
-      send({ type: 'memory', rssMb: m.rss / MB, heapUsedMb: m.heapUsed / MB, externalMb: m.external / MB } satisfies ServerMemory);
+      send({ type: 'memory', rssMb: m.rss / MB, heapUsedMb: m.heapUsed / MB, heapTotalMb: m.heapTotal / MB, externalMb: m.external / MB } satisfies ServerMemory);
     } else if (msg.type === 'cpu') {
       const u = process.cpuUsage();
       send({ type: 'cpu', micros: u.user + u.system } satisfies ServerCpu);
