@@ -133,8 +133,8 @@ t.test('spooled PostgreSQL store', { skip: pgSkip }, async (t) => {
     t.strictSame(await rowsOf(s.schema), stored.map((r) => ({ id: r.id, seq: r.seq })).sort((a, b) => a.seq - b.seq), 'each of the 500 decisions exactly once');
     t.match(await verifyStore(store, jwks), { ok: true, records: 500 });
     const msgs = logger.lines.map((l) => l.msg);
-    t.ok(msgs.some((m) => /PostgreSQL unreachable: decisions are kept in the local spool/.test(m)), 'the outage is logged');
-    t.ok(msgs.some((m) => /PostgreSQL reachable again: forwarding spooled decisions/.test(m)), 'so is the recovery');
+    t.ok(msgs.some((m) => /cannot forward to PostgreSQL \(unreachable or refusing writes\): decisions are kept in the local spool/.test(m)), 'the outage is logged');
+    t.ok(msgs.some((m) => /PostgreSQL takes writes again: forwarding spooled decisions/.test(m)), 'so is the recovery');
     t.strictSame(logger.lines.filter((l) => l.level === 'error'), [], 'no error: the admission path never failed');
   });
 

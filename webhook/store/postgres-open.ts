@@ -153,7 +153,7 @@ class SpooledStore implements SpooledPostgresStore {
 
   private markConnected(): void {
     if (!this.connected && this.downSince !== undefined) {
-      this.log.info({ backlog: this.spool.backlog(), downMs: Date.now() - this.downSince }, 'PostgreSQL reachable again: forwarding spooled decisions');
+      this.log.info({ backlog: this.spool.backlog(), downMs: Date.now() - this.downSince }, 'PostgreSQL takes writes again: forwarding spooled decisions');
     }
     this.connected = true;
     this.downSince = undefined;
@@ -163,7 +163,7 @@ class SpooledStore implements SpooledPostgresStore {
     if (this.connected || this.downSince === undefined) {
       this.log.warn(
         { err: { message: (err as Error).message, code: codeOf(err) }, backlog: this.spool.backlog(), spool: this.spoolPath },
-        'PostgreSQL unreachable: decisions are kept in the local spool and forwarded when it is back',
+        'cannot forward to PostgreSQL (unreachable or refusing writes): decisions are kept in the local spool and forwarded when it works again',
       );
       this.downSince = Date.now();
     }
@@ -249,6 +249,7 @@ class SpooledStore implements SpooledPostgresStore {
         this.markDisconnected(err);
         await this.sleep(delay);
         delay = Math.min(delay * 2, max);
+        repairs = 0; // a conflict that outlived three repairs gets three more after each backoff
       }
     }
   }
