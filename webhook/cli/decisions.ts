@@ -4,7 +4,7 @@
  * the same parser (store/query.ts), so `--service-account x` and `?serviceAccount=x` select the same
  * records.
  */
-import { signingKeyPath } from '../store/open.js';
+import { redactUrl, signingKeyPath } from '../store/open.js';
 import { resolve } from 'node:path';
 import type { ParseArgsConfig } from 'node:util';
 import type { ChainProblem, VerifyResult } from '../store/chain.js';
@@ -77,7 +77,8 @@ async function withStore<T>(values: Values, io: CliIo, fn: (store: VerifiableSto
   const url = requireString(values, 'store', 'URL (sqlite:PATH or postgres://…)');
   const store = await openStoreForRead(url, { cwd: io.cwd });
   try {
-    return await fn(store, url);
+    // The URL may carry a password: everything printed names it redacted.
+    return await fn(store, redactUrl(url));
   } finally {
     await store.close();
   }
