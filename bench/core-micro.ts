@@ -17,6 +17,7 @@ import { decideAdmission } from '../webhook/core/admit.js';
 import { createFactsIndex } from '../webhook/core/mapping-index.js';
 import { formatMicros, toRecord, type DecisionRecord, type Endpoint } from '../webhook/core/record.js';
 import { parseAdmissionReview, renderReview } from '../webhook/core/wire.js';
+import { toReviewJson } from '../webhook/http/admission.js';
 import { createMetrics } from '../webhook/http/metrics.js';
 import { benchDecideOptions, loadBenchFacts, mutateReviewBody, validateReviewBody } from './fixtures.js';
 
@@ -38,6 +39,7 @@ async function main(): Promise<void> {
   loadBenchFacts(index, 10);
   const metrics = createMetrics({ defaultMetrics: true });
   const logger = pino({ level: 'info', base: { replica: 'bench-0' }, redact: { paths: ['*.token', '*.authorization', 'req.headers.authorization', '*.env', '*.password'], censor: '[redacted]' } }, pino.destination({ dest: '/dev/null', sync: false }));
+  const loggerExplicit = pino({ level: 'info', base: { replica: 'bench-0' }, redact: { paths: ['req.headers.authorization'], censor: '[redacted]' } }, pino.destination({ dest: '/dev/null', sync: false }));
   const dir = mkdtempSync(join(tmpdir(), 'tzw-micro-'));
   const { createSqliteStore } = await import('../webhook/store/sqlite.js');
   if (values['page-size']) {
@@ -56,26 +58,41 @@ async function main(): Promise<void> {
   const results = new Map<string, Record<Endpoint, number>>();
   for (const [endpoint, body] of [['mutate', mutateReviewBody()], ['validate', validateReviewBody()]] as const) {
     const parsedBody = JSON.parse(body) as unknown;
+    const rawBody = Buffer.from(body);
     const review = parseAdmissionReview(parsedBody);
     if (!review.ok) throw new Error(review.message);
     const req = review.review.request;
     const decision = decideAdmission(endpoint, req, index, options, 'id');
     const rec = toRecord({ id: uuidv7(), time: formatMicros(1_767_225_600_000_000n), endpoint, replica: 'bench-0', durationMs: 1, objectDigest: 'x' }, decision, req);
     const rendered = renderReview(req.uid, decision, 'id');
+    if (toReviewJson(rendered) !== JSON.stringify(rendered)) throw new Error('toReviewJson differs from JSON.stringify');
+    const admissionHist = metrics.admissionSeconds.labels({ endpoint });
+    const storeHist = metrics.storeWriteSeconds;
     const line = { decision: { id: rec.id, endpoint, verdict: rec.verdict, requestUid: rec.requestUid, kind: rec.kind.kind, namespace: rec.namespace, name: rec.name, user: rec.user.username, serviceAccounts: rec.serviceAccounts, mode: rec.mode, reasons: rec.reasons.map((r) => r.code), mapping: rec.mapping?.name, policyTags: rec.policyTags, ops: rec.patch.length, dryRun: rec.dryRun, durationMs: rec.durationMs } };
     const steps: Step[] = [
       [`JSON.parse body (${body.length} B)`, () => JSON.parse(body)],
       ['parseAdmissionReview', () => parseAdmissionReview(parsedBody)],
       ['decideAdmission', () => decideAdmission(endpoint, req, index, options, 'id')],
-      ['objectDigest: sha256(JSON.stringify(object))', () => createHash('sha256').update(JSON.stringify(req.object)).digest('hex')],
+      ['objectDigest before: sha256(JSON.stringify(object))', () => createHash('sha256').update(JSON.stringify(req.object)).digest('hex')],
+      ['objectDigest now: sha256(raw request body bytes)', () => createHash('sha256').update(rawBody).digest('hex')],
       ['uuidv7 + formatMicros + toRecord', () => toRecord({ id: uuidv7(), time: formatMicros(1_767_225_600_000_000n), endpoint, replica: 'bench-0', durationMs: 1, objectDigest: 'x' }, decision, req)],
       ['pino info line (redact on)', () => logger.info(line, 'admission decision')],
-      ['metrics: counter inc + 2 histogram timers', () => {
+      ['pino info line (explicit paths only)', () => loggerExplicit.info(line, 'admission decision')],
+      ['metrics now: counter inc + 2 observe(performance.now() delta)', () => {
+        const t0 = performance.now();
+        metrics.decisions.inc({ endpoint, verdict: rec.verdict, namespace: rec.namespace });
+        storeHist.observe((performance.now() - t0) / 1000);
+        admissionHist.observe((performance.now() - t0) / 1000);
+      }],
+      ['metrics before: counter inc + 2 histogram timers', () => {
         metrics.decisions.inc({ endpoint, verdict: rec.verdict, namespace: rec.namespace });
         metrics.storeWriteSeconds.startTimer()();
         metrics.admissionSeconds.startTimer({ endpoint })();
       }],
       [`renderReview + JSON.stringify (${JSON.stringify(rendered).length} B)`, () => JSON.stringify(renderReview(req.uid, decision, 'id'))],
+      ['  of which: renderReview', () => renderReview(req.uid, decision, 'id')],
+      ['  of which: JSON.stringify(review)', () => JSON.stringify(rendered)],
+      ['  now: toReviewJson(review) instead', () => toReviewJson(rendered)],
     ];
     for (const [name, fn] of steps) {
       const us = time(iterations, fn);

@@ -29,7 +29,13 @@ export interface DecisionRecord {
   policyTags: string[];
   /** The JSON Patch we returned. It never carries secret values: only names, ARNs, paths, tags. */
   patch: AddOperation[];
-  /** sha256 hex of the object as received, or null when there was none. */
+  /**
+   * sha256 hex of the exact HTTP request body bytes as received (the whole AdmissionReview JSON,
+   * after transfer decoding, before any parsing; so it covers request.object and also the envelope:
+   * uid, userInfo, oldObject…). Null when request.object was absent/null (DELETE) and for input
+   * rejected before the envelope could be read. Hashing the bytes, not a re-serialisation, lets an
+   * auditor holding the body the API server sent check it byte for byte.
+   */
   objectDigest: string | null;
   tekton: TektonLinks;
   dryRun: boolean;
