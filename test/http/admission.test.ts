@@ -165,3 +165,28 @@ t.test('property: thousands of random and malformed reviews never crash the serv
   );
   t.equal(ok, 2000);
 });
+
+t.test('toReviewJson writes exactly what JSON.stringify would, for every verdict and odd strings', async (t) => {
+  const { toReviewJson } = await import('../../webhook/http/admission.js');
+  const { renderReview } = await import('../../webhook/core/wire.js');
+  const { allowed: allow, denied: deny, patched: patch, warned: warn, errored: error, rejected: reject } = await import('../../webhook/core/verdict.js');
+  const { reason } = await import('../../webhook/core/reasons.js');
+  await fc.assert(fc.property(fc.string(), fc.string({ unit: 'grapheme' }), fc.uuid(), (uid, text, id) => {
+    const r = [reason('TASKRUN_SA_UNMAPPED', text)];
+    const decisions = [allow(r), deny(r, text), warn(r, text), error(r, text), reject(r, text),
+      patch([{ op: 'add', path: `/metadata/annotations/${text}`, value: { text } }], r)];
+    return decisions.every((d) => {
+      const review = renderReview(uid, d, id);
+      return toReviewJson(review) === JSON.stringify(review);
+    });
+  }), { numRuns: 500 });
+  t.pass('500 random cases × 6 verdicts identical');
+});
+
+t.test('objectDigest is the sha256 of the AdmissionReview bytes as received', async (t) => {
+  const { createHash } = await import('node:crypto');
+  const { app, store } = createTestApp();
+  const body = JSON.stringify(review(aTaskRun({ serviceAccountName: 'ci-builder' })), null, 1);
+  await post(app, '/validate', body);
+  t.equal(store.records[0]!.objectDigest, createHash('sha256').update(body).digest('hex'));
+});
