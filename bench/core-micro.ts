@@ -5,6 +5,7 @@
  * and one append to a durable SQLite store (amortised over a group commit of 50, as under load).
  * Explains where the server's CPU per request goes when run.ts shows a ratio below target.
  */
+import { toDecideOptions } from '../webhook/config/options.js';
 import { createHash } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -19,7 +20,7 @@ import { formatMicros, toRecord, type DecisionRecord, type Endpoint } from '../w
 import { parseAdmissionReview, renderReview } from '../webhook/core/wire.js';
 import { toReviewJson } from '../webhook/http/admission.js';
 import { createMetrics } from '../webhook/http/metrics.js';
-import { benchDecideOptions, loadBenchFacts, mutateReviewBody, validateReviewBody } from './fixtures.js';
+import { loadBenchFacts, mutateReviewBody, validateReviewBody } from './fixtures.js';
 
 type Step = [string, () => unknown];
 
@@ -34,7 +35,7 @@ async function main(): Promise<void> {
   const { values } = parseArgs({ options: { iterations: { type: 'string', default: '20000' }, 'page-size': { type: 'string' } } });
   const iterations = Number(values.iterations);
   const config = defaultConfig('bench-0');
-  const options = benchDecideOptions(config);
+  const options = toDecideOptions(config);
   const index = createFactsIndex(config.domain);
   loadBenchFacts(index, 10);
   const metrics = createMetrics({ defaultMetrics: true });

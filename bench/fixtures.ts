@@ -3,6 +3,7 @@
  * and /validate, the Namespaces, ServiceAccounts and IdentityMappings, and the decision records
  * used to fill the 1M-record store. Deterministic: the same arguments give the same objects.
  */
+import { toDecideOptions } from '../webhook/config/options.js';
 import { readFileSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { parse as parseYaml } from 'yaml';
@@ -14,9 +15,6 @@ import { parseAdmissionReview } from '../webhook/core/wire.js';
 import { defaultConfig } from '../webhook/config/schema.js';
 import { formatMicros } from '../webhook/core/record.js';
 import type { FactsIndex } from '../webhook/core/mapping-index.js';
-import type { Config } from '../webhook/config/schema.js';
-import { keysFor } from '../webhook/core/keys.js';
-import type { DecideOptions } from '../webhook/core/options.js';
 
 export const CORPUS_PODS = '/work/shared/corpus/tekton-pods';
 /** The namespace and ServiceAccounts of the corpus pod 02 and the PipelineRun it came from. */
@@ -28,18 +26,6 @@ const SAS_PER_NAMESPACE = 100;
 
 type Json = Record<string, unknown>;
 
-/**
- * The same derivation as webhook/server.ts toDecideOptions. A copy, because importing that module
- * would pull the Kubernetes client into the bundle; run.ts checks that both agree when it can load it.
- */
-export function benchDecideOptions(config: Config): DecideOptions {
-  return {
-    keys: keysFor(config.domain),
-    defaultServiceAccount: config.tekton.defaultServiceAccount,
-    tokenMountPath: config.injection.tokenMountPath,
-    sidecar: config.injection.sidecar,
-  };
-}
 
 /** Corpus pod 02 (a PipelineRun child pod with a sidecar and a workspace), as the API server sends it on CREATE. */
 export function loadBenchPod(dir = CORPUS_PODS): Json {
@@ -264,7 +250,7 @@ export function benchPodPatch(): AddOperation[] {
   loadBenchFacts(index, 2);
   const parsed = parseAdmissionReview(JSON.parse(mutateReviewBody()));
   if (!parsed.ok) throw new Error(`the bench pod review is invalid: ${parsed.message}`);
-  const decision = decideAdmission('mutate', parsed.review.request, index, benchDecideOptions(config), '01900000-0000-7000-8000-000000000000');
+  const decision = decideAdmission('mutate', parsed.review.request, index, toDecideOptions(config), '01900000-0000-7000-8000-000000000000');
   if (decision.verdict !== 'patched') throw new Error(`the bench pod was not patched: ${decision.verdict}`);
   return decision.patch;
 }

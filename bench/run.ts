@@ -20,11 +20,10 @@ import { copyFileSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'no
 import { cpus, loadavg } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { isDeepStrictEqual, parseArgs } from 'node:util';
+import { parseArgs } from 'node:util';
 import { defaultConfig, type Config } from '../webhook/config/schema.js';
-import type { DecideOptions } from '../webhook/core/options.js';
 import { postJson, runLoad, type LoadResult } from './http-load.js';
-import { benchDecideOptions, mutateReviewBody, validateReviewBody } from './fixtures.js';
+import { mutateReviewBody, validateReviewBody } from './fixtures.js';
 import type { ServerCpu, ServerMemory, ServerReady } from './server.js';
 import { median, round } from './stats.js';
 import { runStoreBench, type StoreBenchResult } from './store-bench.js';
@@ -104,17 +103,6 @@ async function prepareServer(useTsx: boolean): Promise<ServerCode> {
     }
   }
   return { script: join(HERE, 'server.ts'), execArgv: ['--import', 'tsx'], how: 'TypeScript through the tsx loader' };
-}
-
-/** The bench derives DecideOptions itself; say whether it matches webhook/server.ts when that loads. */
-async function checkDecideOptions(): Promise<string> {
-  const config = defaultConfig('bench-0');
-  try {
-    const m = (await import('../webhook/server.js')) as { toDecideOptions: (c: Config) => DecideOptions };
-    return isDeepStrictEqual(m.toDecideOptions(config), benchDecideOptions(config)) ? 'equal to webhook/server.ts toDecideOptions' : 'DIFFERENT from webhook/server.ts toDecideOptions: update bench/fixtures.ts';
-  } catch (err) {
-    return `unchecked (webhook/server.ts does not load: ${(err as Error).message.split('\n')[0]})`;
-  }
 }
 
 let serverCode: ServerCode | undefined;
@@ -361,12 +349,10 @@ async function main(): Promise<void> {
   log(`${quick ? 'quick' : 'full'} run: ${seconds} s per measured run, ${rounds} rounds, ${records.toLocaleString('en-US')} store records`);
 
   serverFlags = values['server-flags']!.split(/\s+/).filter(Boolean);
-  let optionsCheck = '';
   if (only !== 'store') {
     serverCode = await prepareServer(values.tsx!);
     // Profiles name lines of this exact bundle: keep a copy next to them.
     if (profileDir && serverCode.script.endsWith('.mjs')) copyFileSync(serverCode.script, join(profileDir, 'server.mjs'));
-    optionsCheck = await checkDecideOptions();
   }
   let http: Awaited<ReturnType<typeof runHttp>> | undefined;
   let store: StoreBenchResult | undefined;
@@ -420,7 +406,7 @@ async function main(): Promise<void> {
       ['100k SAs + mappings, idle', fmt(mem.bigIdle.rssMb, 1), fmt(mem.bigIdle.heapUsedMb, 1), fmt(mem.bigIdle.heapTotalMb, 1), ''],
       ['100k SAs + mappings, after the runs', fmt(mem.bigLoaded.rssMb, 1), fmt(mem.bigLoaded.heapUsedMb, 1), fmt(mem.bigLoaded.heapTotalMb, 1), `max<=${TARGETS.rss100kMb} ${mark(rss100kMb! <= TARGETS.rss100kMb)}`],
     ]));
-    lines.push(`100k mappings loaded into the facts index in ${fmt(http.loadMs100k)} ms; server code ${serverCode!.how}; DecideOptions ${optionsCheck}`);
+    lines.push(`100k mappings loaded into the facts index in ${fmt(http.loadMs100k)} ms; server code ${serverCode!.how}`);
   }
   if (store) {
     lines.push('');

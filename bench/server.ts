@@ -15,6 +15,7 @@
  * exits 0, which is when `--cpu-prof` writes its profile).
  */
 import { join } from 'node:path';
+import { toDecideOptions } from '../webhook/config/options.js';
 import { parseArgs } from 'node:util';
 import Fastify, { type FastifyInstance } from 'fastify';
 import { pino } from 'pino';
@@ -26,7 +27,7 @@ import { createFactsIndex } from '../webhook/core/mapping-index.js';
 import type { ChainedRecord, DecisionRecord } from '../webhook/core/record.js';
 import { createMetrics } from '../webhook/http/metrics.js';
 import type { DecisionStore } from '../webhook/store/port.js';
-import { benchDecideOptions, loadBenchFacts } from './fixtures.js';
+import { loadBenchFacts } from './fixtures.js';
 
 const REPLICA = 'bench-0';
 
@@ -128,7 +129,7 @@ async function main(): Promise<void> {
     loadMs = performance.now() - t0;
     if (problems > 0) throw new Error(`the facts index reported ${problems} problem(s) for the bench mappings`);
     store = storeKind === 'sqlite' ? await openSqlite(values.dir!) : createNullStore();
-    const options = benchDecideOptions(config);
+    const options = toDecideOptions(config);
     // As production logs: one info line per decision, with the same redaction, to a discarded fd.
     const logger = pino(
       {

@@ -13,8 +13,7 @@ import type { FastifyInstance } from 'fastify';
 import { buildApp, buildMetricsApp } from './app.js';
 import { toListenOptions } from './config/load.js';
 import { toDecideOptions } from './config/options.js';
-/** @deprecated import from config/options.js; kept while bench/ still imports it from here. */
-export { toDecideOptions };
+
 import type { Config } from './config/schema.js';
 import { createFactsIndex, type FactsIndex } from './core/mapping-index.js';
 import { createMetrics, type Metrics } from './http/metrics.js';
