@@ -16,7 +16,7 @@
  */
 import pg from 'pg';
 import type { ChainedRecord, DecisionRecord } from '../core/record.js';
-import { canonicalJson, GENESIS_HASH, sha256Hex } from './chain.js';
+import { canonicalJson, chainRecord, GENESIS_HASH, sha256Hex, type ChainLink } from './chain.js';
 import type { Anchor, ChainEntry, Checkpoint, DecisionFilter, DecisionPage, PruneResult, VerifiableStore } from './port.js';
 import { decodeCursor, encodeCursor, MAX_LIMIT, toCanonicalTime, type Cursor } from './query.js';
 import { ANCHOR_TYP, CHECKPOINT_TYP, type Signer } from './signing.js';
@@ -532,18 +532,16 @@ class PostgresDecisionStore implements PostgresStore {
         rejected.push([p, storeError('ERR_STORE_DUPLICATE_ID', `a decision with id ${r.id} is already stored`)]);
         continue;
       }
-      let body: string;
+      let link: ChainLink;
       let chained: ChainedRecord;
       try {
-        // A record that already carries chain fields (a re-import) is re-chained: its seq/prevHash
-        // are replaced and its hash is left out of the hashed body.
-        body = canonicalJson({ ...r, seq: seq + 1, prevHash: prev, hash: undefined });
-        chained = JSON.parse(body) as ChainedRecord;
+        link = chainRecord(r, { seq, hash: prev });
+        chained = JSON.parse(link.body) as ChainedRecord;
       } catch (err) {
         rejected.push([p, storeError('ERR_STORE_INVALID_RECORD', `invalid decision record ${r.id}: ${(err as Error).message}`, err)]);
         continue;
       }
-      const hash = sha256Hex(prev + body);
+      const { body, hash } = link;
       seq++;
       rows.push(toRow(r, p.time, seq, prev, body, hash));
       chained.hash = hash;

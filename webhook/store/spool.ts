@@ -12,7 +12,7 @@ import { accessSync, constants, statSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import Database from 'better-sqlite3';
 import type { ChainedRecord, DecisionRecord } from '../core/record.js';
-import { canonicalJson, GENESIS_HASH, sha256Hex } from './chain.js';
+import { chainRecord, GENESIS_HASH, type ChainLink } from './chain.js';
 import { checkRecordShape } from './postgres.js';
 import type { StoreLogger } from './sqlite.js';
 
@@ -223,18 +223,16 @@ class SqliteSpool implements Spool {
         rejected.push([p, storeError('ERR_STORE_DUPLICATE_ID', `a decision with id ${r.id} is already stored`)]);
         continue;
       }
-      let body: string;
+      let link: ChainLink;
       let chained: ChainedRecord;
       try {
-        // A record that already carries chain fields (a re-import) is re-chained: its seq/prevHash
-        // are replaced and its hash is left out of the hashed body.
-        body = canonicalJson({ ...r, seq: seq + 1, prevHash: prev, hash: undefined });
-        chained = JSON.parse(body) as ChainedRecord;
+        link = chainRecord(r, { seq, hash: prev });
+        chained = JSON.parse(link.body) as ChainedRecord;
       } catch (err) {
         rejected.push([p, storeError('ERR_STORE_INVALID_RECORD', `invalid decision record ${r.id}: ${(err as Error).message}`, err)]);
         continue;
       }
-      const hash = sha256Hex(prev + body);
+      const { body, hash } = link;
       seq++;
       this.st.insert.run(r.id, this.replica, seq, body, hash);
       chained.hash = hash;
@@ -391,8 +389,8 @@ class SqliteSpool implements Spool {
         const rows = this.st.ofWriter.all(writer, after, REBASE_CHUNK) as Array<{ pos: number; body: string }>;
         for (const row of rows) {
           const r = JSON.parse(row.body) as ChainedRecord;
-          const body = canonicalJson({ ...r, seq: seq + 1, prevHash: prev });
-          const hash = sha256Hex(prev + body);
+          // A spooled body never holds `hash`, so chainRecord hashes the same fields as before.
+          const { body, hash } = chainRecord(r, { seq, hash: prev });
           seq++;
           this.st.update.run(seq, body, hash, row.pos);
           prev = hash;

@@ -12,7 +12,7 @@ import { accessSync, constants, statSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import Database from 'better-sqlite3';
 import type { ChainedRecord, DecisionRecord } from '../core/record.js';
-import { canonicalJson, GENESIS_HASH, sha256Hex } from './chain.js';
+import { chainRecord, GENESIS_HASH, type ChainLink } from './chain.js';
 import type { Anchor, ChainEntry, Checkpoint, DecisionFilter, DecisionPage, PruneResult, VerifiableStore } from './port.js';
 import { decodeCursor, encodeCursor, MAX_LIMIT, toCanonicalTime, type Cursor } from './query.js';
 import { ANCHOR_TYP, CHECKPOINT_TYP, type Signer } from './signing.js';
@@ -350,18 +350,16 @@ class SqliteDecisionStore implements SqliteStore {
         duplicate(p);
         continue;
       }
-      let body: string;
+      let link: ChainLink;
       try {
-        // A caller passing a ChainedRecord (e.g. re-importing) gets it re-chained: its own
-        // seq/prevHash are replaced and its hash is left out of the hashed body.
-        body = canonicalJson({ ...r, seq: seq + 1, prevHash: prev, hash: undefined });
+        link = chainRecord(r, { seq, hash: prev });
       } catch (err) {
         // A stored id still answers "duplicate" first, as it did when ids were looked up up front.
         if (this.stmt('SELECT 1 FROM decisions WHERE id = ?').get(r.id)) duplicate(p);
         else rejected.push([p, storeError('ERR_STORE_INVALID_RECORD', `invalid decision record ${r.id}: ${(err as Error).message}`, err)]);
         continue;
       }
-      const hash = sha256Hex(prev + body);
+      const { body, hash } = link;
       try {
         insert.run(r.id, this.replica, seq + 1, p.time, r.namespace, r.kind.kind, r.verdict, JSON.stringify(r.serviceAccounts), r.tekton?.taskRun ?? null, r.tekton?.pipelineRun ?? null, prev, hash, body);
       } catch (err) {
