@@ -18,6 +18,7 @@ import pg from 'pg';
 import type { ChainedRecord, DecisionRecord } from '../core/record.js';
 import { canonicalJson, chainRecord, GENESIS_HASH, sha256Hex, type ChainLink } from './chain.js';
 import type { Anchor, ChainEntry, Checkpoint, DecisionFilter, DecisionPage, PruneResult, VerifiableStore } from './port.js';
+import { SA_INDEX_PROBLEM, toChainEntry, toChained, toColumnsProblem, type DecisionRow } from './rows.js';
 import { decodeCursor, encodeCursor, MAX_LIMIT, toCanonicalTime, type Cursor } from './query.js';
 import { ANCHOR_TYP, CHECKPOINT_TYP, type Signer } from './signing.js';
 import type { StoreLogger } from './sqlite.js';
@@ -238,23 +239,6 @@ interface Row {
   saKeys: string[];
 }
 
-interface DecisionRow {
-  writer: string;
-  seq: string;
-  id: string;
-  time: string;
-  namespace: string;
-  kind: string;
-  verdict: string;
-  service_accounts: string;
-  task_run: string | null;
-  pipeline_run: string | null;
-  prev_hash: string;
-  hash: string;
-  record: string;
-  sa_keys: string | null;
-}
-
 const noopLogger: StoreLogger = { info() {}, warn() {}, error() {} };
 
 // PostgreSQL text cannot hold U+0000, and a lone surrogate would be re-encoded as U+FFFD. Index
@@ -281,12 +265,6 @@ function saKeysOf(serviceAccounts: string[]): string[] {
     if (slash >= 0) keys.add(toIndexText(sa.slice(slash + 1)));
   }
   return [...keys].sort();
-}
-
-function toChained(body: string, hash: string): ChainedRecord {
-  const r = JSON.parse(body) as ChainedRecord;
-  r.hash = hash;
-  return r;
 }
 
 /**
@@ -816,20 +794,8 @@ class PostgresDecisionStore implements PostgresStore {
     let writer = '';
     let seq = 0;
     for (;;) {
-      const res = await this.read(() => this.pool.query<DecisionRow>(sql, [writer, seq, READ_CHUNK]));
-      for (const row of res.rows) {
-        let record: ChainedRecord;
-        try {
-          record = toChained(row.record, row.hash);
-        } catch (err) {
-          // Unparseable JSON: hand the verifier a stand-in that names the row; it fails the hash check.
-          record = { id: row.id, replica: row.writer, seq: Number(row.seq), prevHash: row.prev_hash, hash: row.hash } as ChainedRecord;
-          yield { record, body: row.record, problem: `the stored record is not JSON: ${(err as Error).message}` };
-          continue;
-        }
-        const problem = columnProblem(row, record);
-        yield problem ? { record, body: row.record, problem } : { record, body: row.record };
-      }
+      const res = await this.read(() => this.pool.query<DecisionRow<string>>(sql, [writer, seq, READ_CHUNK]));
+      for (const row of res.rows) yield toChainEntry(row, columnProblem);
       const last = res.rows[res.rows.length - 1];
       if (!last || res.rows.length < READ_CHUNK) return;
       writer = last.writer;
@@ -976,7 +942,7 @@ function insertParams(rows: Row[]): unknown[] {
 }
 
 /** Compares the indexed columns with the record they were derived from (filters read the columns). */
-function columnProblem(row: DecisionRow, r: ChainedRecord): string | undefined {
+function columnProblem(row: DecisionRow<string>, r: ChainedRecord): string | undefined {
   const text = (v: unknown): unknown => (typeof v === 'string' ? toIndexText(v) : v);
   const expected: Array<[string, unknown, unknown]> = [
     ['id', row.id, r.id],
@@ -992,10 +958,10 @@ function columnProblem(row: DecisionRow, r: ChainedRecord): string | undefined {
     ['pipeline_run', row.pipeline_run, text(r.tekton?.pipelineRun ?? null)],
   ];
   const bad = expected.filter(([, col, want]) => col !== want).map(([name]) => name);
-  if (bad.length) return `the ${bad.join(', ')} column${bad.length > 1 ? 's do' : ' does'} not match the record (an index was edited)`;
+  if (bad.length) return toColumnsProblem(bad);
   const want = Array.isArray(r.serviceAccounts) ? saKeysOf(r.serviceAccounts).map((k) => `${k}\t${row.time}`) : [];
   const have = row.sa_keys === null ? [] : row.sa_keys.split('\n');
-  if (have.length !== want.length || have.sort().some((h, n) => h !== want[n])) return 'the serviceAccount index rows do not match the record (an index was edited)';
+  if (have.length !== want.length || have.sort().some((h, n) => h !== want[n])) return SA_INDEX_PROBLEM;
   return undefined;
 }
 

@@ -14,6 +14,7 @@ import Database from 'better-sqlite3';
 import type { ChainedRecord, DecisionRecord } from '../core/record.js';
 import { chainRecord, GENESIS_HASH, type ChainLink } from './chain.js';
 import type { Anchor, ChainEntry, Checkpoint, DecisionFilter, DecisionPage, PruneResult, VerifiableStore } from './port.js';
+import { SA_INDEX_PROBLEM, toChainEntry, toChained, toColumnsProblem, type DecisionRow } from './rows.js';
 import { decodeCursor, encodeCursor, MAX_LIMIT, toCanonicalTime, type Cursor } from './query.js';
 import { ANCHOR_TYP, CHECKPOINT_TYP, type Signer } from './signing.js';
 
@@ -149,23 +150,6 @@ interface BatchResult {
   hash: string;
 }
 
-interface DecisionRow {
-  writer: string;
-  seq: number;
-  id: string;
-  time: string;
-  namespace: string;
-  kind: string;
-  verdict: string;
-  service_accounts: string;
-  task_run: string | null;
-  pipeline_run: string | null;
-  prev_hash: string;
-  hash: string;
-  record: string;
-  sa_keys: string | null;
-}
-
 type RawDecisionRow = [string, number, string, string, string, string, string, string, string | null, string | null, string, string, string, string | null];
 
 function toDecisionRow(r: RawDecisionRow): DecisionRow {
@@ -192,12 +176,6 @@ function saKeysOf(serviceAccounts: string[]): string[] {
     if (slash >= 0) keys.add(sa.slice(slash + 1));
   }
   return [...keys].sort();
-}
-
-function toChained(body: string, hash: string): ChainedRecord {
-  const r = JSON.parse(body) as ChainedRecord;
-  r.hash = hash;
-  return r;
 }
 
 /**
@@ -586,19 +564,7 @@ class SqliteDecisionStore implements SqliteStore {
     for (;;) {
       const raw = stmt.all(writer, seq, CHAIN_READ_CHUNK) as RawDecisionRow[];
       const rows = raw.map(toDecisionRow);
-      for (const row of rows) {
-        let record: ChainedRecord;
-        try {
-          record = toChained(row.record, row.hash);
-        } catch (err) {
-          // Unparseable JSON: hand the verifier a stand-in that names the row; it fails the hash check.
-          record = { id: row.id, replica: row.writer, seq: row.seq, prevHash: row.prev_hash, hash: row.hash } as ChainedRecord;
-          yield { record, body: row.record, problem: `the stored record is not JSON: ${(err as Error).message}` };
-          continue;
-        }
-        const problem = columnProblem(row, record);
-        yield problem ? { record, body: row.record, problem } : { record, body: row.record };
-      }
+      for (const row of rows) yield toChainEntry(row, columnProblem);
       const last = rows[rows.length - 1];
       if (!last || rows.length < CHAIN_READ_CHUNK) return;
       writer = last.writer;
@@ -722,14 +688,13 @@ function columnProblem(row: DecisionRow, r: ChainedRecord): string | undefined {
       ['task_run', row.task_run, r.tekton?.taskRun ?? null],
       ['pipeline_run', row.pipeline_run, r.tekton?.pipelineRun ?? null],
     ];
-    const bad = cols.filter(([, col, want]) => col !== want).map(([name]) => name);
-    return `the ${bad.join(', ')} column${bad.length > 1 ? 's do' : ' does'} not match the record (an index was edited)`;
+    return toColumnsProblem(cols.filter(([, col, want]) => col !== want).map(([name]) => name));
   }
   const want = Array.isArray(r.serviceAccounts) ? saKeysOf(r.serviceAccounts).map((k) => `${k}\t${row.time}`) : [];
   // group_concat follows the (decision_id, key) index, i.e. key order: usually equal as is.
   if (row.sa_keys === (want.length ? want.join('\n') : null)) return undefined;
   const have = row.sa_keys === null ? [] : row.sa_keys.split('\n').sort();
-  if (have.length !== want.length || have.some((h, n) => h !== want[n])) return 'the serviceAccount index rows do not match the record (an index was edited)';
+  if (have.length !== want.length || have.some((h, n) => h !== want[n])) return SA_INDEX_PROBLEM;
   return undefined;
 }
 

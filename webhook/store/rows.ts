@@ -1,0 +1,60 @@
+/**
+ * What the SQL adapters (SQLite, PostgreSQL) share about a stored decision row: its shape and how a
+ * row is decoded back into a record for reads and for chain verification. Pure: no fs, no net, no clock.
+ */
+import type { ChainedRecord } from '../core/record.js';
+import type { ChainEntry } from './port.js';
+
+/**
+ * One `decisions` row as read for verification, with its ServiceAccount index rows folded into
+ * `sa_keys` ("key\ttime" lines, or null when there are none). `Seq` is how the driver returns the
+ * seq column: a number from SQLite, a string (bigint) from PostgreSQL.
+ */
+export interface DecisionRow<Seq extends number | string = number> {
+  writer: string;
+  seq: Seq;
+  id: string;
+  time: string;
+  namespace: string;
+  kind: string;
+  verdict: string;
+  service_accounts: string;
+  task_run: string | null;
+  pipeline_run: string | null;
+  prev_hash: string;
+  hash: string;
+  record: string;
+  sa_keys: string | null;
+}
+
+/** A stored record: its canonical body (stored without `hash`) with the row's hash put back. Throws on a body that is not JSON. */
+export function toChained(body: string, hash: string): ChainedRecord {
+  const r = JSON.parse(body) as ChainedRecord;
+  r.hash = hash;
+  return r;
+}
+
+/**
+ * The chain entry for a row: the decoded record and its exact stored body, with a problem when the
+ * body is not JSON (a stand-in record naming the row, which then fails the hash check) or when
+ * `columnProblem` finds an index column that does not match the record.
+ */
+export function toChainEntry<R extends DecisionRow<number | string>>(row: R, columnProblem: (row: R, record: ChainedRecord) => string | undefined): ChainEntry {
+  let record: ChainedRecord;
+  try {
+    record = toChained(row.record, row.hash);
+  } catch (err) {
+    record = { id: row.id, replica: row.writer, seq: Number(row.seq), prevHash: row.prev_hash, hash: row.hash } as ChainedRecord;
+    return { record, body: row.record, problem: `the stored record is not JSON: ${(err as Error).message}` };
+  }
+  const problem = columnProblem(row, record);
+  return problem ? { record, body: row.record, problem } : { record, body: row.record };
+}
+
+/** The problem reported for index columns (named in `bad`, at least one) that do not match their record. */
+export function toColumnsProblem(bad: string[]): string {
+  return `the ${bad.join(', ')} column${bad.length > 1 ? 's do' : ' does'} not match the record (an index was edited)`;
+}
+
+/** The problem reported when a record's ServiceAccount index rows do not match it. */
+export const SA_INDEX_PROBLEM = 'the serviceAccount index rows do not match the record (an index was edited)';
