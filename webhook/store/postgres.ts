@@ -18,8 +18,8 @@ import pg from 'pg';
 import type { ChainedRecord, DecisionRecord } from '../core/record.js';
 import { canonicalJson, chainRecord, GENESIS_HASH, sha256Hex, type ChainLink } from './chain.js';
 import type { Anchor, ChainEntry, Checkpoint, DecisionFilter, DecisionPage, PruneResult, VerifiableStore } from './port.js';
-import { SA_INDEX_PROBLEM, toChainEntry, toChained, toColumnsProblem, type DecisionRow } from './rows.js';
-import { decodeCursor, encodeCursor, MAX_LIMIT, toCanonicalTime, type Cursor } from './query.js';
+import { SA_INDEX_PROBLEM, storeError, toChainEntry, toChained, toColumnsProblem, toPage, toPageRequest, type DecisionRow, type StoreError } from './rows.js';
+import { toCanonicalTime, type Cursor } from './query.js';
 import { ANCHOR_TYP, CHECKPOINT_TYP, type Signer } from './signing.js';
 import type { StoreLogger } from './sqlite.js';
 
@@ -38,12 +38,6 @@ const WRITE_ATTEMPTS = 3;
 /** Writer id of a read-only handle; it never appends, so it never starts a chain. */
 export const READER_ID = 'tzw-reader';
 const APPLICATION_NAME = 'tekton-zscaler-webhook';
-
-type StoreError = Error & { code: string };
-
-function storeError(code: string, message: string, cause?: unknown): StoreError {
-  return Object.assign(new Error(message, cause === undefined ? undefined : { cause }), { code });
-}
 
 function pgCode(err: unknown): string | undefined {
   return typeof err === 'object' && err !== null && 'code' in err ? String((err as { code: unknown }).code) : undefined;
@@ -760,20 +754,8 @@ class PostgresDecisionStore implements PostgresStore {
   }
 
   async query(filter: DecisionFilter): Promise<DecisionPage> {
-    const limit = Math.min(Math.max(Math.trunc(filter.limit) || 1, 1), MAX_LIMIT);
-    let after: Cursor | undefined;
-    if (filter.cursor !== undefined) {
-      after = decodeCursor(filter.cursor);
-      if (!after) throw storeError('ERR_STORE_BAD_FILTER', 'cursor is not valid: pass the nextCursor of a previous page unchanged');
-    }
-    const rows = await this.page(filter, after, limit + 1);
-    const more = rows.length > limit;
-    const pageRows = more ? rows.slice(0, limit) : rows;
-    const last = pageRows[pageRows.length - 1];
-    return {
-      items: pageRows.map((r) => toChained(r.record, r.hash)),
-      nextCursor: more && last ? encodeCursor({ time: last.time, id: last.id }) : null,
-    };
+    const { limit, after } = toPageRequest(filter);
+    return toPage(await this.page(filter, after, limit + 1), limit);
   }
 
   async *stream(filter: ScanFilter): AsyncIterable<ChainedRecord> {

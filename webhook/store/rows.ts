@@ -3,7 +3,8 @@
  * row is decoded back into a record for reads and for chain verification. Pure: no fs, no net, no clock.
  */
 import type { ChainedRecord } from '../core/record.js';
-import type { ChainEntry } from './port.js';
+import type { ChainEntry, DecisionFilter, DecisionPage } from './port.js';
+import { decodeCursor, encodeCursor, MAX_LIMIT, type Cursor } from './query.js';
 
 /**
  * One `decisions` row as read for verification, with its ServiceAccount index rows folded into
@@ -58,3 +59,32 @@ export function toColumnsProblem(bad: string[]): string {
 
 /** The problem reported when a record's ServiceAccount index rows do not match it. */
 export const SA_INDEX_PROBLEM = 'the serviceAccount index rows do not match the record (an index was edited)';
+
+/** An error a store hands its caller: the message says what failed, `code` (ERR_STORE_*) what kind. */
+export type StoreError = Error & { code: string };
+
+export function storeError(code: string, message: string, cause?: unknown): StoreError {
+  return Object.assign(new Error(message, cause === undefined ? undefined : { cause }), { code });
+}
+
+/** The page size and resume point a query asks for: limit clamped to 1..MAX_LIMIT, cursor decoded (ERR_STORE_BAD_FILTER when it is not one of ours). */
+export function toPageRequest(filter: Pick<DecisionFilter, 'limit' | 'cursor'>): { limit: number; after: Cursor | undefined } {
+  const limit = Math.min(Math.max(Math.trunc(filter.limit) || 1, 1), MAX_LIMIT);
+  let after: Cursor | undefined;
+  if (filter.cursor !== undefined) {
+    after = decodeCursor(filter.cursor);
+    if (!after) throw storeError('ERR_STORE_BAD_FILTER', 'cursor is not valid: pass the nextCursor of a previous page unchanged');
+  }
+  return { limit, after };
+}
+
+/** One query page from up to limit + 1 rows read in (time, id) order: the extra row only says there is more. */
+export function toPage(rows: Array<Pick<DecisionRow, 'id' | 'time' | 'record' | 'hash'>>, limit: number): DecisionPage {
+  const more = rows.length > limit;
+  const pageRows = more ? rows.slice(0, limit) : rows;
+  const last = pageRows[pageRows.length - 1];
+  return {
+    items: pageRows.map((r) => toChained(r.record, r.hash)),
+    nextCursor: more && last ? encodeCursor({ time: last.time, id: last.id }) : null,
+  };
+}

@@ -13,6 +13,7 @@ import { dirname, resolve } from 'node:path';
 import Database from 'better-sqlite3';
 import type { ChainedRecord, DecisionRecord } from '../core/record.js';
 import { chainRecord, GENESIS_HASH, type ChainLink } from './chain.js';
+import { storeError, type StoreError } from './rows.js';
 import { checkRecordShape } from './postgres.js';
 import type { StoreLogger } from './sqlite.js';
 
@@ -99,12 +100,6 @@ export interface Spool {
   onAppend(listener: () => void): void;
   /** Commits queued appends, then refuses new ones and closes the file. */
   close(): void;
-}
-
-type StoreError = Error & { code: string };
-
-function storeError(code: string, message: string, cause?: unknown): StoreError {
-  return Object.assign(new Error(message, cause === undefined ? undefined : { cause }), { code });
 }
 
 class SpoolFullError extends Error {}

@@ -14,8 +14,8 @@ import Database from 'better-sqlite3';
 import type { ChainedRecord, DecisionRecord } from '../core/record.js';
 import { chainRecord, GENESIS_HASH, type ChainLink } from './chain.js';
 import type { Anchor, ChainEntry, Checkpoint, DecisionFilter, DecisionPage, PruneResult, VerifiableStore } from './port.js';
-import { SA_INDEX_PROBLEM, toChainEntry, toChained, toColumnsProblem, type DecisionRow } from './rows.js';
-import { decodeCursor, encodeCursor, MAX_LIMIT, toCanonicalTime, type Cursor } from './query.js';
+import { SA_INDEX_PROBLEM, storeError, toChainEntry, toChained, toColumnsProblem, toPage, toPageRequest, type DecisionRow } from './rows.js';
+import { toCanonicalTime, type Cursor } from './query.js';
 import { ANCHOR_TYP, CHECKPOINT_TYP, type Signer } from './signing.js';
 
 export const DEFAULT_CHECKPOINT_RECORDS = 1000;
@@ -73,12 +73,6 @@ export interface SqliteStore extends VerifiableStore {
   stats(): { commits: number; records: number; failedCommits: number };
   /** SQLite's plan for a query page (diagnostics: shows which index a filter uses). */
   queryPlan(filter: Omit<DecisionFilter, 'limit' | 'cursor'>, after?: Cursor): string[];
-}
-
-type StoreError = Error & { code: string };
-
-function storeError(code: string, message: string, cause?: unknown): StoreError {
-  return Object.assign(new Error(message, cause === undefined ? undefined : { cause }), { code });
 }
 
 const MIGRATIONS: string[] = [
@@ -526,20 +520,8 @@ class SqliteDecisionStore implements SqliteStore {
   }
 
   async query(filter: DecisionFilter): Promise<DecisionPage> {
-    const limit = Math.min(Math.max(Math.trunc(filter.limit) || 1, 1), MAX_LIMIT);
-    let after: Cursor | undefined;
-    if (filter.cursor !== undefined) {
-      after = decodeCursor(filter.cursor);
-      if (!after) throw storeError('ERR_STORE_BAD_FILTER', 'cursor is not valid: pass the nextCursor of a previous page unchanged');
-    }
-    const rows = this.page(filter, after, limit + 1);
-    const more = rows.length > limit;
-    const pageRows = more ? rows.slice(0, limit) : rows;
-    const last = pageRows[pageRows.length - 1];
-    return {
-      items: pageRows.map((r) => toChained(r.record, r.hash)),
-      nextCursor: more && last ? encodeCursor({ time: last.time, id: last.id }) : null,
-    };
+    const { limit, after } = toPageRequest(filter);
+    return toPage(this.page(filter, after, limit + 1), limit);
   }
 
   async *stream(filter: ScanFilter): AsyncIterable<ChainedRecord> {
