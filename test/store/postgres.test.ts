@@ -4,9 +4,6 @@
  * commit, idempotent forwarding of chained records, read-only opening and tamper evidence.
  * Every case works in its own throwaway schema.
  */
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import t, { type Test } from 'tap';
 import pg from 'pg';
 import type { ChainedRecord } from '../../webhook/core/record.js';
@@ -14,15 +11,12 @@ import { verifyStore } from '../../webhook/store/bundle.js';
 import { canonicalJson, sha256Hex } from '../../webhook/store/chain.js';
 import { openStoreForRead } from '../../webhook/store/open-url.js';
 import { createPostgresStore, parsePostgresUrl, SCHEMA_VERSION, type PostgresStore, type PostgresStoreOptions } from '../../webhook/store/postgres.js';
-import { loadOrCreateSigningKey, toJwks } from '../../webhook/store/signing.js';
 import { aRecord, chainOf, idOf, WRITER } from './builders.js';
-import { runStoreContract, type MakeStore, type StoreHarness } from './contract.js';
+import { runStoreContract, type MakeStore } from './contract.js';
 import { createTestSchema, pgSkip, PG_URL, type TestSchema } from './pg-support.js';
+import { createHarness, createTestSigner } from './setup.js';
 
-const keyDir = mkdtempSync(join(tmpdir(), 'tzw-pg-key-'));
-t.teardown(() => rmSync(keyDir, { recursive: true, force: true }));
-const signer = await loadOrCreateSigningKey(join(keyDir, 'key.pem'), { create: true });
-const jwks = toJwks(signer.publicJwk);
+const { signer, jwks } = await createTestSigner(t, 'tzw-pg-key-');
 
 async function openIn(schema: TestSchema, extra: Partial<PostgresStoreOptions> = {}): Promise<PostgresStore> {
   return createPostgresStore({ url: schema.url, replica: WRITER, signer, recoveryProbeMs: 20, ...extra });
@@ -44,14 +38,9 @@ t.test('PostgreSQL store', { skip: pgSkip }, async (t) => {
     const schema = await createTestSchema();
     // A short statement timeout so a held table lock fails writes quickly (breakWrites).
     const open = () => createPostgresStore({ url: schema.url, replica: opts.replica, signer, checkpointEvery: opts.checkpointEvery, recoveryProbeMs: 20, statementTimeoutMs: 300 });
-    const h: StoreHarness = {
-      store: await open(),
+    return createHarness({
+      open,
       jwks,
-      async reopen() {
-        await h.store.close();
-        h.store = await open();
-        return h.store;
-      },
       async breakWrites() {
         // Another session holding the table: inserts wait, then hit the statement timeout.
         const locker = await schema.pool.connect();
@@ -62,12 +51,8 @@ t.test('PostgreSQL store', { skip: pgSkip }, async (t) => {
           locker.release();
         };
       },
-      async cleanup() {
-        await h.store.close();
-        await schema.drop();
-      },
-    };
-    return h;
+      remove: () => schema.drop(),
+    });
   };
   runStoreContract(t, 'postgres', makePostgres);
 

@@ -8,18 +8,14 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import t from 'tap';
-import Database from 'better-sqlite3';
 import type { ChainedRecord } from '../../webhook/core/record.js';
 import type { VerifiableStore } from '../../webhook/store/port.js';
 import { createSpooledPostgresStore, type SpooledPostgresStore } from '../../webhook/store/postgres-open.js';
-import { loadOrCreateSigningKey, toJwks } from '../../webhook/store/signing.js';
-import { runStoreContract, type MakeStore, type StoreHarness } from './contract.js';
+import { runStoreContract, type MakeStore } from './contract.js';
 import { createTestSchema, pgSkip } from './pg-support.js';
+import { createHarness, createTestSigner, holdSqliteWriteLock } from './setup.js';
 
-const keyDir = mkdtempSync(join(tmpdir(), 'tzw-spool-contract-key-'));
-t.teardown(() => rmSync(keyDir, { recursive: true, force: true }));
-const signer = await loadOrCreateSigningKey(join(keyDir, 'key.pem'), { create: true });
-const jwks = toJwks(signer.publicJwk);
+const { signer, jwks } = await createTestSigner(t, 'tzw-spool-contract-key-');
 
 /** The spooled store whose reads first wait for the spool to drain. */
 function readYourWrites(s: SpooledPostgresStore): VerifiableStore {
@@ -60,30 +56,16 @@ t.test('spooled PostgreSQL store', { skip: pgSkip }, async (t) => {
           maxBackoffMs: 100,
         }),
       );
-    const h: StoreHarness = {
-      store: await open(),
+    return createHarness({
+      open,
       jwks,
-      async reopen() {
-        await h.store.close();
-        h.store = await open();
-        return h.store;
-      },
-      async breakWrites() {
-        // Appends commit to the spool: another connection holding its write lock makes them fail.
-        const other = new Database(spoolPath);
-        other.exec('BEGIN EXCLUSIVE');
-        return async () => {
-          other.exec('COMMIT');
-          other.close();
-        };
-      },
-      async cleanup() {
-        await h.store.close();
+      // Appends commit to the spool: another connection holding its write lock makes them fail.
+      breakWrites: () => holdSqliteWriteLock(spoolPath),
+      async remove() {
         await schema.drop();
         rmSync(dir, { recursive: true, force: true });
       },
-    };
-    return h;
+    });
   };
   runStoreContract(t, 'postgres+spool', makeSpooled);
 });

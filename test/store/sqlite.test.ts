@@ -5,14 +5,11 @@ import t, { type Test } from 'tap';
 import Database from 'better-sqlite3';
 import { verifyStore } from '../../webhook/store/bundle.js';
 import { createSqliteStore, SCHEMA_VERSION, type SqliteStore, type SqliteStoreOptions } from '../../webhook/store/sqlite.js';
-import { loadOrCreateSigningKey, toJwks } from '../../webhook/store/signing.js';
 import { aRecord, timeAt, WRITER } from './builders.js';
-import { runStoreContract, type MakeStore, type StoreHarness } from './contract.js';
+import { runStoreContract, type MakeStore } from './contract.js';
+import { createHarness, createTestSigner, holdSqliteWriteLock } from './setup.js';
 
-const keyDir = mkdtempSync(join(tmpdir(), 'tzw-store-key-'));
-t.teardown(() => rmSync(keyDir, { recursive: true, force: true }));
-const signer = await loadOrCreateSigningKey(join(keyDir, 'key.pem'), { create: true });
-const jwks = toJwks(signer.publicJwk);
+const { signer, jwks } = await createTestSigner(t, 'tzw-store-key-');
 
 function tmpStoreDir(): string {
   return mkdtempSync(join(tmpdir(), 'tzw-store-'));
@@ -21,30 +18,13 @@ function tmpStoreDir(): string {
 const makeSqlite: MakeStore = async (opts) => {
   const dir = tmpStoreDir();
   const path = join(dir, 'decisions.db');
-  const open = () => createSqliteStore({ path, replica: opts.replica, signer, checkpointEvery: opts.checkpointEvery, busyTimeoutMs: 50, recoveryProbeMs: 20 });
-  const h: StoreHarness = {
-    store: await open(),
+  return createHarness({
+    open: () => createSqliteStore({ path, replica: opts.replica, signer, checkpointEvery: opts.checkpointEvery, busyTimeoutMs: 50, recoveryProbeMs: 20 }),
     jwks,
-    async reopen() {
-      await h.store.close();
-      h.store = await open();
-      return h.store;
-    },
-    async breakWrites() {
-      // Another connection holding the write lock: the store's writes time out with SQLITE_BUSY.
-      const other = new Database(path);
-      other.exec('BEGIN EXCLUSIVE');
-      return async () => {
-        other.exec('COMMIT');
-        other.close();
-      };
-    },
-    async cleanup() {
-      await h.store.close();
-      rmSync(dir, { recursive: true, force: true });
-    },
-  };
-  return h;
+    // Another connection holding the write lock: the store's writes time out with SQLITE_BUSY.
+    breakWrites: () => holdSqliteWriteLock(path),
+    remove: () => rmSync(dir, { recursive: true, force: true }),
+  });
 };
 
 runStoreContract(t, 'sqlite', makeSqlite);
