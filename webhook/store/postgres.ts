@@ -18,7 +18,7 @@ import pg from 'pg';
 import type { ChainedRecord, DecisionRecord } from '../core/record.js';
 import { canonicalJson, chainRecord, GENESIS_HASH, sha256Hex, type ChainLink } from './chain.js';
 import type { Anchor, ChainEntry, Checkpoint, DecisionFilter, DecisionPage, PruneResult, VerifiableStore } from './port.js';
-import { SA_INDEX_PROBLEM, storeError, toChainEntry, toChained, toColumnsProblem, toPage, toPageRequest, type DecisionRow, type StoreError } from './rows.js';
+import { duplicateIdError, SA_INDEX_PROBLEM, storeError, toChainEntry, toChained, toColumnsProblem, toPage, toPageRequest, unchainableError, type DecisionRow, type StoreError } from './rows.js';
 import { toCanonicalTime, type Cursor } from './query.js';
 import { ANCHOR_TYP, CHECKPOINT_TYP, type Signer } from './signing.js';
 import type { StoreLogger } from './sqlite.js';
@@ -469,7 +469,7 @@ class PostgresDecisionStore implements PostgresStore {
             const found = await this.locate(todo.map((p) => p.record.id));
             todo = todo.filter((p) => {
               if (!found.has(p.record.id)) return true;
-              p.reject(storeError('ERR_STORE_DUPLICATE_ID', `a decision with id ${p.record.id} is already stored`));
+              p.reject(duplicateIdError(p.record.id));
               return false;
             });
             continue;
@@ -501,7 +501,7 @@ class PostgresDecisionStore implements PostgresStore {
     for (const p of batch) {
       const r = p.record;
       if (ids.has(r.id)) {
-        rejected.push([p, storeError('ERR_STORE_DUPLICATE_ID', `a decision with id ${r.id} is already stored`)]);
+        rejected.push([p, duplicateIdError(r.id)]);
         continue;
       }
       let link: ChainLink;
@@ -510,7 +510,7 @@ class PostgresDecisionStore implements PostgresStore {
         link = chainRecord(r, { seq, hash: prev });
         chained = JSON.parse(link.body) as ChainedRecord;
       } catch (err) {
-        rejected.push([p, storeError('ERR_STORE_INVALID_RECORD', `invalid decision record ${r.id}: ${(err as Error).message}`, err)]);
+        rejected.push([p, unchainableError(r.id, err)]);
         continue;
       }
       const { body, hash } = link;

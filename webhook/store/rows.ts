@@ -88,3 +88,13 @@ export function toPage(rows: Array<Pick<DecisionRow, 'id' | 'time' | 'record' | 
     nextCursor: more && last ? encodeCursor({ time: last.time, id: last.id }) : null,
   };
 }
+
+/** ERR_STORE_DUPLICATE_ID for an appended record whose id is already stored. */
+export function duplicateIdError(id: string): StoreError {
+  return storeError('ERR_STORE_DUPLICATE_ID', `a decision with id ${id} is already stored`);
+}
+
+/** ERR_STORE_INVALID_RECORD for an appended record that could not be chained (no canonical JSON). */
+export function unchainableError(id: string, err: unknown): StoreError {
+  return storeError('ERR_STORE_INVALID_RECORD', `invalid decision record ${id}: ${(err as Error).message}`, err);
+}

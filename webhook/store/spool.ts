@@ -13,7 +13,7 @@ import { dirname, resolve } from 'node:path';
 import Database from 'better-sqlite3';
 import type { ChainedRecord, DecisionRecord } from '../core/record.js';
 import { chainRecord, GENESIS_HASH, type ChainLink } from './chain.js';
-import { storeError, type StoreError } from './rows.js';
+import { duplicateIdError, storeError, unchainableError, type StoreError } from './rows.js';
 import { checkRecordShape } from './postgres.js';
 import type { StoreLogger } from './sqlite.js';
 
@@ -215,7 +215,7 @@ class SqliteSpool implements Spool {
     for (const p of batch) {
       const r = p.record;
       if (ids.has(r.id) || this.st.exists.get(r.id)) {
-        rejected.push([p, storeError('ERR_STORE_DUPLICATE_ID', `a decision with id ${r.id} is already stored`)]);
+        rejected.push([p, duplicateIdError(r.id)]);
         continue;
       }
       let link: ChainLink;
@@ -224,7 +224,7 @@ class SqliteSpool implements Spool {
         link = chainRecord(r, { seq, hash: prev });
         chained = JSON.parse(link.body) as ChainedRecord;
       } catch (err) {
-        rejected.push([p, storeError('ERR_STORE_INVALID_RECORD', `invalid decision record ${r.id}: ${(err as Error).message}`, err)]);
+        rejected.push([p, unchainableError(r.id, err)]);
         continue;
       }
       const { body, hash } = link;

@@ -14,7 +14,7 @@ import Database from 'better-sqlite3';
 import type { ChainedRecord, DecisionRecord } from '../core/record.js';
 import { chainRecord, GENESIS_HASH, type ChainLink } from './chain.js';
 import type { Anchor, ChainEntry, Checkpoint, DecisionFilter, DecisionPage, PruneResult, VerifiableStore } from './port.js';
-import { SA_INDEX_PROBLEM, storeError, toChainEntry, toChained, toColumnsProblem, toPage, toPageRequest, type DecisionRow } from './rows.js';
+import { duplicateIdError, SA_INDEX_PROBLEM, storeError, toChainEntry, toChained, toColumnsProblem, toPage, toPageRequest, unchainableError, type DecisionRow } from './rows.js';
 import { toCanonicalTime, type Cursor } from './query.js';
 import { ANCHOR_TYP, CHECKPOINT_TYP, type Signer } from './signing.js';
 
@@ -313,7 +313,7 @@ class SqliteDecisionStore implements SqliteStore {
     const done: Array<[Pending, ChainedRecord]> = [];
     const rejected: Array<[Pending, Error]> = [];
     const ids = new Set<string>();
-    const duplicate = (p: Pending) => rejected.push([p, storeError('ERR_STORE_DUPLICATE_ID', `a decision with id ${p.record.id} is already stored`)]);
+    const duplicate = (p: Pending) => rejected.push([p, duplicateIdError(p.record.id)]);
     let seq = this.chainHead.seq;
     let prev = this.chainHead.hash;
     for (const p of batch) {
@@ -328,7 +328,7 @@ class SqliteDecisionStore implements SqliteStore {
       } catch (err) {
         // A stored id still answers "duplicate" first, as it did when ids were looked up up front.
         if (this.stmt('SELECT 1 FROM decisions WHERE id = ?').get(r.id)) duplicate(p);
-        else rejected.push([p, storeError('ERR_STORE_INVALID_RECORD', `invalid decision record ${r.id}: ${(err as Error).message}`, err)]);
+        else rejected.push([p, unchainableError(r.id, err)]);
         continue;
       }
       const { body, hash } = link;
