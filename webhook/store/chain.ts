@@ -40,6 +40,22 @@ export function chainRecord(record: object, head: { seq: number; hash: string })
   return { seq, prevHash: head.hash, body, hash: sha256Hex(head.hash + body) };
 }
 
+/**
+ * The record as stored at `link`, built from the caller's object (no parse of the body): own
+ * enumerable members as JSON would keep them, plus seq, prevHash and hash.
+ */
+export function toChainedRecord(record: object, link: ChainLink): ChainedRecord {
+  const out: Record<string, unknown> = {};
+  for (const k of Object.keys(record)) {
+    const v = (record as Record<string, unknown>)[k];
+    if (v !== undefined && typeof v !== 'symbol' && typeof v !== 'function') out[k] = v;
+  }
+  out.seq = link.seq;
+  out.prevHash = link.prevHash;
+  out.hash = link.hash;
+  return out as unknown as ChainedRecord;
+}
+
 /** Where the problem sits: a record, a checkpoint or anchor (named by the record it points at), or the bundle file itself. */
 export type ProblemKind = 'record' | 'checkpoint' | 'anchor' | 'bundle';
 

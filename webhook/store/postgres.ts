@@ -16,9 +16,9 @@
  */
 import pg from 'pg';
 import type { ChainedRecord, DecisionRecord } from '../core/record.js';
-import { canonicalJson, chainRecord, GENESIS_HASH, sha256Hex, type ChainLink } from './chain.js';
+import { canonicalJson, chainRecord, GENESIS_HASH, toChainedRecord, sha256Hex, type ChainLink } from './chain.js';
 import type { Anchor, ChainEntry, Checkpoint, DecisionFilter, DecisionPage, PruneResult, VerifiableStore } from './port.js';
-import { duplicateIdError, SA_INDEX_PROBLEM, storeError, toChainEntry, toChained, toColumnsProblem, toPage, toPageRequest, unchainableError, type DecisionRow, type StoreError } from './rows.js';
+import { checkRecordShape as checkSharedShape, duplicateIdError, SA_INDEX_PROBLEM, storeError, toChainEntry, toChained, toColumnsProblem, toPage, toPageRequest, unchainableError, type DecisionRow, type StoreError } from './rows.js';
 import { toCanonicalTime, type Cursor } from './query.js';
 import { ANCHOR_TYP, CHECKPOINT_TYP, type Signer } from './signing.js';
 import type { StoreLogger } from './sqlite.js';
@@ -265,20 +265,10 @@ function saKeysOf(serviceAccounts: string[]): string[] {
  * Checks what the index columns are derived from; returns a problem or the canonical time. The
  * spool applies the same check, so nothing it acknowledges is refused when forwarded.
  */
+/** The shared shape check, plus what PostgreSQL text cannot hold in an id (NUL, lone surrogates). */
 export function checkRecordShape(record: DecisionRecord): { time: string } | string {
-  if (typeof record !== 'object' || record === null) return 'not an object';
-  if (typeof record.id !== 'string' || record.id.length === 0 || record.id.length > 200 || UNSTORABLE.test(record.id)) return 'id must be a non-empty string';
-  const time = typeof record.time === 'string' ? toCanonicalTime(record.time) : undefined;
-  if (!time) return `time ${JSON.stringify(record.time)} is not RFC 3339`;
-  if (typeof record.replica !== 'string' || record.replica === '') return 'replica must be a non-empty string';
-  if (typeof record.namespace !== 'string' || typeof record.verdict !== 'string') return 'namespace and verdict must be strings';
-  if (typeof record.kind?.kind !== 'string') return 'kind.kind must be a string';
-  if (!Array.isArray(record.serviceAccounts) || !record.serviceAccounts.every((s) => typeof s === 'string')) return 'serviceAccounts must be an array of strings';
-  const t = record.tekton as Record<string, unknown> | undefined;
-  if (t !== undefined && (typeof t !== 'object' || t === null || !['taskRun', 'pipelineRun'].every((k) => t[k] === undefined || typeof t[k] === 'string'))) {
-    return 'tekton.taskRun and tekton.pipelineRun must be strings when present';
-  }
-  return { time };
+  if (typeof record === 'object' && record !== null && typeof record.id === 'string' && UNSTORABLE.test(record.id)) return 'id must be a non-empty string';
+  return checkSharedShape(record);
 }
 
 function toRow(r: DecisionRecord, time: string, seq: number, prevHash: string, body: string, hash: string): Row {
@@ -508,7 +498,7 @@ class PostgresDecisionStore implements PostgresStore {
       let chained: ChainedRecord;
       try {
         link = chainRecord(r, { seq, hash: prev });
-        chained = JSON.parse(link.body) as ChainedRecord;
+        chained = toChainedRecord(r, link);
       } catch (err) {
         rejected.push([p, unchainableError(r.id, err)]);
         continue;
@@ -516,7 +506,6 @@ class PostgresDecisionStore implements PostgresStore {
       const { body, hash } = link;
       seq++;
       rows.push(toRow(r, p.time, seq, prev, body, hash));
-      chained.hash = hash;
       stored.push([p, chained]);
       ids.add(r.id);
       prev = hash;

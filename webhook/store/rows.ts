@@ -2,9 +2,9 @@
  * What the SQL adapters (SQLite, PostgreSQL) share about a stored decision row: its shape and how a
  * row is decoded back into a record for reads and for chain verification. Pure: no fs, no net, no clock.
  */
-import type { ChainedRecord } from '../core/record.js';
+import type { ChainedRecord, DecisionRecord } from '../core/record.js';
 import type { ChainEntry, DecisionFilter, DecisionPage } from './port.js';
-import { decodeCursor, encodeCursor, MAX_LIMIT, type Cursor } from './query.js';
+import { decodeCursor, encodeCursor, MAX_LIMIT, toCanonicalTime, type Cursor } from './query.js';
 
 /**
  * One `decisions` row as read for verification, with its ServiceAccount index rows folded into
@@ -97,4 +97,24 @@ export function duplicateIdError(id: string): StoreError {
 /** ERR_STORE_INVALID_RECORD for an appended record that could not be chained (no canonical JSON). */
 export function unchainableError(id: string, err: unknown): StoreError {
   return storeError('ERR_STORE_INVALID_RECORD', `invalid decision record ${id}: ${(err as Error).message}`, err);
+}
+
+/**
+ * The fields every adapter indexes, checked before a record is queued: returns its canonical time,
+ * or what is wrong (the adapter wraps that in ERR_STORE_INVALID_RECORD).
+ */
+export function checkRecordShape(record: DecisionRecord): { time: string } | string {
+  if (typeof record !== 'object' || record === null) return 'not an object';
+  if (typeof record.id !== 'string' || record.id.length === 0 || record.id.length > 200) return 'id must be a non-empty string';
+  const time = typeof record.time === 'string' ? toCanonicalTime(record.time) : undefined;
+  if (!time) return `time ${JSON.stringify(record.time)} is not RFC 3339`;
+  if (typeof record.replica !== 'string' || record.replica === '') return 'replica must be a non-empty string';
+  if (typeof record.namespace !== 'string' || typeof record.verdict !== 'string') return 'namespace and verdict must be strings';
+  if (typeof record.kind?.kind !== 'string') return 'kind.kind must be a string';
+  if (!Array.isArray(record.serviceAccounts) || !record.serviceAccounts.every((s) => typeof s === 'string')) return 'serviceAccounts must be an array of strings';
+  const t = record.tekton as Record<string, unknown> | undefined;
+  if (t !== undefined && (typeof t !== 'object' || t === null || !['taskRun', 'pipelineRun'].every((k) => t[k] === undefined || typeof t[k] === 'string'))) {
+    return 'tekton.taskRun and tekton.pipelineRun must be strings when present';
+  }
+  return { time };
 }

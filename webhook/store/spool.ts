@@ -12,7 +12,7 @@ import { accessSync, constants, statSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import Database from 'better-sqlite3';
 import type { ChainedRecord, DecisionRecord } from '../core/record.js';
-import { chainRecord, GENESIS_HASH, type ChainLink } from './chain.js';
+import { chainRecord, GENESIS_HASH, toChainedRecord, type ChainLink } from './chain.js';
 import { duplicateIdError, storeError, unchainableError, type StoreError } from './rows.js';
 import { checkRecordShape } from './postgres.js';
 import type { StoreLogger } from './sqlite.js';
@@ -222,7 +222,7 @@ class SqliteSpool implements Spool {
       let chained: ChainedRecord;
       try {
         link = chainRecord(r, { seq, hash: prev });
-        chained = JSON.parse(link.body) as ChainedRecord;
+        chained = toChainedRecord(r, link);
       } catch (err) {
         rejected.push([p, unchainableError(r.id, err)]);
         continue;
@@ -230,7 +230,6 @@ class SqliteSpool implements Spool {
       const { body, hash } = link;
       seq++;
       this.st.insert.run(r.id, this.replica, seq, body, hash);
-      chained.hash = hash;
       done.push([p, chained]);
       ids.add(r.id);
       prev = hash;

@@ -12,9 +12,9 @@ import { accessSync, constants, statSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import Database from 'better-sqlite3';
 import type { ChainedRecord, DecisionRecord } from '../core/record.js';
-import { chainRecord, GENESIS_HASH, type ChainLink } from './chain.js';
+import { chainRecord, GENESIS_HASH, toChainedRecord, type ChainLink } from './chain.js';
 import type { Anchor, ChainEntry, Checkpoint, DecisionFilter, DecisionPage, PruneResult, VerifiableStore } from './port.js';
-import { duplicateIdError, SA_INDEX_PROBLEM, storeError, toChainEntry, toChained, toColumnsProblem, toPage, toPageRequest, unchainableError, type DecisionRow } from './rows.js';
+import { checkRecordShape, duplicateIdError, SA_INDEX_PROBLEM, storeError, toChainEntry, toChained, toColumnsProblem, toPage, toPageRequest, unchainableError, type DecisionRow } from './rows.js';
 import { toCanonicalTime, type Cursor } from './query.js';
 import { ANCHOR_TYP, CHECKPOINT_TYP, type Signer } from './signing.js';
 
@@ -177,18 +177,6 @@ function saKeysOf(serviceAccounts: string[]): string[] {
  * out, as the stored JSON leaves them out) with the chain fields, built without parsing the body
  * back. Nested values are the caller's own objects (the record must not change until append settles).
  */
-function toStored(r: DecisionRecord, seq: number, prevHash: string, hash: string): ChainedRecord {
-  const out: Record<string, unknown> = {};
-  for (const k of Object.keys(r)) {
-    const v = (r as unknown as Record<string, unknown>)[k];
-    if (v !== undefined && typeof v !== 'symbol' && typeof v !== 'function') out[k] = v;
-  }
-  out.seq = seq;
-  out.prevHash = prevHash;
-  out.hash = hash;
-  return out as unknown as ChainedRecord;
-}
-
 function invalid(message: string): Promise<never> {
   return Promise.reject(storeError('ERR_STORE_INVALID_RECORD', `invalid decision record: ${message}`));
 }
@@ -280,18 +268,10 @@ class SqliteDecisionStore implements SqliteStore {
   append(record: DecisionRecord): Promise<ChainedRecord> {
     if (this.closed) return Promise.reject(storeError('ERR_STORE_UNAVAILABLE', `the decision store ${this.path} is closed`));
     if (this.readonly) return Promise.reject(storeError('ERR_STORE_READONLY', `the decision store ${this.path} was opened read-only`));
-    if (typeof record !== 'object' || record === null) return invalid('not an object');
-    if (typeof record.id !== 'string' || record.id.length === 0 || record.id.length > 200) return invalid('id must be a non-empty string');
-    const time = typeof record.time === 'string' ? toCanonicalTime(record.time) : undefined;
-    if (!time) return invalid(`time ${JSON.stringify(record.time)} is not RFC 3339`);
+    const shape = checkRecordShape(record);
+    if (typeof shape === 'string') return invalid(shape);
     if (record.replica !== this.replica) return invalid(`replica ${JSON.stringify(record.replica)} is not this store's writer "${this.replica}"`);
-    if (typeof record.namespace !== 'string' || typeof record.verdict !== 'string') return invalid('namespace and verdict must be strings');
-    if (typeof record.kind?.kind !== 'string') return invalid('kind.kind must be a string');
-    if (!Array.isArray(record.serviceAccounts) || !record.serviceAccounts.every((s) => typeof s === 'string')) return invalid('serviceAccounts must be an array of strings');
-    const t = record.tekton as Record<string, unknown> | undefined;
-    if (t !== undefined && (typeof t !== 'object' || t === null || !['taskRun', 'pipelineRun'].every((k) => t[k] === undefined || typeof t[k] === 'string'))) {
-      return invalid('tekton.taskRun and tekton.pipelineRun must be strings when present');
-    }
+    const { time } = shape;
     return new Promise<ChainedRecord>((resolve, reject) => {
       this.queue.push({ record, time, saKeys: saKeysOf(record.serviceAccounts), resolve, reject });
       if (!this.flushScheduled) {
@@ -345,7 +325,7 @@ class SqliteDecisionStore implements SqliteStore {
       }
       seq++;
       for (const key of p.saKeys) insertSa.run(key, p.time, r.id);
-      done.push([p, toStored(r, seq, prev, hash)]);
+      done.push([p, toChainedRecord(r, link)]);
       ids.add(r.id);
       prev = hash;
     }
