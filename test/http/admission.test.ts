@@ -71,7 +71,7 @@ t.test('dry run: decided and logged, not stored', async (t) => {
 });
 
 t.test('store failure fails closed with 500 naming the store', async (t) => {
-  const { app, store } = createTestApp();
+  const { app, store, metrics } = createTestApp();
   store.fail = true;
   const res = await post(app, '/mutate', review(aPod({ serviceAccountName: 'ci-builder' }), { uid: 'u-store' }));
   t.equal(res.statusCode, 200);
@@ -81,6 +81,8 @@ t.test('store failure fails closed with 500 naming the store', async (t) => {
   t.equal(response.status.code, 500);
   t.match(response.status.message, /record the decision/);
   t.equal(response.patch, undefined);
+  const counted = (await metrics.decisions.get()).values.map((v) => [v.labels.verdict, v.value]);
+  t.strictSame(counted, [['errored', 1]], 'counted once, as the verdict actually returned');
 });
 
 t.test('a bug in the core answers errored with the uid, not a crash', async (t) => {

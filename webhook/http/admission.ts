@@ -81,7 +81,7 @@ export async function admissionRoutes(app: FastifyInstance, deps: AdmissionDeps)
   /** Request bodies as received, for objectDigest (set by the JSON parser below). */
   const rawBodies = new WeakMap<FastifyRequest, Buffer>();
 
-  /** Writes the record (unless dry run), logs one line, counts it. Throws only ERR_STORE_*. */
+  /** Logs one line, writes the record (unless dry run), then counts it. Throws only ERR_STORE_*. */
   async function record(rec: DecisionRecord, decision: Decision): Promise<void> {
     const warn = decision.verdict === 'errored' || decision.verdict === 'rejected';
     // Build the log line only when the level is on (at info it always is in production).
@@ -98,11 +98,13 @@ export async function admissionRoutes(app: FastifyInstance, deps: AdmissionDeps)
       if (warn) decisionLog.warn(line, decision.message);
       else decisionLog.info(line, 'admission decision');
     }
+    if (!rec.dryRun) {
+      const t0 = performance.now();
+      await withDeadline(deps.store.append(rec), deps.deadlineMs);
+      storeWrite.observe((performance.now() - t0) / 1000);
+    }
+    // Counted once the verdict stands: a failed write turns it into `errored`, counted by the caller.
     metrics.decisions.inc({ endpoint: rec.endpoint, verdict: rec.verdict, namespace: rec.namespace });
-    if (rec.dryRun) return;
-    const t0 = performance.now();
-    await withDeadline(deps.store.append(rec), deps.deadlineMs);
-    storeWrite.observe((performance.now() - t0) / 1000);
   }
 
   function meta(id: string, endpoint: Endpoint, started: bigint, object: unknown, body: Buffer | undefined) {
