@@ -7,6 +7,7 @@ import { toDecideOptions } from '../webhook/config/options.js';
 import { readFileSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { parse as parseYaml } from 'yaml';
+import { CORPUS_DIR } from '../test/corpus.js';
 import type { DecisionRecord } from '../webhook/core/record.js';
 import { decideAdmission } from '../webhook/core/admit.js';
 import { createFactsIndex } from '../webhook/core/mapping-index.js';
@@ -16,7 +17,7 @@ import { defaultConfig } from '../webhook/config/schema.js';
 import { formatMicros } from '../webhook/core/record.js';
 import type { FactsIndex } from '../webhook/core/mapping-index.js';
 
-export const CORPUS_PODS = '/work/shared/corpus/tekton-pods';
+export const CORPUS_PODS = join(CORPUS_DIR, 'tekton-pods');
 /** The namespace and ServiceAccounts of the corpus pod 02 and the PipelineRun it came from. */
 export const BENCH_NAMESPACE = 'ci';
 export const POD_SERVICE_ACCOUNT = 'test-runner';

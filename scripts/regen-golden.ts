@@ -4,7 +4,7 @@
  * Writes test/golden/<case>/review.json and expected-patch.json for every case in
  * test/golden/cases.ts and removes case folders no longer listed. Review the diff before committing:
  * a changed expected-patch.json is a changed contract.
- * The corpus is ../shared/corpus/ next to the repository, or $TZW_CORPUS_DIR.
+ * The corpus is test/fixtures/corpus/ in this repository, or $TZW_CORPUS_DIR.
  */
 import { mkdirSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -12,9 +12,10 @@ import { fileURLToPath } from 'node:url';
 import { parse } from 'yaml';
 import { decideAdmission } from '../webhook/core/admit.js';
 import { parseAdmissionReview, type KubeObject } from '../webhook/core/wire.js';
+import { CORPUS_DIR } from '../test/corpus.js';
 import { GOLDEN_CASES, GOLDEN_DECISION_ID, goldenFacts, goldenOptions, toGoldenReview } from '../test/golden/cases.js';
 
-const corpus = process.env.TZW_CORPUS_DIR ?? fileURLToPath(new URL('../../shared/corpus/', import.meta.url));
+const corpus = CORPUS_DIR;
 const podsDir = join(corpus, 'tekton-pods');
 const goldenDir = fileURLToPath(new URL('../test/golden/', import.meta.url));
 

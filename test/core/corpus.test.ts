@@ -1,5 +1,5 @@
 /**
- * The real-data corpus (../shared/corpus/, or $TZW_CORPUS_DIR) through the decision core:
+ * The real-data corpus (test/fixtures/corpus/, or $TZW_CORPUS_DIR) through the decision core:
  * (a) every Tekton example TaskRun/PipelineRun gets the verdict a mapping set implies, with the
  *     expectation read independently from each document's fields;
  * (b) every reconstructed Tekton pod and every Istio injection input (pod templates wrapped as
@@ -8,7 +8,6 @@
  */
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { basename, join, relative } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import t from 'tap';
 import { parseAllDocuments } from 'yaml';
 import { decideAdmission } from '../../webhook/core/admit.js';
@@ -16,12 +15,13 @@ import { createMemoryFacts } from '../../webhook/core/facts-memory.js';
 import { PROVIDERS, type Facts, type ResolvedMapping } from '../../webhook/core/mapping.js';
 import type { Decision } from '../../webhook/core/verdict.js';
 import type { KubeObject } from '../../webhook/core/wire.js';
+import { CORPUS_DIR } from '../corpus.js';
 import { aMapping, aNamespace, aRequest, defaultOptions } from '../builders.js';
 import { addOnlyViolations, allContainers, applyOps, duplicateNames, envNames, firstLoss } from './patch-check.js';
 
-const corpusDir = process.env.TZW_CORPUS_DIR ?? fileURLToPath(new URL('../../../shared/corpus/', import.meta.url));
+const corpusDir = CORPUS_DIR;
 if (!existsSync(join(corpusDir, 'tekton-examples'))) {
-  throw new Error(`corpus not found at ${corpusDir}: clone the shared corpus next to the repository or set TZW_CORPUS_DIR`);
+  throw new Error(`corpus not found at ${corpusDir}: the repository ships it under test/fixtures/corpus/; TZW_CORPUS_DIR must point at a copy of that folder`);
 }
 
 type Obj = Record<string, any>; // eslint-disable-line @typescript-eslint/no-explicit-any -- raw YAML documents

@@ -1,5 +1,5 @@
 /**
- * The golden patch cases: each reconstructed Tekton pod of `shared/corpus/tekton-pods/` under the
+ * The golden patch cases: each reconstructed Tekton pod of `test/fixtures/corpus/tekton-pods/` under the
  * providers worth showing, in native and classic sidecar mode. One folder per case:
  * `test/golden/<case>/review.json` (the AdmissionReview as the API server sends it) and
  * `expected-patch.json` (the decoded JSON Patch). Read by test/core/golden.test.ts; written only
