@@ -7,13 +7,42 @@
  * Every other route needs a bearer token (auth.ts) unless auth mode is none. Errors are
  * `{code, message}` JSON. Filters are parsed by the one parser the CLI uses too (store/query.ts).
  */
+import rateLimit from '@fastify/rate-limit';
 import Fastify, { LogController, type FastifyError, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
+import type { SecureContextOptions } from 'node:tls';
 import type { Logger } from 'pino';
 import type { ChainedRecord } from '../core/record.js';
 import type { VerifiableStore } from '../store/port.js';
 import { parseDecisionFilter, type FilterParams } from '../store/query.js';
 import { createExportStream, EXPORT_FORMATS, type ExportFormat } from '../cli/output.js';
 import { callerOf, createBearerAuth, createNoAuth, type AuthHook } from './auth.js';
+import type { Metrics } from './metrics.js';
+import { HANDSHAKE_TIMEOUT_MS, MIN_TLS_VERSION } from './tls.js';
+
+/**
+ * Limits of the audit listener (issue 13): it shares the event loop with admissions, so a slow or
+ * abusive client must neither hold sockets forever nor queue unbounded work.
+ */
+export const AUDIT_LIMITS = {
+  /** Whole request headers must arrive within this (slowloris); checked every checkIntervalMs. */
+  headersTimeoutMs: 10_000,
+  /** Whole request (GETs: headers only) must arrive within this. */
+  requestTimeoutMs: 30_000,
+  checkIntervalMs: 1_000,
+  /** A socket with no traffic either way for this long is closed (also a stalled export reader). */
+  idleTimeoutMs: 60_000,
+  keepAliveTimeoutMs: 5_000,
+  maxHeaderBytes: 16 * 1024,
+  /** Every route is a GET: a body is never needed. */
+  bodyLimitBytes: 16 * 1024,
+  maxConnections: 256,
+  /** Requests being answered at once (exports stream for a while); beyond it: 503 + Retry-After. */
+  maxInFlight: 32,
+  /** Failed authentications (401) per client address and window before the address gets 429. */
+  authFailures: 10,
+  authFailureWindowMs: 60_000,
+};
+export type AuditLimits = typeof AUDIT_LIMITS;
 
 export const AUDIT_PATHS = {
   decisions: '/api/v1/decisions',
@@ -37,8 +66,11 @@ export interface AuditDeps {
   jwks: () => { keys: object[] };
   auth: AuditAuthConfig;
   logger: Logger;
+  metrics?: Pick<Metrics, 'auditAuthLockouts'>;
+  /** Overrides of AUDIT_LIMITS (tests). */
+  limits?: Partial<AuditLimits>;
   /** Serving certificate; absent in inject() tests. */
-  https?: { cert: string | Buffer; key: string | Buffer };
+  https?: SecureContextOptions;
 }
 
 /** Query parameters of GET /decisions that are not filters. */
@@ -121,13 +153,70 @@ function authHookFor(auth: AuditAuthConfig, logger: Logger): AuthHook {
 export async function buildAuditApp(deps: AuditDeps): Promise<FastifyInstance> {
   const { store, logger } = deps;
   const authenticate = authHookFor(deps.auth, logger);
+  const L: AuditLimits = { ...AUDIT_LIMITS, ...deps.limits };
   const app = Fastify({
-    ...(deps.https ? { https: { ...deps.https, minVersion: 'TLSv1.2' as const } } : {}),
+    ...(deps.https
+      ? {
+        https: {
+          ...deps.https, minVersion: MIN_TLS_VERSION, handshakeTimeout: HANDSHAKE_TIMEOUT_MS,
+          // node:http options the https server takes as well (fastify passes them through).
+          headersTimeout: L.headersTimeoutMs, connectionsCheckingInterval: L.checkIntervalMs, maxHeaderSize: L.maxHeaderBytes,
+        },
+      }
+      : {}),
+    requestTimeout: L.requestTimeoutMs,
+    connectionTimeout: L.idleTimeoutMs,
+    keepAliveTimeout: L.keepAliveTimeoutMs,
+    bodyLimit: L.bodyLimitBytes,
     loggerInstance: logger,
     // Our own onResponse line replaces fastify's request logging (it adds the caller).
     logController: new LogController({ disableRequestLogging: true }),
     return503OnClosing: true,
   }) as unknown as FastifyInstance;
+  app.server.maxConnections = L.maxConnections;
+
+  // Requests in flight, across the listener; an export holds its slot until its stream ends.
+  let inFlight = 0;
+  app.addHook('onRequest', async (req, reply) => {
+    if (inFlight >= L.maxInFlight) {
+      return reply.code(503).header('retry-after', '5').send({ code: 'ERR_BUSY', message: `the audit API is answering ${L.maxInFlight} requests already; retry shortly` });
+    }
+    inFlight += 1;
+    let released = false;
+    reply.raw.once('close', () => {
+      if (!released) inFlight -= 1;
+      released = true;
+    });
+    return undefined;
+  });
+
+  // Failed authentication is rate limited per client address with @fastify/rate-limit's counter,
+  // fed only 401s: an auditor with a valid token is never slowed, a token guesser is cut off.
+  await app.register(rateLimit, { global: false });
+  const countAuthFailure = app.createRateLimit({ max: L.authFailures, timeWindow: L.authFailureWindowMs, keyGenerator: (req) => req.ip });
+  const lockedUntil = new Map<string, number>();
+  const rateLimitedAuth: AuthHook = async (req, reply) => {
+    const until = lockedUntil.get(req.ip);
+    if (until !== undefined) {
+      const left = until - Date.now();
+      if (left > 0) {
+        deps.metrics?.auditAuthLockouts.inc();
+        return reply.code(429).header('retry-after', String(Math.ceil(left / 1000))).header('cache-control', 'no-store')
+          .send({ code: 'ERR_TOO_MANY_AUTH_FAILURES', message: `too many failed authentications from this address; retry in ${Math.ceil(left / 1000)} s` });
+      }
+      lockedUntil.delete(req.ip);
+    }
+    const answered = await authenticate(req, reply);
+    if (reply.sent && reply.statusCode === 401) {
+      const limit = await countAuthFailure(req);
+      if (!limit.isAllowed && limit.isExceeded) {
+        if (lockedUntil.size >= 10_000) for (const [k, v] of lockedUntil) if (v <= Date.now()) lockedUntil.delete(k);
+        if (lockedUntil.size < 10_000) lockedUntil.set(req.ip, Date.now() + limit.ttl);
+        logger.warn({ audit: { remoteAddress: req.ip, failures: L.authFailures, windowSeconds: L.authFailureWindowMs / 1000 } }, 'audit API: too many failed authentications; address refused for the rest of the window');
+      }
+    }
+    return answered;
+  };
 
   app.setErrorHandler((err: FastifyError | HttpError, req, reply) => {
     if (err instanceof HttpError) return reply.code(err.statusCode).send({ code: err.code, message: err.message, ...(err.problems ? { problems: err.problems } : {}) });
@@ -152,7 +241,7 @@ export async function buildAuditApp(deps: AuditDeps): Promise<FastifyInstance> {
   });
 
   await app.register(async (scope) => {
-    scope.addHook('onRequest', authenticate);
+    scope.addHook('onRequest', rateLimitedAuth);
     scope.addHook('onSend', async (_req, reply, payload) => {
       reply.header('cache-control', 'no-store');
       return payload;
