@@ -6,11 +6,16 @@ import {
   inclusionProof,
   leafHash,
   merkleRoot,
+  toNamespaceAbsence,
   toNamespaceInclusion,
+  toNamespaceKey,
   toNamespaceLeaf,
+  toSortedHeads,
   toNamespaceRoot,
   verifyInclusion,
+  verifyNamespaceAbsence,
   verifyNamespaceInclusion,
+  type NamespaceAbsence,
   type NamespaceHead,
 } from '../../webhook/store/evidence/merkle.js';
 
@@ -140,32 +145,71 @@ t.test('malformed input: proofs refuse bad indexes, verification answers false',
 
 const h = (c: string) => c.repeat(64);
 
-t.test('namespace leaves are canonical JSON, sorted by UTF-8 bytes', async (t) => {
-  t.equal(
-    toNamespaceLeaf({ namespace: 'team-a', nsSeq: 3, nsHeadHash: h('a') }).toString('utf8'),
-    `{"namespace":"team-a","nsHeadHash":"${h('a')}","nsSeq":3}`,
-  );
+t.test('namespace leaves are nsKey || sha256(canonical JSON), sorted by nsKey', async (t) => {
+  const head = { namespace: 'team-a', nsSeq: 3, nsHeadHash: h('a') };
+  const json = `{"namespace":"team-a","nsHeadHash":"${h('a')}","nsSeq":3}`;
+  t.strictSame(toNamespaceLeaf(head), Buffer.concat([sha(Buffer.from('team-a')), sha(Buffer.from(json))]));
+  t.strictSame(toNamespaceKey('team-a'), sha(Buffer.from('team-a', 'utf8')));
   t.throws(() => toNamespaceLeaf({ namespace: 'x', nsSeq: 0, nsHeadHash: h('a') }), { code: 'ERR_TZW_MERKLE_INPUT', message: /nsSeq/ });
   t.throws(() => toNamespaceLeaf({ namespace: 'x', nsSeq: 1, nsHeadHash: h('A') }), { message: /nsHeadHash/ });
   t.strictSame(toNamespaceRoot([]), { nsRoot: EMPTY_ROOT.toString('hex'), nsSize: 0 });
 
-  // '' (cluster-scoped) sorts first; U+FFFF (EF BF BF) sorts before U+1F600 (F0 ...) in UTF-8 bytes
-  // although UTF-16 code units order them the other way round.
-  const heads: NamespaceHead[] = [
-    { namespace: '\u{1F600}', nsSeq: 1, nsHeadHash: h('1') },
-    { namespace: 'b', nsSeq: 2, nsHeadHash: h('2') },
-    { namespace: '\uFFFF', nsSeq: 3, nsHeadHash: h('3') },
-    { namespace: '', nsSeq: 4, nsHeadHash: h('4') },
-    { namespace: 'a', nsSeq: 5, nsHeadHash: h('5') },
-  ];
-  const order = ['', 'a', 'b', '\uFFFF', '\u{1F600}'];
-  const sorted = order.map((n) => heads.find((x) => x.namespace === n)!);
-  const want = merkleRoot(sorted.map((x) => leafHash(toNamespaceLeaf(x)))).toString('hex');
-  t.strictSame(toNamespaceRoot(heads), { nsRoot: want, nsSize: 5 });
-  t.strictSame(toNamespaceRoot([...heads].reverse()), { nsRoot: want, nsSize: 5 }, 'input order does not matter');
-  for (const [i, n] of order.entries()) t.equal(toNamespaceInclusion(heads, n)!.index, i, `${JSON.stringify(n)} at ${i}`);
+  const heads: NamespaceHead[] = ['\u{1F600}', 'b', '\uFFFF', '', 'a', 'team-a', 'kube-system'].map((namespace, i) => ({ namespace, nsSeq: i + 1, nsHeadHash: h(String(i)) }));
+  // Independent order: by sha256(name) as hex strings (hex order = byte order).
+  const order = [...heads].sort((x, y) => (sha(Buffer.from(x.namespace)).toString('hex') < sha(Buffer.from(y.namespace)).toString('hex') ? -1 : 1));
+  const want = merkleRoot(order.map((x) => leafHash(toNamespaceLeaf(x)))).toString('hex');
+  t.strictSame(toNamespaceRoot(heads), { nsRoot: want, nsSize: heads.length });
+  t.strictSame(toNamespaceRoot([...heads].reverse()), { nsRoot: want, nsSize: heads.length }, 'input order does not matter');
+  for (const [i, x] of order.entries()) t.equal(toNamespaceInclusion(heads, x.namespace)!.index, i, `${JSON.stringify(x.namespace)} at ${i}`);
   t.throws(() => toNamespaceRoot([...heads, { namespace: 'a', nsSeq: 9, nsHeadHash: h('9') }]), { message: /"a" appears twice/ });
   t.equal(toNamespaceInclusion(heads, 'absent'), undefined);
+  t.equal(toNamespaceAbsence(heads, 'a'), undefined, 'no absence proof for a present namespace');
+});
+
+t.test('absence proofs: hashes only, adjacent neighbours bracketing the key', async (t) => {
+  t.strictSame(toNamespaceAbsence([], 'x'), { size: 0 });
+  t.ok(verifyNamespaceAbsence({ size: 0 }, 'x', EMPTY_ROOT.toString('hex'), 0), 'empty tree');
+  t.notOk(verifyNamespaceAbsence({ size: 0 }, 'x', h('0'), 0), 'empty tree wants the empty root');
+  fc.assert(
+    fc.property(
+      fc.uniqueArray(fc.string({ maxLength: 5 }), { minLength: 1, maxLength: 30 }),
+      fc.string({ maxLength: 5 }),
+      (names, probe) => {
+        const heads = names.map((namespace, i) => ({ namespace, nsSeq: i + 1, nsHeadHash: sha(Buffer.from(namespace)).toString('hex') }));
+        const { nsRoot, nsSize } = toNamespaceRoot(heads);
+        const absence = toNamespaceAbsence(heads, probe);
+        if (names.includes(probe)) return absence === undefined;
+        if (!absence || !verifyNamespaceAbsence(absence, probe, nsRoot, nsSize)) return false;
+        // Never any name, seq or head of another namespace in the proof.
+        const text = JSON.stringify(absence);
+        if (names.some((n) => n.length > 2 && text.includes(JSON.stringify(n)))) return false;
+        // A present namespace cannot be proven absent with the same neighbours.
+        for (const n of names) if (verifyNamespaceAbsence(absence, n, nsRoot, nsSize)) return false;
+        const broken: NamespaceAbsence[] = [
+          { ...absence, size: absence.size + 1 },
+          ...(absence.left ? [{ ...absence, left: undefined }, { ...absence, left: { ...absence.left, inner: h('e') } }, { ...absence, left: { ...absence.left, index: absence.left.index - 1 } }] : []),
+          ...(absence.right ? [{ ...absence, right: undefined }, { ...absence, right: { ...absence.right, nsKey: h('f') } }] : []),
+          ...(absence.left && absence.right ? [{ ...absence, left: absence.right, right: absence.left }] : []),
+        ];
+        return broken.every((b) => !verifyNamespaceAbsence(b, probe, nsRoot, nsSize));
+      },
+    ),
+    { numRuns: 300 },
+  );
+  // Leaves that are not adjacent do not prove absence even though their keys bracket the probe.
+  const heads = Array.from({ length: 8 }, (_, i) => ({ namespace: `ns-${i}`, nsSeq: 1, nsHeadHash: h('1') }));
+  const { nsRoot, nsSize } = toNamespaceRoot(heads);
+  const probe = Array.from({ length: 100 }, (_, i) => `p-${i}`).find((p) => {
+    const a = toNamespaceAbsence(heads, p)!;
+    return a.left && a.right && a.left.index >= 1;
+  })!;
+  const a = toNamespaceAbsence(heads, probe)!;
+  const further = toNamespaceAbsence(heads.filter((_, i) => i !== a.left!.index), probe);
+  t.ok(verifyNamespaceAbsence(a, probe, nsRoot, nsSize));
+  const skipLeft = toNamespaceInclusion(heads, toSortedHeads(heads)[a.left!.index - 1]!.namespace)!;
+  const hidden = { index: skipLeft.index, nsKey: toNamespaceLeaf(skipLeft.head).subarray(0, 32).toString('hex'), inner: toNamespaceLeaf(skipLeft.head).subarray(32).toString('hex'), proof: skipLeft.proof };
+  t.notOk(verifyNamespaceAbsence({ ...a, left: hidden }, probe, nsRoot, nsSize), 'a gap of one leaf is refused');
+  t.ok(further, 'sanity: the probe is absent from the smaller tree too');
 });
 
 t.test('a namespace inclusion verifies against its root, and nothing else does', async (t) => {

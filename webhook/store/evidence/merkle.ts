@@ -2,13 +2,17 @@
  * RFC 9162 (Certificate Transparency v2) Merkle trees over the namespace heads a checkpoint signs.
  * Pure: no fs, no net, no clock.
  *
- * - leaf hash = SHA-256(0x00 || leaf bytes), node hash = SHA-256(0x01 || left || right) (§2.1.1)
+ * - leaf hash = SHA-256(0x00 || leaf data), node hash = SHA-256(0x01 || left || right) (§2.1.1)
  * - MTH of the empty list = SHA-256("") (§2.1.1)
  * - inclusion proof = PATH(m, D[n]) (§2.1.3.1), verified with the algorithm of §2.1.3.2
  *
- * The namespace tree of a checkpoint: one leaf per namespace that has v2 records on that writer up to
- * the checkpoint's size, leaf bytes = RFC 8785 canonical JSON `{"namespace","nsHeadHash","nsSeq"}`,
- * leaves sorted by namespace (UTF-8 byte order, Buffer.compare). See ../../../notes/RECORD-V2.md.
+ * The namespace tree of a checkpoint (notes/RECORD-V2.md, refinement 1): one leaf per namespace that
+ * has v2 records on that writer up to the checkpoint's size.
+ *   nsKey     = SHA-256(UTF-8 namespace)                                    (32 bytes)
+ *   leaf data = nsKey || SHA-256(canonical JSON {"namespace","nsHeadHash","nsSeq"})  (64 bytes)
+ * and leaves are sorted by nsKey. Sorting by the key rather than the name keeps a leaf's index from
+ * telling an auditor how many namespaces sort before theirs, and lets an absence proof show the two
+ * neighbouring leaves as (nsKey, inner hash) — hashes only, never another namespace's name, seq or head.
  */
 import { createHash } from 'node:crypto';
 import { canonicalJson } from './canonical.js';
@@ -40,9 +44,15 @@ function sha256(...parts: Buffer[]): Buffer {
 /** RFC 9162 MTH({}): the root of a tree with no leaves. */
 export const EMPTY_ROOT: Buffer = sha256();
 
+/** The sort key of a namespace in the tree: SHA-256 of its UTF-8 name. */
+export function toNamespaceKey(namespace: string): Buffer {
+  return sha256(Buffer.from(namespace, 'utf8'));
+}
+
 /**
- * The leaf bytes of a namespace head: canonical JSON `{"namespace":N,"nsHeadHash":H,"nsSeq":S}`.
- * Throws MerkleInputError when nsSeq is not an integer ≥ 1 or nsHeadHash is not 64 lowercase hex.
+ * The leaf data of a namespace head: nsKey || SHA-256(canonical JSON
+ * `{"namespace":N,"nsHeadHash":H,"nsSeq":S}`) (64 bytes). Throws MerkleInputError when nsSeq is not
+ * an integer ≥ 1 or nsHeadHash is not 64 lowercase hex.
  */
 export function toNamespaceLeaf(head: NamespaceHead): Buffer {
   if (typeof head.namespace !== 'string') throw new MerkleInputError('namespace head: namespace must be a string');
@@ -52,7 +62,8 @@ export function toNamespaceLeaf(head: NamespaceHead): Buffer {
   if (typeof head.nsHeadHash !== 'string' || !HEX_HASH.test(head.nsHeadHash)) {
     throw new MerkleInputError(`namespace head ${JSON.stringify(head.namespace)}: nsHeadHash must be 64 lowercase hex`);
   }
-  return Buffer.from(canonicalJson({ namespace: head.namespace, nsHeadHash: head.nsHeadHash, nsSeq: head.nsSeq }), 'utf8');
+  const inner = sha256(Buffer.from(canonicalJson({ namespace: head.namespace, nsHeadHash: head.nsHeadHash, nsSeq: head.nsSeq }), 'utf8'));
+  return Buffer.concat([toNamespaceKey(head.namespace), inner]);
 }
 
 /** RFC 9162 leaf hash: SHA-256(0x00 || bytes). */
@@ -144,9 +155,9 @@ export function verifyInclusion(leafHash: Buffer, index: number, size: number, p
   return sn === 0 && r.equals(root);
 }
 
-/** The heads sorted by namespace (UTF-8 byte order). Throws MerkleInputError on a duplicate namespace. */
+/** The heads in tree order (by nsKey). Throws MerkleInputError on a duplicate namespace. */
 export function toSortedHeads(heads: Iterable<NamespaceHead>): NamespaceHead[] {
-  const keyed = [...heads].map((h) => ({ h, key: Buffer.from(String(h.namespace), 'utf8') }));
+  const keyed = [...heads].map((h) => ({ h, key: toNamespaceKey(String(h.namespace)) }));
   keyed.sort((a, b) => Buffer.compare(a.key, b.key));
   for (let i = 1; i < keyed.length; i++) {
     if (keyed[i - 1]!.key.equals(keyed[i]!.key)) {
@@ -157,8 +168,8 @@ export function toSortedHeads(heads: Iterable<NamespaceHead>): NamespaceHead[] {
 }
 
 /**
- * What a checkpoint signs about its namespace heads: the RFC 9162 root (hex) over the leaves sorted by
- * namespace, and the number of leaves. Throws MerkleInputError on a bad head or a duplicate namespace.
+ * What a checkpoint signs about its namespace heads: the RFC 9162 root (hex) over the leaves in tree
+ * order (by nsKey), and the number of leaves. Throws MerkleInputError on a bad head or a duplicate namespace.
  */
 export function toNamespaceRoot(heads: Iterable<NamespaceHead>): { nsRoot: string; nsSize: number } {
   const sorted = toSortedHeads(heads);
@@ -206,6 +217,100 @@ export function verifyNamespaceInclusion(inclusion: NamespaceInclusion, nsRoot: 
       inclusion.proof.map((p) => Buffer.from(p, 'hex')),
       Buffer.from(nsRoot, 'hex'),
     );
+  } catch (err) {
+    if (err instanceof MerkleInputError) return false;
+    throw err;
+  }
+}
+
+/** A leaf shown without its content: its index, nsKey and inner hash (hex), and its inclusion proof. */
+export interface HiddenLeaf {
+  index: number;
+  nsKey: string;
+  inner: string;
+  proof: string[];
+}
+
+/**
+ * Proof that a namespace has no leaf in a tree of `size` leaves: its key falls strictly between two
+ * adjacent leaves (or before the first, after the last, or the tree is empty). Neighbours are shown
+ * as hashes only.
+ */
+export interface NamespaceAbsence {
+  size: number;
+  left?: HiddenLeaf;
+  right?: HiddenLeaf;
+}
+
+/**
+ * The proof that `namespace` has no head among `heads`, or undefined when it has one.
+ * Throws what toNamespaceRoot throws.
+ */
+export function toNamespaceAbsence(heads: Iterable<NamespaceHead>, namespace: string): NamespaceAbsence | undefined {
+  const sorted = toSortedHeads(heads);
+  const key = toNamespaceKey(namespace);
+  const leaves = sorted.map((h) => toNamespaceLeaf(h));
+  let right = 0;
+  while (right < leaves.length) {
+    const c = Buffer.compare(leaves[right]!.subarray(0, HASH_BYTES), key);
+    if (c === 0) return undefined;
+    if (c > 0) break;
+    right++;
+  }
+  const hashes = leaves.map((l) => leafHash(l));
+  const hidden = (index: number): HiddenLeaf => ({
+    index,
+    nsKey: leaves[index]!.subarray(0, HASH_BYTES).toString('hex'),
+    inner: leaves[index]!.subarray(HASH_BYTES).toString('hex'),
+    proof: inclusionProof(hashes, index).map((b) => b.toString('hex')),
+  });
+  return {
+    size: leaves.length,
+    ...(right > 0 ? { left: hidden(right - 1) } : {}),
+    ...(right < leaves.length ? { right: hidden(right) } : {}),
+  };
+}
+
+function verifyHidden(leaf: HiddenLeaf, nsRoot: Buffer, nsSize: number): Buffer | undefined {
+  if (!HEX_HASH.test(leaf.nsKey) || !HEX_HASH.test(leaf.inner)) return undefined;
+  if (!Array.isArray(leaf.proof) || !leaf.proof.every((p) => typeof p === 'string' && HEX_HASH.test(p))) return undefined;
+  const key = Buffer.from(leaf.nsKey, 'hex');
+  const ok = verifyInclusion(
+    leafHash(Buffer.concat([key, Buffer.from(leaf.inner, 'hex')])),
+    leaf.index,
+    nsSize,
+    leaf.proof.map((p) => Buffer.from(p, 'hex')),
+    nsRoot,
+  );
+  return ok ? key : undefined;
+}
+
+/**
+ * True when `absence` proves `namespace` has no leaf in the tree of `nsSize` leaves with root
+ * `nsRoot` (hex): both neighbours are leaves of that tree, adjacent, and their keys bracket the
+ * namespace's key; at the ends only one neighbour is needed; an empty tree needs none. Relies on the
+ * signer having sorted the leaves by key (the writer does; the checkpoint signature vouches for it).
+ * Never throws.
+ */
+export function verifyNamespaceAbsence(absence: NamespaceAbsence, namespace: string, nsRoot: string, nsSize: number): boolean {
+  try {
+    if (absence.size !== nsSize || !HEX_HASH.test(nsRoot) || !Number.isSafeInteger(nsSize) || nsSize < 0) return false;
+    const root = Buffer.from(nsRoot, 'hex');
+    const key = toNamespaceKey(namespace);
+    if (nsSize === 0) return !absence.left && !absence.right && root.equals(EMPTY_ROOT);
+    const { left, right } = absence;
+    if (!left && !right) return false;
+    if (left) {
+      const k = verifyHidden(left, root, nsSize);
+      if (!k || Buffer.compare(k, key) >= 0) return false;
+      if (!right && left.index !== nsSize - 1) return false;
+    }
+    if (right) {
+      const k = verifyHidden(right, root, nsSize);
+      if (!k || Buffer.compare(k, key) <= 0) return false;
+      if (!left && right.index !== 0) return false;
+    }
+    return !left || !right || right.index === left.index + 1;
   } catch (err) {
     if (err instanceof MerkleInputError) return false;
     throw err;
