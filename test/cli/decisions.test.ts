@@ -13,8 +13,8 @@ import { toFlagName } from '../../webhook/cli/decisions.js';
 import { CSV_COLUMNS } from '../../webhook/cli/output.js';
 import { buildAuditApp } from '../../webhook/http/audit.js';
 import type { ChainedRecord, DecisionRecord } from '../../webhook/core/record.js';
-import { createSqliteStore } from '../../webhook/store/sqlite.js';
-import { loadOrCreateSigningKey, toJwks } from '../../webhook/store/signing.js';
+import { createSqliteStore } from '../../webhook/store/sqlite/store.js';
+import { loadOrCreateSigningKey, toJwks } from '../../webhook/store/evidence/signing.js';
 import { aRecord, idOf, timeAt, WRITER } from '../store/builders.js';
 
 interface Captured {

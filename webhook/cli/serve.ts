@@ -1,7 +1,7 @@
 /** `tzw serve [--config FILE]`: load config (defaults ← file ← TZW_* env), start, drain on SIGTERM. */
 import { loadConfig } from '../config/load.js';
 import { EXIT, type CliIo } from './io.js';
-import type { Command } from './run.js';
+import type { Command } from './command.js';
 
 export const serveCommand: Command = {
   options: { config: { type: 'string', short: 'c' } },

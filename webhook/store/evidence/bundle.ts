@@ -16,10 +16,10 @@ import { createReadStream, createWriteStream } from 'node:fs';
 import { rename, rm } from 'node:fs/promises';
 import { once } from 'node:events';
 import { createInterface } from 'node:readline';
-import type { ChainedRecord } from '../core/record.js';
+import type { ChainedRecord } from '../../core/record.js';
 import { createChainVerifier, verifyEntries, type ChainProblem, type VerifyResult } from './chain.js';
-import type { Anchor, Checkpoint, DecisionFilter, VerifiableStore } from './port.js';
-import { isUnfiltered } from './query.js';
+import type { Anchor, Checkpoint, DecisionFilter, VerifiableStore } from '../port.js';
+import { isUnfiltered } from '../query.js';
 import { parseJwks, type Jwks } from './signing.js';
 
 export const BUNDLE_FORMAT = 'tzw-decision-bundle';
