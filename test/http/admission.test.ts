@@ -1,6 +1,6 @@
 import t from 'tap';
 import fc from 'fast-check';
-import { aPod, aTaskRun, aPipelineRun } from '../builders.js';
+import { aContainer, aPod, aTaskRun, aPipelineRun } from '../builders.js';
 import { createTestApp, getOverHttp, review, type TestApp } from './support.js';
 
 const post = (app: TestApp['app'], url: string, payload: unknown, headers: Record<string, string> = {}) =>
@@ -60,6 +60,20 @@ t.test('mutate: mapped Tekton pod gets a base64 JSON Patch and the decision id a
   t.equal(rec.verdict, 'patched');
   t.strictSame(rec.patch, ops);
   t.match(JSON.stringify(ops), rec.id);
+});
+
+t.test('mutate: a step with envFrom is recorded with POD_ENV_OVERRIDES_ENVFROM; the patch is the same as without it', async (t) => {
+  const { app, records } = await createTestApp(t);
+  const step = (extra: Record<string, unknown>) => [aContainer('step-deploy', extra)];
+  await post(app, '/mutate', review(aPod({ serviceAccountName: 'ci-builder', containers: step({}) })));
+  const res = await post(app, '/mutate', review(aPod({ serviceAccountName: 'ci-builder', containers: step({ envFrom: [{ secretRef: { name: 'aws-creds' } }] }) })));
+  t.equal(res.json().response.allowed, true);
+  const [plain, withEnvFrom] = await records();
+  t.strictSame(withEnvFrom?.patch.map((op) => op.path === '/metadata/annotations/tekton-zscaler.io~1decision-id' ? { ...op, value: 'id' } : op),
+    plain?.patch.map((op) => op.path === '/metadata/annotations/tekton-zscaler.io~1decision-id' ? { ...op, value: 'id' } : op), 'same operations (decision id aside)');
+  t.strictSame(plain?.reasons.map((r) => r.code), ['POD_INJECTED']);
+  t.strictSame(withEnvFrom?.reasons.map((r) => r.code), ['POD_INJECTED', 'POD_ENV_OVERRIDES_ENVFROM']);
+  t.match(withEnvFrom?.reasons[1]?.message, 'container "step-deploy" (envFrom: Secret "aws-creds") now gets AWS_ROLE_ARN, AWS_WEB_IDENTITY_TOKEN_FILE, TZW_OIDC_TOKEN_FILE from the injection');
 });
 
 t.test('dry run: decided and logged, not stored', async (t) => {
