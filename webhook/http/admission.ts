@@ -165,7 +165,9 @@ export async function admissionRoutes(app: FastifyInstance, deps: AdmissionDeps)
     try {
       await record(rec, decision);
     } catch (err) {
-      logger.error({ err: { message: (err as Error).message }, decisionId: id }, 'rejected-input record not written');
+      // The 4xx answer stands whether or not its record was written: count it here, once.
+      logger.error({ err: { code: (err as { code?: string }).code, message: (err as Error).message }, decisionId: id }, 'rejected-input record not written');
+      metrics.decisions.inc({ endpoint, verdict: 'rejected', namespace: rec.namespace });
     }
   }
 

@@ -6,7 +6,7 @@
 import { statSync } from 'node:fs';
 import { resolve } from 'node:path';
 import type { VerifiableStore } from './port.js';
-import { createSqliteStore } from './sqlite.js';
+import { createSqliteStore } from './sqlite/store.js';
 import { redactUrl } from './open.js';
 
 /** Writer id of a read-only handle; it never appends, so it never starts a chain. */
