@@ -6,7 +6,9 @@
  *   resources do (as the real server does);
  * - watch: `?watch=true&resourceVersion=N`, one JSON event per line, replaying history newer than N;
  *   a compacted N gets a 200 with an in-stream ERROR Status 410 (what a real watch cache does);
- * - faults on demand: an HTTP status for the next list or watch (410, 500, ...), closing watches.
+ * - faults on demand: an HTTP status for the next list or watch (410, 500, ...), closing watches;
+ * - TokenReview, SubjectAccessReview and SelfSubjectAccessReview over a small RBAC model
+ *   (fake-authz.ts, `authz`); the bearer token TOKEN is the webhook's own ServiceAccount.
  * Used only by test/kube/.
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
@@ -14,8 +16,11 @@ import { createServer, type Server } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import { KubeConfig } from '@kubernetes/client-node';
 import { createCertificateAuthority, createServingCertificate } from '../../certs/lib.js';
+import { createFakeAuthz, type FakeAuthz } from './fake-authz.js';
 
 export const TOKEN = 'fake-api-token';
+/** Who TOKEN belongs to: the webhook's ServiceAccount, as in manifests/base/rbac.yaml. */
+export const WEBHOOK_USER = 'system:serviceaccount:tekton-zscaler:tekton-zscaler-webhook';
 
 export type FakeResource = 'namespaces' | 'serviceaccounts' | 'identitymappings';
 type Obj = Record<string, any>; // eslint-disable-line @typescript-eslint/no-explicit-any
@@ -74,6 +79,10 @@ export interface FakeApiServer {
   /** Ends open watches: 'close' just ends the stream; 'gone' first sends an in-stream ERROR 410. */
   endWatches(resource: FakeResource, how: 'close' | 'gone'): void;
   openWatches(resource: FakeResource): number;
+  /** Tokens, RBAC objects and the reviews received (fake-authz.ts). */
+  authz: FakeAuthz;
+  /** The server's CA certificate (PEM), for clients given a CA file. */
+  caPem: string;
   requests: RequestLog[];
   close(): Promise<void>;
 }
@@ -93,6 +102,7 @@ export async function startFakeApiServer(): Promise<FakeApiServer> {
   ) as unknown as Record<FakeResource, Store>;
   const snapshots = new Map<string, { rv: number; items: Obj[] }>();
   const requests: RequestLog[] = [];
+  const authz = createFakeAuthz({ callerToken: TOKEN, caller: { username: WEBHOOK_USER, uid: 'uid-webhook-sa' } });
 
   /** The object as the API returns it; core list items have no apiVersion/kind. */
   const shaped = (resource: FakeResource, o: Obj, inList: boolean): Obj => {
@@ -125,6 +135,7 @@ export async function startFakeApiServer(): Promise<FakeApiServer> {
   const held: Array<() => void> = [];
   const serve = (req: IncomingMessage, res: ServerResponse, replay = false): void => {
     const url = new URL(req.url ?? '/', 'https://localhost');
+    if (!replay && authz.serve(req, res, url)) return;
     const query = Object.fromEntries(url.searchParams);
     const r = route(url.pathname);
     const isWatch = query.watch === 'true' || query.watch === '1';
@@ -270,6 +281,8 @@ export async function startFakeApiServer(): Promise<FakeApiServer> {
       store.watchers.clear();
     },
     openWatches: (resource) => stores[resource].watchers.size,
+    authz,
+    caPem: ca.certPem,
     requests,
     async close() {
       server.closeAllConnections();

@@ -166,7 +166,7 @@ async function toProblems(object: Obj): Promise<string[]> {
 
 const EXPECTED_KINDS: Record<Target, string[]> = {
   manifests: [
-    'ClusterRole', 'ClusterRoleBinding', 'ConfigMap', 'CustomResourceDefinition', 'Deployment', 'MutatingWebhookConfiguration',
+    'ClusterRole', 'ClusterRole', 'ClusterRoleBinding', 'ClusterRoleBinding', 'ConfigMap', 'CustomResourceDefinition', 'Deployment', 'MutatingWebhookConfiguration',
     'Namespace', 'NetworkPolicy', 'PodDisruptionBudget', 'Service', 'ServiceAccount', 'ValidatingWebhookConfiguration',
   ],
   'manifests/overlays/cert-manager': [],
@@ -202,6 +202,13 @@ t.test('the validators reject broken documents (so a pass above means something)
     t.match(problems.join('\n'), expected, name);
   }
 });
+
+/** A role's rules as one {group, resource, verbs} per group × resource. */
+function toGrants(role: Obj): Array<{ group: string; resource: string; verbs: string[] }> {
+  return (role.rules as Array<{ apiGroups: string[]; resources: string[]; verbs: string[] }>).flatMap((rule) =>
+    rule.apiGroups.flatMap((group) => rule.resources.map((resource) => ({ group, resource, verbs: [...rule.verbs].sort() }))),
+  );
+}
 
 function withoutSideEffects(config: Obj): Obj {
   const copy = structuredClone(config);
@@ -396,26 +403,35 @@ t.test('base: webhooks carry no caBundle (certs/generate.ts or cert-manager supp
 for (const target of TARGETS) {
   t.test(`${target}: RBAC is read-only on exactly namespaces, serviceaccounts and identitymappings`, async (t) => {
     t.strictSame(objects(target).filter((o) => o.kind === 'Role' || o.kind === 'RoleBinding'), []);
-    const role = one(target, 'ClusterRole');
-    const granted = (role.rules as Array<{ apiGroups: string[]; resources: string[]; verbs: string[]; resourceNames?: string[] }>).flatMap((rule) =>
-      rule.apiGroups.flatMap((group) => rule.resources.map((resource) => ({ group, resource, verbs: [...rule.verbs].sort() }))),
-    );
+    const role = one(target, 'ClusterRole', 'tekton-zscaler-webhook');
     const crdObject = one(target, 'CustomResourceDefinition');
-    t.strictSame(granted, [
+    t.strictSame(toGrants(role), [
       { group: '', resource: 'namespaces', verbs: ['get', 'list', 'watch'] },
       { group: '', resource: 'serviceaccounts', verbs: ['get', 'list', 'watch'] },
       { group: crdObject.spec.group, resource: crdObject.spec.names.plural, verbs: ['get', 'list', 'watch'] },
     ]);
-    const binding = one(target, 'ClusterRoleBinding');
     const deployment = one(target, 'Deployment');
+    const webhookSubject = [{ kind: 'ServiceAccount', name: deployment.spec.template.spec.serviceAccountName, namespace: deployment.metadata.namespace }];
+    const binding = one(target, 'ClusterRoleBinding', 'tekton-zscaler-webhook');
     t.strictSame(
       { roleRef: binding.roleRef, subjects: binding.subjects },
-      {
-        roleRef: { apiGroup: 'rbac.authorization.k8s.io', kind: 'ClusterRole', name: role.metadata.name },
-        subjects: [{ kind: 'ServiceAccount', name: deployment.spec.template.spec.serviceAccountName, namespace: deployment.metadata.namespace }],
-      },
+      { roleRef: { apiGroup: 'rbac.authorization.k8s.io', kind: 'ClusterRole', name: role.metadata.name }, subjects: webhookSubject },
     );
     t.equal(one(target, 'ServiceAccount', deployment.spec.template.spec.serviceAccountName).metadata.namespace, deployment.metadata.namespace);
+    // Kubernetes sign-in for auditors: the webhook may create TokenReviews and SubjectAccessReviews
+    // (the built-in system:auth-delegator), and nothing more.
+    const delegator = one(target, 'ClusterRoleBinding', 'tekton-zscaler-webhook-auth-delegator');
+    t.strictSame(
+      { roleRef: delegator.roleRef, subjects: delegator.subjects },
+      { roleRef: { apiGroup: 'rbac.authorization.k8s.io', kind: 'ClusterRole', name: 'system:auth-delegator' }, subjects: webhookSubject },
+    );
+    // The auditor ClusterRole grants read on the audit API's virtual resources only, and is bound to no one.
+    const auditor = one(target, 'ClusterRole', 'tekton-zscaler-auditor');
+    t.strictSame(toGrants(auditor), [
+      { group: `audit.${crdObject.spec.group}`, resource: 'decisions', verbs: ['get', 'list'] },
+      { group: `audit.${crdObject.spec.group}`, resource: 'checkpoints', verbs: ['get', 'list'] },
+    ]);
+    t.strictSame(objects(target).filter((o) => o.roleRef?.name === 'tekton-zscaler-auditor'), [], 'no auditor is bound by the install');
   });
 
   t.test(`${target}: the pod meets the restricted Pod Security Standard, as the namespace enforces`, async (t) => {
