@@ -27,6 +27,7 @@ import { createKubeSource, loadKubeConfig } from './kube/informers.js';
 import { openStore, type OpenedStore } from './store/open.js';
 import { createCertificateAuthority, createServingCertificate } from '../certs/lib.js';
 import { buildAuditApp } from './http/audit.js';
+import { createKubeReviews, type KubeReviews } from './kube/reviews.js';
 
 export class ServerStartError extends Error {
   code = 'ERR_SERVER_START';
@@ -202,7 +203,26 @@ export async function startServer(config: Config, opts: ServerOptions = {}): Pro
     installClientCertificateGate(app.server as unknown as TlsServer, { allowed: clientNames, onReject: (reason, detail, addr) => countRejection('admission', reason, detail, addr) });
     logger.info({ clientCAFile: tlsFiles.clientCAFile, clientNames }, 'admission listener requires a client certificate');
   }
-  const auditApp = await buildAuditApp({ store, jwks: opened.jwks, auth: config.auditApi.auth, logger, metrics, https: toSecureContextOptions(auditTls) });
+  // kubernetes auth asks the API server reached like the object source (in-cluster, else KUBECONFIG).
+  let kubeReviews: KubeReviews | undefined;
+  if (config.auditApi.auth.mode === 'kubernetes') {
+    const why = 'auditApi.auth.mode "kubernetes" needs the Kubernetes API (in-cluster, else KUBECONFIG)';
+    try {
+      const kubeConfig = loadKubeConfig(opts.env ?? {});
+      if (kubeConfig.getCurrentCluster()) kubeReviews = createKubeReviews(kubeConfig);
+      else problems.push(`${why}: the kubeconfig names no current cluster`);
+    } catch (err) {
+      problems.push(`${why}: ${(err as Error).message}`);
+    }
+    if (!kubeReviews) {
+      await store.close();
+      throw new ServerStartError(problems);
+    }
+  }
+  const auditApp = await buildAuditApp({
+    store, jwks: opened.jwks, auth: config.auditApi.auth, domain: config.domain, ...(kubeReviews ? { kubeReviews } : {}), logger, metrics,
+    https: toSecureContextOptions(auditTls),
+  });
   for (const [listener, server] of [['admission', app.server], ['audit', auditApp.server]] as const) {
     // A handshake that fails (below TLS 1.2, no shared cipher, garbage, abandoned): counted, not an error.
     (server as unknown as TlsServer).on('tlsClientError', (err: NodeJS.ErrnoException, socket: TLSSocket) =>

@@ -11,11 +11,14 @@ import rateLimit from '@fastify/rate-limit';
 import Fastify, { LogController, type FastifyError, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import type { SecureContextOptions } from 'node:tls';
 import type { Logger } from 'pino';
+import { DEFAULT_DOMAIN } from '../core/keys.js';
 import type { ChainedRecord } from '../core/record.js';
 import type { VerifiableStore } from '../store/port.js';
 import { parseDecisionFilter, type FilterParams } from '../store/query.js';
 import { createExportStream, EXPORT_FORMATS, type ExportFormat } from '../cli/output.js';
-import { callerOf, createBearerAuth, createNoAuth, type AuthHook } from './auth.js';
+import type { KubeReviews } from '../kube/reviews.js';
+import { authorize, AuthError, callerOf, createBearerAuth, createNoAuth, registerAuth, type AuditAuth } from './auth.js';
+import { createKubernetesAuth } from './auth-kubernetes.js';
 import type { Metrics } from './metrics.js';
 import { HANDSHAKE_TIMEOUT_MS, MIN_TLS_VERSION } from './tls.js';
 
@@ -52,7 +55,9 @@ export const AUDIT_PATHS = {
 } as const;
 
 export interface AuditAuthConfig {
-  mode: 'none' | 'oidc';
+  mode: 'none' | 'oidc' | 'kubernetes';
+  /** kubernetes: TokenReview spec.audiences (empty: the API server's). */
+  audiences?: string[];
   issuer?: string;
   jwksUri?: string;
   audience?: string;
@@ -65,6 +70,12 @@ export interface AuditDeps {
   /** Public keys of the checkpoint/anchor signer(s), current first. */
   jwks: () => { keys: object[] };
   auth: AuditAuthConfig;
+  /** kubernetes mode: the TokenReview/SubjectAccessReview client (kube/reviews.ts). */
+  kubeReviews?: KubeReviews;
+  /** Label domain; the RBAC API group of the audit resources is `audit.<domain>`. */
+  domain?: string;
+  /** Epoch ms for the auth caches (tests move it); default Date.now. */
+  now?: () => number;
   logger: Logger;
   metrics?: Pick<Metrics, 'auditAuthLockouts'>;
   /** Overrides of AUDIT_LIMITS (tests). */
@@ -137,12 +148,67 @@ const EXPORT_CONTENT_TYPES: Record<ExportFormat, string> = {
   csv: 'text/csv; charset=utf-8',
 };
 
-function authHookFor(auth: AuditAuthConfig, logger: Logger): AuthHook {
+/** The RBAC API group of the audit API's virtual resources (decisions, checkpoints). */
+export function toAuditGroup(domain: string = DEFAULT_DOMAIN): string {
+  return `audit.${domain}`;
+}
+
+function createAuditAuth(deps: AuditDeps): AuditAuth {
+  const { auth, logger } = deps;
   if (auth.mode === 'none') return createNoAuth();
+  if (auth.mode === 'kubernetes') {
+    if (!deps.kubeReviews) throw Object.assign(new Error('audit API auth mode "kubernetes" needs a Kubernetes API client'), { code: 'ERR_AUTH_CONFIG' });
+    return createKubernetesAuth({ reviews: deps.kubeReviews, audiences: auth.audiences ?? [], group: toAuditGroup(deps.domain), logger, ...(deps.now ? { now: deps.now } : {}) });
+  }
   return createBearerAuth(
     { issuer: auth.issuer ?? '', jwksUri: auth.jwksUri ?? '', audience: auth.audience ?? '', group: auth.group ?? '', groupsClaim: auth.groupsClaim },
     logger,
   );
+}
+
+/**
+ * Wraps an AuditAuth so that an address whose authentications failed (401) `limits.authFailures`
+ * times within the window is answered 429 for the rest of the window, before any token is checked.
+ * Only failures are counted (`count` is @fastify/rate-limit's limiter, called on a 401 only).
+ */
+function withFailedAuthLimit(
+  auth: AuditAuth,
+  opts: { count: (req: FastifyRequest) => Promise<{ isAllowed: true } | { isAllowed: false; isExceeded: boolean; ttl: number }>; limits: AuditLimits; logger: Logger; onRefused: () => void },
+): AuditAuth {
+  const MAX_TRACKED = 10_000;
+  const lockedUntil = new Map<string, number>();
+  const onFailure = async (req: FastifyRequest): Promise<void> => {
+    const limit = await opts.count(req);
+    if (limit.isAllowed || !limit.isExceeded) return;
+    const now = Date.now();
+    if (lockedUntil.size >= MAX_TRACKED) for (const [k, v] of lockedUntil) if (v <= now) lockedUntil.delete(k);
+    if (lockedUntil.size >= MAX_TRACKED) return;
+    lockedUntil.set(req.ip, now + limit.ttl);
+    opts.logger.warn({ audit: { remoteAddress: req.ip, failures: opts.limits.authFailures, windowSeconds: opts.limits.authFailureWindowMs / 1000 } }, 'audit API: too many failed authentications; address refused for the rest of the window');
+  };
+  return {
+    authorize: (req, access) => auth.authorize(req, access),
+    authenticate: async (req, reply) => {
+      const until = lockedUntil.get(req.ip);
+      if (until !== undefined) {
+        const left = until - Date.now();
+        if (left > 0) {
+          opts.onRefused();
+          return reply.code(429).header('retry-after', String(Math.ceil(left / 1000))).header('cache-control', 'no-store')
+            .send({ code: 'ERR_TOO_MANY_AUTH_FAILURES', message: `too many failed authentications from this address; retry in ${Math.ceil(left / 1000)} s` });
+        }
+        lockedUntil.delete(req.ip);
+      }
+      try {
+        const answered = await auth.authenticate(req, reply);
+        if (reply.sent && reply.statusCode === 401) await onFailure(req);
+        return answered;
+      } catch (err) {
+        if (err instanceof AuthError && err.statusCode === 401) await onFailure(req);
+        throw err;
+      }
+    },
+  };
 }
 
 /**
@@ -152,7 +218,6 @@ function authHookFor(auth: AuditAuthConfig, logger: Logger): AuthHook {
  */
 export async function buildAuditApp(deps: AuditDeps): Promise<FastifyInstance> {
   const { store, logger } = deps;
-  const authenticate = authHookFor(deps.auth, logger);
   const L: AuditLimits = { ...AUDIT_LIMITS, ...deps.limits };
   const app = Fastify({
     ...(deps.https
@@ -177,48 +242,25 @@ export async function buildAuditApp(deps: AuditDeps): Promise<FastifyInstance> {
 
   // Requests in flight, across the listener; an export holds its slot until its stream ends.
   let inFlight = 0;
-  app.addHook('onRequest', async (req, reply) => {
+  app.addHook('onRequest', async (_req, reply) => {
     if (inFlight >= L.maxInFlight) {
       return reply.code(503).header('retry-after', '5').send({ code: 'ERR_BUSY', message: `the audit API is answering ${L.maxInFlight} requests already; retry shortly` });
     }
     inFlight += 1;
-    let released = false;
-    reply.raw.once('close', () => {
-      if (!released) inFlight -= 1;
-      released = true;
-    });
+    reply.raw.once('close', () => (inFlight -= 1));
     return undefined;
   });
 
   // Failed authentication is rate limited per client address with @fastify/rate-limit's counter,
   // fed only 401s: an auditor with a valid token is never slowed, a token guesser is cut off.
   await app.register(rateLimit, { global: false });
-  const countAuthFailure = app.createRateLimit({ max: L.authFailures, timeWindow: L.authFailureWindowMs, keyGenerator: (req) => req.ip });
-  const lockedUntil = new Map<string, number>();
-  const rateLimitedAuth: AuthHook = async (req, reply) => {
-    const until = lockedUntil.get(req.ip);
-    if (until !== undefined) {
-      const left = until - Date.now();
-      if (left > 0) {
-        deps.metrics?.auditAuthLockouts.inc();
-        return reply.code(429).header('retry-after', String(Math.ceil(left / 1000))).header('cache-control', 'no-store')
-          .send({ code: 'ERR_TOO_MANY_AUTH_FAILURES', message: `too many failed authentications from this address; retry in ${Math.ceil(left / 1000)} s` });
-      }
-      lockedUntil.delete(req.ip);
-    }
-    const answered = await authenticate(req, reply);
-    if (reply.sent && reply.statusCode === 401) {
-      const limit = await countAuthFailure(req);
-      if (!limit.isAllowed && limit.isExceeded) {
-        if (lockedUntil.size >= 10_000) for (const [k, v] of lockedUntil) if (v <= Date.now()) lockedUntil.delete(k);
-        if (lockedUntil.size < 10_000) lockedUntil.set(req.ip, Date.now() + limit.ttl);
-        logger.warn({ audit: { remoteAddress: req.ip, failures: L.authFailures, windowSeconds: L.authFailureWindowMs / 1000 } }, 'audit API: too many failed authentications; address refused for the rest of the window');
-      }
-    }
-    return answered;
-  };
+  const auth = withFailedAuthLimit(createAuditAuth(deps), {
+    count: app.createRateLimit({ max: L.authFailures, timeWindow: L.authFailureWindowMs, keyGenerator: (req) => req.ip }),
+    limits: L, logger, onRefused: () => deps.metrics?.auditAuthLockouts.inc(),
+  });
 
-  app.setErrorHandler((err: FastifyError | HttpError, req, reply) => {
+  app.setErrorHandler((err: FastifyError | HttpError | AuthError, req, reply) => {
+    if (err instanceof AuthError) return reply.code(err.statusCode).headers(err.headers).send(err.toBody());
     if (err instanceof HttpError) return reply.code(err.statusCode).send({ code: err.code, message: err.message, ...(err.problems ? { problems: err.problems } : {}) });
     const status = typeof err.statusCode === 'number' && err.statusCode >= 400 && err.statusCode < 500 ? err.statusCode : 500;
     if (status < 500) return reply.code(status).send({ code: err.code ?? 'ERR_BAD_REQUEST', message: err.message });
@@ -241,7 +283,7 @@ export async function buildAuditApp(deps: AuditDeps): Promise<FastifyInstance> {
   });
 
   await app.register(async (scope) => {
-    scope.addHook('onRequest', rateLimitedAuth);
+    registerAuth(scope, auth, logger);
     scope.addHook('onSend', async (_req, reply, payload) => {
       reply.header('cache-control', 'no-store');
       return payload;
@@ -261,6 +303,7 @@ export async function buildAuditApp(deps: AuditDeps): Promise<FastifyInstance> {
       if (errors.length || !parsed.ok || format === undefined) {
         throw new HttpError(400, 'ERR_BAD_FILTER', `invalid query: ${errors.join('; ')}`, errors);
       }
+      await authorize(req, { verb: 'list', resource: 'decisions', namespace: parsed.filter.namespace ?? '' });
       if (format === 'json') return store.query(parsed.filter);
       const { limit: _limit, cursor: _cursor, ...scan } = parsed.filter;
       const records = await primed(store.stream(scan));
@@ -276,11 +319,16 @@ export async function buildAuditApp(deps: AuditDeps): Promise<FastifyInstance> {
       // An id longer than fastify's maxParamLength (100) never gets here: 414 FST_ERR_MAX_PARAM_LENGTH.
       const { id } = req.params;
       const record = await store.get(id);
+      // Authorized against the record's own namespace, so it can only be checked after the read. A
+      // missing id is a 404 for any authenticated caller: ids are UUIDv7 with 74 random bits, so
+      // telling "absent" from "not yours" (403) reveals nothing guessable.
       if (!record) throw new HttpError(404, 'ERR_NOT_FOUND', `no decision with id ${JSON.stringify(id)}`);
+      await authorize(req, { verb: 'get', resource: 'decisions', namespace: record.namespace });
       return record;
     });
 
-    scope.get(AUDIT_PATHS.checkpoints, async () => {
+    scope.get(AUDIT_PATHS.checkpoints, async (req) => {
+      await authorize(req, { verb: 'list', resource: 'checkpoints', namespace: '' });
       const [items, anchors] = await Promise.all([store.checkpoints(), store.anchors()]);
       return { items, anchors };
     });
