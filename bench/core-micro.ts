@@ -42,7 +42,7 @@ async function main(): Promise<void> {
   const logger = pino({ level: 'info', base: { replica: 'bench-0' }, redact: { paths: ['*.token', '*.authorization', 'req.headers.authorization', '*.env', '*.password'], censor: '[redacted]' } }, pino.destination({ dest: '/dev/null', sync: false }));
   const loggerExplicit = pino({ level: 'info', base: { replica: 'bench-0' }, redact: { paths: ['req.headers.authorization'], censor: '[redacted]' } }, pino.destination({ dest: '/dev/null', sync: false }));
   const dir = mkdtempSync(join(tmpdir(), 'tzw-micro-'));
-  const { createSqliteStore } = await import('../webhook/store/sqlite.js');
+  const { createSqliteStore } = await import('../webhook/store/sqlite/store.js');
   if (values['page-size']) {
     // Experiment: create the file with another page size before the store migrates it.
     const { default: Database } = await import('better-sqlite3');
@@ -52,7 +52,7 @@ async function main(): Promise<void> {
     console.log(`page_size ${String(db.pragma('page_size', { simple: true }))}`);
     db.close();
   }
-  const { loadOrCreateSigningKey } = await import('../webhook/store/signing.js');
+  const { loadOrCreateSigningKey } = await import('../webhook/store/evidence/signing.js');
   const store = await createSqliteStore({ path: join(dir, 'd.db'), replica: 'bench-0', signer: await loadOrCreateSigningKey(join(dir, 'k.pem'), { create: true }) });
 
   const rows: string[][] = [['step', 'mutate µs', 'validate µs']];

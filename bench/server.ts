@@ -82,8 +82,8 @@ function createNullStore(): Pick<DecisionStore, 'append' | 'close' | 'writable'>
 }
 
 async function openSqlite(dir: string): Promise<Pick<DecisionStore, 'append' | 'close' | 'writable'>> {
-  const { createSqliteStore } = await import('../webhook/store/sqlite.js');
-  const { loadOrCreateSigningKey } = await import('../webhook/store/signing.js');
+  const { createSqliteStore } = await import('../webhook/store/sqlite/store.js');
+  const { loadOrCreateSigningKey } = await import('../webhook/store/evidence/signing.js');
   const signer = await loadOrCreateSigningKey(join(dir, 'signing-key.pem'), { create: true });
   return createSqliteStore({ path: join(dir, 'decisions.db'), replica: REPLICA, signer });
 }

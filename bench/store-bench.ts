@@ -56,8 +56,8 @@ function cacheKey(schemaVersion: number): string {
 
 /** Returns the path of a store holding `records` fill records, filling it when not cached. */
 async function ensureFilledStore(outDir: string, records: number, log: Log): Promise<{ path: string; jwksPath: string; fillSeconds: number | null }> {
-  const { createSqliteStore, SCHEMA_VERSION } = await import('../webhook/store/sqlite.js');
-  const { loadOrCreateSigningKey, toJwks } = await import('../webhook/store/signing.js');
+  const { createSqliteStore, SCHEMA_VERSION } = await import('../webhook/store/sqlite/store.js');
+  const { loadOrCreateSigningKey, toJwks } = await import('../webhook/store/evidence/signing.js');
   mkdirSync(outDir, { recursive: true });
   const key = cacheKey(SCHEMA_VERSION);
   const path = join(outDir, `store-${key}-${records}.db`);
@@ -146,9 +146,9 @@ async function verifyWithCli(path: string, jwksPath: string): Promise<{ code: nu
 }
 
 async function verifyDirect(path: string, jwksPath: string): Promise<{ code: number; out: string }> {
-  const { createSqliteStore } = await import('../webhook/store/sqlite.js');
-  const { verifyEntries } = await import('../webhook/store/chain.js');
-  const { loadJwks } = await import('../webhook/store/signing.js');
+  const { createSqliteStore } = await import('../webhook/store/sqlite/store.js');
+  const { verifyEntries } = await import('../webhook/store/evidence/chain.js');
+  const { loadJwks } = await import('../webhook/store/evidence/signing.js');
   const store = await createSqliteStore({ path, replica: FILL_REPLICA, readonly: true });
   try {
     const result = await verifyEntries(store.streamChain(), await store.checkpoints(), await loadJwks(jwksPath), await store.anchors());
@@ -161,7 +161,7 @@ async function verifyDirect(path: string, jwksPath: string): Promise<{ code: num
 /** Fills (or reuses) the store, then times queries, id lookups and verification. */
 export async function runStoreBench(o: { outDir: string; records: number; queries: number; log: Log }): Promise<StoreBenchResult> {
   const { path, jwksPath, fillSeconds } = await ensureFilledStore(o.outDir, o.records, o.log);
-  const { createSqliteStore } = await import('../webhook/store/sqlite.js');
+  const { createSqliteStore } = await import('../webhook/store/sqlite/store.js');
   const dbMb = statSync(path).size / 1024 / 1024;
   const ids = sampleIds(path, o.queries);
   // The auditor API and the CLI open the store read-only next to the writer.

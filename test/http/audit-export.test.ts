@@ -9,8 +9,8 @@ import { createExportStream, type ExportFormat } from '../../webhook/cli/output.
 import { buildAuditApp } from '../../webhook/http/audit.js';
 import type { ChainedRecord } from '../../webhook/core/record.js';
 import type { VerifiableStore } from '../../webhook/store/port.js';
-import { createSqliteStore } from '../../webhook/store/sqlite.js';
-import { loadOrCreateSigningKey, toJwks } from '../../webhook/store/signing.js';
+import { createSqliteStore } from '../../webhook/store/sqlite/store.js';
+import { loadOrCreateSigningKey, toJwks } from '../../webhook/store/evidence/signing.js';
 import { aRecord, chainOf } from '../store/builders.js';
 
 const CHAIN = chainOf(Array.from({ length: 50 }, (_, i) => aRecord({ n: i + 1 })));

@@ -8,8 +8,8 @@ import { pino } from 'pino';
 import { buildAuditApp, type AuditDeps } from '../../webhook/http/audit.js';
 import { CSV_COLUMNS } from '../../webhook/cli/output.js';
 import type { ChainedRecord, DecisionRecord } from '../../webhook/core/record.js';
-import { createSqliteStore, type SqliteStore } from '../../webhook/store/sqlite.js';
-import { loadOrCreateSigningKey, toJwks, verifyCheckpointJws, type Jwks } from '../../webhook/store/signing.js';
+import { createSqliteStore, type SqliteStore } from '../../webhook/store/sqlite/store.js';
+import { loadOrCreateSigningKey, toJwks, verifyCheckpointJws, type Jwks } from '../../webhook/store/evidence/signing.js';
 
 const REPLICA = 'tzw-0';
 

@@ -11,8 +11,8 @@ import { pino } from 'pino';
 import { exportJWK, generateKeyPair, SignJWT, UnsecuredJWT, type CryptoKey, type JWK, type JWTPayload } from 'jose';
 import { buildAuditApp, type AuditAuthConfig } from '../../webhook/http/audit.js';
 import { claimAt, parseGroups, toBearerToken } from '../../webhook/http/auth.js';
-import { createSqliteStore } from '../../webhook/store/sqlite.js';
-import { loadOrCreateSigningKey, toJwks } from '../../webhook/store/signing.js';
+import { createSqliteStore } from '../../webhook/store/sqlite/store.js';
+import { loadOrCreateSigningKey, toJwks } from '../../webhook/store/evidence/signing.js';
 import { aRecord } from '../store/builders.js';
 
 const ISSUER = 'https://issuer.example.test/realms/audit';

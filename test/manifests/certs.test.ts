@@ -25,7 +25,7 @@ import {
   type CertificateAuthority,
 } from '../../certs/lib.js';
 import { run } from '../../certs/generate.js';
-import { loadOrCreateSigningKey } from '../../webhook/store/signing.js';
+import { loadOrCreateSigningKey } from '../../webhook/store/evidence/signing.js';
 import { cluster } from './server-contract.js';
 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));

@@ -10,8 +10,8 @@ import { Agent, request } from 'node:https';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { openStoreForRead } from '../../webhook/store/open-url.js';
-import { verifyStore } from '../../webhook/store/bundle.js';
-import { loadOrCreateSigningKey, toJwks } from '../../webhook/store/signing.js';
+import { verifyStore } from '../../webhook/store/evidence/bundle.js';
+import { loadOrCreateSigningKey, toJwks } from '../../webhook/store/evidence/signing.js';
 import type { ChainedRecord } from '../../webhook/core/record.js';
 
 const repo = new URL('../../', import.meta.url).pathname;

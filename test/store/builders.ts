@@ -3,9 +3,9 @@
  * hash-chained records built the way a store builds them (for the pure verifier tests).
  */
 import type { ChainedRecord, DecisionRecord } from '../../webhook/core/record.js';
-import { GENESIS_HASH, hashRecord } from '../../webhook/store/chain.js';
+import { GENESIS_HASH, hashRecord } from '../../webhook/store/evidence/chain.js';
 import type { Anchor, Checkpoint } from '../../webhook/store/port.js';
-import { ANCHOR_TYP, CHECKPOINT_TYP, type Signer } from '../../webhook/store/signing.js';
+import { ANCHOR_TYP, CHECKPOINT_TYP, type Signer } from '../../webhook/store/evidence/signing.js';
 
 export const WRITER = 'tzw-0';
 /** 2026-01-01T00:00:00Z in ms. */

@@ -3,9 +3,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import t from 'tap';
 import type { ChainedRecord } from '../../webhook/core/record.js';
-import { verifyBundle, writeBundle, type BundleHeader } from '../../webhook/store/bundle.js';
-import { createSqliteStore } from '../../webhook/store/sqlite.js';
-import { loadOrCreateSigningKey, toJwks } from '../../webhook/store/signing.js';
+import { verifyBundle, writeBundle, type BundleHeader } from '../../webhook/store/evidence/bundle.js';
+import { createSqliteStore } from '../../webhook/store/sqlite/store.js';
+import { loadOrCreateSigningKey, toJwks } from '../../webhook/store/evidence/signing.js';
 import { aRecord, timeAt, WRITER } from './builders.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'tzw-bundle-'));

@@ -4,9 +4,9 @@ import t, { type Test } from 'tap';
 import fc from 'fast-check';
 import canonicalizeCjs from 'canonicalize';
 import type { ChainedRecord } from '../../webhook/core/record.js';
-import { canonicalJson, GENESIS_HASH, hashRecord, verifyChain, type ChainProblem } from '../../webhook/store/chain.js';
+import { canonicalJson, GENESIS_HASH, hashRecord, verifyChain, type ChainProblem } from '../../webhook/store/evidence/chain.js';
 import type { Anchor, Checkpoint } from '../../webhook/store/port.js';
-import { ANCHOR_TYP, CHECKPOINT_TYP, loadOrCreateSigningKey, toJwks, type SigningKey } from '../../webhook/store/signing.js';
+import { ANCHOR_TYP, CHECKPOINT_TYP, loadOrCreateSigningKey, toJwks, type SigningKey } from '../../webhook/store/evidence/signing.js';
 import { aCheckpoint, anAnchor, aRecord, chainOf, WRITER } from './builders.js';
 
 const canonicalize = canonicalizeCjs as unknown as (v: unknown) => string | undefined;

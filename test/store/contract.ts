@@ -9,11 +9,11 @@
 import { join } from 'node:path';
 import type { Test } from 'tap';
 import type { ChainedRecord, DecisionRecord } from '../../webhook/core/record.js';
-import { GENESIS_HASH, hashRecord } from '../../webhook/store/chain.js';
-import { verifyBundle, verifyStore, writeBundle } from '../../webhook/store/bundle.js';
+import { GENESIS_HASH, hashRecord } from '../../webhook/store/evidence/chain.js';
+import { verifyBundle, verifyStore, writeBundle } from '../../webhook/store/evidence/bundle.js';
 import type { DecisionFilter, VerifiableStore } from '../../webhook/store/port.js';
 import { toCanonicalTime } from '../../webhook/store/query.js';
-import { verifyCheckpointJws, type Jwks } from '../../webhook/store/signing.js';
+import { verifyCheckpointJws, type Jwks } from '../../webhook/store/evidence/signing.js';
 import { aRecord, idOf, timeAt, WRITER } from './builders.js';
 
 export interface StoreHarness {

@@ -9,10 +9,10 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { ChainedRecord, DecisionRecord } from '../../webhook/core/record.js';
-import { verifyBundle, verifyStore, writeBundle } from '../../webhook/store/bundle.js';
-import { verifyChain } from '../../webhook/store/chain.js';
-import { createSqliteStore } from '../../webhook/store/sqlite.js';
-import { loadOrCreateSigningKey, toJwks } from '../../webhook/store/signing.js';
+import { verifyBundle, verifyStore, writeBundle } from '../../webhook/store/evidence/bundle.js';
+import { verifyChain } from '../../webhook/store/evidence/chain.js';
+import { createSqliteStore } from '../../webhook/store/sqlite/store.js';
+import { loadOrCreateSigningKey, toJwks } from '../../webhook/store/evidence/signing.js';
 import { aRecord, idOf, timeAt } from './builders.js';
 
 const total = Number(process.argv[2] ?? 100_000);

@@ -13,9 +13,9 @@ import type { Test } from 'tap';
 import pg from 'pg';
 import { Agent, request } from 'undici';
 import { createCertificateAuthority, createServingCertificate } from '../../certs/lib.js';
-import { verifyStore } from '../../webhook/store/bundle.js';
+import { verifyStore } from '../../webhook/store/evidence/bundle.js';
 import { openStoreForRead } from '../../webhook/store/open-url.js';
-import { loadOrCreateSigningKey, toJwks, type Jwks } from '../../webhook/store/signing.js';
+import { loadOrCreateSigningKey, toJwks, type Jwks } from '../../webhook/store/evidence/signing.js';
 
 export const PG_URL = process.env.TZW_TEST_PG_URL;
 

@@ -7,10 +7,10 @@
 import t, { type Test } from 'tap';
 import pg from 'pg';
 import type { ChainedRecord } from '../../webhook/core/record.js';
-import { verifyStore } from '../../webhook/store/bundle.js';
-import { canonicalJson, sha256Hex } from '../../webhook/store/chain.js';
+import { verifyStore } from '../../webhook/store/evidence/bundle.js';
+import { canonicalJson, sha256Hex } from '../../webhook/store/evidence/chain.js';
 import { openStoreForRead } from '../../webhook/store/open-url.js';
-import { createPostgresStore, parsePostgresUrl, SCHEMA_VERSION, type PostgresStore, type PostgresStoreOptions } from '../../webhook/store/postgres.js';
+import { createPostgresStore, parsePostgresUrl, SCHEMA_VERSION, type PostgresStore, type PostgresStoreOptions } from '../../webhook/store/postgres/store.js';
 import { aRecord, chainOf, idOf, WRITER } from './builders.js';
 import { runStoreContract, type MakeStore } from './contract.js';
 import { createTestSchema, pgSkip, PG_URL, type TestSchema } from './pg-support.js';

@@ -7,7 +7,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import type { VerifiableStore } from '../../webhook/store/port.js';
-import { loadOrCreateSigningKey, toJwks, type Jwks, type Signer } from '../../webhook/store/signing.js';
+import { loadOrCreateSigningKey, toJwks, type Jwks, type Signer } from '../../webhook/store/evidence/signing.js';
 import type { StoreHarness } from './contract.js';
 
 /** A signing key in a temporary directory that is removed when `t` ends, and its public JWKS. */

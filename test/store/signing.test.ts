@@ -12,7 +12,7 @@ import {
   toJwks,
   verifyAnchorJws,
   verifyCheckpointJws,
-} from '../../webhook/store/signing.js';
+} from '../../webhook/store/evidence/signing.js';
 
 const claims = { writer: 'tzw-0', size: 10, headHash: 'a'.repeat(64), time: '2026-01-01T00:00:00.000000Z' };
 

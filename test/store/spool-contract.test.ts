@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import t from 'tap';
 import type { ChainedRecord } from '../../webhook/core/record.js';
 import type { VerifiableStore } from '../../webhook/store/port.js';
-import { createSpooledPostgresStore, type SpooledPostgresStore } from '../../webhook/store/postgres-open.js';
+import { createSpooledPostgresStore, type SpooledPostgresStore } from '../../webhook/store/postgres/open.js';
 import { runStoreContract, type MakeStore } from './contract.js';
 import { createTestSchema, pgSkip } from './pg-support.js';
 import { createHarness, createTestSigner, holdSqliteWriteLock } from './setup.js';

@@ -8,8 +8,8 @@ import { join } from 'node:path';
 import t, { type Test } from 'tap';
 import Database from 'better-sqlite3';
 import type { ChainedRecord } from '../../webhook/core/record.js';
-import { GENESIS_HASH, hashRecord } from '../../webhook/store/chain.js';
-import { createSpool, type Spool, type SpoolOptions } from '../../webhook/store/spool.js';
+import { GENESIS_HASH, hashRecord } from '../../webhook/store/evidence/chain.js';
+import { createSpool, type Spool, type SpoolOptions } from '../../webhook/store/postgres/spool.js';
 import { aRecord, chainOf, idOf, WRITER } from './builders.js';
 
 function tmp(t: Test): string {

@@ -8,10 +8,10 @@ import { join } from 'node:path';
 import t from 'tap';
 import Database from 'better-sqlite3';
 import type { ChainedRecord } from '../../webhook/core/record.js';
-import { verifyStore } from '../../webhook/store/bundle.js';
-import { canonicalJson, sha256Hex, type ChainProblem } from '../../webhook/store/chain.js';
-import { createSqliteStore } from '../../webhook/store/sqlite.js';
-import { CHECKPOINT_TYP, loadOrCreateSigningKey, toJwks } from '../../webhook/store/signing.js';
+import { verifyStore } from '../../webhook/store/evidence/bundle.js';
+import { canonicalJson, sha256Hex, type ChainProblem } from '../../webhook/store/evidence/chain.js';
+import { createSqliteStore } from '../../webhook/store/sqlite/store.js';
+import { CHECKPOINT_TYP, loadOrCreateSigningKey, toJwks } from '../../webhook/store/evidence/signing.js';
 import { aRecord, timeAt, WRITER } from './builders.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'tzw-tamper-'));

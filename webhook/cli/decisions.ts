@@ -7,16 +7,16 @@
 import { redactUrl, signingKeyPath } from '../store/open.js';
 import { resolve } from 'node:path';
 import type { ParseArgsConfig } from 'node:util';
-import type { ChainProblem, VerifyResult } from '../store/chain.js';
-import { verifyBundle, verifyStore, writeBundle } from '../store/bundle.js';
+import type { ChainProblem, VerifyResult } from '../store/evidence/chain.js';
+import { verifyBundle, verifyStore, writeBundle } from '../store/evidence/bundle.js';
 import { openStoreForRead } from '../store/open-url.js';
 import type { DecisionFilter, VerifiableStore } from '../store/port.js';
 import { FILTER_KEYS, parseDecisionFilter, type FilterParams } from '../store/query.js';
-import { loadOrCreateSigningKey, parseJwks, toJwks, type Jwks } from '../store/signing.js';
+import { loadOrCreateSigningKey, parseJwks, toJwks, type Jwks } from '../store/evidence/signing.js';
 import { EXIT, UsageError, type CliIo } from './io.js';
 import { loadCliConfig } from './objects.js';
 import { LIST_FORMATS, toCsv, toJsonLines, toJsonPage, toTable, type ListFormat } from './output.js';
-import type { Command } from './run.js';
+import type { Command } from './command.js';
 
 type Options = NonNullable<ParseArgsConfig['options']>;
 type Values = Record<string, unknown>;
@@ -218,7 +218,8 @@ const verify: Command = {
     let source: string;
     if (hasBundle) {
       const path = resolve(io.cwd, requireString(values, 'bundle', 'FILE'));
-      const keys = typeof values.jwks === 'string' ? await loadKeys(values, io) : undefined;
+      // --jwks or --config name whose keys to trust; with neither, the bundle's own keys (and a warning).
+      const keys = typeof values.jwks === 'string' || typeof values.config === 'string' ? await loadKeys(values, io) : undefined;
       source = `bundle ${path}`;
       try {
         result = await verifyBundle(path, keys?.jwks);
@@ -234,10 +235,7 @@ const verify: Command = {
   },
 };
 
-/**
- * Subcommands of `tzw decisions`, dispatched by run.ts with the user's word as key: a null-prototype
- * object, so `tzw decisions constructor` finds nothing instead of Object's constructor.
- */
+/** Subcommands of `tzw decisions` (run.ts lists each one in its command table). Frozen, null prototype. */
 export const decisionsCommands: Readonly<Record<'list' | 'get' | 'export' | 'verify', Command>> & Readonly<Record<string, Command | undefined>> = Object.freeze(
   Object.assign(Object.create(null) as Record<string, Command>, { list, get, export: exportCommand, verify }),
 );

@@ -4,7 +4,7 @@
  */
 import { EXIT, UsageError, type CliIo } from './io.js';
 import { gatherObjects, loadCliConfig } from './objects.js';
-import type { Command } from './run.js';
+import type { Command } from './command.js';
 
 export interface CheckFinding {
   kind: 'invalid-mapping' | 'conflict' | 'invalid-namespace' | 'would-be-denied';

@@ -1,5 +1,5 @@
 /** `tzw` command dispatcher: run(argv, io) → exit code. Never throws; usage errors exit 2. */
-import { parseArgs, type ParseArgsConfig } from 'node:util';
+import { parseCommandArgs, type Command } from './command.js';
 import { EXIT, UsageError, type CliIo } from './io.js';
 
 export const USAGE = `tzw — tekton-zscaler-webhook
@@ -19,39 +19,28 @@ Usage:
 Exit codes: 0 ok, 1 problems found or failure, 2 usage error, 3 verification failed.
 `;
 
-export interface Command {
-  options: NonNullable<ParseArgsConfig['options']>;
-  run(args: { values: Record<string, unknown>; positionals: string[] }, io: CliIo): Promise<number>;
-}
+/**
+ * Every command, keyed by its words ("decisions list"), loaded on demand so `tzw version` does not
+ * load the store or the server. This table is the only place that knows every command.
+ */
+const COMMANDS: ReadonlyMap<string, () => Promise<Command>> = new Map<string, () => Promise<Command>>([
+  ['serve', async () => (await import('./serve.js')).serveCommand],
+  ['simulate', async () => (await import('./simulate.js')).simulateCommand],
+  ['mappings check', async () => (await import('./mappings.js')).mappingsCheckCommand],
+  ['decisions list', async () => (await import('./decisions.js')).decisionsCommands.list],
+  ['decisions get', async () => (await import('./decisions.js')).decisionsCommands.get],
+  ['decisions export', async () => (await import('./decisions.js')).decisionsCommands.export],
+  ['decisions verify', async () => (await import('./decisions.js')).decisionsCommands.verify],
+]);
 
-/** Parses flags strictly: an unknown or malformed flag is a UsageError naming it. */
-export function parseCommandArgs(command: Command, argv: string[]): { values: Record<string, unknown>; positionals: string[] } {
-  try {
-    const { values, positionals } = parseArgs({ args: argv, options: command.options, allowPositionals: true, strict: true });
-    return { values: values as Record<string, unknown>, positionals };
-  } catch (err) {
-    throw new UsageError((err as Error).message);
-  }
-}
-
+/** The command named by the first one or two words of argv (two-word commands win), or undefined. */
 async function loadCommand(argv: string[]): Promise<{ command: Command; rest: string[] } | undefined> {
-  const [first, second] = argv;
-  switch (first) {
-    case 'serve':
-      return { command: (await import('./serve.js')).serveCommand, rest: argv.slice(1) };
-    case 'simulate':
-      return { command: (await import('./simulate.js')).simulateCommand, rest: argv.slice(1) };
-    case 'mappings':
-      if (second === 'check') return { command: (await import('./mappings.js')).mappingsCheckCommand, rest: argv.slice(2) };
-      return undefined;
-    case 'decisions': {
-      const m = await import('./decisions.js');
-      const sub = second ? m.decisionsCommands[second] : undefined;
-      return sub ? { command: sub, rest: argv.slice(2) } : undefined;
-    }
-    default:
-      return undefined;
+  for (const words of [2, 1]) {
+    if (argv.length < words) continue;
+    const load = COMMANDS.get(argv.slice(0, words).join(' '));
+    if (load) return { command: await load(), rest: argv.slice(words) };
   }
+  return undefined;
 }
 
 export async function run(argv: string[], io: CliIo): Promise<number> {

@@ -6,7 +6,7 @@
 import { resolve } from 'node:path';
 import { loadConfig } from '../config/load.js';
 import { EXIT, type CliIo } from './io.js';
-import type { Command } from './run.js';
+import type { Command } from './command.js';
 
 export const serveCommand: Command = {
   options: { config: { type: 'string', short: 'c' }, 'seed-reviews': { type: 'string' } },

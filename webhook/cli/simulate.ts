@@ -12,7 +12,7 @@ import type { Endpoint } from '../core/record.js';
 import { toDecideOptions } from '../config/options.js';
 import { EXIT, UsageError, type CliIo } from './io.js';
 import { gatherObjects, loadCliConfig } from './objects.js';
-import type { Command } from './run.js';
+import type { Command } from './command.js';
 
 /** Stands in for the decision id in simulated patches: no record exists for a simulation. */
 export const SIMULATED_DECISION_ID = 'simulated';

@@ -6,14 +6,14 @@
 import { statSync } from 'node:fs';
 import { resolve } from 'node:path';
 import type { VerifiableStore } from './port.js';
-import { createSqliteStore } from './sqlite.js';
+import { createSqliteStore } from './sqlite/store.js';
 import { redactUrl } from './open.js';
 
 /** Writer id of a read-only handle; it never appends, so it never starts a chain. */
 const READER_ID = 'tzw-reader';
 
 /** The module that will hold the PostgreSQL adapter; it must export `openPostgresStoreForRead(url)`. */
-const POSTGRES_MODULE = './postgres.js';
+const POSTGRES_MODULE = './postgres/store.js';
 
 function storeError(code: string, message: string, cause?: unknown): Error & { code: string } {
   return Object.assign(new Error(message, cause === undefined ? undefined : { cause }), { code });

@@ -1,15 +1,15 @@
 /**
  * openStore(config): the decision store named by `store.url`, with its signing key and retention.
- * `sqlite:PATH` → the embedded store; `postgres://…` → the shared store (postgres.ts) behind a local
+ * `sqlite:PATH` → the embedded store; `postgres://…` → the shared store (postgres/store.ts) behind a local
  * spool. The only place that maps a URL to an adapter for the server.
  */
 import { mkdirSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import type { Config } from '../config/schema.js';
-import { loadOrCreateSigningKey, toJwks, type Jwks, type SigningKey } from './signing.js';
-import { createSqliteStore } from './sqlite.js';
+import { loadOrCreateSigningKey, toJwks, type Jwks, type SigningKey } from './evidence/signing.js';
+import { createSqliteStore } from './sqlite/store.js';
 import type { VerifiableStore } from './port.js';
-import type { StoreLogger } from './sqlite.js';
+import type { StoreLogger } from './sqlite/store.js';
 
 export interface OpenedStore {
   store: VerifiableStore;
@@ -73,7 +73,7 @@ export async function openStore(config: Config, logger: StoreLogger): Promise<Op
     const store = await createSqliteStore({ path, replica: config.replica, signer: signingKey, checkpointEvery: config.store.checkpointEvery, logger });
     return { store, signingKey, jwks, backlog: () => 0, describe: url, startRetention: withRetention(store, config.store.retention, logger, Date.now) };
   }
-  const { openPostgresStore } = await import('./postgres-open.js');
+  const { openPostgresStore } = await import('./postgres/open.js');
   const opened = await openPostgresStore(config, signingKey, logger);
   return { ...opened, signingKey, jwks, describe: redactUrl(url), startRetention: withRetention(opened.store, config.store.retention, logger, Date.now) };
 }

@@ -1,5 +1,6 @@
 /**
- * The decision store port. Adapters: sqlite.ts (embedded default), postgres.ts (several replicas).
+ * The decision store port. Adapters: sqlite/ (embedded default), postgres/ (several replicas, behind
+ * a local spool). Evidence (canonical JSON, chains, signing, bundles) lives in evidence/ apart from them.
  * Every adapter passes test/store/contract.ts.
  */
 import type { ChainedRecord, DecisionRecord } from '../core/record.js';

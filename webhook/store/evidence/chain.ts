@@ -6,8 +6,8 @@
  * `hash` = sha256 hex of (prevHash + RFC 8785 canonical JSON of the record without `hash`).
  * Signed checkpoints pin (writer, size, headHash); signed anchors pin where a pruned chain resumes.
  */
-import type { ChainedRecord } from '../core/record.js';
-import type { Anchor, ChainEntry, Checkpoint } from './port.js';
+import type { ChainedRecord } from '../../core/record.js';
+import type { Anchor, ChainEntry, Checkpoint } from '../port.js';
 import { canonicalJson, sha256Hex } from './canonical.js';
 import { createStatementVerifier, verifyAnchorJws, verifyCheckpointJws, type Jwks, type StatementVerifier } from './signing.js';
 

@@ -11,12 +11,12 @@
 import { accessSync, constants, statSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import Database from 'better-sqlite3';
-import type { ChainedRecord, DecisionRecord } from '../core/record.js';
-import { chainRecord, GENESIS_HASH, toChainedRecord, type ChainLink } from './chain.js';
-import type { Anchor, ChainEntry, Checkpoint, DecisionFilter, DecisionPage, PruneResult, VerifiableStore } from './port.js';
-import { checkRecordShape, duplicateIdError, SA_INDEX_PROBLEM, storeError, toChainEntry, toChained, toColumnsProblem, toPage, toPageRequest, unchainableError, type DecisionRow } from './rows.js';
-import { toCanonicalTime, type Cursor } from './query.js';
-import { ANCHOR_TYP, CHECKPOINT_TYP, type Signer } from './signing.js';
+import type { ChainedRecord, DecisionRecord } from '../../core/record.js';
+import { chainRecord, GENESIS_HASH, toChainedRecord, type ChainLink } from '../evidence/chain.js';
+import type { Anchor, ChainEntry, Checkpoint, DecisionFilter, DecisionPage, PruneResult, VerifiableStore } from '../port.js';
+import { checkRecordShape, duplicateIdError, SA_INDEX_PROBLEM, storeError, toChainEntry, toChained, toColumnsProblem, toPage, toPageRequest, unchainableError, type DecisionRow } from '../rows.js';
+import { toCanonicalTime, type Cursor } from '../query.js';
+import { ANCHOR_TYP, CHECKPOINT_TYP, type Signer } from '../evidence/signing.js';
 
 export const DEFAULT_CHECKPOINT_RECORDS = 1000;
 export const DEFAULT_CHECKPOINT_SECONDS = 60;

@@ -11,11 +11,11 @@
 import { accessSync, constants, statSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import Database from 'better-sqlite3';
-import type { ChainedRecord, DecisionRecord } from '../core/record.js';
-import { chainRecord, GENESIS_HASH, toChainedRecord, type ChainLink } from './chain.js';
-import { duplicateIdError, storeError, unchainableError, type StoreError } from './rows.js';
-import { checkRecordShape } from './postgres.js';
-import type { StoreLogger } from './sqlite.js';
+import type { ChainedRecord, DecisionRecord } from '../../core/record.js';
+import { chainRecord, GENESIS_HASH, toChainedRecord, type ChainLink } from '../evidence/chain.js';
+import { duplicateIdError, storeError, unchainableError, type StoreError } from '../rows.js';
+import { checkRecordShape } from './store.js';
+import type { StoreLogger } from '../sqlite/store.js';
 
 /** Probe interval while the spool is unwritable (full or failing). */
 export const DEFAULT_SPOOL_PROBE_MS = 1000;

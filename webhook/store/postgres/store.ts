@@ -15,13 +15,13 @@
  *   re-sent after a lost acknowledgement is harmless.
  */
 import pg from 'pg';
-import type { ChainedRecord, DecisionRecord } from '../core/record.js';
-import { canonicalJson, chainRecord, GENESIS_HASH, toChainedRecord, sha256Hex, type ChainLink } from './chain.js';
-import type { Anchor, ChainEntry, Checkpoint, DecisionFilter, DecisionPage, PruneResult, VerifiableStore } from './port.js';
-import { checkRecordShape as checkSharedShape, duplicateIdError, SA_INDEX_PROBLEM, storeError, toChainEntry, toChained, toColumnsProblem, toPage, toPageRequest, unchainableError, type DecisionRow, type StoreError } from './rows.js';
-import { toCanonicalTime, type Cursor } from './query.js';
-import { ANCHOR_TYP, CHECKPOINT_TYP, type Signer } from './signing.js';
-import type { StoreLogger } from './sqlite.js';
+import type { ChainedRecord, DecisionRecord } from '../../core/record.js';
+import { canonicalJson, chainRecord, GENESIS_HASH, toChainedRecord, sha256Hex, type ChainLink } from '../evidence/chain.js';
+import type { Anchor, ChainEntry, Checkpoint, DecisionFilter, DecisionPage, PruneResult, VerifiableStore } from '../port.js';
+import { checkRecordShape as checkSharedShape, duplicateIdError, SA_INDEX_PROBLEM, storeError, toChainEntry, toChained, toColumnsProblem, toPage, toPageRequest, unchainableError, type DecisionRow, type StoreError } from '../rows.js';
+import { toCanonicalTime, type Cursor } from '../query.js';
+import { ANCHOR_TYP, CHECKPOINT_TYP, type Signer } from '../evidence/signing.js';
+import type { StoreLogger } from '../sqlite/store.js';
 
 export const DEFAULT_CHECKPOINT_RECORDS = 1000;
 export const DEFAULT_CHECKPOINT_SECONDS = 60;

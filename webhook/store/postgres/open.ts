@@ -14,13 +14,13 @@
  */
 import { mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
-import type { Config } from '../config/schema.js';
-import type { ChainedRecord, DecisionRecord } from '../core/record.js';
-import type { Anchor, ChainEntry, Checkpoint, DecisionFilter, DecisionPage, PruneResult, VerifiableStore } from './port.js';
-import { createPostgresStore, parsePostgresUrl, type PostgresStore, type PostgresStoreOptions } from './postgres.js';
-import type { SigningKey, Signer } from './signing.js';
+import type { Config } from '../../config/schema.js';
+import type { ChainedRecord, DecisionRecord } from '../../core/record.js';
+import type { Anchor, ChainEntry, Checkpoint, DecisionFilter, DecisionPage, PruneResult, VerifiableStore } from '../port.js';
+import { createPostgresStore, parsePostgresUrl, type PostgresStore, type PostgresStoreOptions } from './store.js';
+import type { SigningKey, Signer } from '../evidence/signing.js';
 import { createSpool, type Spool, type SpooledEntry } from './spool.js';
-import type { StoreLogger } from './sqlite.js';
+import type { StoreLogger } from '../sqlite/store.js';
 
 export const MIN_BACKOFF_MS = 100;
 export const MAX_BACKOFF_MS = 5000;

@@ -16,10 +16,10 @@ import { createReadStream, createWriteStream } from 'node:fs';
 import { rename, rm } from 'node:fs/promises';
 import { once } from 'node:events';
 import { createInterface } from 'node:readline';
-import type { ChainedRecord } from '../core/record.js';
+import type { ChainedRecord } from '../../core/record.js';
 import { createChainVerifier, verifyEntries, type ChainProblem, type VerifyResult } from './chain.js';
-import type { Anchor, Checkpoint, DecisionFilter, VerifiableStore } from './port.js';
-import { isUnfiltered } from './query.js';
+import type { Anchor, Checkpoint, DecisionFilter, VerifiableStore } from '../port.js';
+import { isUnfiltered } from '../query.js';
 import { parseJwks, type Jwks } from './signing.js';
 
 export const BUNDLE_FORMAT = 'tzw-decision-bundle';
@@ -189,7 +189,7 @@ export async function verifyBundle(path: string, jwksOverride?: Jwks): Promise<V
     const parsed = parseJwks(header.jwks);
     if (typeof parsed === 'string') return bundleProblem(`the header's jwks is not usable: ${parsed}`);
     jwks = parsed;
-    warnings.push("verified with the keys inside the bundle; pass the webhook's published JWKS to rule out a re-signed bundle");
+    warnings.push("verified with the keys inside the bundle; pass the webhook's published JWKS (--jwks) or its config (--config) to rule out a re-signed bundle");
   }
 
   const verifier = await createChainVerifier(checkpoints, anchors, jwks);
