@@ -178,7 +178,7 @@ t.test('a row opens the record: every field, fix-it messages, patch ops, chain p
   await page.getByRole('heading', { name: 'Patch' }).waitFor();
   const patchRows = await page.getByRole('table').filter({ hasText: 'JSON Patch operations' }).locator('tbody tr').count();
   t.ok(patchRows >= 4, `${patchRows} patch ops shown`);
-  await t.resolves(page.getByText('/spec/initContainers/-').or(page.getByText('/spec/containers/-')).first().waitFor(), 'the sidecar op');
+  await t.resolves(page.getByRole('cell', { name: /"name": "zscaler-tunnel"/ }).first().waitFor(), 'the op that adds the tunnel sidecar');
   await page.getByRole('link', { name: '← Back to decisions' }).click();
   await page.waitForURL((u) => u.pathname === '/' && u.searchParams.get('verdict') === 'patched');
   t.strictSame(problems, []);

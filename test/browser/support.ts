@@ -20,8 +20,8 @@ import { buildAuditApp, type AuditAuthConfig } from '../../webhook/http/audit.js
 import { createFactsIndex } from '../../webhook/core/mapping-index.js';
 import { createMetrics } from '../../webhook/http/metrics.js';
 import { createFileSource } from '../../webhook/kube/files.js';
-import { createSqliteStore, type SqliteStore } from '../../webhook/store/sqlite.js';
-import { loadOrCreateSigningKey, toJwks, type Jwks } from '../../webhook/store/signing.js';
+import { createSqliteStore, type SqliteStore } from '../../webhook/store/sqlite/store.js';
+import { loadOrCreateSigningKey, toJwks, type Jwks } from '../../webhook/store/evidence/signing.js';
 import { createCertificateAuthority, createServingCertificate } from '../../certs/lib.js';
 import { defaultOptions } from '../builders.js';
 

@@ -9,9 +9,9 @@ import { join } from 'node:path';
 import { pino } from 'pino';
 import { buildAuditApp } from '../../webhook/http/audit.js';
 import { CONTENT_SECURITY_POLICY } from '../../webhook/http/console.js';
-import { writeBundle } from '../../webhook/store/bundle.js';
-import { createSqliteStore } from '../../webhook/store/sqlite.js';
-import { loadOrCreateSigningKey, toJwks } from '../../webhook/store/signing.js';
+import { writeBundle } from '../../webhook/store/evidence/bundle.js';
+import { createSqliteStore } from '../../webhook/store/sqlite/store.js';
+import { loadOrCreateSigningKey, toJwks } from '../../webhook/store/evidence/signing.js';
 import { aRecord } from '../store/builders.js';
 
 async function setup(t: Test, auth: 'none' | 'oidc' = 'none') {

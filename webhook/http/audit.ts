@@ -17,8 +17,8 @@ import type { VerifiableStore } from '../store/port.js';
 import { parseDecisionFilter, type FilterParams } from '../store/query.js';
 import { createExportStream, EXPORT_FORMATS, type ExportFormat } from '../cli/output.js';
 import { callerOf, createBearerAuth, createNoAuth, type AuthHook } from './auth.js';
-import { loadBundleLines } from '../store/bundle.js';
-import type { Jwks } from '../store/signing.js';
+import { loadBundleLines } from '../store/evidence/bundle.js';
+import type { Jwks } from '../store/evidence/signing.js';
 import { consoleRoutes } from './console.js';
 
 export const AUDIT_PATHS = {
