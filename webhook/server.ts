@@ -25,6 +25,7 @@ import { openStore, type OpenedStore } from './store/open.js';
 import { createCertificateAuthority, createServingCertificate } from '../certs/lib.js';
 import { buildAuditApp } from './http/audit.js';
 import { PATHS } from './config/schema.js';
+import { createKubeReviews, type KubeReviews } from './kube/reviews.js';
 
 export class ServerStartError extends Error {
   code = 'ERR_SERVER_START';
@@ -227,7 +228,26 @@ export async function startServer(config: Config, opts: ServerOptions = {}): Pro
       problems.push((err as Error).message);
     }
   }
-  const auditApp = await buildAuditApp({ store, jwks: opened.jwks, auth: config.auditApi.auth, logger, https: { cert: auditTls.cert, key: auditTls.key } });
+  // kubernetes auth asks the API server reached like the object source (in-cluster, else KUBECONFIG).
+  let kubeReviews: KubeReviews | undefined;
+  if (config.auditApi.auth.mode === 'kubernetes') {
+    const why = 'auditApi.auth.mode "kubernetes" needs the Kubernetes API (in-cluster, else KUBECONFIG)';
+    try {
+      const kubeConfig = loadKubeConfig(opts.env ?? {});
+      if (kubeConfig.getCurrentCluster()) kubeReviews = createKubeReviews(kubeConfig);
+      else problems.push(`${why}: the kubeconfig names no current cluster`);
+    } catch (err) {
+      problems.push(`${why}: ${(err as Error).message}`);
+    }
+    if (!kubeReviews) {
+      await store.close();
+      throw new ServerStartError(problems);
+    }
+  }
+  const auditApp = await buildAuditApp({
+    store, jwks: opened.jwks, auth: config.auditApi.auth, domain: config.domain, ...(kubeReviews ? { kubeReviews } : {}), logger,
+    https: { cert: auditTls.cert, key: auditTls.key },
+  });
   const tlsWatch = watchTlsFiles(
     tlsFiles.certFile,
     tlsFiles.keyFile,
