@@ -89,14 +89,15 @@ async function listenAll(apps: Array<[string, FastifyInstance, string]>, problem
   return urls;
 }
 
-function updateGauges(metrics: Metrics, index: FactsIndex, synced: boolean, backlog: () => number): void {
+function updateGauges(metrics: Metrics, index: FactsIndex, synced: boolean, store: Pick<OpenedStore, 'backlog' | 'quarantined'>): void {
   const c = index.counts();
   metrics.cacheObjects.set({ kind: 'namespaces' }, c.namespaces);
   metrics.cacheObjects.set({ kind: 'serviceaccounts' }, c.serviceAccounts);
   metrics.cacheObjects.set({ kind: 'identitymappings' }, c.mappings);
   metrics.mappingProblems.set(c.invalid + c.conflicts);
   metrics.sourceSynced.set(synced ? 1 : 0);
-  metrics.storeBacklog.set(backlog());
+  metrics.storeBacklog.set(store.backlog());
+  metrics.storeQuarantined.set(store.quarantined());
 }
 
 export async function startServer(config: Config, opts: ServerOptions = {}): Promise<RunningServer> {
@@ -167,6 +168,7 @@ export async function startServer(config: Config, opts: ServerOptions = {}): Pro
     replica: config.replica,
     deadlineMs: config.admission.deadlineMs,
     readiness,
+    readinessDetail: () => ({ store: { backlog: opened!.backlog(), quarantined: opened!.quarantined() } }),
     bodyLimit: config.admission.bodyLimitBytes,
     https: { cert: tls.cert, key: tls.key },
   });
@@ -199,7 +201,7 @@ export async function startServer(config: Config, opts: ServerOptions = {}): Pro
     (err) => logger.error({ err: { message: err.message } }, 'serving certificate reload failed; keeping the old one'),
   );
   const metricsApp = buildMetricsApp(metrics, logger);
-  const gaugeTimer = setInterval(() => updateGauges(metrics, index, source.synced(), opened!.backlog), 5000);
+  const gaugeTimer = setInterval(() => updateGauges(metrics, index, source.synced(), opened!), 5000);
   gaugeTimer.unref();
 
   try {
@@ -208,7 +210,7 @@ export async function startServer(config: Config, opts: ServerOptions = {}): Pro
     problems.push(`source (${config.source.kind}): ${(err as Error).message}`);
   }
   const urls = problems.length === 0 ? await listenAll([['admission', app, config.admission.listen], ['audit', auditApp, config.auditApi.listen], ['metrics', metricsApp, config.metrics.listen]], problems) : {};
-  updateGauges(metrics, index, source.synced(), opened.backlog);
+  updateGauges(metrics, index, source.synced(), opened);
 
   const retention = opened.startRetention?.();
   const close = async (): Promise<void> => {

@@ -14,6 +14,7 @@ export interface Metrics {
   mappingProblems: Gauge;
   certExpiry: Gauge<'listener'>;
   storeBacklog: Gauge;
+  storeQuarantined: Gauge;
 }
 
 /** Buckets from 0.25 ms to 10 s: admission latency budgets are in milliseconds. */
@@ -33,5 +34,6 @@ export function createMetrics(opts: { defaultMetrics?: boolean } = {}): Metrics 
     mappingProblems: new Gauge({ name: 'tzw_identitymapping_problems', help: 'Invalid or conflicting IdentityMappings', registers }),
     certExpiry: new Gauge({ name: 'tzw_certificate_expiry_timestamp_seconds', help: 'notAfter of the serving certificate, as a Unix time', labelNames: ['listener'], registers }),
     storeBacklog: new Gauge({ name: 'tzw_store_backlog_records', help: 'Decisions spooled locally and not yet forwarded to the shared store', registers }),
+    storeQuarantined: new Gauge({ name: 'tzw_store_quarantined_records', help: 'Decisions the shared store refused, kept in the local spool quarantine (never deleted; see tzw decisions export)', registers }),
   };
 }
