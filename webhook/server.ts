@@ -19,10 +19,12 @@ import { createFactsIndex, type FactsIndex } from './core/mapping-index.js';
 import { createMetrics, type Metrics } from './http/metrics.js';
 import { certificateNotAfter, loadTlsFiles, watchTlsFiles, type TlsMaterial } from './http/tls.js';
 import { createFileSource } from './kube/files.js';
+import { createClusterWriters } from './kube/cluster-writers.js';
 import { createKubeSource, loadKubeConfig } from './kube/informers.js';
 import { openStore, type OpenedStore } from './store/open.js';
 import { createCertificateAuthority, createServingCertificate } from '../certs/lib.js';
 import { buildAuditApp } from './http/audit.js';
+import { createKubeReviews, type KubeReviews } from './kube/reviews.js';
 
 export class ServerStartError extends Error {
   code = 'ERR_SERVER_START';
@@ -94,7 +96,8 @@ function updateGauges(metrics: Metrics, index: FactsIndex, synced: boolean, stor
   metrics.cacheObjects.set({ kind: 'namespaces' }, c.namespaces);
   metrics.cacheObjects.set({ kind: 'serviceaccounts' }, c.serviceAccounts);
   metrics.cacheObjects.set({ kind: 'identitymappings' }, c.mappings);
-  metrics.mappingProblems.set(c.invalid + c.conflicts);
+  metrics.mappingProblems.set({ kind: 'invalid' }, c.invalid);
+  metrics.mappingProblems.set({ kind: 'conflict' }, c.conflicts);
   metrics.sourceSynced.set(synced ? 1 : 0);
   metrics.storeBacklog.set(store.backlog());
   metrics.storeQuarantined.set(store.quarantined());
@@ -129,11 +132,12 @@ export async function startServer(config: Config, opts: ServerOptions = {}): Pro
     problems.push((err as Error).message);
   }
 
-  // Object source.
-  const source =
-    config.source.kind === 'files'
-      ? createFileSource({ paths: config.source.paths, index, logger })
-      : createKubeSource({ kubeConfig: loadKubeConfig(opts.env ?? {}), index, logger, domain: config.domain });
+  // Object source, and (from the cluster) the writers of IdentityMapping status and Events.
+  const kubeConfig = config.source.kind === 'kubernetes' ? loadKubeConfig(opts.env ?? {}) : undefined;
+  const writers = kubeConfig ? createClusterWriters({ kubeConfig, index, config, logger, metrics }) : undefined;
+  const source = kubeConfig
+    ? createKubeSource({ kubeConfig, index, logger, domain: config.domain, ...(writers?.observer ? { mappingObserver: writers.observer } : {}) })
+    : createFileSource({ paths: config.source.paths, index, logger });
 
   // Decision store.
   let opened: OpenedStore | undefined;
@@ -167,6 +171,7 @@ export async function startServer(config: Config, opts: ServerOptions = {}): Pro
     nowMicros,
     replica: config.replica,
     deadlineMs: config.admission.deadlineMs,
+    ...(writers?.onDecision ? { onDecision: writers.onDecision } : {}),
     readiness,
     readinessDetail: () => ({ store: { backlog: opened!.backlog(), quarantined: opened!.quarantined() } }),
     bodyLimit: config.admission.bodyLimitBytes,
@@ -182,7 +187,26 @@ export async function startServer(config: Config, opts: ServerOptions = {}): Pro
       problems.push((err as Error).message);
     }
   }
-  const auditApp = await buildAuditApp({ store, jwks: opened.jwks, auth: config.auditApi.auth, logger, https: { cert: auditTls.cert, key: auditTls.key } });
+  // kubernetes auth asks the API server reached like the object source (in-cluster, else KUBECONFIG).
+  let kubeReviews: KubeReviews | undefined;
+  if (config.auditApi.auth.mode === 'kubernetes') {
+    const why = 'auditApi.auth.mode "kubernetes" needs the Kubernetes API (in-cluster, else KUBECONFIG)';
+    try {
+      const kubeConfig = loadKubeConfig(opts.env ?? {});
+      if (kubeConfig.getCurrentCluster()) kubeReviews = createKubeReviews(kubeConfig);
+      else problems.push(`${why}: the kubeconfig names no current cluster`);
+    } catch (err) {
+      problems.push(`${why}: ${(err as Error).message}`);
+    }
+    if (!kubeReviews) {
+      await store.close();
+      throw new ServerStartError(problems);
+    }
+  }
+  const auditApp = await buildAuditApp({
+    store, jwks: opened.jwks, auth: config.auditApi.auth, domain: config.domain, ...(kubeReviews ? { kubeReviews } : {}), logger,
+    https: { cert: auditTls.cert, key: auditTls.key },
+  });
   const tlsWatch = watchTlsFiles(
     tlsFiles.certFile,
     tlsFiles.keyFile,
@@ -209,6 +233,7 @@ export async function startServer(config: Config, opts: ServerOptions = {}): Pro
   } catch (err) {
     problems.push(`source (${config.source.kind}): ${(err as Error).message}`);
   }
+  if (problems.length === 0) writers?.start();
   const urls = problems.length === 0 ? await listenAll([['admission', app, config.admission.listen], ['audit', auditApp, config.auditApi.listen], ['metrics', metricsApp, config.metrics.listen]], problems) : {};
   updateGauges(metrics, index, source.synced(), opened);
 
@@ -219,6 +244,7 @@ export async function startServer(config: Config, opts: ServerOptions = {}): Pro
     // fastify close stops accepting, answers 503 to new requests and waits for in-flight ones.
     await Promise.allSettled([app.close(), auditApp.close(), metricsApp.close()]);
     await tlsWatch.close();
+    await writers?.stop();
     await source.close();
     await store.close();
     logger.flush?.();

@@ -39,6 +39,11 @@ function coerceEnv(raw: string, schema: JsonSchema, name: string, errors: string
     if (raw.trim() === '' || !Number.isFinite(n)) errors.push(`${name}: must be a number, got "${raw}"`);
     return n;
   }
+  if (schema.type === 'boolean') {
+    if (raw === 'true' || raw === 'false') return raw === 'true';
+    errors.push(`${name}: must be true or false, got "${raw}"`);
+    return undefined;
+  }
   if (schema.type === 'array') {
     if (raw.trim().startsWith('[')) return parseJson(raw, name, errors);
     return raw.split(',').map((s) => s.trim()).filter(Boolean);

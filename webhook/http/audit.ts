@@ -9,11 +9,14 @@
  */
 import Fastify, { LogController, type FastifyError, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import type { Logger } from 'pino';
+import { DEFAULT_DOMAIN } from '../core/keys.js';
 import type { ChainedRecord } from '../core/record.js';
 import type { VerifiableStore } from '../store/port.js';
 import { parseDecisionFilter, type FilterParams } from '../store/query.js';
 import { createExportStream, EXPORT_FORMATS, type ExportFormat } from '../cli/output.js';
-import { callerOf, createBearerAuth, createNoAuth, type AuthHook } from './auth.js';
+import type { KubeReviews } from '../kube/reviews.js';
+import { authorize, AuthError, callerOf, createBearerAuth, createNoAuth, registerAuth, type AuditAuth } from './auth.js';
+import { createKubernetesAuth } from './auth-kubernetes.js';
 
 export const AUDIT_PATHS = {
   decisions: '/api/v1/decisions',
@@ -23,7 +26,9 @@ export const AUDIT_PATHS = {
 } as const;
 
 export interface AuditAuthConfig {
-  mode: 'none' | 'oidc';
+  mode: 'none' | 'oidc' | 'kubernetes';
+  /** kubernetes: TokenReview spec.audiences (empty: the API server's). */
+  audiences?: string[];
   issuer?: string;
   jwksUri?: string;
   audience?: string;
@@ -36,6 +41,12 @@ export interface AuditDeps {
   /** Public keys of the checkpoint/anchor signer(s), current first. */
   jwks: () => { keys: object[] };
   auth: AuditAuthConfig;
+  /** kubernetes mode: the TokenReview/SubjectAccessReview client (kube/reviews.ts). */
+  kubeReviews?: KubeReviews;
+  /** Label domain; the RBAC API group of the audit resources is `audit.<domain>`. */
+  domain?: string;
+  /** Epoch ms for the auth caches (tests move it); default Date.now. */
+  now?: () => number;
   logger: Logger;
   /** Serving certificate; absent in inject() tests. */
   https?: { cert: string | Buffer; key: string | Buffer };
@@ -105,8 +116,18 @@ const EXPORT_CONTENT_TYPES: Record<ExportFormat, string> = {
   csv: 'text/csv; charset=utf-8',
 };
 
-function authHookFor(auth: AuditAuthConfig, logger: Logger): AuthHook {
+/** The RBAC API group of the audit API's virtual resources (decisions, checkpoints). */
+export function toAuditGroup(domain: string = DEFAULT_DOMAIN): string {
+  return `audit.${domain}`;
+}
+
+function createAuditAuth(deps: AuditDeps): AuditAuth {
+  const { auth, logger } = deps;
   if (auth.mode === 'none') return createNoAuth();
+  if (auth.mode === 'kubernetes') {
+    if (!deps.kubeReviews) throw Object.assign(new Error('audit API auth mode "kubernetes" needs a Kubernetes API client'), { code: 'ERR_AUTH_CONFIG' });
+    return createKubernetesAuth({ reviews: deps.kubeReviews, audiences: auth.audiences ?? [], group: toAuditGroup(deps.domain), logger, ...(deps.now ? { now: deps.now } : {}) });
+  }
   return createBearerAuth(
     { issuer: auth.issuer ?? '', jwksUri: auth.jwksUri ?? '', audience: auth.audience ?? '', group: auth.group ?? '', groupsClaim: auth.groupsClaim },
     logger,
@@ -120,7 +141,7 @@ function authHookFor(auth: AuditAuthConfig, logger: Logger): AuthHook {
  */
 export async function buildAuditApp(deps: AuditDeps): Promise<FastifyInstance> {
   const { store, logger } = deps;
-  const authenticate = authHookFor(deps.auth, logger);
+  const auth = createAuditAuth(deps);
   const app = Fastify({
     ...(deps.https ? { https: { ...deps.https, minVersion: 'TLSv1.2' as const } } : {}),
     loggerInstance: logger,
@@ -129,7 +150,8 @@ export async function buildAuditApp(deps: AuditDeps): Promise<FastifyInstance> {
     return503OnClosing: true,
   }) as unknown as FastifyInstance;
 
-  app.setErrorHandler((err: FastifyError | HttpError, req, reply) => {
+  app.setErrorHandler((err: FastifyError | HttpError | AuthError, req, reply) => {
+    if (err instanceof AuthError) return reply.code(err.statusCode).headers(err.headers).send(err.toBody());
     if (err instanceof HttpError) return reply.code(err.statusCode).send({ code: err.code, message: err.message, ...(err.problems ? { problems: err.problems } : {}) });
     const status = typeof err.statusCode === 'number' && err.statusCode >= 400 && err.statusCode < 500 ? err.statusCode : 500;
     if (status < 500) return reply.code(status).send({ code: err.code ?? 'ERR_BAD_REQUEST', message: err.message });
@@ -152,7 +174,7 @@ export async function buildAuditApp(deps: AuditDeps): Promise<FastifyInstance> {
   });
 
   await app.register(async (scope) => {
-    scope.addHook('onRequest', authenticate);
+    registerAuth(scope, auth, logger);
     scope.addHook('onSend', async (_req, reply, payload) => {
       reply.header('cache-control', 'no-store');
       return payload;
@@ -172,6 +194,7 @@ export async function buildAuditApp(deps: AuditDeps): Promise<FastifyInstance> {
       if (errors.length || !parsed.ok || format === undefined) {
         throw new HttpError(400, 'ERR_BAD_FILTER', `invalid query: ${errors.join('; ')}`, errors);
       }
+      await authorize(req, { verb: 'list', resource: 'decisions', namespace: parsed.filter.namespace ?? '' });
       if (format === 'json') return store.query(parsed.filter);
       const { limit: _limit, cursor: _cursor, ...scan } = parsed.filter;
       const records = await primed(store.stream(scan));
@@ -187,11 +210,16 @@ export async function buildAuditApp(deps: AuditDeps): Promise<FastifyInstance> {
       // An id longer than fastify's maxParamLength (100) never gets here: 414 FST_ERR_MAX_PARAM_LENGTH.
       const { id } = req.params;
       const record = await store.get(id);
+      // Authorized against the record's own namespace, so it can only be checked after the read. A
+      // missing id is a 404 for any authenticated caller: ids are UUIDv7 with 74 random bits, so
+      // telling "absent" from "not yours" (403) reveals nothing guessable.
       if (!record) throw new HttpError(404, 'ERR_NOT_FOUND', `no decision with id ${JSON.stringify(id)}`);
+      await authorize(req, { verb: 'get', resource: 'decisions', namespace: record.namespace });
       return record;
     });
 
-    scope.get(AUDIT_PATHS.checkpoints, async () => {
+    scope.get(AUDIT_PATHS.checkpoints, async (req) => {
+      await authorize(req, { verb: 'list', resource: 'checkpoints', namespace: '' });
       const [items, anchors] = await Promise.all([store.checkpoints(), store.anchors()]);
       return { items, anchors };
     });
