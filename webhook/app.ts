@@ -12,6 +12,8 @@ import { HANDSHAKE_TIMEOUT_MS, MIN_TLS_VERSION } from './http/tls.js';
 
 export interface AppDeps extends AdmissionDeps {
   readiness: ReadinessCheck;
+  /** Shown with /readyz (e.g. store backlog and quarantine); never changes readiness. */
+  readinessDetail?: () => Record<string, unknown>;
   bodyLimit: number;
   /** Serving certificate (and client-certificate options); absent in inject() tests. */
   https?: SecureContextOptions & { requestCert?: boolean; rejectUnauthorized?: boolean };
@@ -27,7 +29,7 @@ export function buildApp(deps: AppDeps): FastifyInstance {
     keepAliveTimeout: 75_000,
     return503OnClosing: true,
   }) as unknown as FastifyInstance;
-  void app.register(healthRoutes, { readiness: deps.readiness });
+  void app.register(healthRoutes, { readiness: deps.readiness, ...(deps.readinessDetail ? { readinessDetail: deps.readinessDetail } : {}) });
   void app.register(admissionRoutes, deps);
   return app;
 }
@@ -36,9 +38,9 @@ export function buildApp(deps: AppDeps): FastifyInstance {
  * The metrics listener also serves /healthz and /readyz, so kubelet probes need no client
  * certificate when the admission listener requires one (DESIGN "Hardening").
  */
-export function buildMetricsApp(metrics: Metrics, logger: AppDeps['logger'], readiness: ReadinessCheck = () => []): FastifyInstance {
+export function buildMetricsApp(metrics: Metrics, logger: AppDeps['logger'], health: { readiness: ReadinessCheck; readinessDetail?: () => Record<string, unknown> } = { readiness: () => [] }): FastifyInstance {
   const app = Fastify({ loggerInstance: logger, logController: new LogController({ disableRequestLogging: true }) }) as unknown as FastifyInstance;
-  void app.register(healthRoutes, { readiness });
+  void app.register(healthRoutes, health);
   app.get(PATHS.metrics, async (_req, reply) => {
     reply.header('content-type', metrics.registry.contentType);
     return metrics.registry.metrics();

@@ -140,7 +140,7 @@ async function listenAll(apps: Array<[string, FastifyInstance, string]>, problem
   return urls;
 }
 
-function updateGauges(metrics: Metrics, index: FactsIndex, synced: boolean, backlog: () => number): void {
+function updateGauges(metrics: Metrics, index: FactsIndex, synced: boolean, store: Pick<OpenedStore, 'backlog' | 'quarantined'>): void {
   const c = index.counts();
   metrics.cacheObjects.set({ kind: 'namespaces' }, c.namespaces);
   metrics.cacheObjects.set({ kind: 'serviceaccounts' }, c.serviceAccounts);
@@ -148,7 +148,8 @@ function updateGauges(metrics: Metrics, index: FactsIndex, synced: boolean, back
   metrics.mappingProblems.set({ kind: 'invalid' }, c.invalid);
   metrics.mappingProblems.set({ kind: 'conflict' }, c.conflicts);
   metrics.sourceSynced.set(synced ? 1 : 0);
-  metrics.storeBacklog.set(backlog());
+  metrics.storeBacklog.set(store.backlog());
+  metrics.storeQuarantined.set(store.quarantined());
 }
 
 export async function startServer(config: Config, opts: ServerOptions = {}): Promise<RunningServer> {
@@ -233,6 +234,7 @@ export async function startServer(config: Config, opts: ServerOptions = {}): Pro
     deadlineMs: config.admission.deadlineMs,
     ...(writers?.onDecision ? { onDecision: writers.onDecision } : {}),
     readiness,
+    readinessDetail: () => ({ store: { backlog: opened!.backlog(), quarantined: opened!.quarantined() } }),
     bodyLimit: config.admission.bodyLimitBytes,
     https: { ...toSecureContextOptions(tls), ...(requireClientCert ? { requestCert: true, rejectUnauthorized: false } : {}) },
   });
@@ -289,8 +291,8 @@ export async function startServer(config: Config, opts: ServerOptions = {}): Pro
     watchTlsFiles(tlsFiles, reloadInto('admission', config.auditApi.tls ? [app] : [app, auditApp], () => tls, (m) => (tls = m)), onReloadError('admission')),
     ...(config.auditApi.tls ? [watchTlsFiles(auditFiles, reloadInto('audit', [auditApp], () => auditTls, (m) => (auditTls = m)), onReloadError('audit'))] : []),
   ];
-  const metricsApp = buildMetricsApp(metrics, logger, readiness);
-  const gaugeTimer = setInterval(() => updateGauges(metrics, index, source.synced(), opened!.backlog), 5000);
+  const metricsApp = buildMetricsApp(metrics, logger, { readiness, readinessDetail: () => ({ store: { backlog: opened!.backlog(), quarantined: opened!.quarantined() } }) });
+  const gaugeTimer = setInterval(() => updateGauges(metrics, index, source.synced(), opened!), 5000);
   gaugeTimer.unref();
 
   try {
@@ -300,7 +302,7 @@ export async function startServer(config: Config, opts: ServerOptions = {}): Pro
   }
   if (problems.length === 0) writers?.start();
   const urls = problems.length === 0 ? await listenAll([['admission', app, config.admission.listen], ['audit', auditApp, config.auditApi.listen], ['metrics', metricsApp, config.metrics.listen]], problems) : {};
-  updateGauges(metrics, index, source.synced(), opened.backlog);
+  updateGauges(metrics, index, source.synced(), opened);
 
   const retention = opened.startRetention?.();
   const close = async (): Promise<void> => {
