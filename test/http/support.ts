@@ -42,7 +42,7 @@ export interface TestApp {
   state: { synced: boolean; throwInCore: boolean };
 }
 
-export function createTestApp(o: { store?: Pick<DecisionStore, 'append'>; bodyLimit?: number } = {}): TestApp {
+export function createTestApp(o: { store?: Pick<DecisionStore, 'append'>; bodyLimit?: number; deadlineMs?: number } = {}): TestApp {
   const logs: string[] = [];
   const logger = pino({ level: 'info' }, new Writable({ write(chunk, _e, cb) { logs.push(String(chunk)); cb(); } }));
   const index = createFactsIndex('tekton-zscaler.io');
@@ -62,7 +62,7 @@ export function createTestApp(o: { store?: Pick<DecisionStore, 'append'>; bodyLi
   const app = buildApp({
     facts, sourceSynced: () => state.synced, store: o.store ?? store, options: defaultOptions(), logger, metrics,
     newId: () => `0193a000-0000-7000-8000-${String(++n).padStart(12, '0')}`,
-    nowMicros: () => (micros += 250n), replica: 'test-0', deadlineMs: 2000,
+    nowMicros: () => (micros += 250n), replica: 'test-0', deadlineMs: o.deadlineMs ?? 2000,
     readiness: () => (state.synced ? [] : ['object source not synced']), bodyLimit: o.bodyLimit ?? 7 * 1024 * 1024,
   });
   return { app, store, metrics, logs, index, state };
