@@ -19,6 +19,7 @@ import { createFactsIndex, type FactsIndex } from './core/mapping-index.js';
 import { createMetrics, type Metrics } from './http/metrics.js';
 import { certificateNotAfter, loadTlsFiles, watchTlsFiles, type TlsMaterial } from './http/tls.js';
 import { createFileSource } from './kube/files.js';
+import { createClusterWriters } from './kube/cluster-writers.js';
 import { createKubeSource, loadKubeConfig } from './kube/informers.js';
 import { openStore, type OpenedStore } from './store/open.js';
 import { createCertificateAuthority, createServingCertificate } from '../certs/lib.js';
@@ -94,7 +95,8 @@ function updateGauges(metrics: Metrics, index: FactsIndex, synced: boolean, back
   metrics.cacheObjects.set({ kind: 'namespaces' }, c.namespaces);
   metrics.cacheObjects.set({ kind: 'serviceaccounts' }, c.serviceAccounts);
   metrics.cacheObjects.set({ kind: 'identitymappings' }, c.mappings);
-  metrics.mappingProblems.set(c.invalid + c.conflicts);
+  metrics.mappingProblems.set({ kind: 'invalid' }, c.invalid);
+  metrics.mappingProblems.set({ kind: 'conflict' }, c.conflicts);
   metrics.sourceSynced.set(synced ? 1 : 0);
   metrics.storeBacklog.set(backlog());
 }
@@ -128,11 +130,12 @@ export async function startServer(config: Config, opts: ServerOptions = {}): Pro
     problems.push((err as Error).message);
   }
 
-  // Object source.
-  const source =
-    config.source.kind === 'files'
-      ? createFileSource({ paths: config.source.paths, index, logger })
-      : createKubeSource({ kubeConfig: loadKubeConfig(opts.env ?? {}), index, logger, domain: config.domain });
+  // Object source, and (from the cluster) the writers of IdentityMapping status and Events.
+  const kubeConfig = config.source.kind === 'kubernetes' ? loadKubeConfig(opts.env ?? {}) : undefined;
+  const writers = kubeConfig ? createClusterWriters({ kubeConfig, index, config, logger, metrics }) : undefined;
+  const source = kubeConfig
+    ? createKubeSource({ kubeConfig, index, logger, domain: config.domain, ...(writers?.observer ? { mappingObserver: writers.observer } : {}) })
+    : createFileSource({ paths: config.source.paths, index, logger });
 
   // Decision store.
   let opened: OpenedStore | undefined;
@@ -166,6 +169,7 @@ export async function startServer(config: Config, opts: ServerOptions = {}): Pro
     nowMicros,
     replica: config.replica,
     deadlineMs: config.admission.deadlineMs,
+    ...(writers?.onDecision ? { onDecision: writers.onDecision } : {}),
     readiness,
     bodyLimit: config.admission.bodyLimitBytes,
     https: { cert: tls.cert, key: tls.key },
@@ -207,6 +211,7 @@ export async function startServer(config: Config, opts: ServerOptions = {}): Pro
   } catch (err) {
     problems.push(`source (${config.source.kind}): ${(err as Error).message}`);
   }
+  if (problems.length === 0) writers?.start();
   const urls = problems.length === 0 ? await listenAll([['admission', app, config.admission.listen], ['audit', auditApp, config.auditApi.listen], ['metrics', metricsApp, config.metrics.listen]], problems) : {};
   updateGauges(metrics, index, source.synced(), opened.backlog);
 
@@ -217,6 +222,7 @@ export async function startServer(config: Config, opts: ServerOptions = {}): Pro
     // fastify close stops accepting, answers 503 to new requests and waits for in-flight ones.
     await Promise.allSettled([app.close(), auditApp.close(), metricsApp.close()]);
     await tlsWatch.close();
+    await writers?.stop();
     await source.close();
     await store.close();
     logger.flush?.();

@@ -23,7 +23,7 @@ t.test('simulate: a mapped pod is patched; -o yaml prints the patched pod', asyn
   const pod = parse(c.out().replace(/^---\n/, ''));
   t.equal(pod.metadata.annotations['tekton-zscaler.io/status'], 'injected');
   t.equal(pod.metadata.annotations['tekton-zscaler.io/decision-id'], 'simulated');
-  t.equal(pod.spec.initContainers.at(-1).name, 'zscaler-tunnel');
+  t.strictSame(pod.spec.initContainers.map((c: { name: string }) => c.name), ['zscaler-tunnel', 'prepare'], 'native: the tunnel is the first init container');
   t.strictSame(pod.spec.containers[0].env.map((e: { name: string }) => e.name), ['AWS_REGION', 'AWS_ROLE_ARN', 'AWS_WEB_IDENTITY_TOKEN_FILE', 'TZW_OIDC_TOKEN_FILE']);
 });
 

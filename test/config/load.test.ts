@@ -53,6 +53,14 @@ injection: {sidecar: {mode: sidecar}}
   }
 });
 
+t.test('TZW_PG_URL is refused like any unknown variable, pointing at TZW_STORE_URL; test-only variables pass', async (t) => {
+  const refused = loadConfig({ env: { TZW_PG_URL: 'postgres://u:secret@db/tzw' }, readFile: files({}), hostname: 'h' });
+  t.strictSame(refused, { ok: false, errors: ['TZW_PG_URL: unknown setting (the PostgreSQL URL is store.url: set TZW_STORE_URL=postgres://…)'] }, 'the value is never echoed');
+  const ok = loadConfig({ env: { TZW_STORE_URL: 'postgres://u:p@db/tzw', TZW_TEST_PG_URL: 'postgres://t', TZW_BENCH_PG_URL: 'postgres://b', TZW_CORPUS_DIR: '/c' }, readFile: files({}), hostname: 'h' });
+  t.ok(ok.ok);
+  if (ok.ok) t.equal(ok.config.store.url, 'postgres://u:p@db/tzw');
+});
+
 t.test('semantic checks: unreadable TLS files, auth none off loopback, oidc settings, port clash', async (t) => {
   const r = loadConfig({
     configFile: 'c.yaml',

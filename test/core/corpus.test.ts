@@ -17,7 +17,7 @@ import type { Decision } from '../../webhook/core/verdict.js';
 import type { KubeObject } from '../../webhook/core/wire.js';
 import { CORPUS_DIR } from '../corpus.js';
 import { aMapping, aNamespace, aRequest, defaultOptions } from '../builders.js';
-import { addOnlyViolations, allContainers, applyOps, duplicateNames, envNames, firstLoss } from './patch-check.js';
+import { addOnlyViolations, allContainers, applyOps, duplicateNames, envNames, firstLoss, tunnelPlacementProblems } from './patch-check.js';
 
 const corpusDir = CORPUS_DIR;
 if (!existsSync(join(corpusDir, 'tekton-examples'))) {
@@ -209,6 +209,7 @@ for (const mode of ['native', 'classic'] as const) {
         const lost = firstLoss(pod, out);
         if (lost !== undefined) problems.push(`original field lost or changed at ${lost}`);
         problems.push(...duplicateNames(out));
+        problems.push(...tunnelPlacementProblems(pod, out, mode));
         const tunnels = allContainers(out).filter((c) => c.name === 'zscaler-tunnel');
         if (tunnels.length !== 1) problems.push(`${tunnels.length} tunnel containers`);
         for (const c of allContainers(out)) {

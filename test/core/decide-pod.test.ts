@@ -7,7 +7,7 @@ import { reason } from '../../webhook/core/reasons.js';
 import { allowed, type AddOperation, type Decision } from '../../webhook/core/verdict.js';
 import type { KubeObject, Operation } from '../../webhook/core/wire.js';
 import { aContainer, aMapping, aNamespace, aPod, aRequest, defaultOptions, NS } from '../builders.js';
-import { addOnlyViolations, applyOps, container, duplicateNames, envNames, firstLoss } from './patch-check.js';
+import { addOnlyViolations, applyOps, container, duplicateNames, envNames, firstLoss, tunnelPlacementProblems } from './patch-check.js';
 
 const ID = '0192f0a0-0000-7000-8000-00000000abcd';
 const TOKEN_DIR = '/var/run/secrets/tekton-zscaler.io/serviceaccount';
@@ -40,6 +40,7 @@ function inject(t: Asserts, pod: KubeObject, facts: Facts = mapped, opts = nativ
   for (const key of overwrites) delete (kept.metadata as { annotations: Record<string, string> }).annotations[key];
   t.equal(firstLoss(kept, out), undefined, 'every original field survives');
   t.strictSame(duplicateNames(out as never), [], 'no duplicate names or mountPaths');
+  t.strictSame(tunnelPlacementProblems(pod as never, out as never, opts.sidecar.mode), [], `tunnel placed for ${opts.sidecar.mode} mode`);
   const again = decidePod(aRequest(out), facts, opts, 'second-id');
   t.equal(again.verdict, 'allowed', 'idempotent: allowed the second time');
   t.strictSame(again.patch, [], 'idempotent: zero operations');
@@ -67,7 +68,7 @@ t.test('a mapped pod gets exactly the DESIGN injection (native)', async (t) => {
       { name: 'AWS_WEB_IDENTITY_TOKEN_FILE', value: TOKEN },
       { name: 'TZW_OIDC_TOKEN_FILE', value: TOKEN },
     ] },
-    { op: 'add', path: '/spec/initContainers/-', value: {
+    { op: 'add', path: '/spec/initContainers/0', value: {
       name: 'zscaler-tunnel',
       image: 'ghcr.io/example/zscaler-tunnel:1.4.2',
       args: ['--listen=127.0.0.1:15001'],
@@ -86,7 +87,7 @@ t.test('a mapped pod gets exactly the DESIGN injection (native)', async (t) => {
   ];
   t.strictSame(d.patch, expected);
   t.equal(d.verdict, 'patched');
-  t.strictSame(d.reasons, [reason('POD_INJECTED', 'Pod "build-run-pod" of TaskRun "build-run" in namespace "payments" gets IdentityMapping "payments-ci" (aws-iam): token volume, mount and env in 1 container(s) (step-build), tunnel sidecar (native).')]);
+  t.strictSame(d.reasons, [reason('POD_INJECTED', 'Pod "build-run-pod" of TaskRun "build-run" in namespace "payments" gets IdentityMapping "payments-ci" (aws-iam): token volume, mount and env in 1 container(s) (step-build), tunnel sidecar (native, first init container).')]);
   t.strictSame(
     { serviceAccounts: d.serviceAccounts, mode: d.mode, mapping: d.mapping, policyTags: d.policyTags, tekton: d.tekton },
     { serviceAccounts: ['payments/ci-builder'], mode: 'enforce', mapping: { name: 'payments-ci', provider: 'aws-iam', subject: 'arn:aws:iam::123456789012:role/payments-ci' }, policyTags: ['ci', 'payments', 'payments-artifacts'], tekton: { taskRun: 'build-run' } },
@@ -123,9 +124,9 @@ t.test('each provider gets its SDK env vars, token-file vars and audience', asyn
 t.test('native vs classic: where the tunnel goes and which probe it gets', async (t) => {
   const n = inject(t, aPod(), mapped, native).out;
   const nSpec = n.spec as { initContainers: Array<Record<string, unknown>>; containers: Array<Record<string, unknown>> };
-  t.strictSame(nSpec.initContainers.map((c) => c.name), ['prepare', 'zscaler-tunnel'], 'native: appended to initContainers');
+  t.strictSame(nSpec.initContainers.map((c) => c.name), ['zscaler-tunnel', 'prepare'], 'native: first in initContainers');
   t.strictSame(nSpec.containers.map((c) => c.name), ['step-build']);
-  const nt = nSpec.initContainers[1]!;
+  const nt = nSpec.initContainers[0]!;
   t.equal(nt.restartPolicy, 'Always');
   t.strictSame(nt.startupProbe, native.sidecar.probe);
   t.equal(nt.readinessProbe, undefined);
@@ -142,11 +143,27 @@ t.test('native vs classic: where the tunnel goes and which probe it gets', async
   // Empty config pieces are left out rather than emitted as invalid empty values.
   const bare = defaultOptions({ mode: 'native' });
   bare.sidecar = { ...bare.sidecar, args: [], resources: {}, securityContext: {}, probe: {} };
-  const tunnel = decidePod(aRequest(aPod()), mapped, bare, ID).patch.find((op) => op.path === '/spec/initContainers/-')?.value;
+  const tunnel = decidePod(aRequest(aPod()), mapped, bare, ID).patch.find((op) => op.path === '/spec/initContainers/0')?.value;
   t.strictSame(tunnel, {
     name: 'zscaler-tunnel', image: bare.sidecar.image, env: [{ name: 'TZW_OIDC_TOKEN_FILE', value: TOKEN }],
     volumeMounts: [{ name: 'tekton-zscaler-token', mountPath: TOKEN_DIR, readOnly: true }], restartPolicy: 'Always',
   });
+});
+
+t.test('native: the tunnel insert at initContainers/0 comes after every op addressing an initContainer (the checker catches the other order)', async (t) => {
+  const pod = aPod({ initContainers: [aContainer('prepare'), aContainer('sidecar-proxy', { restartPolicy: 'Always' })] });
+  const d = decidePod(aRequest(pod), mapped, native, ID);
+  const at = d.patch.findIndex((op) => op.path === '/spec/initContainers/0');
+  t.ok(at > d.patch.findLastIndex((op) => op.path.startsWith('/spec/initContainers/1/')), 'insert after the sidecar-proxy ops');
+  t.strictSame(addOnlyViolations(pod, d.patch), []);
+  // The same operations with the insert moved first: indices shift and the mount lands on `prepare`.
+  const misordered = [d.patch[at]!, ...d.patch.filter((_, i) => i !== at)];
+  t.ok(addOnlyViolations(pod, misordered).some((v) => v.includes('shifted every index')), 'the checker names the misordered op');
+  const wrong = applyOps(pod, misordered);
+  t.notOk((container(wrong as never, 'sidecar-proxy')?.volumeMounts ?? []).some((m) => m.name === 'tekton-zscaler-token'), 'misordered, sidecar-proxy would miss its mount');
+  const right = inject(t, pod).out;
+  t.strictSame((right.spec as { initContainers: Array<{ name: string }> }).initContainers.map((c) => c.name), ['zscaler-tunnel', 'prepare', 'sidecar-proxy']);
+  t.ok((container(right as never, 'sidecar-proxy')?.volumeMounts ?? []).some((m) => m.name === 'tekton-zscaler-token'));
 });
 
 t.test('targets: every step-* and sidecar-* container, in containers and initContainers; nothing else', async (t) => {
@@ -180,7 +197,7 @@ t.test('absent arrays and maps are added whole; present ones are appended to', a
 
   const nulls = aPod({ annotations: null, containers: [aContainer('step-x', { env: null, volumeMounts: null })], spec: { volumes: null } });
   (nulls.metadata as Record<string, unknown>).annotations = null;
-  t.strictSame(decidePod(aRequest(nulls), mapped, native, ID).patch.map((op) => op.path), ['/spec/volumes', '/spec/containers/0/volumeMounts', '/spec/containers/0/env', '/spec/initContainers/-', '/metadata/annotations'], 'null counts as absent');
+  t.strictSame(decidePod(aRequest(nulls), mapped, native, ID).patch.map((op) => op.path), ['/spec/volumes', '/spec/containers/0/volumeMounts', '/spec/containers/0/env', '/spec/initContainers/0', '/metadata/annotations'], 'null counts as absent');
   inject(t, nulls);
 });
 
@@ -197,6 +214,47 @@ t.test('env already set by a container is never overridden; envFrom is never tou
   t.strictSame(step.envFrom, envFrom);
   t.notOk(d.patch.some((op) => op.path.includes('envFrom')));
   t.match(d.message, 'Env already set and left unchanged: step-a: AWS_ROLE_ARN, step-a: TZW_OIDC_TOKEN_FILE.');
+  t.strictSame(d.reasons.map((r) => r.code), ['POD_INJECTED', 'POD_ENV_OVERRIDES_ENVFROM']);
+  t.match(d.reasons[1]?.message, 'now gets AWS_WEB_IDENTITY_TOKEN_FILE from the injection.', 'names only the variable actually added');
+});
+
+t.test('envFrom on a container that gets injected env: an extra reason names it and the winning variables; the patch is unchanged', async (t) => {
+  const envFrom = [{ configMapRef: { name: 'aws-config' } }, { secretRef: { name: 'creds' }, prefix: 'CI_' }];
+  const containers = (withEnvFrom: boolean): Array<Record<string, unknown>> => [
+    aContainer('step-a', withEnvFrom ? { envFrom } : {}),
+    aContainer('step-b'),
+    // Sets every variable we would add: nothing of ours wins here, so it is not named.
+    aContainer('step-c', { env: ['AWS_ROLE_ARN', 'AWS_WEB_IDENTITY_TOKEN_FILE', 'TZW_OIDC_TOKEN_FILE'].map((name) => ({ name, value: 'own' })), ...(withEnvFrom ? { envFrom } : {}) }),
+    // Not a target: its envFrom is none of our business.
+    aContainer('istio-proxy', withEnvFrom ? { envFrom } : {}),
+  ];
+  const initContainers = (withEnvFrom: boolean): Array<Record<string, unknown>> => [
+    aContainer('prepare'),
+    aContainer('sidecar-db', { restartPolicy: 'Always', env: [{ name: 'AWS_ROLE_ARN', value: 'own' }], ...(withEnvFrom ? { envFrom: [{ configMapRef: {} }] } : {}) }),
+  ];
+  for (const opts of [native, classic]) {
+    const plain = aPod({ containers: containers(false), initContainers: initContainers(false) });
+    const withEnvFrom = aPod({ containers: containers(true), initContainers: initContainers(true) });
+    const before = decidePod(aRequest(plain), mapped, opts, ID);
+    const { d } = inject(t, withEnvFrom, mapped, opts);
+    t.strictSame(d.patch, before.patch, `${opts.sidecar.mode}: exactly the same operations as without envFrom`);
+    t.strictSame(d.reasons, [
+      before.reasons[0],
+      reason('POD_ENV_OVERRIDES_ENVFROM',
+        'Pod "build-run-pod" of TaskRun "build-run": ' +
+        'container "step-a" (envFrom: ConfigMap "aws-config", Secret "creds" with prefix "CI_") now gets AWS_ROLE_ARN, AWS_WEB_IDENTITY_TOKEN_FILE, TZW_OIDC_TOKEN_FILE from the injection; ' +
+        'container "sidecar-db" (envFrom: ConfigMap (unnamed)) now gets AWS_WEB_IDENTITY_TOKEN_FILE, TZW_OIDC_TOKEN_FILE from the injection. ' +
+        'These take precedence over any variable of the same name from envFrom (Kubernetes lets env win over envFrom).'),
+    ], `${opts.sidecar.mode}: POD_INJECTED unchanged, then one reason naming step-a and sidecar-db and their variables`);
+    t.equal(d.message, `${before.message} ${d.reasons[1]?.message}`, 'the decision message carries it');
+    t.equal(d.verdict, 'patched');
+  }
+  // An empty envFrom list provides nothing, so nothing is said.
+  const empty = decidePod(aRequest(aPod({ containers: [aContainer('step-a', { envFrom: [] })] })), mapped, native, ID);
+  t.strictSame(empty.reasons.map((r) => r.code), ['POD_INJECTED']);
+  // envFrom of the wrong type is malformed like env (the API server would reject it too).
+  const bad = decidePod(aRequest(aPod({ containers: [aContainer('step-a', { envFrom: { configMapRef: { name: 'x' } } })] })), mapped, native, ID);
+  t.strictSame([bad.verdict, bad.reasons[0]?.message], ['rejected', 'Pod "build-run-pod" of TaskRun "build-run" is malformed: spec.containers[0].envFrom must be an array, got object.']);
 });
 
 t.test('never touches tekton.dev/ready, tekton-internal-* volumes, commands or kube-api-access mounts', async (t) => {

@@ -4,22 +4,16 @@
  * as the answer. A real SQLite store whose write lock another connection holds (its writer thread
  * waits for the lock; the event loop does not).
  */
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import t from 'tap';
 import { aTaskRun } from '../builders.js';
 import type { ChainedRecord, DecisionRecord } from '../../webhook/core/record.js';
 import type { AppendOptions, DecisionStore } from '../../webhook/store/port.js';
-import { createSqliteStore } from '../../webhook/store/sqlite/store.js';
 import { verifyStore } from '../../webhook/store/evidence/bundle.js';
-import { createTestSigner, holdSqliteWriteLock } from '../store/setup.js';
-import { createTestApp, review } from './support.js';
+import { createTestApp, review, type TestApp } from './support.js';
 
-const { signer, jwks } = await createTestSigner(t, 'tzw-deadline-key-');
 const DEADLINE_MS = 300;
 
-const post = (app: ReturnType<typeof createTestApp>['app'], url: string, payload: unknown) =>
+const post = (app: TestApp['app'], url: string, payload: unknown) =>
   app.inject({ method: 'POST', url, payload: JSON.stringify(payload), headers: { 'content-type': 'application/json' } });
 
 async function timed<T>(p: Promise<T>): Promise<{ value: T; ms: number }> {
@@ -29,19 +23,12 @@ async function timed<T>(p: Promise<T>): Promise<{ value: T; ms: number }> {
 }
 
 t.test('a writer stalled past the deadline: errored in time, /healthz and another /validate not held, record matches the answer', async (t) => {
-  const dir = mkdtempSync(join(tmpdir(), 'tzw-deadline-'));
-  const path = join(dir, 'decisions.db');
-  const store = await createSqliteStore({ path, replica: 'test-0', signer, busyTimeoutMs: 10_000 });
-  t.teardown(async () => {
-    await store.close();
-    rmSync(dir, { recursive: true, force: true });
-  });
-  const { app } = createTestApp({ store, deadlineMs: DEADLINE_MS });
+  const { app, store, jwks, breakStore } = await createTestApp(t, { deadlineMs: DEADLINE_MS, busyTimeoutMs: 10_000 });
   // Warm up (first request compiles routes), and prove the store works.
   const warm = (await post(app, '/validate', review(aTaskRun({ serviceAccountName: 'ci-builder' }), { uid: 'warm' }))).json();
   t.equal(warm.response.allowed, true);
 
-  const release = await holdSqliteWriteLock(path);
+  const release = await breakStore();
   const stalled = timed(post(app, '/validate', review(aTaskRun({ serviceAccountName: 'ci-builder' }), { uid: 'stalled' })));
   // While that request waits for its commit, the process keeps answering.
   await new Promise((r) => setTimeout(r, 50));
@@ -90,7 +77,7 @@ t.test('a commit too late to cancel: the errored answer is recorded as a record 
       }, delay));
     },
   };
-  const { app } = createTestApp({ store: late, deadlineMs: DEADLINE_MS });
+  const { app } = await createTestApp(t, { appendTo: late, deadlineMs: DEADLINE_MS });
   const res = await timed(post(app, '/validate', review(aTaskRun({ serviceAccountName: 'ci-builder' }), { uid: 'late' })));
   const body = res.value.json();
   t.equal(body.response.allowed, false);

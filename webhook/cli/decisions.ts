@@ -218,7 +218,8 @@ const verify: Command = {
     let source: string;
     if (hasBundle) {
       const path = resolve(io.cwd, requireString(values, 'bundle', 'FILE'));
-      const keys = typeof values.jwks === 'string' ? await loadKeys(values, io) : undefined;
+      // --jwks or --config name whose keys to trust; with neither, the bundle's own keys (and a warning).
+      const keys = typeof values.jwks === 'string' || typeof values.config === 'string' ? await loadKeys(values, io) : undefined;
       source = `bundle ${path}`;
       try {
         result = await verifyBundle(path, keys?.jwks);

@@ -19,6 +19,8 @@ export const DEFAULT_STORE_URL = 'sqlite:.tzw/decisions.db';
 export const DEFAULT_STATE_DIR = '.tzw';
 export const DEFAULT_EXAMPLES_PATH = 'manifests/examples';
 export const DEFAULT_SIDECAR_IMAGE = 'zscaler/zpa-connector-tunnel:1.0.0';
+export const DEFAULT_LEASE_NAME = 'tekton-zscaler-webhook-status';
+export const DEFAULT_LEASE_NAMESPACE = 'tekton-zscaler';
 export const PATHS = { validate: '/validate', mutate: '/mutate', healthz: '/healthz', readyz: '/readyz', metrics: '/metrics' } as const;
 
 export interface Config {
@@ -41,6 +43,9 @@ export interface Config {
     spool: { path: string; maxBytes: number };
   };
   signing: { keyFile?: string };
+  /** IdentityMapping status, written by the Lease holder (source.kind kubernetes only). */
+  mappingStatus: { enabled: boolean; leaseNamespace: string; leaseName: string; leaseDurationSeconds: number };
+  events: { onDenial: boolean; perSecond: number; burst: number };
   tekton: { defaultServiceAccount: string };
   injection: {
     tokenMountPath: string;
@@ -112,6 +117,23 @@ export const CONFIG_SCHEMA = {
       },
     },
     signing: { type: 'object', additionalProperties: false, properties: { keyFile: { type: 'string', minLength: 1, description: 'PKCS#8 PEM key for checkpoints (absent: generated under stateDir)' } } },
+    mappingStatus: {
+      type: 'object', additionalProperties: false,
+      properties: {
+        enabled: { type: 'boolean', description: 'Write IdentityMapping status (kubernetes source only)' },
+        leaseNamespace: { type: 'string', minLength: 1, description: "The webhook's namespace: one status writer at a time via a Lease here" },
+        leaseName: { type: 'string', minLength: 1, description: 'Name of that Lease' },
+        leaseDurationSeconds: { type: 'integer', minimum: 2, maximum: 300, description: 'A silent holder loses the Lease after this' },
+      },
+    },
+    events: {
+      type: 'object', additionalProperties: false,
+      properties: {
+        onDenial: { type: 'boolean', description: "A Warning Event in the run's namespace per denial (off the request path)" },
+        perSecond: { type: 'number', exclusiveMinimum: 0, description: 'Denial Events rate limit' },
+        burst: { type: 'integer', minimum: 1, description: 'Denial Events burst' },
+      },
+    },
     tekton: { type: 'object', additionalProperties: false, properties: { defaultServiceAccount: { type: 'string', minLength: 1, description: "Tekton config-defaults default-service-account" } } },
     injection: {
       type: 'object', additionalProperties: false,
@@ -147,6 +169,8 @@ export function defaultConfig(hostname: string): Config {
       spool: { path: `${DEFAULT_STATE_DIR}/spool.db`, maxBytes: 1024 * 1024 * 1024 },
     },
     signing: {},
+    mappingStatus: { enabled: true, leaseNamespace: DEFAULT_LEASE_NAMESPACE, leaseName: DEFAULT_LEASE_NAME, leaseDurationSeconds: 15 },
+    events: { onDenial: false, perSecond: 5, burst: 25 },
     tekton: { defaultServiceAccount: DEFAULT_SERVICE_ACCOUNT },
     injection: {
       tokenMountPath: DEFAULT_TOKEN_MOUNT_PATH,

@@ -15,6 +15,7 @@ export const REASONS = {
   MAPPING_INVALID: 'The IdentityMapping that claims the ServiceAccount is invalid.',
   // mutate: pods
   POD_INJECTED: 'The pod was patched with the token volume, env, tunnel sidecar and annotations.',
+  POD_ENV_OVERRIDES_ENVFROM: 'A patched container also has envFrom; the injected env takes precedence over same-named variables from it.',
   POD_ALREADY_INJECTED: 'The pod already carries the injection; nothing to add.',
   POD_NOT_TEKTON: 'The pod has no tekton.dev/taskRun label; nothing to inject.',
   POD_SA_UNMAPPED: "The pod's ServiceAccount has no IdentityMapping.",

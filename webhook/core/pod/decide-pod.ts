@@ -14,7 +14,7 @@ import {
 } from '../taskrun/account-checks.js';
 import { isObject, labelValue, nonEmptyString, objectName, type JsonObject } from '../taskrun/object-fields.js';
 import { toInjectionFragments } from './fragments.js';
-import { findInjectionConflicts, isAlreadyInjected, toInjectionPatch } from './injection-patch.js';
+import { findInjectionConflicts, isAlreadyInjected, toInjectionPatch, type EnvFromOverride } from './injection-patch.js';
 import { parsePod } from './pod-view.js';
 
 function podLinks(object: JsonObject | null | undefined): TektonLinks {
@@ -45,7 +45,8 @@ function podLinks(object: JsonObject | null | undefined): TektonLinks {
  * 6. already injected (status annotation or a `zscaler-tunnel` container) → `allowed`
  *    POD_ALREADY_INJECTED with zero operations;
  * 7. our volume name or token mount path already in use → `denied` / `warned` POD_INJECTION_CONFLICT;
- * 8. otherwise `patched` POD_INJECTED.
+ * 8. otherwise `patched` POD_INJECTED, plus POD_ENV_OVERRIDES_ENVFROM when a container that gets
+ *    injected env also has `envFrom` (the message names it and the variables that now win).
  *
  * Never throws on input; never mutates `req`; cost is linear in the pod's containers, env and
  * mounts, with the per-mapping pieces cached (see fragments.ts).
@@ -136,8 +137,22 @@ export function decidePod(req: AdmissionRequest, facts: Facts, opts: DecideOptio
   const message =
     `${where} gets IdentityMapping "${mapping.name}" (${mapping.provider}): token volume, mount and env in ` +
     `${patch.targets.length} container(s)${patch.targets.length > 0 ? ` (${patch.targets.join(', ')})` : ''}, ` +
-    `tunnel sidecar (${opts.sidecar.mode}).${kept}${note}`;
-  return patched(patch.ops, [reason('POD_INJECTED', message)], mapped);
+    `tunnel sidecar (${opts.sidecar.mode === 'native' ? 'native, first init container' : 'classic, last container'}).${kept}${note}`;
+  const injected = [reason('POD_INJECTED', message)];
+  if (patch.envFromOverrides.length > 0) injected.push(reason('POD_ENV_OVERRIDES_ENVFROM', describeEnvFromOverrides(podLabel, patch.envFromOverrides)));
+  return patched(patch.ops, injected, mapped);
+}
+
+/**
+ * Kubernetes gives `env` precedence over `envFrom` for the same name
+ * (https://kubernetes.io/docs/tasks/inject-data-application/define-environment-variable-container/),
+ * and the webhook cannot read the ConfigMaps/Secrets behind `envFrom`, so it says which of the
+ * variables it added now win, per container.
+ */
+function describeEnvFromOverrides(podLabel: string, overrides: readonly EnvFromOverride[]): string {
+  const parts = overrides.map((o) =>
+    `container "${o.container}" (envFrom: ${o.sources.join(', ')}) now gets ${o.variables.join(', ')} from the injection`);
+  return `${podLabel}: ${parts.join('; ')}. These take precedence over any variable of the same name from envFrom (Kubernetes lets env win over envFrom).`;
 }
 
 function refuse(mode: 'enforce' | 'audit', reasons: Reason[], where: string, note: string, text: string, ctx: DecisionContext): Decision {

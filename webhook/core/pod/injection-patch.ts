@@ -5,7 +5,7 @@
  */
 import { TOKEN_VOLUME_NAME, TUNNEL_CONTAINER_NAME, type DecideOptions } from '../options.js';
 import type { AddOperation } from '../verdict.js';
-import type { InjectionFragments } from './fragments.js';
+import type { EnvVar, InjectionFragments } from './fragments.js';
 import { escapePointer } from './json-pointer.js';
 import type { ContainerView, PodView } from './pod-view.js';
 
@@ -52,18 +52,50 @@ export function findInjectionConflicts(pod: PodView, opts: DecideOptions): strin
   return problems;
 }
 
+/** A target container with `envFrom` that got injected env: those names now win over envFrom's. */
+export interface EnvFromOverride {
+  container: string;
+  /** The injected variable names, in patch order. */
+  variables: string[];
+  /** `configMap NAME` / `secret NAME` for each envFrom entry (`?` when it names neither). */
+  sources: string[];
+}
+
 export interface InjectionPatch {
   ops: AddOperation[];
   /** Names of the containers that got the mount and env. */
   targets: string[];
   /** `container: VAR` for env vars left alone because the container already sets them. */
   keptEnv: string[];
+  /** Target containers with `envFrom` whose same-named variables the injected env now overrides. */
+  envFromOverrides: EnvFromOverride[];
+}
+
+function refName(ref: unknown): string {
+  const name = typeof ref === 'object' && ref !== null ? (ref as { name?: unknown }).name : undefined;
+  return typeof name === 'string' && name ? `"${name}"` : '(unnamed)';
+}
+
+/** Names what an envFrom entry reads, for a message; never its contents (we cannot and must not read them). */
+function describeEnvFrom(entry: Readonly<Record<string, unknown>>): string {
+  const prefix = typeof entry.prefix === 'string' && entry.prefix ? ` with prefix "${entry.prefix}"` : '';
+  if (entry.configMapRef !== undefined && entry.configMapRef !== null) return `ConfigMap ${refName(entry.configMapRef)}${prefix}`;
+  if (entry.secretRef !== undefined && entry.secretRef !== null) return `Secret ${refName(entry.secretRef)}${prefix}`;
+  return `an envFrom source${prefix}`;
 }
 
 /**
  * The operations, in a fixed order: volume; per target container (containers, then initContainers)
  * its mount and missing env vars; the tunnel container; the annotations. Patch values share the
  * frozen fragments; arrays and maps created here are fresh per call.
+ *
+ * The tunnel goes at the end of `containers` (classic) or at the FRONT of `initContainers`
+ * (native): native sidecars and init containers start in list order, each after the previous
+ * native sidecar's startupProbe passed, so whatever Tekton puts there (its `prepare` step, the
+ * Task's own sidecars as `sidecar-*` native sidecars) must start after the tunnel
+ * (https://kubernetes.io/docs/concepts/workloads/pods/sidecar-containers/). Inserting at index 0
+ * shifts every initContainer by one, so that operation comes after every operation addressing an
+ * initContainer by its original index (RFC 6902 applies operations in order).
  */
 export function toInjectionPatch(
   pod: PodView,
@@ -74,6 +106,7 @@ export function toInjectionPatch(
   const ops: AddOperation[] = [];
   const targets: string[] = [];
   const keptEnv: string[] = [];
+  const envFromOverrides: EnvFromOverride[] = [];
 
   ops.push(pod.volumes
     ? { op: 'add', path: '/spec/volumes/-', value: fragments.volume }
@@ -86,21 +119,31 @@ export function toInjectionPatch(
     ops.push(c.volumeMounts
       ? { op: 'add', path: `${at}/volumeMounts/-`, value: fragments.mount }
       : { op: 'add', path: `${at}/volumeMounts`, value: [fragments.mount] });
+    let added: readonly EnvVar[];
     if (!c.env) {
       ops.push({ op: 'add', path: `${at}/env`, value: [...fragments.env] });
-      continue;
+      added = fragments.env;
+    } else {
+      const present = new Set<unknown>();
+      for (const e of c.env) present.add(e.name);
+      const missing: EnvVar[] = [];
+      for (const e of fragments.env) {
+        if (present.has(e.name)) keptEnv.push(`${c.name}: ${e.name}`);
+        else {
+          ops.push({ op: 'add', path: `${at}/env/-`, value: e });
+          missing.push(e);
+        }
+      }
+      added = missing;
     }
-    const present = new Set<unknown>();
-    for (const e of c.env) present.add(e.name);
-    for (const e of fragments.env) {
-      if (present.has(e.name)) keptEnv.push(`${c.name}: ${e.name}`);
-      else ops.push({ op: 'add', path: `${at}/env/-`, value: e });
+    // Kubernetes lets `env` win over `envFrom` for the same name: say which of ours now do.
+    if (c.envFrom && c.envFrom.length > 0 && added.length > 0) {
+      envFromOverrides.push({ container: c.name, variables: added.map((e) => e.name), sources: c.envFrom.map(describeEnvFrom) });
     }
   }
 
-  ops.push(pod.lists[sidecarList]
-    ? { op: 'add', path: `/spec/${sidecarList}/-`, value: fragments.sidecar }
-    : { op: 'add', path: `/spec/${sidecarList}`, value: [fragments.sidecar] });
+  if (!pod.lists[sidecarList]) ops.push({ op: 'add', path: `/spec/${sidecarList}`, value: [fragments.sidecar] });
+  else ops.push({ op: 'add', path: sidecarList === 'initContainers' ? '/spec/initContainers/0' : '/spec/containers/-', value: fragments.sidecar });
 
   if (pod.annotations) {
     // `add` on an existing member replaces it: a value copied from the TaskRun can never pose as ours.
@@ -108,5 +151,5 @@ export function toInjectionPatch(
   } else {
     ops.push({ op: 'add', path: '/metadata/annotations', value: Object.fromEntries(annotations) });
   }
-  return { ops, targets, keptEnv };
+  return { ops, targets, keptEnv, envFromOverrides };
 }

@@ -16,6 +16,8 @@ export interface ContainerView {
   env: JsonObject[] | undefined;
   /** The raw `volumeMounts` array, or undefined when absent or null. */
   volumeMounts: JsonObject[] | undefined;
+  /** The raw `envFrom` array, or undefined when absent or null (never read for values: we cannot see inside). */
+  envFrom: JsonObject[] | undefined;
 }
 
 export interface PodView {
@@ -83,10 +85,11 @@ export function parsePod(object: JsonObject): PodParse {
         const at = `spec.${list}[${index}]`;
         const env = objectArray(c.env, `${at}.env`);
         const volumeMounts = objectArray(c.volumeMounts, `${at}.volumeMounts`);
+        const envFrom = objectArray(c.envFrom, `${at}.envFrom`);
         checkNames(env, `${at}.env`, 'name');
         checkNames(volumeMounts, `${at}.volumeMounts`, 'name');
         checkNames(volumeMounts, `${at}.volumeMounts`, 'mountPath');
-        containers.push({ list, index, name: optionalString(c.name, `${at}.name`) ?? '', env, volumeMounts });
+        containers.push({ list, index, name: optionalString(c.name, `${at}.name`) ?? '', env, volumeMounts, envFrom });
       }
     }
     const volumes = objectArray(spec.volumes, 'spec.volumes');

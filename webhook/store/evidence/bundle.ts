@@ -171,7 +171,7 @@ export async function verifyBundle(path: string, jwksOverride?: Jwks): Promise<V
     const parsed = parseJwks(header.jwks);
     if (typeof parsed === 'string') return bundleProblem(`the header's jwks is not usable: ${parsed}`);
     jwks = parsed;
-    warnings.push("verified with the keys inside the bundle; pass the webhook's published JWKS to rule out a re-signed bundle");
+    warnings.push("verified with the keys inside the bundle; pass the webhook's published JWKS (--jwks) or its config (--config) to rule out a re-signed bundle");
   }
 
   const verifier = await createChainVerifier(checkpoints, anchors, jwks);
