@@ -12,6 +12,8 @@
  *   changes only), coordination.k8s.io/v1 Leases (GET, POST, PUT with a required, matching
  *   resourceVersion: 409 on a stale one; MicroTime timestamps), core/v1 Events (POST with
  *   generateName, namespace rules of event validation).
+ * - TokenReview, SubjectAccessReview and SelfSubjectAccessReview over a small RBAC model
+ *   (fake-authz.ts, `authz`); the bearer token TOKEN is the webhook's own ServiceAccount.
  * Used only by test/kube/.
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
@@ -22,9 +24,12 @@ import { KubeConfig } from '@kubernetes/client-node';
 import { Ajv } from 'ajv';
 import addFormats from 'ajv-formats';
 import { createCertificateAuthority, createServingCertificate } from '../../certs/lib.js';
+import { createFakeAuthz, type FakeAuthz } from './fake-authz.js';
 import { IDENTITY_MAPPING_STATUS_SCHEMA } from '../../webhook/core/mapping-schema.js';
 
 export const TOKEN = 'fake-api-token';
+/** Who TOKEN belongs to: the webhook's ServiceAccount, as in manifests/base/rbac.yaml. */
+export const WEBHOOK_USER = 'system:serviceaccount:tekton-zscaler:tekton-zscaler-webhook';
 
 export type FakeResource = 'namespaces' | 'serviceaccounts' | 'identitymappings' | 'leases' | 'events';
 type Obj = Record<string, any>; // eslint-disable-line @typescript-eslint/no-explicit-any
@@ -115,6 +120,10 @@ export interface FakeApiServer {
   list(resource: FakeResource): Obj[];
   /** The next `times` writes (POST, PUT, PATCH) to `resource` are answered with HTTP `status`. */
   failNextWrite(resource: FakeResource, status: number, times?: number): void;
+  /** Tokens, RBAC objects and the reviews received (fake-authz.ts). */
+  authz: FakeAuthz;
+  /** The server's CA certificate (PEM), for clients given a CA file. */
+  caPem: string;
   requests: RequestLog[];
   close(): Promise<void>;
 }
@@ -134,6 +143,7 @@ export async function startFakeApiServer(): Promise<FakeApiServer> {
   ) as unknown as Record<FakeResource, Store>;
   const snapshots = new Map<string, { rv: number; items: Obj[] }>();
   const requests: RequestLog[] = [];
+  const authz = createFakeAuthz({ callerToken: TOKEN, caller: { username: WEBHOOK_USER, uid: 'uid-webhook-sa' } });
 
   /** The object as the API returns it; core list items have no apiVersion/kind. */
   const shaped = (resource: FakeResource, o: Obj, inList: boolean): Obj => {
@@ -330,6 +340,7 @@ export async function startFakeApiServer(): Promise<FakeApiServer> {
   };
 
   const server: Server = createServer({ cert: serving.certPem, key: serving.keyPem }, (req, res) => {
+    if (authz.serve(req, res, new URL(req.url ?? '/', 'https://localhost'))) return;
     if (req.method === 'GET') return serve(req, res);
     const chunks: Buffer[] = [];
     req.on('data', (c: Buffer) => chunks.push(c));
@@ -430,6 +441,8 @@ export async function startFakeApiServer(): Promise<FakeApiServer> {
     failNextWrite(resource, code, times = 1) {
       for (let i = 0; i < times; i++) stores[resource].failures.write.push(code);
     },
+    authz,
+    caPem: ca.certPem,
     requests,
     async close() {
       server.closeAllConnections();

@@ -169,7 +169,7 @@ async function toProblems(object: Obj): Promise<string[]> {
 
 const EXPECTED_KINDS: Record<Target, string[]> = {
   manifests: [
-    'ClusterRole', 'ClusterRoleBinding', 'ConfigMap', 'CustomResourceDefinition', 'Deployment', 'MutatingWebhookConfiguration',
+    'ClusterRole', 'ClusterRole', 'ClusterRoleBinding', 'ClusterRoleBinding', 'ConfigMap', 'CustomResourceDefinition', 'Deployment', 'MutatingWebhookConfiguration',
     'Namespace', 'NetworkPolicy', 'PodDisruptionBudget', 'Role', 'RoleBinding', 'Service', 'ServiceAccount', 'ValidatingWebhookConfiguration',
   ],
   'manifests/overlays/cert-manager': [],
@@ -403,7 +403,7 @@ for (const target of TARGETS) {
     type Rule = { apiGroups: string[]; resources: string[]; verbs: string[]; resourceNames?: string[] };
     const toGrants = (rules: Rule[]) => rules.flatMap((rule) =>
       rule.apiGroups.flatMap((group) => rule.resources.map((resource) => ({ group, resource, verbs: [...rule.verbs].sort(), ...(rule.resourceNames ? { names: rule.resourceNames } : {}) }))));
-    const role = one(target, 'ClusterRole');
+    const role = one(target, 'ClusterRole', 'tekton-zscaler-webhook');
     const crdObject = one(target, 'CustomResourceDefinition');
     t.strictSame(toGrants(role.rules as Rule[]), [
       { group: '', resource: 'namespaces', verbs: ['get', 'list', 'watch'] },
@@ -414,7 +414,7 @@ for (const target of TARGETS) {
     ]);
     const deployment = one(target, 'Deployment');
     const subjects = [{ kind: 'ServiceAccount', name: deployment.spec.template.spec.serviceAccountName, namespace: deployment.metadata.namespace }];
-    const binding = one(target, 'ClusterRoleBinding');
+    const binding = one(target, 'ClusterRoleBinding', 'tekton-zscaler-webhook');
     t.strictSame(
       { roleRef: binding.roleRef, subjects: binding.subjects },
       { roleRef: { apiGroup: 'rbac.authorization.k8s.io', kind: 'ClusterRole', name: role.metadata.name }, subjects },
@@ -432,6 +432,20 @@ for (const target of TARGETS) {
     );
     const leaseNsEnv = (container(target).env as Obj[]).find((e) => e.name === envNameFor(['mappingStatus', 'leaseNamespace']));
     t.strictSame(leaseNsEnv?.valueFrom, { fieldRef: { fieldPath: 'metadata.namespace' } }, 'the Lease namespace is the pod\'s own');
+    // Kubernetes sign-in for auditors: the webhook may create TokenReviews and SubjectAccessReviews
+    // (the built-in system:auth-delegator), and nothing more.
+    const delegator = one(target, 'ClusterRoleBinding', 'tekton-zscaler-webhook-auth-delegator');
+    t.strictSame(
+      { roleRef: delegator.roleRef, subjects: delegator.subjects },
+      { roleRef: { apiGroup: 'rbac.authorization.k8s.io', kind: 'ClusterRole', name: 'system:auth-delegator' }, subjects },
+    );
+    // The auditor ClusterRole grants read on the audit API's virtual resources only, and is bound to no one.
+    const auditor = one(target, 'ClusterRole', 'tekton-zscaler-auditor');
+    t.strictSame(toGrants(auditor.rules as Rule[]), [
+      { group: `audit.${crdObject.spec.group}`, resource: 'decisions', verbs: ['get', 'list'] },
+      { group: `audit.${crdObject.spec.group}`, resource: 'checkpoints', verbs: ['get', 'list'] },
+    ]);
+    t.strictSame(objects(target).filter((o) => o.roleRef?.name === 'tekton-zscaler-auditor'), [], 'no auditor is bound by the install');
     t.equal(one(target, 'ServiceAccount', deployment.spec.template.spec.serviceAccountName).metadata.namespace, deployment.metadata.namespace);
   });
 

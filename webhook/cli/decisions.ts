@@ -9,6 +9,9 @@ import { resolve } from 'node:path';
 import type { ParseArgsConfig } from 'node:util';
 import type { ChainProblem, VerifyResult } from '../store/evidence/chain.js';
 import { verifyBundle, verifyStore, writeBundle } from '../store/evidence/bundle.js';
+import { loadBundleFormat, NAMESPACE_BUNDLE_FORMAT, verifyNamespaceBundleFile, writeNamespaceBundle } from '../store/evidence/namespace-bundle.js';
+import { toNamespaceEvidenceSource, toNamespaceRange } from '../store/namespace-source.js';
+import { toNamespaceVerifyReport } from './namespace-evidence.js';
 import { openStoreForRead } from '../store/open-url.js';
 import type { DecisionFilter, VerifiableStore } from '../store/port.js';
 import { FILTER_KEYS, parseDecisionFilter, type FilterParams } from '../store/query.js';
@@ -176,6 +179,13 @@ const exportCommand: Command = {
     const out = resolve(io.cwd, requireString(values, 'out', 'FILE'));
     const { limit: _limit, cursor: _cursor, ...filter } = toDecisionFilter(values, SELECT_KEYS);
     const { jwks } = await loadKeys(values, io);
+    const range = toNamespaceRange(filter);
+    if (range) {
+      // One namespace (and a time range): a bundle its auditor can prove complete offline.
+      const ns = await withStore(values, io, (store) => writeNamespaceBundle(toNamespaceEvidenceSource(store), range, out, jwks));
+      io.stdout(`Wrote ${ns.records} records of namespace ${range.namespace} and ${ns.checkpoints} checkpoints of ${ns.writers} writer(s) to ${ns.path}. Verify it with: tzw decisions verify --bundle ${ns.path} --jwks JWKS.json\n`);
+      return EXIT.OK;
+    }
     const summary = await withStore(values, io, (store) => writeBundle(store, filter, out, jwks));
     io.stdout(`Wrote ${summary.records} records, ${summary.checkpoints} checkpoints and ${summary.anchors} anchors to ${summary.path}.\n`);
     if (!summary.complete) {
@@ -222,6 +232,12 @@ const verify: Command = {
       const keys = typeof values.jwks === 'string' || typeof values.config === 'string' ? await loadKeys(values, io) : undefined;
       source = `bundle ${path}`;
       try {
+        if ((await loadBundleFormat(path)) === NAMESPACE_BUNDLE_FORMAT) {
+          const ns = await verifyNamespaceBundleFile(path, keys?.jwks);
+          const report = toNamespaceVerifyReport(ns, source);
+          io.stdout(format === 'json' ? JSON.stringify({ source, ...ns }, null, 2) + '\n' : report.text);
+          return report.exit;
+        }
         result = await verifyBundle(path, keys?.jwks);
       } catch (err) {
         throw Object.assign(new Error(`cannot read bundle ${path}: ${(err as Error).message}`), { code: (err as { code?: string }).code });

@@ -32,7 +32,7 @@ export interface Config {
   auditApi: {
     listen: string;
     tls?: { certFile: string; keyFile: string };
-    auth: { mode: 'none' | 'oidc'; issuer?: string; jwksUri?: string; audience?: string; group?: string; groupsClaim: string };
+    auth: { mode: 'none' | 'oidc' | 'kubernetes'; audiences: string[]; issuer?: string; jwksUri?: string; audience?: string; group?: string; groupsClaim: string };
   };
   metrics: { listen: string };
   source: { kind: 'kubernetes' | 'files'; paths: string[] };
@@ -89,7 +89,8 @@ export const CONFIG_SCHEMA = {
         auth: {
           type: 'object', additionalProperties: false,
           properties: {
-            mode: { enum: ['none', 'oidc'], description: 'none only on a loopback listener' },
+            mode: { enum: ['none', 'oidc', 'kubernetes'], description: 'kubernetes: TokenReview + SubjectAccessReview (RBAC on decisions/checkpoints in audit.<domain>); none only on a loopback listener' },
+            audiences: { type: 'array', items: { type: 'string', minLength: 1 }, description: 'kubernetes: TokenReview spec.audiences (empty: the API server\'s own)' },
             issuer: { type: 'string', description: 'Required JWT iss' }, jwksUri: { type: 'string', description: 'JWKS URL of the issuer' }, audience: { type: 'string', description: 'Required JWT aud' },
             group: { type: 'string', description: 'Group the caller must be in' }, groupsClaim: { type: 'string', minLength: 1, description: 'JWT claim holding the groups' },
           },
@@ -160,7 +161,7 @@ export function defaultConfig(hostname: string): Config {
     logLevel: 'info',
     stateDir: DEFAULT_STATE_DIR,
     admission: { listen: DEFAULT_ADMISSION_LISTEN, deadlineMs: DEFAULT_DEADLINE_MS, bodyLimitBytes: DEFAULT_BODY_LIMIT_BYTES },
-    auditApi: { listen: DEFAULT_AUDIT_LISTEN, auth: { mode: 'none', groupsClaim: 'groups' } },
+    auditApi: { listen: DEFAULT_AUDIT_LISTEN, auth: { mode: 'none', audiences: [], groupsClaim: 'groups' } },
     metrics: { listen: DEFAULT_METRICS_LISTEN },
     source: { kind: 'files', paths: [DEFAULT_EXAMPLES_PATH] },
     store: {
