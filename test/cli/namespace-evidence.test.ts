@@ -7,7 +7,7 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { run } from '../../webhook/cli/run.js';
 import type { CliIo } from '../../webhook/cli/io.js';
-import { toNamespaceRange } from '../../webhook/cli/namespace-evidence.js';
+import { toNamespaceRange } from '../../webhook/store/namespace-source.js';
 import { writeNamespaceBundle } from '../../webhook/store/evidence/namespace-bundle.js';
 import { timeAt } from '../store/builders.js';
 import { aNamespaceRecord, toMemorySource, V2Writer } from '../store/ns-builders.js';

@@ -10,8 +10,8 @@ import type { ParseArgsConfig } from 'node:util';
 import type { ChainProblem, VerifyResult } from '../store/evidence/chain.js';
 import { verifyBundle, verifyStore, writeBundle } from '../store/evidence/bundle.js';
 import { loadBundleFormat, NAMESPACE_BUNDLE_FORMAT, verifyNamespaceBundleFile, writeNamespaceBundle } from '../store/evidence/namespace-bundle.js';
-import { toNamespaceEvidenceSource } from '../store/namespace-source.js';
-import { toNamespaceRange, toNamespaceVerifyReport } from './namespace-evidence.js';
+import { toNamespaceEvidenceSource, toNamespaceRange } from '../store/namespace-source.js';
+import { toNamespaceVerifyReport } from './namespace-evidence.js';
 import { openStoreForRead } from '../store/open-url.js';
 import type { DecisionFilter, VerifiableStore } from '../store/port.js';
 import { FILTER_KEYS, parseDecisionFilter, type FilterParams } from '../store/query.js';
@@ -188,6 +188,9 @@ const exportCommand: Command = {
     }
     const summary = await withStore(values, io, (store) => writeBundle(store, filter, out, jwks));
     io.stdout(`Wrote ${summary.records} records, ${summary.checkpoints} checkpoints and ${summary.anchors} anchors to ${summary.path}.\n`);
+    if (summary.quarantined > 0) {
+      io.stderr(`Note: the bundle also holds ${summary.quarantined} quarantined record(s): decisions a replica's spool could not forward without breaking a chain, kept outside the chain; "tzw decisions verify --bundle" lists them with the reason.\n`);
+    }
     if (!summary.complete) {
       io.stderr('Note: this is a filtered export: evidence of the selected records, but not a verifiable chain. Export without filters for a bundle that "tzw decisions verify --bundle" can check.\n');
     }

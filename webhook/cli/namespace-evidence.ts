@@ -1,22 +1,8 @@
 /**
- * The CLI side of namespace evidence: when an export is a namespace bundle, and the text
- * `tzw decisions verify --bundle` prints for one. Pure.
+ * The text `tzw decisions verify --bundle` prints for a namespace bundle. Pure.
  */
-import type { DecisionFilter } from '../store/port.js';
-import type { NamespaceRange, NamespaceVerifyResult, WriterCoverage } from '../store/evidence/namespace-bundle.js';
+import type { NamespaceVerifyResult, WriterCoverage } from '../store/evidence/namespace-bundle.js';
 import { EXIT } from './io.js';
-
-type Selection = Omit<DecisionFilter, 'limit' | 'cursor'>;
-
-/**
- * The namespace range when the selection is exactly one namespace (with optional since/until): that
- * export is a namespace bundle an auditor can prove complete. Undefined for any other selection.
- */
-export function toNamespaceRange(filter: Selection): NamespaceRange | undefined {
-  const { namespace, since, until, ...rest } = filter;
-  if (namespace === undefined || Object.values(rest).some((v) => v !== undefined)) return undefined;
-  return { namespace, ...(since !== undefined ? { since } : {}), ...(until !== undefined ? { until } : {}) };
-}
 
 function writerLines(w: WriterCoverage, namespace: string): string[] {
   const out: string[] = [];

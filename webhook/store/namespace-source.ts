@@ -5,8 +5,8 @@
  * and otherwise derives the same answers from the chain and the namespace filter (slower: a scan).
  */
 import type { NamespaceHead } from './evidence/merkle.js';
-import type { NamespaceEvidenceSource, NsCheckpoint, NsRecord } from './evidence/namespace-bundle.js';
-import type { VerifiableStore } from './port.js';
+import type { NamespaceEvidenceSource, NamespaceRange, NsCheckpoint, NsRecord } from './evidence/namespace-bundle.js';
+import type { DecisionFilter, VerifiableStore } from './port.js';
 
 /** Optional port methods of a v2 store. */
 interface NamespacePort {
@@ -55,4 +55,16 @@ export function toNamespaceEvidenceSource(store: VerifiableStore): NamespaceEvid
       yield* mine.sort((a, b) => a.nsSeq! - b.nsSeq!);
     },
   };
+}
+
+type Selection = Omit<DecisionFilter, 'limit' | 'cursor'>;
+
+/**
+ * The namespace range when the selection is exactly one namespace (with optional since/until): that
+ * export is a namespace bundle an auditor can prove complete. Undefined for any other selection.
+ */
+export function toNamespaceRange(filter: Selection): NamespaceRange | undefined {
+  const { namespace, since, until, ...rest } = filter;
+  if (namespace === undefined || Object.values(rest).some((v) => v !== undefined)) return undefined;
+  return { namespace, ...(since !== undefined ? { since } : {}), ...(until !== undefined ? { until } : {}) };
 }

@@ -89,8 +89,21 @@ export interface PruneResult {
   anchors: Anchor[];
 }
 
+/**
+ * A decision the shared store refused (its id holds another decision there, or it failed the shared
+ * store's checks), kept out of every chain instead of deleted: the record as it was chained when
+ * admitted (original seq, prevHash and hash), why it was refused, and when (RFC 3339).
+ */
+export interface QuarantinedRecord {
+  record: ChainedRecord;
+  reason: string;
+  time: string;
+}
+
 /** What verification, export and retention need on top of the request-path port. */
 export interface VerifiableStore extends DecisionStore {
+  /** Quarantined records (PostgreSQL behind a spool only; absent or empty elsewhere), oldest first. */
+  quarantined?(): Promise<QuarantinedRecord[]>;
   anchors(): Promise<Anchor[]>;
   /** Every record, ordered by writer then seq (chain order), with flat memory. */
   streamChain(): AsyncIterable<ChainEntry>;
