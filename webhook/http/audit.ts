@@ -5,6 +5,7 @@
  *   GET /api/v1/checkpoints      signed checkpoints and retention anchors
  *   GET /api/v1/jwks             public keys that verify them (public: no token needed)
  *   GET /api/v1/export           the evidence bundle for a filter (the format of `tzw decisions export`)
+ *   GET /api/v1/stats            filters + bucket=hour|day → aggregates counted by the store (Overview)
  *   GET /, /overview, /decisions/:id, /console/*   the auditor console (console.ts; pages without data)
  * Every other route needs a bearer token (auth.ts) unless auth mode is none. Errors are
  * `{code, message}` JSON. Filters are parsed by the one parser the CLI uses too (store/query.ts).
@@ -23,6 +24,7 @@ import { createKubernetesAuth } from './auth-kubernetes.js';
 import { loadBundleLines } from '../store/evidence/bundle.js';
 import type { Jwks } from '../store/evidence/signing.js';
 import { consoleRoutes } from './console.js';
+import { parseStatsQuery } from '../store/stats.js';
 
 export const AUDIT_PATHS = {
   decisions: '/api/v1/decisions',
@@ -30,6 +32,7 @@ export const AUDIT_PATHS = {
   checkpoints: '/api/v1/checkpoints',
   jwks: '/api/v1/jwks',
   export: '/api/v1/export',
+  stats: '/api/v1/stats',
 } as const;
 
 export interface AuditAuthConfig {
@@ -255,6 +258,14 @@ export async function buildAuditApp(deps: AuditDeps): Promise<FastifyInstance> {
         .header('content-type', 'application/x-ndjson; charset=utf-8')
         .header('content-disposition', `attachment; filename="tzw-decisions-${stamp}.jsonl"`)
         .send(body);
+    });
+
+    // The Overview's numbers: GROUP BY in the store (loadStats), never records shipped to the browser.
+    scope.get(AUDIT_PATHS.stats, async (req) => {
+      const parsed = parseStatsQuery(toQueryParams(req.query));
+      if (!parsed.ok) throw new HttpError(400, 'ERR_BAD_FILTER', `invalid query: ${parsed.errors.join('; ')}`, parsed.errors);
+      await authorize(req, { verb: 'list', resource: 'decisions', namespace: parsed.filter.namespace ?? '' });
+      return store.loadStats(parsed.filter, parsed.bucket);
     });
 
     scope.get(AUDIT_PATHS.checkpoints, async (req) => {

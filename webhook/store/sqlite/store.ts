@@ -16,6 +16,7 @@ import { chainRecord, GENESIS_HASH, toChainedRecord, type ChainLink } from '../e
 import type { Anchor, ChainEntry, Checkpoint, DecisionFilter, DecisionPage, PruneResult, VerifiableStore } from '../port.js';
 import { checkRecordShape, duplicateIdError, SA_INDEX_PROBLEM, storeError, toChainEntry, toChained, toColumnsProblem, toPage, toPageRequest, unchainableError, type DecisionRow } from '../rows.js';
 import { toCanonicalTime, type Cursor } from '../query.js';
+import { toDecisionStats, toStatsSql, type DecisionStats, type SqlQuery, type StatsBucket, type StatsFilter, type StatsRows } from '../stats.js';
 import { ANCHOR_TYP, CHECKPOINT_TYP, type Signer } from '../evidence/signing.js';
 
 export const DEFAULT_CHECKPOINT_RECORDS = 1000;
@@ -532,6 +533,15 @@ class SqliteDecisionStore implements SqliteStore {
       writer = last.writer;
       seq = last.seq;
     }
+  }
+
+  async loadStats(filter: StatsFilter, bucket: StatsBucket): Promise<DecisionStats> {
+    const q = toStatsSql('sqlite', { decisions: 'decisions', sas: 'decision_sas', checkpoints: 'checkpoints' }, filter, bucket);
+    const all = <T>(x: SqlQuery) => this.stmt(x.sql).all(...x.params) as T[];
+    // One read transaction: the four aggregates see the same snapshot.
+    return this.db.transaction(() =>
+      toDecisionStats({ buckets: all(q.buckets), namespaces: all(q.namespaces), unmapped: all(q.unmapped), writers: all(q.writers) } as StatsRows, bucket),
+    )();
   }
 
   async checkpoints(): Promise<Checkpoint[]> {
