@@ -4,7 +4,7 @@
  * Every startup problem (unreadable cert, store that can't open, port in use) is collected and
  * thrown as one ServerStartError before anything serves.
  */
-import { mkdirSync, existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdirSync, existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Server as HttpsServer } from 'node:https';
 import { pino, type Logger } from 'pino';
@@ -24,6 +24,7 @@ import { createKubeSource, loadKubeConfig } from './kube/informers.js';
 import { openStore, type OpenedStore } from './store/open.js';
 import { createCertificateAuthority, createServingCertificate } from '../certs/lib.js';
 import { buildAuditApp } from './http/audit.js';
+import { PATHS } from './config/schema.js';
 import { createKubeReviews, type KubeReviews } from './kube/reviews.js';
 
 export class ServerStartError extends Error {
@@ -46,6 +47,48 @@ export interface ServerOptions {
   logStream?: NodeJS.WritableStream;
   /** Process environment (in-cluster detection for the Kubernetes source). */
   env?: Record<string, string | undefined>;
+  /**
+   * A folder of AdmissionReview JSON files sent once through the admission routes when the store
+   * is empty, so they become real recorded decisions (`npm start`: the console has data to show).
+   */
+  seedReviews?: string;
+}
+
+/**
+ * Sends every `*.json` AdmissionReview in `dir` (name order) through the admission app (Pod →
+ * /mutate, anything else → /validate) when the store holds no record yet: the same route, rules and
+ * store write as a request from the API server, minus the network. Returns how many were recorded.
+ * Problems are logged, never thrown: the demo data is a convenience, not a reason not to serve.
+ */
+export async function seedDecisions(app: FastifyInstance, store: { query: OpenedStore['store']['query'] }, dir: string, logger: Logger): Promise<number> {
+  try {
+    if ((await store.query({ limit: 1 })).items.length > 0) return 0;
+  } catch (err) {
+    logger.warn({ err: { message: (err as Error).message } }, 'example decisions not seeded: the store could not be read');
+    return 0;
+  }
+  let files: string[];
+  try {
+    files = readdirSync(dir).filter((f) => f.endsWith('.json')).sort();
+  } catch (err) {
+    logger.warn({ dir, err: { message: (err as Error).message } }, 'example decisions not seeded: cannot read the folder');
+    return 0;
+  }
+  let recorded = 0;
+  for (const file of files) {
+    const path = join(dir, file);
+    try {
+      const body = readFileSync(path, 'utf8');
+      const kind = (JSON.parse(body) as { request?: { kind?: { kind?: string } } }).request?.kind?.kind;
+      const res = await app.inject({ method: 'POST', url: kind === 'Pod' ? PATHS.mutate : PATHS.validate, payload: body, headers: { 'content-type': 'application/json' } });
+      if (res.statusCode === 200) recorded++;
+      else logger.warn({ file: path, status: res.statusCode }, 'example AdmissionReview was not recorded');
+    } catch (err) {
+      logger.warn({ file: path, err: { message: (err as Error).message } }, 'example AdmissionReview could not be sent');
+    }
+  }
+  logger.info({ dir, recorded }, 'recorded the example decisions (the store was empty)');
+  return recorded;
 }
 
 /** Epoch microseconds from the monotonic clock anchored at process start (µs-precise times). */
@@ -251,6 +294,7 @@ export async function startServer(config: Config, opts: ServerOptions = {}): Pro
     await close();
     throw new ServerStartError(problems);
   }
+  if (opts.seedReviews) await seedDecisions(app, store, opts.seedReviews, logger);
   logger.info({ urls, counts: index.counts(), store: opened.describe }, 'tekton-zscaler-webhook serving');
   return { urls: { admission: urls.admission!, audit: urls.audit!, metrics: urls.metrics! }, logger, index, close };
 }

@@ -97,8 +97,8 @@ export function toMemorySource(writers: V2Writer[]): NamespaceEvidenceSource {
       if (!heads) throw new Error(`no heads persisted for ${writer} at ${size}`);
       return heads;
     },
-    async writers() {
-      return writers.filter((w) => w.records.length > 0).map((w) => w.writer);
+    async writers(namespace) {
+      return writers.filter((w) => w.records.some((r) => r.namespace === namespace)).map((w) => w.writer);
     },
     async *namespaceRecords(writer, namespace, afterNsSeq) {
       for (const r of byName.get(writer)?.records ?? []) {

@@ -16,6 +16,9 @@ import type { ChainedRecord } from '../core/record.js';
 import type { ParseArgsConfig } from 'node:util';
 import type { ChainProblem, VerifyResult } from '../store/evidence/chain.js';
 import { verifyBundle, verifyStore, writeBundle } from '../store/evidence/bundle.js';
+import { loadBundleFormat, NAMESPACE_BUNDLE_FORMAT, verifyNamespaceBundleFile, writeNamespaceBundle } from '../store/evidence/namespace-bundle.js';
+import { toNamespaceEvidenceSource, toNamespaceRange } from '../store/namespace-source.js';
+import { toNamespaceVerifyReport } from './namespace-evidence.js';
 import { openStoreForRead } from '../store/open-url.js';
 import type { DecisionFilter, DecisionPage, VerifiableStore } from '../store/port.js';
 import { FILTER_KEYS, parseDecisionFilter, type FilterParams } from '../store/query.js';
@@ -154,10 +157,11 @@ async function withSource<T>(values: Values, io: CliIo, fn: (source: RecordSourc
  * Saves a bundle stream to `outPath` (atomically: `outPath.tmp`, then renamed) and counts its lines
  * by type. The header line says whether the bundle is complete. Errors: the stream's, or fs errors.
  */
-async function saveBundle(body: Readable, outPath: string): Promise<{ path: string; records: number; checkpoints: number; anchors: number; complete: boolean }> {
+async function saveBundle(body: Readable, outPath: string): Promise<{ path: string; records: number; checkpoints: number; anchors: number; complete: boolean; format: string }> {
   const tmp = `${outPath}.tmp`;
   const counts: Record<string, number> = {};
   let complete = false;
+  let format = '';
   let first = true;
   const out = createWriteStream(tmp, { encoding: 'utf8' });
   try {
@@ -168,7 +172,9 @@ async function saveBundle(body: Readable, outPath: string): Promise<{ path: stri
           if (first) {
             first = false;
             try {
-              complete = (JSON.parse(line) as { complete?: unknown }).complete === true;
+              const header = JSON.parse(line) as { complete?: unknown; format?: unknown };
+              complete = header.complete === true;
+              format = typeof header.format === 'string' ? header.format : '';
             } catch {
               throw Object.assign(new Error('the server sent something that is not a decision bundle'), { code: 'ERR_REMOTE_BAD_RESPONSE' });
             }
@@ -187,7 +193,7 @@ async function saveBundle(body: Readable, outPath: string): Promise<{ path: stri
     await rm(tmp, { force: true });
     throw err;
   }
-  return { path: outPath, records: counts.record ?? 0, checkpoints: counts.checkpoint ?? 0, anchors: counts.anchor ?? 0, complete };
+  return { path: outPath, records: counts.record ?? 0, checkpoints: counts.checkpoint ?? 0, anchors: counts.anchor ?? 0, complete, format };
 }
 
 /**
@@ -281,15 +287,25 @@ const exportCommand: Command = {
     noArguments(positionals);
     const out = resolve(io.cwd, requireString(values, 'out', 'FILE'));
     const { limit: _limit, cursor: _cursor, ...filter } = toDecisionFilter(values, SELECT_KEYS);
-    let summary: { path: string; records: number; checkpoints: number; anchors: number; complete: boolean };
     if (checkOneSource(values) === 'server') {
       // The server writes its own public keys into the bundle header; keys given here would not be used.
       for (const flag of ['jwks', 'config']) if (values[flag] !== undefined) throw new UsageError(`--${flag} does not apply to export --server: the bundle carries the server's public keys`);
-      summary = await withClient(values, io, async (client) => saveBundle(await client.fetchBundle(filter), out));
-    } else {
-      const { jwks } = await loadKeys(values, io);
-      summary = await withStore(values, io, (store) => writeBundle(store, filter, out, jwks));
+      const saved = await withClient(values, io, async (client) => saveBundle(await client.fetchBundle(filter), out));
+      io.stdout(`Wrote ${saved.records} records, ${saved.checkpoints} checkpoints and ${saved.anchors} anchors to ${saved.path}.\n`);
+      if (!saved.complete && saved.format !== NAMESPACE_BUNDLE_FORMAT) {
+        io.stderr('Note: this is a filtered export: evidence of the selected records, but not a verifiable chain. Export without filters for a bundle that "tzw decisions verify --bundle" can check.\n');
+      }
+      return EXIT.OK;
     }
+    const { jwks } = await loadKeys(values, io);
+    const range = toNamespaceRange(filter);
+    if (range) {
+      // One namespace (and a time range): a bundle its auditor can prove complete offline.
+      const ns = await withStore(values, io, (store) => writeNamespaceBundle(toNamespaceEvidenceSource(store), range, out, jwks));
+      io.stdout(`Wrote ${ns.records} records of namespace ${range.namespace} and ${ns.checkpoints} checkpoints of ${ns.writers} writer(s) to ${ns.path}. Verify it with: tzw decisions verify --bundle ${ns.path} --jwks JWKS.json\n`);
+      return EXIT.OK;
+    }
+    const summary = await withStore(values, io, (store) => writeBundle(store, filter, out, jwks));
     io.stdout(`Wrote ${summary.records} records, ${summary.checkpoints} checkpoints and ${summary.anchors} anchors to ${summary.path}.\n`);
     if (!summary.complete) {
       io.stderr('Note: this is a filtered export: evidence of the selected records, but not a verifiable chain. Export without filters for a bundle that "tzw decisions verify --bundle" can check.\n');
@@ -338,24 +354,40 @@ const verify: Command = {
       // against --jwks/--config when given, else the server's published keys; then deleted.
       const { limit: _limit, cursor: _cursor, ...filter } = toDecisionFilter(values, SELECT_KEYS);
       const keys = typeof values.jwks === 'string' || typeof values.config === 'string' ? await loadKeys(values, io) : undefined;
-      ({ result, source } = await withClient(values, io, async (client) => {
+      const checked: { result?: VerifyResult; source: string; namespace?: { ns: Awaited<ReturnType<typeof verifyNamespaceBundleFile>>; report: ReturnType<typeof toNamespaceVerifyReport> } } = await withClient(values, io, async (client) => {
         const jwks = keys?.jwks ?? (await client.fetchJwks());
         const dir = await mkdtemp(join(tmpdir(), 'tzw-verify-'));
         try {
           const saved = await saveBundle(await client.fetchBundle(filter), join(dir, 'bundle.jsonl'));
+          const label = `server ${client.server}`;
+          if (saved.format === NAMESPACE_BUNDLE_FORMAT) {
+            const ns = await verifyNamespaceBundleFile(saved.path, jwks);
+            return { namespace: { ns, report: toNamespaceVerifyReport(ns, label) }, source: label };
+          }
           const verified = await verifyBundle(saved.path, jwks);
           const warning = `verified with the public keys ${client.server}/api/v1/jwks serves; pass --jwks FILE with keys you hold independently to rule out a server that re-signed its records`;
-          return { result: verified.ok && !keys ? { ...verified, warnings: [...verified.warnings, warning] } : verified, source: `server ${client.server}` };
+          return { result: verified.ok && !keys ? { ...verified, warnings: [...verified.warnings, warning] } : verified, source: label };
         } finally {
           await rm(dir, { recursive: true, force: true });
         }
-      }));
+      });
+      if (checked.namespace) {
+        io.stdout(format === 'json' ? JSON.stringify({ source: checked.source, ...checked.namespace.ns }, null, 2) + '\n' : checked.namespace.report.text);
+        return checked.namespace.report.exit;
+      }
+      ({ result, source } = checked as { result: VerifyResult; source: string });
     } else if (values.bundle !== undefined) {
       const path = resolve(io.cwd, requireString(values, 'bundle', 'FILE'));
       // --jwks or --config name whose keys to trust; with neither, the bundle's own keys (and a warning).
       const keys = typeof values.jwks === 'string' || typeof values.config === 'string' ? await loadKeys(values, io) : undefined;
       source = `bundle ${path}`;
       try {
+        if ((await loadBundleFormat(path)) === NAMESPACE_BUNDLE_FORMAT) {
+          const ns = await verifyNamespaceBundleFile(path, keys?.jwks);
+          const report = toNamespaceVerifyReport(ns, source);
+          io.stdout(format === 'json' ? JSON.stringify({ source, ...ns }, null, 2) + '\n' : report.text);
+          return report.exit;
+        }
         result = await verifyBundle(path, keys?.jwks);
       } catch (err) {
         throw Object.assign(new Error(`cannot read bundle ${path}: ${(err as Error).message}`), { code: (err as { code?: string }).code });

@@ -4,9 +4,12 @@
  *   GET /api/v1/decisions/:id    one record, 404 when absent
  *   GET /api/v1/checkpoints      signed checkpoints and retention anchors
  *   GET /api/v1/jwks             public keys that verify them (public: no token needed)
+ *   GET /api/v1/export           the evidence bundle for a filter (the format of `tzw decisions export`)
+ *   GET /, /overview, /decisions/:id, /console/*   the auditor console (console.ts; pages without data)
  * Every other route needs a bearer token (auth.ts) unless auth mode is none. Errors are
  * `{code, message}` JSON. Filters are parsed by the one parser the CLI uses too (store/query.ts).
  */
+import { Readable } from 'node:stream';
 import Fastify, { LogController, type FastifyError, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import type { Logger } from 'pino';
 import { DEFAULT_DOMAIN } from '../core/keys.js';
@@ -17,12 +20,16 @@ import { createExportStream, EXPORT_FORMATS, type ExportFormat } from '../cli/ou
 import type { KubeReviews } from '../kube/reviews.js';
 import { authorize, AuthError, callerOf, createBearerAuth, createNoAuth, registerAuth, type AuditAuth } from './auth.js';
 import { createKubernetesAuth } from './auth-kubernetes.js';
+import { loadBundleLines } from '../store/evidence/bundle.js';
+import type { Jwks } from '../store/evidence/signing.js';
+import { consoleRoutes } from './console.js';
 
 export const AUDIT_PATHS = {
   decisions: '/api/v1/decisions',
   decision: '/api/v1/decisions/:id',
   checkpoints: '/api/v1/checkpoints',
   jwks: '/api/v1/jwks',
+  export: '/api/v1/export',
 } as const;
 
 export interface AuditAuthConfig {
@@ -39,7 +46,7 @@ export interface AuditAuthConfig {
 export interface AuditDeps {
   store: VerifiableStore;
   /** Public keys of the checkpoint/anchor signer(s), current first. */
-  jwks: () => { keys: object[] };
+  jwks: () => Jwks;
   auth: AuditAuthConfig;
   /** kubernetes mode: the TokenReview/SubjectAccessReview client (kube/reviews.ts). */
   kubeReviews?: KubeReviews;
@@ -168,6 +175,8 @@ export async function buildAuditApp(deps: AuditDeps): Promise<FastifyInstance> {
     );
   });
 
+  await app.register(consoleRoutes);
+
   app.get(AUDIT_PATHS.jwks, async (_req, reply) => {
     reply.header('cache-control', 'public, max-age=300');
     return deps.jwks();
@@ -216,6 +225,36 @@ export async function buildAuditApp(deps: AuditDeps): Promise<FastifyInstance> {
       if (!record) throw new HttpError(404, 'ERR_NOT_FOUND', `no decision with id ${JSON.stringify(id)}`);
       await authorize(req, { verb: 'get', resource: 'decisions', namespace: record.namespace });
       return record;
+    });
+
+    // The bundle for a filter: complete (verifiable as a chain) when unfiltered, else marked
+    // incomplete exactly as `tzw decisions export` with filters; one renderer (loadBundleLines).
+    scope.get(AUDIT_PATHS.export, async (req, reply) => {
+      const params = toQueryParams(req.query);
+      const errors: string[] = [];
+      for (const k of ['limit', 'cursor'] as const) {
+        if (params[k] !== undefined) errors.push(`${k} does not apply to an export: it holds every matching record`);
+      }
+      const parsed = parseDecisionFilter(params);
+      if (!parsed.ok) errors.push(...parsed.errors);
+      if (errors.length || !parsed.ok) throw new HttpError(400, 'ERR_BAD_FILTER', `invalid query: ${errors.join('; ')}`, errors);
+      await authorize(req, { verb: 'list', resource: 'decisions', namespace: parsed.filter.namespace ?? '' });
+      const { limit: _limit, cursor: _cursor, ...filter } = parsed.filter;
+      const lines = loadBundleLines(store, filter, deps.jwks());
+      // The header line needs the checkpoints: a store that fails at once still gets a clean 500.
+      const first = await lines.next();
+      const body = Readable.from(
+        (async function* () {
+          if (!first.done) yield first.value + '\n';
+          for await (const line of lines) yield line + '\n';
+        })(),
+      );
+      body.on('error', (err) => req.log.error({ err: { message: err.message } }, 'bundle export stream failed; the response was cut short'));
+      const stamp = new Date().toISOString().replace(/[-:]/g, '').replace(/\.\d+Z$/, 'Z');
+      return reply
+        .header('content-type', 'application/x-ndjson; charset=utf-8')
+        .header('content-disposition', `attachment; filename="tzw-decisions-${stamp}.jsonl"`)
+        .send(body);
     });
 
     scope.get(AUDIT_PATHS.checkpoints, async (req) => {

@@ -27,7 +27,7 @@ export function createMetrics(opts: { defaultMetrics?: boolean } = {}): Metrics 
   const registry = new Registry();
   if (opts.defaultMetrics) collectDefaultMetrics({ register: registry, prefix: 'tzw_' });
   const registers = [registry];
-  return {
+  const metrics: Metrics = {
     registry,
     decisions: new Counter({ name: 'tzw_decisions_total', help: 'Admission decisions by endpoint, verdict and namespace', labelNames: ['endpoint', 'verdict', 'namespace'], registers }),
     admissionSeconds: new Histogram({ name: 'tzw_admission_duration_seconds', help: 'Time from request to response, including the durable store write', labelNames: ['endpoint'], buckets: LATENCY_BUCKETS, registers }),
@@ -42,4 +42,8 @@ export function createMetrics(opts: { defaultMetrics?: boolean } = {}): Metrics 
     events: new Counter({ name: 'tzw_events_total', help: 'Kubernetes Events written, by reason', labelNames: ['reason'], registers }),
     eventsDropped: new Counter({ name: 'tzw_events_dropped_total', help: 'Kubernetes Events dropped because the queue was full', registers }),
   };
+  // Labelled series exist from the start (at 0), so alerts and dashboards see 0 rather than nothing.
+  for (const result of ['ok', 'error']) metrics.statusWrites.inc({ result }, 0);
+  for (const reason of ['Conflict', 'Invalid', 'AdmissionDenied']) metrics.events.inc({ reason }, 0);
+  return metrics;
 }

@@ -39,8 +39,6 @@ export function createClusterWriters(o: { kubeConfig: KubeConfig; index: FactsIn
     ? createStatusWriter({ api, index: o.index, elector, events, logger: o.logger, onWrite: (result) => metrics.statusWrites.inc({ result }) })
     : undefined;
   metrics.statusLeader.set(0);
-  for (const result of ['ok', 'error'] as const) metrics.statusWrites.inc({ result }, 0);
-  for (const reason of ['Conflict', 'Invalid', 'AdmissionDenied']) metrics.events.inc({ reason }, 0);
   return {
     observer: writer,
     onDecision: config.events.onDenial

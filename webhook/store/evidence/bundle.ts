@@ -51,19 +51,21 @@ function bundleProblem(problem: string): VerifyResult {
 }
 
 /**
- * Writes a bundle of the records matching `filter` (all records when it is empty or undefined) to
- * `outPath`, streaming with flat memory. The file appears atomically (written as `outPath.tmp`,
- * then renamed). Checkpoints and anchors are read before the records, so every checkpoint in the
- * bundle covers records that are in it. Errors: the store's, or fs errors naming the path.
+ * The lines of a bundle (without newlines) for the records matching `filter` (all records when it
+ * is empty or undefined), streamed with flat memory: the one renderer of the format behind the
+ * CLI's file export and GET /api/v1/export. Checkpoints and anchors are read before the records,
+ * so every checkpoint in the bundle covers records that are in it. `summary` is filled as lines are
+ * produced. Errors: the store's.
  */
-export async function writeBundle(
+export async function* loadBundleLines(
   store: VerifiableStore,
   filter: Omit<DecisionFilter, 'limit' | 'cursor'> | undefined,
-  outPath: string,
   jwks: Jwks,
-  opts: { clock?: () => Date } = {},
-): Promise<BundleSummary> {
+  opts: { clock?: () => Date; summary?: { records: number; checkpoints: number; anchors: number; complete: boolean } } = {},
+): AsyncGenerator<string> {
   const complete = isUnfiltered(filter);
+  const summary = opts.summary ?? { records: 0, checkpoints: 0, anchors: 0, complete };
+  summary.complete = complete;
   const [checkpoints, anchors] = await Promise.all([store.checkpoints(), store.anchors()]);
   const header: BundleHeader = {
     type: 'header',
@@ -74,30 +76,46 @@ export async function writeBundle(
     ...(complete || !filter ? {} : { filter }),
     jwks,
   };
+  yield JSON.stringify(header);
+  if (complete) {
+    for await (const e of store.streamChain()) {
+      yield `${RECORD_PREFIX}"record":${JSON.stringify(e.record)}}`;
+      summary.records++;
+    }
+  } else {
+    for await (const r of store.stream(filter ?? {})) {
+      yield `${RECORD_PREFIX}"record":${JSON.stringify(r)}}`;
+      summary.records++;
+    }
+  }
+  for (const checkpoint of checkpoints) yield JSON.stringify({ type: 'checkpoint', checkpoint });
+  summary.checkpoints = checkpoints.length;
+  for (const anchor of anchors) yield JSON.stringify({ type: 'anchor', anchor });
+  summary.anchors = anchors.length;
+}
+
+/**
+ * Writes a bundle of the records matching `filter` (see loadBundleLines) to `outPath`. The file
+ * appears atomically (written as `outPath.tmp`, then renamed). Errors: the store's, or fs errors
+ * naming the path.
+ */
+export async function writeBundle(
+  store: VerifiableStore,
+  filter: Omit<DecisionFilter, 'limit' | 'cursor'> | undefined,
+  outPath: string,
+  jwks: Jwks,
+  opts: { clock?: () => Date } = {},
+): Promise<BundleSummary> {
+  const summary = { records: 0, checkpoints: 0, anchors: 0, complete: isUnfiltered(filter) };
   const tmp = `${outPath}.tmp`;
   const out = createWriteStream(tmp, { encoding: 'utf8' });
   const failed = new Promise<never>((_, reject) => out.once('error', reject));
   // Observed through Promise.race below; this handler only keeps an early error from being unhandled.
   failed.catch(() => undefined);
-  const write = async (line: string): Promise<void> => {
-    if (!out.write(line + '\n')) await Promise.race([once(out, 'drain'), failed]);
-  };
-  let records = 0;
   try {
-    await write(JSON.stringify(header));
-    if (complete) {
-      for await (const e of store.streamChain()) {
-        await write(`${RECORD_PREFIX}"record":${JSON.stringify(e.record)}}`);
-        records++;
-      }
-    } else {
-      for await (const r of store.stream(filter ?? {})) {
-        await write(`${RECORD_PREFIX}"record":${JSON.stringify(r)}}`);
-        records++;
-      }
+    for await (const line of loadBundleLines(store, filter, jwks, { ...opts, summary })) {
+      if (!out.write(line + '\n')) await Promise.race([once(out, 'drain'), failed]);
     }
-    for (const checkpoint of checkpoints) await write(JSON.stringify({ type: 'checkpoint', checkpoint }));
-    for (const anchor of anchors) await write(JSON.stringify({ type: 'anchor', anchor }));
     out.end();
     await Promise.race([once(out, 'finish'), failed]);
     await rename(tmp, outPath);
@@ -106,7 +124,7 @@ export async function writeBundle(
     await rm(tmp, { force: true });
     throw err;
   }
-  return { path: outPath, records, checkpoints: checkpoints.length, anchors: anchors.length, complete };
+  return { path: outPath, ...summary };
 }
 
 function lines(path: string): AsyncIterable<string> {

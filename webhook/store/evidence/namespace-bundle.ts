@@ -17,8 +17,13 @@
  * not yet covered by a signed checkpoint).
  *
  * The export side reads through NamespaceEvidenceSource (the store's port methods); building the
- * lines and verifying them is pure.
+ * lines and verifying them is pure (toNamespaceBundleLines, verifyNamespaceBundleLines); the file
+ * functions at the end do the I/O.
  */
+import { createReadStream, createWriteStream } from 'node:fs';
+import { rename, rm } from 'node:fs/promises';
+import { once } from 'node:events';
+import { createInterface } from 'node:readline';
 import type { ChainedRecord } from '../../core/record.js';
 import type { Checkpoint } from '../port.js';
 import { toCanonicalTime } from '../query.js';
@@ -75,8 +80,8 @@ export interface NamespaceEvidenceSource {
   checkpoints(): Promise<NsCheckpoint[]>;
   /** The namespace heads a v2 checkpoint committed to (persisted with it). */
   checkpointHeads(writer: string, size: number): Promise<NamespaceHead[]>;
-  /** Writers that hold any record (a writer may have records but no checkpoint yet). */
-  writers(): Promise<string[]>;
+  /** Writers that hold records of `namespace` (a writer may have records but no checkpoint yet). */
+  writers(namespace: string): Promise<string[]>;
   /** The namespace's v2 records on `writer` with nsSeq > afterNsSeq, in nsSeq order. */
   namespaceRecords(writer: string, namespace: string, afterNsSeq: number): AsyncIterable<NsRecord>;
 }
@@ -142,7 +147,7 @@ export async function* toNamespaceBundleLines(
   };
   yield JSON.stringify(header);
   const checkpoints = await source.checkpoints();
-  const writers = [...new Set([...checkpoints.map((c) => c.writer), ...(await source.writers())])].sort();
+  const writers = [...new Set([...checkpoints.map((c) => c.writer), ...(await source.writers(range.namespace))])].sort();
   const plans: Array<{ writer: string; after: number }> = [];
   for (const writer of writers) {
     const plan = toWriterPlan(writer, checkpoints, range);
@@ -558,4 +563,75 @@ export async function verifyNamespaceBundleLines(lines: AsyncIterable<string> | 
     if (err instanceof Stop) return { ok: false, namespace, firstBad: err.problem };
     throw err;
   }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Files (I/O)
+
+export interface NamespaceBundleSummary {
+  path: string;
+  records: number;
+  checkpoints: number;
+  writers: number;
+}
+
+/**
+ * Writes the namespace bundle to `outPath` (atomically: `outPath.tmp`, then renamed), streaming.
+ * Errors: the source's, or fs errors naming the path.
+ */
+export async function writeNamespaceBundle(
+  source: NamespaceEvidenceSource,
+  range: NamespaceRange,
+  outPath: string,
+  jwks: Jwks,
+  opts: { clock?: () => Date } = {},
+): Promise<NamespaceBundleSummary> {
+  const tmp = `${outPath}.tmp`;
+  const out = createWriteStream(tmp, { encoding: 'utf8' });
+  const failed = new Promise<never>((_, reject) => out.once('error', reject));
+  failed.catch(() => undefined); // observed through Promise.race below
+  const summary: NamespaceBundleSummary = { path: outPath, records: 0, checkpoints: 0, writers: 0 };
+  const writers = new Set<string>();
+  try {
+    for await (const line of toNamespaceBundleLines(source, range, jwks, (opts.clock ?? (() => new Date()))().toISOString())) {
+      if (line.startsWith('{"type":"record"')) summary.records++;
+      else if (line.startsWith('{"type":"checkpoint"')) {
+        summary.checkpoints++;
+        writers.add((JSON.parse(line) as CheckpointLine).checkpoint.writer);
+      }
+      if (!out.write(line + '\n')) await Promise.race([once(out, 'drain'), failed]);
+    }
+    out.end();
+    await Promise.race([once(out, 'finish'), failed]);
+    await rename(tmp, outPath);
+  } catch (err) {
+    out.destroy();
+    await rm(tmp, { force: true });
+    throw err;
+  }
+  summary.writers = writers.size;
+  return summary;
+}
+
+/** The `format` of a bundle file's header line, or undefined when line 1 is not a JSON header. Reads one line. */
+export async function loadBundleFormat(path: string): Promise<string | undefined> {
+  const rl = createInterface({ input: createReadStream(path, { encoding: 'utf8' }), crlfDelay: Infinity });
+  try {
+    for await (const line of rl) {
+      try {
+        const v: unknown = JSON.parse(line);
+        return isObject(v) && typeof v.format === 'string' ? v.format : undefined;
+      } catch {
+        return undefined;
+      }
+    }
+    return undefined;
+  } finally {
+    rl.close();
+  }
+}
+
+/** Verifies a namespace bundle file (streamed line by line). Throws only when the file cannot be read. */
+export async function verifyNamespaceBundleFile(path: string, jwks?: Jwks): Promise<NamespaceVerifyResult> {
+  return verifyNamespaceBundleLines(createInterface({ input: createReadStream(path, { encoding: 'utf8' }), crlfDelay: Infinity }), jwks);
 }
