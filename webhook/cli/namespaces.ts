@@ -5,17 +5,16 @@
  *
  * Records come from the one decision query behind the audit API and `tzw decisions list`
  * (`store.query` with `verdict=warned&since=…`), read locally (--store) or through the audit API
- * (--server, GET /api/v1/decisions with the same filter), page by page.
+ * (--server: the audit API client of `tzw decisions … --server`, GET /api/v1/decisions with the
+ * same filter), page by page.
  */
-import { readFileSync } from 'node:fs';
-import { resolve } from 'node:path';
-import { Agent, fetch } from 'undici';
 import type { ChainedRecord } from '../core/record.js';
 import { toNamespaceReadiness, type NamespaceReadiness } from '../core/readiness.js';
 import { openStoreForRead } from '../store/open-url.js';
 import { redactUrl } from '../store/open.js';
 import { MAX_LIMIT, toCanonicalTime } from '../store/query.js';
 import type { Command } from './command.js';
+import { SERVER_OPTIONS, withClient } from './decisions.js';
 import { EXIT, UsageError, type CliIo } from './io.js';
 
 export const DEFAULT_SINCE = '7d';
@@ -50,42 +49,6 @@ async function collect(it: AsyncIterable<ChainedRecord>): Promise<ChainedRecord[
   return out;
 }
 
-async function fromServer(server: string, since: string, values: Record<string, unknown>, io: CliIo): Promise<ChainedRecord[]> {
-  let base: URL;
-  try {
-    base = new URL('/api/v1/decisions', server);
-  } catch {
-    throw new UsageError(`--server "${server}" is not a URL (https://HOST:PORT)`);
-  }
-  let token = io.env.TZW_TOKEN;
-  if (typeof values['token-file'] === 'string') token = readFileSync(resolve(io.cwd, values['token-file']), 'utf8').trim();
-  const ca = typeof values.cacert === 'string' ? readFileSync(resolve(io.cwd, values.cacert), 'utf8') : undefined;
-  const dispatcher = new Agent({ connect: ca ? { ca } : {} });
-  try {
-    return await collect(pages(async (cursor) => {
-      const url = new URL(base);
-      url.searchParams.set('verdict', 'warned');
-      url.searchParams.set('since', since);
-      url.searchParams.set('limit', String(MAX_LIMIT));
-      if (cursor) url.searchParams.set('cursor', cursor);
-      const res = await fetch(url, { dispatcher, headers: { accept: 'application/json', ...(token ? { authorization: `Bearer ${token}` } : {}) } });
-      const body = await res.text();
-      if (res.status !== 200) {
-        let message = body.slice(0, 300);
-        try {
-          message = (JSON.parse(body) as { message?: string }).message ?? message;
-        } catch {
-          // not JSON: the text itself
-        }
-        throw Object.assign(new Error(`${base.origin} answered ${res.status}: ${message}`), { code: 'ERR_TZW_SERVER' });
-      }
-      return JSON.parse(body) as Page;
-    }));
-  } finally {
-    await dispatcher.close();
-  }
-}
-
 /** Human-readable report: a summary table, then the runs per namespace. */
 export function toReadinessText(report: NamespaceReadiness[], since: string, source: string): string {
   if (report.length === 0) return `No audit-mode namespace recorded a run that enforce would deny since ${since} (${source}). Ready to enforce.\n`;
@@ -105,9 +68,7 @@ export const namespacesReadinessCommand: Command = {
   options: {
     since: { type: 'string', default: DEFAULT_SINCE },
     store: { type: 'string' },
-    server: { type: 'string' },
-    'token-file': { type: 'string' },
-    cacert: { type: 'string' },
+    ...SERVER_OPTIONS,
     output: { type: 'string', short: 'o', default: 'text' },
   },
   async run({ values, positionals }, io) {
@@ -130,8 +91,10 @@ export const namespacesReadinessCommand: Command = {
         await store.close();
       }
     } else {
-      source = `server ${values.server as string}`;
-      records = await fromServer(values.server as string, since, values, io);
+      ({ records, source } = await withClient(values, io, async (client) => ({
+        records: await collect(pages((cursor) => client.fetchPage({ verdict: 'warned', since, limit: MAX_LIMIT, ...(cursor ? { cursor } : {}) }))),
+        source: `server ${client.server}`,
+      })));
     }
     const report = toNamespaceReadiness(records);
     io.stdout(output === 'json' ? JSON.stringify({ since, source, namespaces: report }, null, 2) + '\n' : toReadinessText(report, since, source));
