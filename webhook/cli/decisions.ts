@@ -14,6 +14,7 @@ import type { DecisionFilter, VerifiableStore } from '../store/port.js';
 import { FILTER_KEYS, parseDecisionFilter, type FilterParams } from '../store/query.js';
 import { loadOrCreateSigningKey, parseJwks, toJwks, type Jwks } from '../store/evidence/signing.js';
 import { EXIT, UsageError, type CliIo } from './io.js';
+import { describeInterrupt, runWithProgress, type ProgressOutcome } from './progress.js';
 import { loadCliConfig } from './objects.js';
 import { LIST_FORMATS, toCsv, toJsonLines, toJsonPage, toTable, type ListFormat } from './output.js';
 import type { Command } from './command.js';
@@ -37,6 +38,8 @@ function filterOptions(keys: readonly FilterKey[]): Options {
 }
 
 const STORE_OPTION: Options = { store: { type: 'string' } };
+/** Long commands: `--quiet` silences the progress line (cli/progress.ts); results and errors still print. */
+const QUIET_OPTION: Options = { quiet: { type: 'boolean', short: 'q' } };
 const KEY_OPTIONS: Options = { jwks: { type: 'string' }, config: { type: 'string', short: 'c' } };
 
 /** The parser's messages name the API parameter (`serviceAccount`); on the CLI, name the flag. */
@@ -170,13 +173,20 @@ const get: Command = {
 };
 
 const exportCommand: Command = {
-  options: { ...STORE_OPTION, ...filterOptions(SELECT_KEYS), ...KEY_OPTIONS, out: { type: 'string' } },
+  options: { ...STORE_OPTION, ...filterOptions(SELECT_KEYS), ...KEY_OPTIONS, ...QUIET_OPTION, out: { type: 'string' } },
   async run({ values, positionals }, io) {
     noArguments(positionals);
     const out = resolve(io.cwd, requireString(values, 'out', 'FILE'));
     const { limit: _limit, cursor: _cursor, ...filter } = toDecisionFilter(values, SELECT_KEYS);
     const { jwks } = await loadKeys(values, io);
-    const summary = await withStore(values, io, (store) => writeBundle(store, filter, out, jwks));
+    const outcome = await runWithProgress(io, { title: 'export', quiet: values.quiet === true }, (onProgress) =>
+      withStore(values, io, (store) => writeBundle(store, filter, out, jwks, { onProgress })));
+    if (!outcome.ok) {
+      // writeBundle wrote to a temporary name and removed it when the interrupt unwound it.
+      io.stderr(describeInterrupt(outcome, 'exported', `Nothing was written to ${out}.`));
+      return EXIT.INTERRUPTED;
+    }
+    const summary = outcome.value;
     io.stdout(`Wrote ${summary.records} records, ${summary.checkpoints} checkpoints and ${summary.anchors} anchors to ${summary.path}.\n`);
     if (!summary.complete) {
       io.stderr('Note: this is a filtered export: evidence of the selected records, but not a verifiable chain. Export without filters for a bundle that "tzw decisions verify --bundle" can check.\n');
@@ -207,28 +217,35 @@ export function toVerifyReport(result: VerifyResult, source: string): string {
 }
 
 const verify: Command = {
-  options: { ...STORE_OPTION, ...KEY_OPTIONS, bundle: { type: 'string' }, output: { type: 'string', short: 'o' } },
+  options: { ...STORE_OPTION, ...KEY_OPTIONS, ...QUIET_OPTION, bundle: { type: 'string' }, output: { type: 'string', short: 'o' } },
   async run({ values, positionals }, io) {
     noArguments(positionals);
     const format = outputFormat(values, ['text', 'json'] as const, 'text');
     const hasStore = values.store !== undefined;
     const hasBundle = values.bundle !== undefined;
     if (hasStore === hasBundle) throw new UsageError('give exactly one of --store URL or --bundle FILE');
-    let result: VerifyResult;
+    const progress = { title: 'verify', quiet: values.quiet === true };
+    let outcome: ProgressOutcome<VerifyResult>;
     let source: string;
     if (hasBundle) {
       const path = resolve(io.cwd, requireString(values, 'bundle', 'FILE'));
       const keys = typeof values.jwks === 'string' ? await loadKeys(values, io) : undefined;
       source = `bundle ${path}`;
       try {
-        result = await verifyBundle(path, keys?.jwks);
+        outcome = await runWithProgress(io, progress, (onProgress) => verifyBundle(path, keys?.jwks, { onProgress }));
       } catch (err) {
         throw Object.assign(new Error(`cannot read bundle ${path}: ${(err as Error).message}`), { code: (err as { code?: string }).code });
       }
     } else {
       const { jwks } = await loadKeys(values, io);
-      ({ result, source } = await withStore(values, io, async (store, url) => ({ result: await verifyStore(store, jwks), source: `store ${url}` })));
+      source = `store ${redactUrl(requireString(values, 'store', 'URL (sqlite:PATH or postgres://…)'))}`;
+      outcome = await runWithProgress(io, progress, (onProgress) => withStore(values, io, (store) => verifyStore(store, jwks, { onProgress })));
     }
+    if (!outcome.ok) {
+      io.stderr(describeInterrupt(outcome, 'verified', `Verification of ${source} did not finish; nothing was changed.`));
+      return EXIT.INTERRUPTED;
+    }
+    const result = outcome.value;
     io.stdout(format === 'json' ? JSON.stringify({ source, ...result }, null, 2) + '\n' : toVerifyReport(result, source));
     return result.ok ? EXIT.OK : EXIT.TAMPERED;
   },

@@ -12,11 +12,12 @@ Usage:
                        [--task-run N] [--pipeline-run N] [--since T] [--until T] [--limit N] [--cursor C]
                        [-o table|json|jsonl|csv]
   tzw decisions get ID --store URL [-o table|json]
-  tzw decisions export --store URL --out FILE [filters] [--jwks FILE] [--config FILE]
-  tzw decisions verify (--store URL | --bundle FILE) [--jwks FILE] [--config FILE] [-o text|json]
+  tzw decisions export --store URL --out FILE [filters] [--jwks FILE] [--config FILE] [--quiet]
+  tzw decisions verify (--store URL | --bundle FILE) [--jwks FILE] [--config FILE] [-o text|json] [--quiet]
   tzw version
 
-Exit codes: 0 ok, 1 problems found or failure, 2 usage error, 3 verification failed.
+Long commands show a progress line on a terminal's stderr (--quiet: none).
+Exit codes: 0 ok, 1 problems found or failure, 2 usage error, 3 verification failed, 130 interrupted (Ctrl-C).
 `;
 
 /**

@@ -13,7 +13,7 @@ import { redactUrl } from './open.js';
 const READER_ID = 'tzw-reader';
 
 /** The module that will hold the PostgreSQL adapter; it must export `openPostgresStoreForRead(url)`. */
-const POSTGRES_MODULE = './postgres.js';
+const POSTGRES_MODULE = './postgres/store.js';
 
 function storeError(code: string, message: string, cause?: unknown): Error & { code: string } {
   return Object.assign(new Error(message, cause === undefined ? undefined : { cause }), { code });

@@ -92,6 +92,8 @@ export interface PruneResult {
 /** What verification, export and retention need on top of the request-path port. */
 export interface VerifiableStore extends DecisionStore {
   anchors(): Promise<Anchor[]>;
+  /** How many records the store holds (a cheap COUNT), for progress totals; optional. */
+  count?(): Promise<number>;
   /** Every record, ordered by writer then seq (chain order), with flat memory. */
   streamChain(): AsyncIterable<ChainEntry>;
   /** Deletes records whose `time` is before `olderThan` (RFC 3339) and writes a signed anchor per writer. */
