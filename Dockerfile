@@ -16,6 +16,8 @@ COPY tsconfig.json ./
 COPY webhook ./webhook
 # The server's dev-certificate code reuses the certs library (tsc follows the import into certs/).
 COPY certs/*.ts ./certs/
+# `npm run build` also bundles the auditor console (webhook/console/ui/) into dist/console/.
+COPY scripts/build-console.ts ./scripts/
 RUN npm run build \
  && npm prune --omit=dev --no-audit --no-fund
 

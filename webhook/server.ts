@@ -4,7 +4,7 @@
  * Every startup problem (unreadable cert, store that can't open, port in use) is collected and
  * thrown as one ServerStartError before anything serves.
  */
-import { mkdirSync, existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdirSync, existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Server as HttpsServer } from 'node:https';
 import { pino, type Logger } from 'pino';
@@ -19,10 +19,13 @@ import { createFactsIndex, type FactsIndex } from './core/mapping-index.js';
 import { createMetrics, type Metrics } from './http/metrics.js';
 import { certificateNotAfter, loadTlsFiles, watchTlsFiles, type TlsMaterial } from './http/tls.js';
 import { createFileSource } from './kube/files.js';
+import { createClusterWriters } from './kube/cluster-writers.js';
 import { createKubeSource, loadKubeConfig } from './kube/informers.js';
 import { openStore, type OpenedStore } from './store/open.js';
 import { createCertificateAuthority, createServingCertificate } from '../certs/lib.js';
 import { buildAuditApp } from './http/audit.js';
+import { PATHS } from './config/schema.js';
+import { createKubeReviews, type KubeReviews } from './kube/reviews.js';
 
 export class ServerStartError extends Error {
   code = 'ERR_SERVER_START';
@@ -44,6 +47,48 @@ export interface ServerOptions {
   logStream?: NodeJS.WritableStream;
   /** Process environment (in-cluster detection for the Kubernetes source). */
   env?: Record<string, string | undefined>;
+  /**
+   * A folder of AdmissionReview JSON files sent once through the admission routes when the store
+   * is empty, so they become real recorded decisions (`npm start`: the console has data to show).
+   */
+  seedReviews?: string;
+}
+
+/**
+ * Sends every `*.json` AdmissionReview in `dir` (name order) through the admission app (Pod →
+ * /mutate, anything else → /validate) when the store holds no record yet: the same route, rules and
+ * store write as a request from the API server, minus the network. Returns how many were recorded.
+ * Problems are logged, never thrown: the demo data is a convenience, not a reason not to serve.
+ */
+export async function seedDecisions(app: FastifyInstance, store: { query: OpenedStore['store']['query'] }, dir: string, logger: Logger): Promise<number> {
+  try {
+    if ((await store.query({ limit: 1 })).items.length > 0) return 0;
+  } catch (err) {
+    logger.warn({ err: { message: (err as Error).message } }, 'example decisions not seeded: the store could not be read');
+    return 0;
+  }
+  let files: string[];
+  try {
+    files = readdirSync(dir).filter((f) => f.endsWith('.json')).sort();
+  } catch (err) {
+    logger.warn({ dir, err: { message: (err as Error).message } }, 'example decisions not seeded: cannot read the folder');
+    return 0;
+  }
+  let recorded = 0;
+  for (const file of files) {
+    const path = join(dir, file);
+    try {
+      const body = readFileSync(path, 'utf8');
+      const kind = (JSON.parse(body) as { request?: { kind?: { kind?: string } } }).request?.kind?.kind;
+      const res = await app.inject({ method: 'POST', url: kind === 'Pod' ? PATHS.mutate : PATHS.validate, payload: body, headers: { 'content-type': 'application/json' } });
+      if (res.statusCode === 200) recorded++;
+      else logger.warn({ file: path, status: res.statusCode }, 'example AdmissionReview was not recorded');
+    } catch (err) {
+      logger.warn({ file: path, err: { message: (err as Error).message } }, 'example AdmissionReview could not be sent');
+    }
+  }
+  logger.info({ dir, recorded }, 'recorded the example decisions (the store was empty)');
+  return recorded;
 }
 
 /** Epoch microseconds from the monotonic clock anchored at process start (µs-precise times). */
@@ -94,7 +139,8 @@ function updateGauges(metrics: Metrics, index: FactsIndex, synced: boolean, back
   metrics.cacheObjects.set({ kind: 'namespaces' }, c.namespaces);
   metrics.cacheObjects.set({ kind: 'serviceaccounts' }, c.serviceAccounts);
   metrics.cacheObjects.set({ kind: 'identitymappings' }, c.mappings);
-  metrics.mappingProblems.set(c.invalid + c.conflicts);
+  metrics.mappingProblems.set({ kind: 'invalid' }, c.invalid);
+  metrics.mappingProblems.set({ kind: 'conflict' }, c.conflicts);
   metrics.sourceSynced.set(synced ? 1 : 0);
   metrics.storeBacklog.set(backlog());
 }
@@ -128,11 +174,12 @@ export async function startServer(config: Config, opts: ServerOptions = {}): Pro
     problems.push((err as Error).message);
   }
 
-  // Object source.
-  const source =
-    config.source.kind === 'files'
-      ? createFileSource({ paths: config.source.paths, index, logger })
-      : createKubeSource({ kubeConfig: loadKubeConfig(opts.env ?? {}), index, logger, domain: config.domain });
+  // Object source, and (from the cluster) the writers of IdentityMapping status and Events.
+  const kubeConfig = config.source.kind === 'kubernetes' ? loadKubeConfig(opts.env ?? {}) : undefined;
+  const writers = kubeConfig ? createClusterWriters({ kubeConfig, index, config, logger, metrics }) : undefined;
+  const source = kubeConfig
+    ? createKubeSource({ kubeConfig, index, logger, domain: config.domain, ...(writers?.observer ? { mappingObserver: writers.observer } : {}) })
+    : createFileSource({ paths: config.source.paths, index, logger });
 
   // Decision store.
   let opened: OpenedStore | undefined;
@@ -166,6 +213,7 @@ export async function startServer(config: Config, opts: ServerOptions = {}): Pro
     nowMicros,
     replica: config.replica,
     deadlineMs: config.admission.deadlineMs,
+    ...(writers?.onDecision ? { onDecision: writers.onDecision } : {}),
     readiness,
     bodyLimit: config.admission.bodyLimitBytes,
     https: { cert: tls.cert, key: tls.key },
@@ -180,7 +228,26 @@ export async function startServer(config: Config, opts: ServerOptions = {}): Pro
       problems.push((err as Error).message);
     }
   }
-  const auditApp = await buildAuditApp({ store, jwks: opened.jwks, auth: config.auditApi.auth, logger, https: { cert: auditTls.cert, key: auditTls.key } });
+  // kubernetes auth asks the API server reached like the object source (in-cluster, else KUBECONFIG).
+  let kubeReviews: KubeReviews | undefined;
+  if (config.auditApi.auth.mode === 'kubernetes') {
+    const why = 'auditApi.auth.mode "kubernetes" needs the Kubernetes API (in-cluster, else KUBECONFIG)';
+    try {
+      const kubeConfig = loadKubeConfig(opts.env ?? {});
+      if (kubeConfig.getCurrentCluster()) kubeReviews = createKubeReviews(kubeConfig);
+      else problems.push(`${why}: the kubeconfig names no current cluster`);
+    } catch (err) {
+      problems.push(`${why}: ${(err as Error).message}`);
+    }
+    if (!kubeReviews) {
+      await store.close();
+      throw new ServerStartError(problems);
+    }
+  }
+  const auditApp = await buildAuditApp({
+    store, jwks: opened.jwks, auth: config.auditApi.auth, domain: config.domain, ...(kubeReviews ? { kubeReviews } : {}), logger,
+    https: { cert: auditTls.cert, key: auditTls.key },
+  });
   const tlsWatch = watchTlsFiles(
     tlsFiles.certFile,
     tlsFiles.keyFile,
@@ -207,6 +274,7 @@ export async function startServer(config: Config, opts: ServerOptions = {}): Pro
   } catch (err) {
     problems.push(`source (${config.source.kind}): ${(err as Error).message}`);
   }
+  if (problems.length === 0) writers?.start();
   const urls = problems.length === 0 ? await listenAll([['admission', app, config.admission.listen], ['audit', auditApp, config.auditApi.listen], ['metrics', metricsApp, config.metrics.listen]], problems) : {};
   updateGauges(metrics, index, source.synced(), opened.backlog);
 
@@ -217,6 +285,7 @@ export async function startServer(config: Config, opts: ServerOptions = {}): Pro
     // fastify close stops accepting, answers 503 to new requests and waits for in-flight ones.
     await Promise.allSettled([app.close(), auditApp.close(), metricsApp.close()]);
     await tlsWatch.close();
+    await writers?.stop();
     await source.close();
     await store.close();
     logger.flush?.();
@@ -225,6 +294,7 @@ export async function startServer(config: Config, opts: ServerOptions = {}): Pro
     await close();
     throw new ServerStartError(problems);
   }
+  if (opts.seedReviews) await seedDecisions(app, store, opts.seedReviews, logger);
   logger.info({ urls, counts: index.counts(), store: opened.describe }, 'tekton-zscaler-webhook serving');
   return { urls: { admission: urls.admission!, audit: urls.audit!, metrics: urls.metrics! }, logger, index, close };
 }

@@ -3,7 +3,8 @@
  * audit API on the same store as the reference for filter parity.
  */
 import t, { type Test } from 'tap';
-import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import { pino } from 'pino';
@@ -67,8 +68,9 @@ interface Setup {
 }
 
 /** A store with the fixture and a checkpoint, closed again; the signing key where the server keeps it by default. */
-async function setup(tt: Test, records: DecisionRecord[] = FIXTURE): Promise<Setup> {
-  const dir = tt.testdir({ '.tzw': {} });
+async function setup(tt: Test, records: DecisionRecord[] = FIXTURE, inDir?: string): Promise<Setup> {
+  const dir = inDir ?? tt.testdir({ '.tzw': {} });
+  mkdirSync(join(dir, '.tzw'), { recursive: true });
   const dbPath = join(dir, 'decisions.db');
   const key = await loadOrCreateSigningKey(join(dir, '.tzw', 'signing-key.pem'), { create: true });
   const store = await createSqliteStore({ path: dbPath, replica: WRITER, signer: key, checkpointEvery: { records: 4, seconds: 3600 } });
@@ -312,6 +314,33 @@ t.test('export → verify --bundle offline; an edited bundle line fails naming t
   const absent = await tzw(dir, 'decisions', 'verify', '--bundle', 'nope.jsonl');
   t.equal(absent.code, 1);
   t.match(absent.stderr, /cannot read bundle .*nope\.jsonl/);
+});
+
+t.test('verify --bundle --config trusts the config\'s signing key, not the keys inside the bundle', async (t) => {
+  const legit = await setup(t);
+  writeFileSync(join(legit.dir, 'config.yaml'), 'signing:\n  keyFile: .tzw/signing-key.pem\n');
+  // A forger's store: same records, its own signing key; its export carries the forger's keys.
+  const forgerDir = mkdtempSync(join(tmpdir(), 'tzw-forger-'));
+  t.teardown(() => rmSync(forgerDir, { recursive: true, force: true }));
+  const forged = await setup(t, FIXTURE, forgerDir);
+  t.equal((await tzw(forged.dir, 'decisions', 'export', '--store', forged.url, '--out', 'forged.jsonl')).code, 0);
+  t.equal((await tzw(legit.dir, 'decisions', 'export', '--store', legit.url, '--out', 'real.jsonl')).code, 0);
+  const forgedPath = join(forged.dir, 'forged.jsonl');
+
+  const self = await tzw(legit.dir, 'decisions', 'verify', '--bundle', forgedPath);
+  t.equal(self.code, 0, 'self-consistent with its own keys');
+  t.match(self.stdout, /warning: verified with the keys inside the bundle; pass .*--jwks.*--config/);
+
+  const res = await tzw(legit.dir, 'decisions', 'verify', '--bundle', forgedPath, '--config', 'config.yaml');
+  t.equal(res.code, 3, res.stdout + res.stderr);
+  t.match(res.stdout, /^VERIFICATION FAILED: bundle .*forged\.jsonl\nFirst bad checkpoint at record .*not trustworthy/);
+
+  const real = await tzw(legit.dir, 'decisions', 'verify', '--bundle', 'real.jsonl', '--config', 'config.yaml');
+  t.equal(real.code, 0, real.stdout + real.stderr);
+  t.notMatch(real.stdout, /warning/);
+  const missing = await tzw(legit.dir, 'decisions', 'verify', '--bundle', 'real.jsonl', '--config', 'absent.yaml');
+  t.equal(missing.code, 2);
+  t.match(missing.stderr, /config file .*absent\.yaml: cannot be read/);
 });
 
 t.test('a filtered export is evidence, not a verifiable bundle', async (t) => {

@@ -101,7 +101,7 @@ t.test('verify --store, verify --bundle and export: identical stdout on a fake T
 
     const lines = tty.log.filter(([k, s]) => k === 'stderr' && s !== CLEAR);
     t.ok(lines.length >= 2, `${name}: ${lines.length} progress lines on the TTY`);
-    for (const [, s] of lines) t.match(s, /^\r\x1b\[1m(verify|export)\x1b\[22m: (records|checkpoints) [\d,.]+( MB)?\/[\d,.]+( MB)? \(\d+%\).*\x1b\[K$/, `${name}: one updating line`);
+    for (const [, s] of lines) t.match(s, /^\r\x1b\[1m(verify|export)\x1b\[22m: (records|checkpoints|anchors) [\d,.]+( MB)?\/[\d,.]+( MB)?( \(\d+%\).*)?\x1b\[K$/, `${name}: one updating line`);
     t.ok(lines.some(([, s]) => s.includes(`/${RECORDS.toLocaleString('en-US')} (`)), `${name}: done/total of records`);
     const firstOut = tty.log.findIndex(([k]) => k === 'stdout');
     t.strictSame(tty.log[firstOut - 1], ['stderr', CLEAR], `${name}: the line is erased just before the result`);

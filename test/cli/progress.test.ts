@@ -128,7 +128,7 @@ t.test('toProgressText: unknown totals, bytes, time left', async (t) => {
   t.equal(toProgressText({ phase: 'records', done: 1234 }, 500), 'records 1,234, 500/s', 'no total: no percentage, no time left');
   t.equal(toProgressText({ phase: 'records', done: 250, total: 1000 }, 50), 'records 250/1,000 (25%), 50/s, 0:15 left');
   t.equal(toProgressText({ phase: 'checkpoints', done: 3_500_000, total: 7_000_000, unit: 'bytes' }, 1_000_000), 'checkpoints 3.5 MB/7.0 MB (50%), 1.0 MB/s, 0:04 left');
-  t.equal(toProgressText({ phase: 'records', done: 0, total: 0 }, undefined), 'records 0', 'an empty store');
+  t.equal(toProgressText({ phase: 'records', done: 0, total: 0 }, undefined), 'records 0/0', 'an empty store: no percentage');
   t.equal(formatDuration(3_725_000), '1:02:05');
   t.equal(describeInterrupt({ last: { phase: 'records', done: 412_000, total: 1_000_000 }, elapsedMs: 16_240 }, 'verified', 'Nothing was changed.'),
     'Interrupted after 16.2 s: verified records 412,000/1,000,000 (41%). Nothing was changed.\n');

@@ -53,6 +53,14 @@ injection: {sidecar: {mode: sidecar}}
   }
 });
 
+t.test('TZW_PG_URL is refused like any unknown variable, pointing at TZW_STORE_URL; test-only variables pass', async (t) => {
+  const refused = loadConfig({ env: { TZW_PG_URL: 'postgres://u:secret@db/tzw' }, readFile: files({}), hostname: 'h' });
+  t.strictSame(refused, { ok: false, errors: ['TZW_PG_URL: unknown setting (the PostgreSQL URL is store.url: set TZW_STORE_URL=postgres://…)'] }, 'the value is never echoed');
+  const ok = loadConfig({ env: { TZW_STORE_URL: 'postgres://u:p@db/tzw', TZW_TEST_PG_URL: 'postgres://t', TZW_BENCH_PG_URL: 'postgres://b', TZW_CORPUS_DIR: '/c' }, readFile: files({}), hostname: 'h' });
+  t.ok(ok.ok);
+  if (ok.ok) t.equal(ok.config.store.url, 'postgres://u:p@db/tzw');
+});
+
 t.test('semantic checks: unreadable TLS files, auth none off loopback, oidc settings, port clash', async (t) => {
   const r = loadConfig({
     configFile: 'c.yaml',
@@ -68,6 +76,11 @@ t.test('semantic checks: unreadable TLS files, auth none off loopback, oidc sett
   const oidc = loadConfig({ env: { TZW_AUDIT_API_AUTH_MODE: 'oidc', TZW_AUDIT_API_AUTH_ISSUER: 'https://idp' }, readFile: files({}), hostname: 'h' });
   t.notOk(oidc.ok);
   if (!oidc.ok) t.strictSame(oidc.errors, ['auditApi.auth.jwksUri is required when auditApi.auth.mode is "oidc"', 'auditApi.auth.audience is required when auditApi.auth.mode is "oidc"', 'auditApi.auth.group is required when auditApi.auth.mode is "oidc"']);
+  // kubernetes mode needs nothing more, on any listener; audiences come as a list (comma-separated in env).
+  const kube = loadConfig({ env: { TZW_AUDIT_API_AUTH_MODE: 'kubernetes', TZW_AUDIT_API_LISTEN: ':8444', TZW_AUDIT_API_AUTH_AUDIENCES: 'tzw-audit, other' }, readFile: files({}), hostname: 'h' });
+  t.strictSame(kube.ok ? kube.config.auditApi.auth : kube.errors, { mode: 'kubernetes', audiences: ['tzw-audit', 'other'], groupsClaim: 'groups' });
+  const badMode = loadConfig({ env: { TZW_AUDIT_API_AUTH_MODE: 'kerberos' }, readFile: files({}), hostname: 'h' });
+  t.match(badMode.ok ? '' : badMode.errors.join('\n'), /auditApi\.auth\.mode must be equal to one of the allowed values \(none, oidc, kubernetes\)/);
 });
 
 t.test('unreadable or broken config file', async (t) => {

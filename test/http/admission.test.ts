@@ -1,13 +1,13 @@
 import t from 'tap';
 import fc from 'fast-check';
 import { aContainer, aPod, aTaskRun, aPipelineRun } from '../builders.js';
-import { createTestApp, review } from './support.js';
+import { createTestApp, getOverHttp, review, type TestApp } from './support.js';
 
-const post = (app: ReturnType<typeof createTestApp>['app'], url: string, payload: unknown, headers: Record<string, string> = {}) =>
+const post = (app: TestApp['app'], url: string, payload: unknown, headers: Record<string, string> = {}) =>
   app.inject({ method: 'POST', url, payload: typeof payload === 'string' ? payload : JSON.stringify(payload), headers: { 'content-type': 'application/json', ...headers } });
 
 t.test('validate: mapped TaskRun is allowed, uid echoed, record written before the response', async (t) => {
-  const { app, store } = createTestApp();
+  const { app, records } = await createTestApp(t);
   const res = await post(app, '/validate', review(aTaskRun({ serviceAccountName: 'ci-builder' }), { uid: 'uid-42' }));
   t.equal(res.statusCode, 200);
   const body = res.json();
@@ -15,8 +15,8 @@ t.test('validate: mapped TaskRun is allowed, uid echoed, record written before t
   t.equal(body.kind, 'AdmissionReview');
   t.equal(body.response.uid, 'uid-42');
   t.equal(body.response.allowed, true);
-  t.equal(store.records.length, 1);
-  const rec = store.records[0]!;
+  t.equal((await records()).length, 1);
+  const rec = (await records())[0]!;
   t.equal(body.response.auditAnnotations['decision-id'], rec.id);
   t.match(rec, { requestUid: 'uid-42', endpoint: 'validate', verdict: 'allowed', namespace: 'payments', name: 'build-run', serviceAccounts: ['payments/ci-builder'], user: { username: 'alice', groups: ['devs'] }, mode: 'enforce' });
   t.match(rec.time, /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z$/);
@@ -24,7 +24,7 @@ t.test('validate: mapped TaskRun is allowed, uid echoed, record written before t
 });
 
 t.test('validate: unmapped PipelineRun in enforce is denied 422 Invalid with a fix-it message', async (t) => {
-  const { app, store } = createTestApp();
+  const { app, records } = await createTestApp(t);
   const res = await post(app, '/validate', review(aPipelineRun({ serviceAccountName: 'ci-builder', taskRunSpecs: [{ pipelineTaskName: 'deploy', serviceAccountName: 'deployer' }] })));
   const { response } = res.json();
   t.equal(response.allowed, false);
@@ -33,22 +33,22 @@ t.test('validate: unmapped PipelineRun in enforce is denied 422 Invalid with a f
   t.match(response.status.message, /payments/);
   t.match(response.status.message, /deployer/);
   t.match(response.status.message, /IdentityMapping/);
-  t.equal(store.records[0]!.verdict, 'denied');
+  t.equal((await records())[0]!.verdict, 'denied');
   t.equal(response.auditAnnotations.verdict, 'denied');
 });
 
 t.test('validate: audit namespace admits with a warning and records warned', async (t) => {
-  const { app, store } = createTestApp();
+  const { app, records } = await createTestApp(t);
   const res = await post(app, '/validate', review(aTaskRun({ namespace: 'data-science', serviceAccountName: 'notebook' })));
   const { response } = res.json();
   t.equal(response.allowed, true);
   t.equal(response.warnings.length, 1);
   t.match(response.warnings[0], /notebook/);
-  t.equal(store.records[0]!.verdict, 'warned');
+  t.equal((await records())[0]!.verdict, 'warned');
 });
 
 t.test('mutate: mapped Tekton pod gets a base64 JSON Patch and the decision id annotation', async (t) => {
-  const { app, store } = createTestApp();
+  const { app, records } = await createTestApp(t);
   const res = await post(app, '/mutate', review(aPod({ serviceAccountName: 'ci-builder' })));
   const { response } = res.json();
   t.equal(response.allowed, true);
@@ -56,19 +56,19 @@ t.test('mutate: mapped Tekton pod gets a base64 JSON Patch and the decision id a
   const ops = JSON.parse(Buffer.from(response.patch, 'base64').toString());
   t.ok(ops.length > 0);
   t.ok(ops.every((op: { op: string }) => op.op === 'add'));
-  const rec = store.records[0]!;
+  const rec = (await records())[0]!;
   t.equal(rec.verdict, 'patched');
   t.strictSame(rec.patch, ops);
   t.match(JSON.stringify(ops), rec.id);
 });
 
 t.test('mutate: a step with envFrom is recorded with POD_ENV_OVERRIDES_ENVFROM; the patch is the same as without it', async (t) => {
-  const { app, store } = createTestApp();
+  const { app, records } = await createTestApp(t);
   const step = (extra: Record<string, unknown>) => [aContainer('step-deploy', extra)];
   await post(app, '/mutate', review(aPod({ serviceAccountName: 'ci-builder', containers: step({}) })));
   const res = await post(app, '/mutate', review(aPod({ serviceAccountName: 'ci-builder', containers: step({ envFrom: [{ secretRef: { name: 'aws-creds' } }] }) })));
   t.equal(res.json().response.allowed, true);
-  const [plain, withEnvFrom] = store.records;
+  const [plain, withEnvFrom] = await records();
   t.strictSame(withEnvFrom?.patch.map((op) => op.path === '/metadata/annotations/tekton-zscaler.io~1decision-id' ? { ...op, value: 'id' } : op),
     plain?.patch.map((op) => op.path === '/metadata/annotations/tekton-zscaler.io~1decision-id' ? { ...op, value: 'id' } : op), 'same operations (decision id aside)');
   t.strictSame(plain?.reasons.map((r) => r.code), ['POD_INJECTED']);
@@ -77,16 +77,17 @@ t.test('mutate: a step with envFrom is recorded with POD_ENV_OVERRIDES_ENVFROM; 
 });
 
 t.test('dry run: decided and logged, not stored', async (t) => {
-  const { app, store, logs } = createTestApp();
+  const { app, records, logs } = await createTestApp(t);
   const res = await post(app, '/validate', review(aTaskRun({ serviceAccountName: 'ci-builder' }), { dryRun: true }));
   t.equal(res.json().response.allowed, true);
-  t.equal(store.records.length, 0);
+  t.equal((await records()).length, 0);
   t.ok(logs.some((l) => l.includes('"dryRun":true')));
 });
 
-t.test('store failure fails closed with 500 naming the store', async (t) => {
-  const { app, store, metrics } = createTestApp();
-  store.fail = true;
+t.test('store failure (SQLite write lock held elsewhere) fails closed with 500 naming the store; /readyz over HTTP says so until it recovers', async (t) => {
+  const { app, store, records, breakStore, metrics } = await createTestApp(t);
+  t.strictSame(await getOverHttp(app, '/readyz'), { status: 200, json: { status: 'ready' } });
+  const release = await breakStore();
   const res = await post(app, '/mutate', review(aPod({ serviceAccountName: 'ci-builder' }), { uid: 'u-store' }));
   t.equal(res.statusCode, 200);
   const { response } = res.json();
@@ -97,34 +98,53 @@ t.test('store failure fails closed with 500 naming the store', async (t) => {
   t.equal(response.patch, undefined);
   const counted = (await metrics.decisions.get()).values.map((v) => [v.labels.verdict, v.value]);
   t.strictSame(counted, [['errored', 1]], 'counted once, as the verdict actually returned');
+  t.strictSame(await getOverHttp(app, '/readyz'), { status: 503, json: { status: 'not ready', unmet: ['decision store not writable'] } });
+  await release();
+  // The store's recovery probe (every 20 ms here) finds the lock gone.
+  for (let i = 0; i < 100 && !store.writable(); i++) await new Promise((r) => setTimeout(r, 20));
+  t.strictSame(await getOverHttp(app, '/readyz'), { status: 200, json: { status: 'ready' } });
+  const after = await post(app, '/mutate', review(aPod({ serviceAccountName: 'ci-builder' }), { uid: 'u-after' }));
+  t.equal(after.json().response.allowed, true);
+  t.strictSame((await records()).map((r) => [r.requestUid, r.verdict]), [['u-after', 'patched']], 'nothing was recorded while the lock was held');
+});
+
+t.test('a rejected request whose record cannot be written is still counted once, as rejected', async (t) => {
+  const { app, breakStore, metrics, logs } = await createTestApp(t);
+  const release = await breakStore();
+  const bad = await post(app, '/validate', '{"apiVersion":');
+  t.equal(bad.statusCode, 400);
+  const malformed = await post(app, '/mutate', { hello: 1 });
+  t.equal(malformed.statusCode, 400);
+  const counted = (await metrics.decisions.get()).values.map((v) => [v.labels.endpoint, v.labels.verdict, v.value]);
+  t.strictSame(counted.sort(), [['mutate', 'rejected', 1], ['validate', 'rejected', 1]]);
+  t.equal(logs.filter((l) => l.includes('rejected-input record not written')).length, 2, 'each failed write is logged');
+  await release();
 });
 
 t.test('a bug in the core answers errored with the uid, not a crash', async (t) => {
-  const { app, state, store } = createTestApp();
+  const { app, state, records } = await createTestApp(t);
   state.throwInCore = true;
   const res = await post(app, '/validate', review(aTaskRun({ serviceAccountName: 'ci-builder' }), { uid: 'u-bug' }));
   const { response } = res.json();
   t.equal(response.uid, 'u-bug');
   t.equal(response.allowed, false);
   t.equal(response.status.code, 500);
-  t.equal(store.records[0]!.verdict, 'errored');
-  t.equal(store.records[0]!.reasons[0]!.code, 'INTERNAL_ERROR');
+  t.equal((await records())[0]!.verdict, 'errored');
+  t.equal((await records())[0]!.reasons[0]!.code, 'INTERNAL_ERROR');
 });
 
 t.test('source not synced: fails closed (errored) and /readyz is 503', async (t) => {
-  const { app, state } = createTestApp();
+  const { app, state } = await createTestApp(t);
   state.synced = false;
   const res = await post(app, '/validate', review(aTaskRun({ serviceAccountName: 'ci-builder' })));
   t.equal(res.json().response.allowed, false);
   t.match(res.json().response.status.message, /not loaded yet/);
-  const ready = await app.inject({ method: 'GET', url: '/readyz' });
-  t.equal(ready.statusCode, 503);
-  t.strictSame(ready.json().unmet, ['object source not synced']);
-  t.equal((await app.inject({ method: 'GET', url: '/healthz' })).statusCode, 200);
+  t.strictSame(await getOverHttp(app, '/readyz'), { status: 503, json: { status: 'not ready', unmet: ['object source not synced'] } });
+  t.strictSame(await getOverHttp(app, '/healthz'), { status: 200, json: { status: 'ok' } });
 });
 
 t.test('bad input: clear 4xx and a rejected record (controller-runtime edge list)', async (t) => {
-  const { app, store } = createTestApp({ bodyLimit: 4 * 1024 * 1024 });
+  const { app, records, metrics } = await createTestApp(t, { bodyLimit: 4 * 1024 * 1024 });
   const cases: Array<[string, () => Promise<{ statusCode: number; json: () => { message: string } }>, number, RegExp]> = [
     ['empty body', () => app.inject({ method: 'POST', url: '/validate', headers: { 'content-type': 'application/json' }, payload: '' }), 400, /empty/i],
     ['wrong content type', () => app.inject({ method: 'POST', url: '/validate', headers: { 'content-type': 'text/plain' }, payload: 'hi' }), 415, /content-type|media type/i],
@@ -141,13 +161,16 @@ t.test('bad input: clear 4xx and a rejected record (controller-runtime edge list
     t.equal(res.statusCode, code, name);
     t.match(res.json().message, re, name);
   }
-  t.equal(store.records.length, cases.length, 'every bad request left a rejected record');
-  t.ok(store.records.every((r) => r.verdict === 'rejected'));
-  t.equal(store.records.find((r) => r.requestUid === 'a1b2c3')?.verdict, 'rejected', 'uid salvaged when readable');
+  t.equal((await records()).length, cases.length, 'every bad request left a rejected record');
+  const stored = await records();
+  t.ok(stored.every((r) => r.verdict === 'rejected'));
+  t.equal(stored.find((r) => r.requestUid === 'a1b2c3')?.verdict, 'rejected', 'uid salvaged when readable');
+  const counted = (await metrics.decisions.get()).values.reduce((sum, v) => sum + (v.labels.verdict === 'rejected' ? v.value : 0), 0);
+  t.equal(counted, cases.length, 'every rejected request counted once');
 });
 
 t.test('property: thousands of random and malformed reviews never crash the server', async (t) => {
-  const { app } = createTestApp();
+  const { app } = await createTestApp(t);
   const junk = fc.oneof(fc.anything(), fc.jsonValue());
   const mangled = fc.record({
     apiVersion: fc.oneof(fc.constant('admission.k8s.io/v1'), fc.string()),
@@ -201,8 +224,8 @@ t.test('toReviewJson writes exactly what JSON.stringify would, for every verdict
 
 t.test('objectDigest is the sha256 of the AdmissionReview bytes as received', async (t) => {
   const { createHash } = await import('node:crypto');
-  const { app, store } = createTestApp();
+  const { app, records } = await createTestApp(t);
   const body = JSON.stringify(review(aTaskRun({ serviceAccountName: 'ci-builder' })), null, 1);
   await post(app, '/validate', body);
-  t.equal(store.records[0]!.objectDigest, createHash('sha256').update(body).digest('hex'));
+  t.equal((await records())[0]!.objectDigest, createHash('sha256').update(body).digest('hex'));
 });

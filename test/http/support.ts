@@ -1,26 +1,21 @@
-/** Builds the admission app on fake-free parts: the real facts index, and a store given by the test. */
-import { pino } from 'pino';
+/**
+ * Builds the admission app on fake-free parts: the real facts index and a real SQLite decision store
+ * (WAL, synchronous=FULL, signed checkpoints) in a temporary directory, with readiness wired as
+ * webhook/server.ts wires it. `breakStore()` makes the store unwritable the way a real outage does:
+ * another connection holds the SQLite write lock (test/store/setup.ts holdSqliteWriteLock).
+ */
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { Writable } from 'node:stream';
+import { pino } from 'pino';
 import { buildApp } from '../../webhook/app.js';
 import { createFactsIndex, type FactsIndex } from '../../webhook/core/mapping-index.js';
 import { createMetrics, type Metrics } from '../../webhook/http/metrics.js';
-import type { ChainedRecord, DecisionRecord } from '../../webhook/core/record.js';
-import type { DecisionStore } from '../../webhook/store/port.js';
+import type { ChainedRecord } from '../../webhook/core/record.js';
+import { createSqliteStore, type SqliteStore } from '../../webhook/store/sqlite/store.js';
 import { defaultOptions } from '../builders.js';
-
-/** A store port double that keeps records in an array; `fail` makes append reject like a dead disk. */
-export function createArrayStore(): Pick<DecisionStore, 'append'> & { records: DecisionRecord[]; fail: boolean } {
-  const s = {
-    records: [] as DecisionRecord[],
-    fail: false,
-    async append(r: DecisionRecord): Promise<ChainedRecord> {
-      if (s.fail) throw Object.assign(new Error('disk I/O error'), { code: 'ERR_STORE_UNAVAILABLE' });
-      s.records.push(r);
-      return { ...r, seq: s.records.length, prevHash: '', hash: '' };
-    },
-  };
-  return s;
-}
+import { createTestSigner, holdSqliteWriteLock } from '../store/setup.js';
 
 export function loadExampleFacts(index: FactsIndex): void {
   index.upsertNamespace({ metadata: { name: 'payments', labels: { 'tekton-zscaler.io/mode': 'enforce' }, annotations: { 'tekton-zscaler.io/policy-tags': 'pci' } } });
@@ -35,19 +30,31 @@ export function loadExampleFacts(index: FactsIndex): void {
 
 export interface TestApp {
   app: ReturnType<typeof buildApp>;
-  store: ReturnType<typeof createArrayStore>;
+  store: SqliteStore;
+  /** Every record the store holds, in chain order. */
+  records(): Promise<ChainedRecord[]>;
+  /** Holds the store's write lock from another connection until the returned function is awaited. */
+  breakStore(): Promise<() => Promise<void>>;
   metrics: Metrics;
   logs: string[];
   index: FactsIndex;
   state: { synced: boolean; throwInCore: boolean };
 }
 
-export function createTestApp(o: { store?: Pick<DecisionStore, 'append'>; bodyLimit?: number } = {}): TestApp {
+interface Teardown {
+  teardown(fn: () => void | Promise<void>): void;
+}
+
+export async function createTestApp(t: Teardown, o: { bodyLimit?: number } = {}): Promise<TestApp> {
   const logs: string[] = [];
   const logger = pino({ level: 'info' }, new Writable({ write(chunk, _e, cb) { logs.push(String(chunk)); cb(); } }));
   const index = createFactsIndex('tekton-zscaler.io');
   loadExampleFacts(index);
-  const store = createArrayStore();
+  const { signer } = await createTestSigner(t, 'tzw-http-key-');
+  const dir = mkdtempSync(join(tmpdir(), 'tzw-http-store-'));
+  const path = join(dir, 'decisions.db');
+  // A short busy timeout and probe interval: a held lock fails the write in 50 ms, recovery is seen in 20 ms.
+  const store = await createSqliteStore({ path, replica: 'test-0', signer, logger, busyTimeoutMs: 50, recoveryProbeMs: 20 });
   const metrics = createMetrics();
   const state = { synced: true, throwInCore: false };
   let n = 0;
@@ -60,12 +67,33 @@ export function createTestApp(o: { store?: Pick<DecisionStore, 'append'>; bodyLi
     lookup: (ns: string, sa: string) => index.lookup(ns, sa),
   };
   const app = buildApp({
-    facts, sourceSynced: () => state.synced, store: o.store ?? store, options: defaultOptions(), logger, metrics,
+    facts, sourceSynced: () => state.synced, store, options: defaultOptions(), logger, metrics,
     newId: () => `0193a000-0000-7000-8000-${String(++n).padStart(12, '0')}`,
     nowMicros: () => (micros += 250n), replica: 'test-0', deadlineMs: 2000,
-    readiness: () => (state.synced ? [] : ['object source not synced']), bodyLimit: o.bodyLimit ?? 7 * 1024 * 1024,
+    // As webhook/server.ts: the source and the store (the certificate is not part of these tests).
+    readiness: () => [...(state.synced ? [] : ['object source not synced']), ...(store.writable() ? [] : ['decision store not writable'])],
+    bodyLimit: o.bodyLimit ?? 7 * 1024 * 1024,
   });
-  return { app, store, metrics, logs, index, state };
+  t.teardown(async () => {
+    await app.close();
+    await store.close();
+    rmSync(dir, { recursive: true, force: true });
+  });
+  const records = async (): Promise<ChainedRecord[]> => {
+    const out: ChainedRecord[] = [];
+    for await (const e of store.streamChain()) out.push(e.record);
+    return out;
+  };
+  return { app, store, records, breakStore: () => holdSqliteWriteLock(path), metrics, logs, index, state };
+}
+
+/** GET `path` over real HTTP from the app listening on loopback (listens on first use). */
+export async function getOverHttp(app: TestApp['app'], path: string): Promise<{ status: number; json: Record<string, unknown> }> {
+  if (!app.server.listening) await app.listen({ host: '127.0.0.1', port: 0 });
+  const address = app.server.address();
+  if (typeof address !== 'object' || address === null) throw new Error('the app has no TCP address');
+  const res = await fetch(`http://127.0.0.1:${address.port}${path}`);
+  return { status: res.status, json: (await res.json()) as Record<string, unknown> };
 }
 
 export function review(object: Record<string, unknown> | null, request: Record<string, unknown> = {}): Record<string, unknown> {

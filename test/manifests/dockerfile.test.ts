@@ -131,7 +131,9 @@ t.test('build stage: native toolchain, npm ci, build, then prune to production d
   const at = (prefix: string) => steps.findIndex((s) => s.startsWith(prefix));
   t.ok(at('npm ci') >= 0 && at('npm ci') < at('npm run build') && at('npm run build') < at('npm prune --omit=dev'), `order: ${steps.join(' | ')}`);
   t.ok(steps.every((s) => !s.startsWith('npm install')), 'npm ci, never npm install (the lock file decides)');
-  t.match(packageJson.scripts.build, /^tsc -p \.$/, 'npm run build is tsc on tsconfig.json');
+  t.match(packageJson.scripts.build, /^tsc -p \. && tsx scripts\/build-console\.ts dist\/console$/, 'npm run build is tsc on tsconfig.json, then the console bundle into dist/');
+  const buildSources = toCopies(build).filter((c) => c.from === undefined).flatMap((c) => c.sources);
+  t.ok(['scripts/build-console.ts', 'webhook/console/ui/main.ts'].every((f) => isInContext(f, dockerignore) && buildSources.some((s) => isCopiedBy(f, s))), 'the console source and its build script reach the build stage');
 });
 
 t.test('runtime stage: non-root numeric USER, only dist + production node_modules + package.json, no shell use', async (t) => {

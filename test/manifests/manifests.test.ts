@@ -12,8 +12,10 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { Ajv } from 'ajv';
+import addFormats from 'ajv-formats';
 import { parse, parseAllDocuments } from 'yaml';
 import { toServiceDnsNames } from '../../certs/lib.js';
+import { DEFAULT_LEASE_NAME as leaseName } from '../../webhook/config/schema.js';
 import { cluster, command, configKeys, deadlineMs, envNameFor, loadConfig, packageVersion, paths, ports, toListenOptions } from './server-contract.js';
 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
@@ -58,6 +60,7 @@ function one(target: Target, kind: string, name?: string): Obj {
 // decide: schema validation of one object, returning problems (empty = valid)
 
 const ajv = new Ajv({ allErrors: true, strict: false });
+(addFormats as unknown as (a: Ajv) => void)(ajv);
 const crd = parse(readFileSync(join(MANIFESTS, 'crd', 'identitymapping.yaml'), 'utf8')) as Obj;
 const crdVersion = crd.spec.versions.find((v: { storage: boolean }) => v.storage) as { name: string; schema: { openAPIV3Schema: OpenApiSchema } };
 const crdApiVersion = `${crd.spec.group}/${crdVersion.name}`;
@@ -166,8 +169,8 @@ async function toProblems(object: Obj): Promise<string[]> {
 
 const EXPECTED_KINDS: Record<Target, string[]> = {
   manifests: [
-    'ClusterRole', 'ClusterRoleBinding', 'ConfigMap', 'CustomResourceDefinition', 'Deployment', 'MutatingWebhookConfiguration',
-    'Namespace', 'NetworkPolicy', 'PodDisruptionBudget', 'Service', 'ServiceAccount', 'ValidatingWebhookConfiguration',
+    'ClusterRole', 'ClusterRole', 'ClusterRoleBinding', 'ClusterRoleBinding', 'ConfigMap', 'CustomResourceDefinition', 'Deployment', 'MutatingWebhookConfiguration',
+    'Namespace', 'NetworkPolicy', 'PodDisruptionBudget', 'Role', 'RoleBinding', 'Service', 'ServiceAccount', 'ValidatingWebhookConfiguration',
   ],
   'manifests/overlays/cert-manager': [],
   'manifests/overlays/ha': [],
@@ -334,7 +337,9 @@ for (const target of TARGETS) {
     const configMap = one(target, 'ConfigMap', configVolume?.configMap?.name);
     const text = configMap.data[configMount?.subPath] as string;
 
-    const env = Object.fromEntries(((c.env ?? []) as Array<{ name: string; value?: string }>).filter((e) => e.name.startsWith('TZW_')).map((e) => [e.name, e.value ?? 'postgres://from-secret.example:5432/tzw']));
+    // Values from Secrets and the downward API: stand-ins of the right shape.
+    const env = Object.fromEntries(((c.env ?? []) as Array<{ name: string; value?: string; valueFrom?: Obj }>).filter((e) => e.name.startsWith('TZW_'))
+      .map((e) => [e.name, e.value ?? (e.valueFrom?.fieldRef?.fieldPath === 'metadata.namespace' ? cluster.namespace : 'postgres://from-secret.example:5432/tzw')]));
     const result = loadConfig({ configFile: command.configFile, env, hostname: 'tzw-0', readFile: (path) => (path === command.configFile ? text : '') });
     t.strictSame(result.ok ? [] : result.errors, [], 'the server accepts the config');
     if (!result.ok) return;
@@ -394,27 +399,53 @@ t.test('base: webhooks carry no caBundle (certs/generate.ts or cert-manager supp
 // least privilege and Pod Security
 
 for (const target of TARGETS) {
-  t.test(`${target}: RBAC is read-only on exactly namespaces, serviceaccounts and identitymappings`, async (t) => {
-    t.strictSame(objects(target).filter((o) => o.kind === 'Role' || o.kind === 'RoleBinding'), []);
-    const role = one(target, 'ClusterRole');
-    const granted = (role.rules as Array<{ apiGroups: string[]; resources: string[]; verbs: string[]; resourceNames?: string[] }>).flatMap((rule) =>
-      rule.apiGroups.flatMap((group) => rule.resources.map((resource) => ({ group, resource, verbs: [...rule.verbs].sort() }))),
-    );
+  t.test(`${target}: RBAC reads exactly namespaces, serviceaccounts and identitymappings, writes only mapping status and Events, and Leases only in its namespace`, async (t) => {
+    type Rule = { apiGroups: string[]; resources: string[]; verbs: string[]; resourceNames?: string[] };
+    const toGrants = (rules: Rule[]) => rules.flatMap((rule) =>
+      rule.apiGroups.flatMap((group) => rule.resources.map((resource) => ({ group, resource, verbs: [...rule.verbs].sort(), ...(rule.resourceNames ? { names: rule.resourceNames } : {}) }))));
+    const role = one(target, 'ClusterRole', 'tekton-zscaler-webhook');
     const crdObject = one(target, 'CustomResourceDefinition');
-    t.strictSame(granted, [
+    t.strictSame(toGrants(role.rules as Rule[]), [
       { group: '', resource: 'namespaces', verbs: ['get', 'list', 'watch'] },
       { group: '', resource: 'serviceaccounts', verbs: ['get', 'list', 'watch'] },
       { group: crdObject.spec.group, resource: crdObject.spec.names.plural, verbs: ['get', 'list', 'watch'] },
+      { group: crdObject.spec.group, resource: `${crdObject.spec.names.plural}/status`, verbs: ['patch'] },
+      { group: '', resource: 'events', verbs: ['create'] },
     ]);
-    const binding = one(target, 'ClusterRoleBinding');
     const deployment = one(target, 'Deployment');
+    const subjects = [{ kind: 'ServiceAccount', name: deployment.spec.template.spec.serviceAccountName, namespace: deployment.metadata.namespace }];
+    const binding = one(target, 'ClusterRoleBinding', 'tekton-zscaler-webhook');
     t.strictSame(
       { roleRef: binding.roleRef, subjects: binding.subjects },
-      {
-        roleRef: { apiGroup: 'rbac.authorization.k8s.io', kind: 'ClusterRole', name: role.metadata.name },
-        subjects: [{ kind: 'ServiceAccount', name: deployment.spec.template.spec.serviceAccountName, namespace: deployment.metadata.namespace }],
-      },
+      { roleRef: { apiGroup: 'rbac.authorization.k8s.io', kind: 'ClusterRole', name: role.metadata.name }, subjects },
     );
+    const nsRole = one(target, 'Role');
+    t.equal(nsRole.metadata.namespace, deployment.metadata.namespace, 'the Lease Role is in the webhook namespace');
+    t.strictSame(toGrants(nsRole.rules as Rule[]), [
+      { group: 'coordination.k8s.io', resource: 'leases', verbs: ['create'] },
+      { group: 'coordination.k8s.io', resource: 'leases', verbs: ['get', 'update'], names: [leaseName] },
+    ]);
+    const roleBinding = one(target, 'RoleBinding');
+    t.strictSame(
+      { ns: roleBinding.metadata.namespace, roleRef: roleBinding.roleRef, subjects: roleBinding.subjects },
+      { ns: deployment.metadata.namespace, roleRef: { apiGroup: 'rbac.authorization.k8s.io', kind: 'Role', name: nsRole.metadata.name }, subjects },
+    );
+    const leaseNsEnv = (container(target).env as Obj[]).find((e) => e.name === envNameFor(['mappingStatus', 'leaseNamespace']));
+    t.strictSame(leaseNsEnv?.valueFrom, { fieldRef: { fieldPath: 'metadata.namespace' } }, 'the Lease namespace is the pod\'s own');
+    // Kubernetes sign-in for auditors: the webhook may create TokenReviews and SubjectAccessReviews
+    // (the built-in system:auth-delegator), and nothing more.
+    const delegator = one(target, 'ClusterRoleBinding', 'tekton-zscaler-webhook-auth-delegator');
+    t.strictSame(
+      { roleRef: delegator.roleRef, subjects: delegator.subjects },
+      { roleRef: { apiGroup: 'rbac.authorization.k8s.io', kind: 'ClusterRole', name: 'system:auth-delegator' }, subjects },
+    );
+    // The auditor ClusterRole grants read on the audit API's virtual resources only, and is bound to no one.
+    const auditor = one(target, 'ClusterRole', 'tekton-zscaler-auditor');
+    t.strictSame(toGrants(auditor.rules as Rule[]), [
+      { group: `audit.${crdObject.spec.group}`, resource: 'decisions', verbs: ['get', 'list'] },
+      { group: `audit.${crdObject.spec.group}`, resource: 'checkpoints', verbs: ['get', 'list'] },
+    ]);
+    t.strictSame(objects(target).filter((o) => o.roleRef?.name === 'tekton-zscaler-auditor'), [], 'no auditor is bound by the install');
     t.equal(one(target, 'ServiceAccount', deployment.spec.template.spec.serviceAccountName).metadata.namespace, deployment.metadata.namespace);
   });
 

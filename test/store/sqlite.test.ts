@@ -72,8 +72,11 @@ t.test('schema: WAL, synchronous=FULL, versioned', async (t) => {
   t.teardown(() => db.close());
   t.equal(db.pragma('journal_mode', { simple: true }), 'wal');
   t.equal(db.pragma('user_version', { simple: true }), SCHEMA_VERSION);
-  // synchronous is per connection; the store's own setting is checked through its durability
-  // contract (append resolves after commit). Here: the tables the filters need exist.
+  // synchronous is per connection (another connection reads its own default): ask the store's own
+  // connection, the one that commits. 2 = FULL (https://www.sqlite.org/pragma.html#pragma_synchronous).
+  const own = (store as unknown as { db: Database.Database }).db;
+  t.equal(own.pragma('synchronous', { simple: true }), 2, 'the committing connection runs synchronous=FULL');
+  t.equal(own.pragma('journal_mode', { simple: true }), 'wal');
   const tables = (db.prepare("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name").all() as Array<{ name: string }>).map((r) => r.name);
   t.strictSame(tables, ['anchors', 'checkpoints', 'decision_sas', 'decisions', 'store_meta']);
 });

@@ -9,6 +9,9 @@ import { resolve } from 'node:path';
 import type { ParseArgsConfig } from 'node:util';
 import type { ChainProblem, VerifyResult } from '../store/evidence/chain.js';
 import { verifyBundle, verifyStore, writeBundle } from '../store/evidence/bundle.js';
+import { loadBundleFormat, NAMESPACE_BUNDLE_FORMAT, verifyNamespaceBundleFile, writeNamespaceBundle } from '../store/evidence/namespace-bundle.js';
+import { toNamespaceEvidenceSource, toNamespaceRange } from '../store/namespace-source.js';
+import { toNamespaceVerifyReport } from './namespace-evidence.js';
 import { openStoreForRead } from '../store/open-url.js';
 import type { DecisionFilter, VerifiableStore } from '../store/port.js';
 import { FILTER_KEYS, parseDecisionFilter, type FilterParams } from '../store/query.js';
@@ -179,6 +182,13 @@ const exportCommand: Command = {
     const out = resolve(io.cwd, requireString(values, 'out', 'FILE'));
     const { limit: _limit, cursor: _cursor, ...filter } = toDecisionFilter(values, SELECT_KEYS);
     const { jwks } = await loadKeys(values, io);
+    const range = toNamespaceRange(filter);
+    if (range) {
+      // One namespace (and a time range): a bundle its auditor can prove complete offline.
+      const ns = await withStore(values, io, (store) => writeNamespaceBundle(toNamespaceEvidenceSource(store), range, out, jwks));
+      io.stdout(`Wrote ${ns.records} records of namespace ${range.namespace} and ${ns.checkpoints} checkpoints of ${ns.writers} writer(s) to ${ns.path}. Verify it with: tzw decisions verify --bundle ${ns.path} --jwks JWKS.json\n`);
+      return EXIT.OK;
+    }
     const outcome = await runWithProgress(io, { title: 'export', quiet: values.quiet === true }, (onProgress) =>
       withStore(values, io, (store) => writeBundle(store, filter, out, jwks, { onProgress })));
     if (!outcome.ok) {
@@ -229,9 +239,16 @@ const verify: Command = {
     let source: string;
     if (hasBundle) {
       const path = resolve(io.cwd, requireString(values, 'bundle', 'FILE'));
-      const keys = typeof values.jwks === 'string' ? await loadKeys(values, io) : undefined;
+      // --jwks or --config name whose keys to trust; with neither, the bundle's own keys (and a warning).
+      const keys = typeof values.jwks === 'string' || typeof values.config === 'string' ? await loadKeys(values, io) : undefined;
       source = `bundle ${path}`;
       try {
+        if ((await loadBundleFormat(path)) === NAMESPACE_BUNDLE_FORMAT) {
+          const ns = await verifyNamespaceBundleFile(path, keys?.jwks);
+          const report = toNamespaceVerifyReport(ns, source);
+          io.stdout(format === 'json' ? JSON.stringify({ source, ...ns }, null, 2) + '\n' : report.text);
+          return report.exit;
+        }
         outcome = await runWithProgress(io, progress, (onProgress) => verifyBundle(path, keys?.jwks, { onProgress }));
       } catch (err) {
         throw Object.assign(new Error(`cannot read bundle ${path}: ${(err as Error).message}`), { code: (err as { code?: string }).code });

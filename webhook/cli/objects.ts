@@ -1,4 +1,5 @@
 /** Shared by the offline commands: config (optional), then the objects loaded once into a fresh index. */
+import { resolve } from 'node:path';
 import { pino } from 'pino';
 import { loadConfig } from '../config/load.js';
 import type { Config } from '../config/schema.js';
@@ -7,7 +8,8 @@ import { createFileSource } from '../kube/files.js';
 import { UsageError, type CliIo } from './io.js';
 
 export function loadCliConfig(configFile: string | undefined, io: CliIo): Config {
-  const loaded = loadConfig({ configFile, env: io.env, readFile: io.readFile, hostname: io.hostname });
+  // Relative to the command's working directory, like every other path the CLI takes.
+  const loaded = loadConfig({ configFile: configFile === undefined ? undefined : resolve(io.cwd, configFile), env: io.env, readFile: io.readFile, hostname: io.hostname });
   if (!loaded.ok) throw new UsageError(`invalid configuration:\n  - ${loaded.errors.join('\n  - ')}`);
   return loaded.config;
 }

@@ -119,7 +119,7 @@ export function toProgressText(e: ProgressEvent, rate: number | undefined): stri
   const unit = e.unit ?? e.phase;
   const parts: string[] = [];
   const known = e.total !== undefined && e.total > 0;
-  const amount = known ? `${formatAmount(e.done, unit)}/${formatAmount(e.total!, unit)}` : formatAmount(e.done, unit);
+  const amount = e.total !== undefined ? `${formatAmount(e.done, unit)}/${formatAmount(e.total, unit)}` : formatAmount(e.done, unit);
   parts.push(`${e.phase} ${amount}${unit !== e.phase && unit !== 'bytes' ? ` ${unit}` : ''}${known ? ` (${Math.min(100, Math.floor((e.done / e.total!) * 100))}%)` : ''}`);
   if (rate !== undefined && rate > 0) {
     parts.push(unit === 'bytes' ? `${(rate / 1e6).toFixed(1)} MB/s` : `${group(rate)}/s`);

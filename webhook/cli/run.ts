@@ -5,7 +5,7 @@ import { EXIT, UsageError, type CliIo } from './io.js';
 export const USAGE = `tzw — tekton-zscaler-webhook
 
 Usage:
-  tzw serve [--config FILE]
+  tzw serve [--config FILE] [--seed-reviews DIR]
   tzw simulate -f OBJECT.yaml [--objects DIR]... [--namespace NS] [-o text|json|yaml] [--config FILE]
   tzw mappings check [--objects DIR]... [-o text|json] [--config FILE]
   tzw decisions list   --store URL [--namespace NS] [--service-account SA] [--verdict V] [--kind K]

@@ -39,6 +39,11 @@ function coerceEnv(raw: string, schema: JsonSchema, name: string, errors: string
     if (raw.trim() === '' || !Number.isFinite(n)) errors.push(`${name}: must be a number, got "${raw}"`);
     return n;
   }
+  if (schema.type === 'boolean') {
+    if (raw === 'true' || raw === 'false') return raw === 'true';
+    errors.push(`${name}: must be true or false, got "${raw}"`);
+    return undefined;
+  }
   if (schema.type === 'array') {
     if (raw.trim().startsWith('[')) return parseJson(raw, name, errors);
     return raw.split(',').map((s) => s.trim()).filter(Boolean);
@@ -120,7 +125,9 @@ export function loadConfig(input: LoadInput): LoadResult {
     if (raw !== undefined) setPath(fromEnv, leaf.path, coerceEnv(raw, leaf.schema, leaf.env, errors));
   }
   for (const name of Object.keys(input.env)) {
-    if (name.startsWith('TZW_') && !known.has(name) && !ENV_NOT_CONFIG.has(name)) errors.push(`${name}: unknown setting (known: see README "Configuration")`);
+    if (!name.startsWith('TZW_') || known.has(name) || ENV_NOT_CONFIG.has(name)) continue;
+    const hint = ENV_HINTS[name];
+    errors.push(`${name}: unknown setting (${hint ?? 'known: see README "Configuration"'})`);
   }
   for (const [what, value] of [['config file', fromFile], ['environment', fromEnv]] as const) {
     if (!validate(value)) {
@@ -163,8 +170,16 @@ export function loadConfig(input: LoadInput): LoadResult {
   return errors.length > 0 ? { ok: false, errors } : { ok: true, config };
 }
 
-/** TZW_ variables that are not config settings (read elsewhere). */
-const ENV_NOT_CONFIG = new Set(['TZW_CORPUS_DIR', 'TZW_PG_URL', 'TZW_TEST_PG_URL']);
+/** TZW_ variables that are not config settings: read by the tests and the bench only, never by the server. */
+const ENV_NOT_CONFIG = new Set(['TZW_CORPUS_DIR', 'TZW_TEST_PG_URL', 'TZW_BENCH_PG_URL']);
+
+/**
+ * Names people reach for that are not settings, with the one that is. TZW_PG_URL is refused rather
+ * than read: the database URL has one source, store.url, so two variables can never disagree.
+ */
+const ENV_HINTS: Readonly<Record<string, string>> = {
+  TZW_PG_URL: 'the PostgreSQL URL is store.url: set TZW_STORE_URL=postgres://…',
+};
 
 /** Splits `HOST:PORT` into what `listen()` takes. */
 export function toListenOptions(listen: string): { host: string; port: number } {

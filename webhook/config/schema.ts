@@ -19,6 +19,8 @@ export const DEFAULT_STORE_URL = 'sqlite:.tzw/decisions.db';
 export const DEFAULT_STATE_DIR = '.tzw';
 export const DEFAULT_EXAMPLES_PATH = 'manifests/examples';
 export const DEFAULT_SIDECAR_IMAGE = 'zscaler/zpa-connector-tunnel:1.0.0';
+export const DEFAULT_LEASE_NAME = 'tekton-zscaler-webhook-status';
+export const DEFAULT_LEASE_NAMESPACE = 'tekton-zscaler';
 export const PATHS = { validate: '/validate', mutate: '/mutate', healthz: '/healthz', readyz: '/readyz', metrics: '/metrics' } as const;
 
 export interface Config {
@@ -30,7 +32,7 @@ export interface Config {
   auditApi: {
     listen: string;
     tls?: { certFile: string; keyFile: string };
-    auth: { mode: 'none' | 'oidc'; issuer?: string; jwksUri?: string; audience?: string; group?: string; groupsClaim: string };
+    auth: { mode: 'none' | 'oidc' | 'kubernetes'; audiences: string[]; issuer?: string; jwksUri?: string; audience?: string; group?: string; groupsClaim: string };
   };
   metrics: { listen: string };
   source: { kind: 'kubernetes' | 'files'; paths: string[] };
@@ -41,6 +43,9 @@ export interface Config {
     spool: { path: string; maxBytes: number };
   };
   signing: { keyFile?: string };
+  /** IdentityMapping status, written by the Lease holder (source.kind kubernetes only). */
+  mappingStatus: { enabled: boolean; leaseNamespace: string; leaseName: string; leaseDurationSeconds: number };
+  events: { onDenial: boolean; perSecond: number; burst: number };
   tekton: { defaultServiceAccount: string };
   injection: {
     tokenMountPath: string;
@@ -84,7 +89,8 @@ export const CONFIG_SCHEMA = {
         auth: {
           type: 'object', additionalProperties: false,
           properties: {
-            mode: { enum: ['none', 'oidc'], description: 'none only on a loopback listener' },
+            mode: { enum: ['none', 'oidc', 'kubernetes'], description: 'kubernetes: TokenReview + SubjectAccessReview (RBAC on decisions/checkpoints in audit.<domain>); none only on a loopback listener' },
+            audiences: { type: 'array', items: { type: 'string', minLength: 1 }, description: 'kubernetes: TokenReview spec.audiences (empty: the API server\'s own)' },
             issuer: { type: 'string', description: 'Required JWT iss' }, jwksUri: { type: 'string', description: 'JWKS URL of the issuer' }, audience: { type: 'string', description: 'Required JWT aud' },
             group: { type: 'string', description: 'Group the caller must be in' }, groupsClaim: { type: 'string', minLength: 1, description: 'JWT claim holding the groups' },
           },
@@ -112,6 +118,23 @@ export const CONFIG_SCHEMA = {
       },
     },
     signing: { type: 'object', additionalProperties: false, properties: { keyFile: { type: 'string', minLength: 1, description: 'PKCS#8 PEM key for checkpoints (absent: generated under stateDir)' } } },
+    mappingStatus: {
+      type: 'object', additionalProperties: false,
+      properties: {
+        enabled: { type: 'boolean', description: 'Write IdentityMapping status (kubernetes source only)' },
+        leaseNamespace: { type: 'string', minLength: 1, description: "The webhook's namespace: one status writer at a time via a Lease here" },
+        leaseName: { type: 'string', minLength: 1, description: 'Name of that Lease' },
+        leaseDurationSeconds: { type: 'integer', minimum: 2, maximum: 300, description: 'A silent holder loses the Lease after this' },
+      },
+    },
+    events: {
+      type: 'object', additionalProperties: false,
+      properties: {
+        onDenial: { type: 'boolean', description: "A Warning Event in the run's namespace per denial (off the request path)" },
+        perSecond: { type: 'number', exclusiveMinimum: 0, description: 'Denial Events rate limit' },
+        burst: { type: 'integer', minimum: 1, description: 'Denial Events burst' },
+      },
+    },
     tekton: { type: 'object', additionalProperties: false, properties: { defaultServiceAccount: { type: 'string', minLength: 1, description: "Tekton config-defaults default-service-account" } } },
     injection: {
       type: 'object', additionalProperties: false,
@@ -138,7 +161,7 @@ export function defaultConfig(hostname: string): Config {
     logLevel: 'info',
     stateDir: DEFAULT_STATE_DIR,
     admission: { listen: DEFAULT_ADMISSION_LISTEN, deadlineMs: DEFAULT_DEADLINE_MS, bodyLimitBytes: DEFAULT_BODY_LIMIT_BYTES },
-    auditApi: { listen: DEFAULT_AUDIT_LISTEN, auth: { mode: 'none', groupsClaim: 'groups' } },
+    auditApi: { listen: DEFAULT_AUDIT_LISTEN, auth: { mode: 'none', audiences: [], groupsClaim: 'groups' } },
     metrics: { listen: DEFAULT_METRICS_LISTEN },
     source: { kind: 'files', paths: [DEFAULT_EXAMPLES_PATH] },
     store: {
@@ -147,6 +170,8 @@ export function defaultConfig(hostname: string): Config {
       spool: { path: `${DEFAULT_STATE_DIR}/spool.db`, maxBytes: 1024 * 1024 * 1024 },
     },
     signing: {},
+    mappingStatus: { enabled: true, leaseNamespace: DEFAULT_LEASE_NAMESPACE, leaseName: DEFAULT_LEASE_NAME, leaseDurationSeconds: 15 },
+    events: { onDenial: false, perSecond: 5, burst: 25 },
     tekton: { defaultServiceAccount: DEFAULT_SERVICE_ACCOUNT },
     injection: {
       tokenMountPath: DEFAULT_TOKEN_MOUNT_PATH,

@@ -1,6 +1,7 @@
 /**
- * A tiny in-memory `Facts` for tests and `tzw simulate`. The real index (built from Kubernetes
- * objects, with validation of the IdentityMapping specs) lives in webhook/kube/; this one takes
+ * A tiny in-memory `Facts` for the core's tests (golden cases, decide-pod, admit). Everything that
+ * runs for real — the server and `tzw simulate` — uses the facts index (core/mapping-index.ts, fed
+ * from Kubernetes objects or files, with validation of the IdentityMapping specs); this one takes
  * already-resolved mappings and only works out who claims which ServiceAccount.
  */
 import type { Facts, MappingLookup, NamespaceFacts, ResolvedMapping, ServiceAccountRef } from './mapping.js';

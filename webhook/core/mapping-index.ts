@@ -43,6 +43,14 @@ export interface FactsIndex extends Facts {
   deleteServiceAccount(namespace: string, name: string): void;
   /** Invalid mappings, conflicts and bad namespace labels, sorted; O(number of problems). */
   problems(): MappingProblem[];
+  /**
+   * One mapping as the index holds it: its well-formed claims and, when invalid, what is wrong.
+   * undefined when no mapping of that name is known.
+   */
+  mapping(name: string): { name: string; claims: readonly ServiceAccountRef[]; problems?: readonly string[] } | undefined;
+  /** Names of the mappings that claim this ServiceAccount (sorted; empty when none). */
+  claimants(namespace: string, name: string): string[];
+  mappingNames(): IterableIterator<string>;
   serviceAccounts(): IterableIterator<ServiceAccountRef>;
   namespaces(): IterableIterator<NamespaceFacts>;
   counts(): IndexCounts;
@@ -284,6 +292,19 @@ export function createFactsIndex(domain: string): FactsIndex {
         p.kind === 'invalid-mapping' ? `1 ${p.mapping}` : p.kind === 'conflict' ? `2 ${keyOf(p.serviceAccount.namespace, p.serviceAccount.name)}` : `0 ${p.namespace}`;
       return out.sort((a, b) => (sortKey(a) < sortKey(b) ? -1 : sortKey(a) > sortKey(b) ? 1 : 0));
     },
+
+    mapping(name) {
+      const e = mappings.get(name);
+      if (e === undefined) return undefined;
+      return e instanceof InvalidMapping ? { name, claims: e.claims, problems: e.problems } : { name, claims: e.serviceAccounts };
+    },
+
+    claimants(namespace, name) {
+      const cur = claims.get(namespace)?.get(name);
+      return cur === undefined ? [] : typeof cur === 'string' ? [cur] : [...cur].sort();
+    },
+
+    mappingNames: () => mappings.keys(),
 
     *serviceAccounts() {
       for (const [namespace, names] of serviceAccounts) for (const name of names) yield { namespace, name };

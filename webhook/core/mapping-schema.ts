@@ -131,6 +131,34 @@ export const IDENTITY_MAPPING_SPEC_SCHEMA = {
 } as const;
 
 /** The whole apiextensions.k8s.io/v1 CRD object, ready to be serialised. */
+/** The status subresource: written by the webhook (one replica at a time), read by `kubectl get idm`. */
+export const IDENTITY_MAPPING_STATUS_SCHEMA = {
+  type: 'object',
+  description: 'Written by tekton-zscaler-webhook: whether the mapping is in effect, and why not.',
+  properties: {
+    observedGeneration: { type: 'integer', format: 'int64', minimum: 0, description: 'The metadata.generation this status describes.' },
+    serviceAccounts: { type: 'integer', minimum: 0, description: 'How many well-formed ServiceAccounts the mapping claims.' },
+    conditions: {
+      type: 'array',
+      description: 'Ready: True (reason Valid) or False (reason Conflict: another mapping claims one of its ServiceAccounts; Invalid: a field is wrong). The message names the other mapping or the field.',
+      'x-kubernetes-list-type': 'map',
+      'x-kubernetes-list-map-keys': ['type'],
+      items: {
+        type: 'object',
+        required: ['type', 'status', 'lastTransitionTime', 'reason', 'message'],
+        properties: {
+          type: { type: 'string', maxLength: 316, pattern: '^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])$' },
+          status: { type: 'string', enum: ['True', 'False', 'Unknown'] },
+          reason: { type: 'string', maxLength: 1024, minLength: 1, pattern: '^[A-Za-z]([A-Za-z0-9_,:]*[A-Za-z0-9_])?$' },
+          message: { type: 'string', maxLength: 32768 },
+          observedGeneration: { type: 'integer', format: 'int64', minimum: 0 },
+          lastTransitionTime: { type: 'string', format: 'date-time' },
+        },
+      },
+    },
+  },
+} as const;
+
 export function toIdentityMappingCrd(): Record<string, unknown> {
   return {
     apiVersion: 'apiextensions.k8s.io/v1',
@@ -145,19 +173,23 @@ export function toIdentityMappingCrd(): Record<string, unknown> {
           name: VERSION,
           served: true,
           storage: true,
-          // The API server only ever prints the first value a JSONPath finds, so a "[*]" column
-          // would show one ServiceAccount while looking like a list; name the first one honestly.
-          // Subject columns are split per provider (one JSONPath can't choose) and shown with -o wide.
+          // Ready and Reason come from the status the webhook writes (kube/status-writer.ts); the
+          // count replaces a "first ServiceAccount" column that hid every other claim. Subject
+          // columns are split per provider (one JSONPath can't choose) and shown with -o wide.
           additionalPrinterColumns: [
+            { name: 'Ready', type: 'string', jsonPath: '.status.conditions[?(@.type=="Ready")].status' },
+            { name: 'Reason', type: 'string', jsonPath: '.status.conditions[?(@.type=="Ready")].reason' },
             { name: 'Provider', type: 'string', jsonPath: '.spec.provider' },
-            { name: 'Namespace', type: 'string', jsonPath: '.spec.serviceAccounts[0].namespace', description: 'Namespace of the first ServiceAccount claimed.' },
-            { name: 'ServiceAccount', type: 'string', jsonPath: '.spec.serviceAccounts[0].name', description: 'The first ServiceAccount claimed.' },
+            { name: 'ServiceAccounts', type: 'integer', jsonPath: '.status.serviceAccounts', description: 'How many ServiceAccounts the mapping claims.' },
             { name: 'Age', type: 'date', jsonPath: '.metadata.creationTimestamp' },
+            { name: 'Message', type: 'string', jsonPath: '.status.conditions[?(@.type=="Ready")].message', priority: 1 },
             { name: 'Role', type: 'string', jsonPath: '.spec.aws.roleArn', priority: 1 },
             { name: 'Azure-Client', type: 'string', jsonPath: '.spec.azure.clientId', priority: 1 },
             { name: 'Okta-Client', type: 'string', jsonPath: '.spec.okta.clientId', priority: 1 },
             { name: 'TTL', type: 'integer', jsonPath: '.spec.tokenExpirationSeconds', priority: 1 },
           ],
+          // Only the webhook writes status, through /status; spec writes never touch it.
+          subresources: { status: {} },
           schema: {
             openAPIV3Schema: {
               type: 'object',
@@ -168,6 +200,7 @@ export function toIdentityMappingCrd(): Record<string, unknown> {
                 kind: { type: 'string' },
                 metadata: { type: 'object' },
                 spec: IDENTITY_MAPPING_SPEC_SCHEMA,
+                status: IDENTITY_MAPPING_STATUS_SCHEMA,
               },
             },
           },

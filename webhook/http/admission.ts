@@ -30,6 +30,11 @@ export interface AdmissionDeps {
   nowMicros: () => bigint;
   replica: string;
   deadlineMs: number;
+  /**
+   * Told about every recorded decision after it is durable (events.onDenial). Must only enqueue:
+   * it runs on the request path.
+   */
+  onDecision?: (rec: DecisionRecord) => void;
 }
 
 class DeadlineError extends Error {
@@ -140,6 +145,7 @@ export async function admissionRoutes(app: FastifyInstance, deps: AdmissionDeps)
     const rec = toRecord(meta(id, endpoint, started, req.object, rawBodies.get(request)), decision, req);
     try {
       await record(rec, decision);
+      deps.onDecision?.(rec);
     } catch (err) {
       const code = (err as { code?: string }).code ?? 'ERR_STORE_UNAVAILABLE';
       logger.error({ err: { code, message: (err as Error).message }, decisionId: id, requestUid: req.uid }, 'decision record not written; failing closed');
@@ -159,7 +165,9 @@ export async function admissionRoutes(app: FastifyInstance, deps: AdmissionDeps)
     try {
       await record(rec, decision);
     } catch (err) {
-      logger.error({ err: { message: (err as Error).message }, decisionId: id }, 'rejected-input record not written');
+      // The 4xx answer stands whether or not its record was written: count it here, once.
+      logger.error({ err: { code: (err as { code?: string }).code, message: (err as Error).message }, decisionId: id }, 'rejected-input record not written');
+      metrics.decisions.inc({ endpoint, verdict: 'rejected', namespace: rec.namespace });
     }
   }
 

@@ -4,26 +4,38 @@
  *   GET /api/v1/decisions/:id    one record, 404 when absent
  *   GET /api/v1/checkpoints      signed checkpoints and retention anchors
  *   GET /api/v1/jwks             public keys that verify them (public: no token needed)
+ *   GET /api/v1/export           the evidence bundle for a filter (the format of `tzw decisions export`)
+ *   GET /, /overview, /decisions/:id, /console/*   the auditor console (console.ts; pages without data)
  * Every other route needs a bearer token (auth.ts) unless auth mode is none. Errors are
  * `{code, message}` JSON. Filters are parsed by the one parser the CLI uses too (store/query.ts).
  */
+import { Readable } from 'node:stream';
 import Fastify, { LogController, type FastifyError, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import type { Logger } from 'pino';
+import { DEFAULT_DOMAIN } from '../core/keys.js';
 import type { ChainedRecord } from '../core/record.js';
 import type { VerifiableStore } from '../store/port.js';
 import { parseDecisionFilter, type FilterParams } from '../store/query.js';
 import { createExportStream, EXPORT_FORMATS, type ExportFormat } from '../cli/output.js';
-import { callerOf, createBearerAuth, createNoAuth, type AuthHook } from './auth.js';
+import type { KubeReviews } from '../kube/reviews.js';
+import { authorize, AuthError, callerOf, createBearerAuth, createNoAuth, registerAuth, type AuditAuth } from './auth.js';
+import { createKubernetesAuth } from './auth-kubernetes.js';
+import { loadBundleLines } from '../store/evidence/bundle.js';
+import type { Jwks } from '../store/evidence/signing.js';
+import { consoleRoutes } from './console.js';
 
 export const AUDIT_PATHS = {
   decisions: '/api/v1/decisions',
   decision: '/api/v1/decisions/:id',
   checkpoints: '/api/v1/checkpoints',
   jwks: '/api/v1/jwks',
+  export: '/api/v1/export',
 } as const;
 
 export interface AuditAuthConfig {
-  mode: 'none' | 'oidc';
+  mode: 'none' | 'oidc' | 'kubernetes';
+  /** kubernetes: TokenReview spec.audiences (empty: the API server's). */
+  audiences?: string[];
   issuer?: string;
   jwksUri?: string;
   audience?: string;
@@ -34,8 +46,14 @@ export interface AuditAuthConfig {
 export interface AuditDeps {
   store: VerifiableStore;
   /** Public keys of the checkpoint/anchor signer(s), current first. */
-  jwks: () => { keys: object[] };
+  jwks: () => Jwks;
   auth: AuditAuthConfig;
+  /** kubernetes mode: the TokenReview/SubjectAccessReview client (kube/reviews.ts). */
+  kubeReviews?: KubeReviews;
+  /** Label domain; the RBAC API group of the audit resources is `audit.<domain>`. */
+  domain?: string;
+  /** Epoch ms for the auth caches (tests move it); default Date.now. */
+  now?: () => number;
   logger: Logger;
   /** Serving certificate; absent in inject() tests. */
   https?: { cert: string | Buffer; key: string | Buffer };
@@ -105,8 +123,18 @@ const EXPORT_CONTENT_TYPES: Record<ExportFormat, string> = {
   csv: 'text/csv; charset=utf-8',
 };
 
-function authHookFor(auth: AuditAuthConfig, logger: Logger): AuthHook {
+/** The RBAC API group of the audit API's virtual resources (decisions, checkpoints). */
+export function toAuditGroup(domain: string = DEFAULT_DOMAIN): string {
+  return `audit.${domain}`;
+}
+
+function createAuditAuth(deps: AuditDeps): AuditAuth {
+  const { auth, logger } = deps;
   if (auth.mode === 'none') return createNoAuth();
+  if (auth.mode === 'kubernetes') {
+    if (!deps.kubeReviews) throw Object.assign(new Error('audit API auth mode "kubernetes" needs a Kubernetes API client'), { code: 'ERR_AUTH_CONFIG' });
+    return createKubernetesAuth({ reviews: deps.kubeReviews, audiences: auth.audiences ?? [], group: toAuditGroup(deps.domain), logger, ...(deps.now ? { now: deps.now } : {}) });
+  }
   return createBearerAuth(
     { issuer: auth.issuer ?? '', jwksUri: auth.jwksUri ?? '', audience: auth.audience ?? '', group: auth.group ?? '', groupsClaim: auth.groupsClaim },
     logger,
@@ -120,7 +148,7 @@ function authHookFor(auth: AuditAuthConfig, logger: Logger): AuthHook {
  */
 export async function buildAuditApp(deps: AuditDeps): Promise<FastifyInstance> {
   const { store, logger } = deps;
-  const authenticate = authHookFor(deps.auth, logger);
+  const auth = createAuditAuth(deps);
   const app = Fastify({
     ...(deps.https ? { https: { ...deps.https, minVersion: 'TLSv1.2' as const } } : {}),
     loggerInstance: logger,
@@ -129,7 +157,8 @@ export async function buildAuditApp(deps: AuditDeps): Promise<FastifyInstance> {
     return503OnClosing: true,
   }) as unknown as FastifyInstance;
 
-  app.setErrorHandler((err: FastifyError | HttpError, req, reply) => {
+  app.setErrorHandler((err: FastifyError | HttpError | AuthError, req, reply) => {
+    if (err instanceof AuthError) return reply.code(err.statusCode).headers(err.headers).send(err.toBody());
     if (err instanceof HttpError) return reply.code(err.statusCode).send({ code: err.code, message: err.message, ...(err.problems ? { problems: err.problems } : {}) });
     const status = typeof err.statusCode === 'number' && err.statusCode >= 400 && err.statusCode < 500 ? err.statusCode : 500;
     if (status < 500) return reply.code(status).send({ code: err.code ?? 'ERR_BAD_REQUEST', message: err.message });
@@ -146,13 +175,15 @@ export async function buildAuditApp(deps: AuditDeps): Promise<FastifyInstance> {
     );
   });
 
+  await app.register(consoleRoutes);
+
   app.get(AUDIT_PATHS.jwks, async (_req, reply) => {
     reply.header('cache-control', 'public, max-age=300');
     return deps.jwks();
   });
 
   await app.register(async (scope) => {
-    scope.addHook('onRequest', authenticate);
+    registerAuth(scope, auth, logger);
     scope.addHook('onSend', async (_req, reply, payload) => {
       reply.header('cache-control', 'no-store');
       return payload;
@@ -172,6 +203,7 @@ export async function buildAuditApp(deps: AuditDeps): Promise<FastifyInstance> {
       if (errors.length || !parsed.ok || format === undefined) {
         throw new HttpError(400, 'ERR_BAD_FILTER', `invalid query: ${errors.join('; ')}`, errors);
       }
+      await authorize(req, { verb: 'list', resource: 'decisions', namespace: parsed.filter.namespace ?? '' });
       if (format === 'json') return store.query(parsed.filter);
       const { limit: _limit, cursor: _cursor, ...scan } = parsed.filter;
       const records = await primed(store.stream(scan));
@@ -187,11 +219,46 @@ export async function buildAuditApp(deps: AuditDeps): Promise<FastifyInstance> {
       // An id longer than fastify's maxParamLength (100) never gets here: 414 FST_ERR_MAX_PARAM_LENGTH.
       const { id } = req.params;
       const record = await store.get(id);
+      // Authorized against the record's own namespace, so it can only be checked after the read. A
+      // missing id is a 404 for any authenticated caller: ids are UUIDv7 with 74 random bits, so
+      // telling "absent" from "not yours" (403) reveals nothing guessable.
       if (!record) throw new HttpError(404, 'ERR_NOT_FOUND', `no decision with id ${JSON.stringify(id)}`);
+      await authorize(req, { verb: 'get', resource: 'decisions', namespace: record.namespace });
       return record;
     });
 
-    scope.get(AUDIT_PATHS.checkpoints, async () => {
+    // The bundle for a filter: complete (verifiable as a chain) when unfiltered, else marked
+    // incomplete exactly as `tzw decisions export` with filters; one renderer (loadBundleLines).
+    scope.get(AUDIT_PATHS.export, async (req, reply) => {
+      const params = toQueryParams(req.query);
+      const errors: string[] = [];
+      for (const k of ['limit', 'cursor'] as const) {
+        if (params[k] !== undefined) errors.push(`${k} does not apply to an export: it holds every matching record`);
+      }
+      const parsed = parseDecisionFilter(params);
+      if (!parsed.ok) errors.push(...parsed.errors);
+      if (errors.length || !parsed.ok) throw new HttpError(400, 'ERR_BAD_FILTER', `invalid query: ${errors.join('; ')}`, errors);
+      await authorize(req, { verb: 'list', resource: 'decisions', namespace: parsed.filter.namespace ?? '' });
+      const { limit: _limit, cursor: _cursor, ...filter } = parsed.filter;
+      const lines = loadBundleLines(store, filter, deps.jwks());
+      // The header line needs the checkpoints: a store that fails at once still gets a clean 500.
+      const first = await lines.next();
+      const body = Readable.from(
+        (async function* () {
+          if (!first.done) yield first.value + '\n';
+          for await (const line of lines) yield line + '\n';
+        })(),
+      );
+      body.on('error', (err) => req.log.error({ err: { message: err.message } }, 'bundle export stream failed; the response was cut short'));
+      const stamp = new Date().toISOString().replace(/[-:]/g, '').replace(/\.\d+Z$/, 'Z');
+      return reply
+        .header('content-type', 'application/x-ndjson; charset=utf-8')
+        .header('content-disposition', `attachment; filename="tzw-decisions-${stamp}.jsonl"`)
+        .send(body);
+    });
+
+    scope.get(AUDIT_PATHS.checkpoints, async (req) => {
+      await authorize(req, { verb: 'list', resource: 'checkpoints', namespace: '' });
       const [items, anchors] = await Promise.all([store.checkpoints(), store.anchors()]);
       return { items, anchors };
     });

@@ -1,6 +1,14 @@
 /**
- * Bearer-token authentication for the audit API: an OIDC access/ID token (JWT) checked with jose
- * against the issuer's JWKS, issuer and audience, plus a required group.
+ * Who may read the audit API. Every mode is an `AuditAuth`: `authenticate` (the protected scope's
+ * onRequest hook: answers 401/503 itself) and `authorize(req, access)` (called by each route once it
+ * knows what is read: the namespace filter of a list, the namespace of a fetched record; throws an
+ * AuthError 403/503). `registerAuth` wires both into a fastify scope and fails closed: a route that
+ * answers 2xx without having called `authorize` gets a 500 instead (so a new route cannot forget it).
+ * Modes: none (loopback only), oidc (below), kubernetes (auth-kubernetes.ts: TokenReview +
+ * SubjectAccessReview).
+ *
+ * OIDC: an access/ID token (JWT) checked with jose against the issuer's JWKS, issuer and audience,
+ * plus a required group; any authenticated member of the group may read everything.
  *
  * Tokens must carry `exp` (a token that never expires is refused); clocks may differ by
  * CLOCK_TOLERANCE_SECONDS. Outcomes: no/invalid/expired/wrong-issuer/wrong-audience token → 401 with
@@ -8,7 +16,7 @@
  * (`error="insufficient_scope"`); the issuer's JWKS unreachable or broken → 503 (the caller did
  * nothing wrong, so a 401 would mislead). The token itself is never echoed or logged.
  */
-import type { FastifyReply, FastifyRequest } from 'fastify';
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { Logger } from 'pino';
 import { createRemoteJWKSet, jwtVerify, type JWTPayload } from 'jose';
 
@@ -29,6 +37,46 @@ export interface Caller {
 
 /** An onRequest hook; when it answers (401/403/503) it resolves to the reply, as fastify asks of async hooks. */
 export type AuthHook = (req: FastifyRequest, reply: FastifyReply) => Promise<FastifyReply | undefined>;
+
+/** The virtual RBAC resources of group `audit.<domain>` (DESIGN "Auditors in a cluster"). */
+export type AuditResource = 'decisions' | 'checkpoints';
+
+/** What a request reads: `namespace` '' means all namespaces (a cluster-wide list). */
+export interface Access {
+  verb: 'get' | 'list';
+  resource: AuditResource;
+  namespace: string;
+}
+
+export interface AuditAuth {
+  authenticate: AuthHook;
+  /** Resolves when the authenticated caller may do `access`; else throws an AuthError (403, 503, 500). */
+  authorize(req: FastifyRequest, access: Access): Promise<void>;
+}
+
+/**
+ * An auth answer thrown from `authorize` (or built by `authenticate`): the status, a stable code,
+ * a message for the auditor (never a token), extra headers (Retry-After, WWW-Authenticate) and, for
+ * a 403 in kubernetes mode, the missing permission as data (the console shows it).
+ */
+export class AuthError extends Error {
+  constructor(
+    readonly statusCode: number,
+    readonly code: string,
+    message: string,
+    readonly headers: Record<string, string> = {},
+    readonly missing?: { group: string; resource: string; verb: string; namespace: string },
+  ) {
+    super(message);
+    if (statusCode === 403 && !headers['www-authenticate']) {
+      this.headers = { ...headers, 'www-authenticate': `Bearer error="insufficient_scope", error_description="${toAuthParam(message)}"` };
+    }
+  }
+
+  toBody(): { code: string; message: string; missing?: AuthError['missing'] } {
+    return { code: this.code, message: this.message, ...(this.missing ? { missing: this.missing } : {}) };
+  }
+}
 
 // A signature made by the wrong key, a malformed or expired token, a claim mismatch: the token is at
 // fault. Anything else from jose (JWKS timeout, bad JWKS document, HTTP error) is the issuer's.
@@ -52,6 +100,11 @@ const callers = new WeakMap<FastifyRequest, Caller>();
 /** The authenticated caller of a request, once the auth hook has run. */
 export function callerOf(req: FastifyRequest): Caller | undefined {
   return callers.get(req);
+}
+
+/** Records who called (for the request log); used by every mode's authenticate. */
+export function setCaller(req: FastifyRequest, caller: Caller): void {
+  callers.set(req, caller);
 }
 
 /** The token of an `Authorization: Bearer <token>` header (scheme case-insensitive), else undefined. */
@@ -90,7 +143,8 @@ function toAuthParam(s: string): string {
   return s.replace(/[^\x20\x21\x23-\x5b\x5d-\x7e]/g, "'");
 }
 
-function deny(reply: FastifyReply, status: 401 | 403, error: 'invalid_token' | 'insufficient_scope', message: string): FastifyReply {
+/** Answers 401/403 with a WWW-Authenticate challenge (RFC 6750) and `{code, message}`. */
+export function deny(reply: FastifyReply, status: 401 | 403, error: 'invalid_token' | 'insufficient_scope', message: string): FastifyReply {
   return reply
     .code(status)
     .header('www-authenticate', `Bearer error="${error}", error_description="${toAuthParam(message)}"`)
@@ -107,7 +161,7 @@ function errCode(err: unknown): string {
  * (refetched when a token names an unknown kid, at most every 30 s), so key rotation at the issuer
  * needs no restart. Throws ERR_AUTH_CONFIG when an option is missing or the JWKS URL is not http(s).
  */
-export function createBearerAuth(opts: OidcAuthOptions, logger: Logger): AuthHook {
+export function createBearerAuth(opts: OidcAuthOptions, logger: Logger): AuditAuth {
   const missing = (['issuer', 'jwksUri', 'audience', 'group', 'groupsClaim'] as const).filter((k) => !opts[k]);
   if (missing.length) throw Object.assign(new Error(`audit API auth mode "oidc" needs ${missing.join(', ')}`), { code: 'ERR_AUTH_CONFIG' });
   let url: URL;
@@ -125,7 +179,7 @@ export function createBearerAuth(opts: OidcAuthOptions, logger: Logger): AuthHoo
   const keys = createRemoteJWKSet(url);
   const { issuer, audience, group, groupsClaim } = opts;
 
-  return async (req, reply) => {
+  const authenticate: AuthHook = async (req, reply) => {
     const header = req.headers.authorization;
     const token = toBearerToken(header);
     if (token === undefined) {
@@ -152,12 +206,54 @@ export function createBearerAuth(opts: OidcAuthOptions, logger: Logger): AuthHoo
     }
     return undefined;
   };
+  // Members of the group may read every namespace: the group check above is the whole policy.
+  return { authenticate, authorize: async () => undefined };
 }
 
-/** Hook for `auth.mode: none` (loopback only, enforced by the config loader): everyone is anonymous. */
-export function createNoAuth(): AuthHook {
-  return async (req) => {
-    callers.set(req, { sub: undefined });
-    return undefined;
+/** `auth.mode: none` (loopback only, enforced by the config loader): everyone is anonymous and may read all. */
+export function createNoAuth(): AuditAuth {
+  return {
+    authenticate: async (req) => {
+      callers.set(req, { sub: undefined });
+      return undefined;
+    },
+    authorize: async () => undefined,
   };
+}
+
+/**
+ * The per-scope authorization check routes call: `auth.authorize`, remembered so `registerAuth`'s
+ * guard can tell a route that asked from one that forgot.
+ */
+const authorized = new WeakSet<FastifyRequest>();
+const scopes = new WeakMap<FastifyRequest, AuditAuth>();
+
+/**
+ * Checks that the caller of `req` may do `access` (throws AuthError otherwise). Every route in a
+ * scope wired by `registerAuth` must call it before answering 2xx.
+ */
+export async function authorize(req: FastifyRequest, access: Access): Promise<void> {
+  const auth = scopes.get(req);
+  if (!auth) throw new AuthError(500, 'ERR_INTERNAL', 'internal error: route is not in an authenticated scope');
+  await auth.authorize(req, access);
+  authorized.add(req);
+}
+
+/**
+ * Wires `auth` into a fastify scope (a plugin body): authenticate on every request, and a guard
+ * that turns a 2xx answer from a route that never called `authorize` into a 500 (fail closed).
+ * Other plugins (rate limits on failed sign-ins) register beside it in the same scope.
+ */
+export function registerAuth(scope: FastifyInstance, auth: AuditAuth, logger: Logger): void {
+  scope.addHook('onRequest', async (req, reply) => {
+    scopes.set(req, auth);
+    return auth.authenticate(req, reply);
+  });
+  scope.addHook('onSend', async (req, reply, payload) => {
+    if (reply.statusCode >= 300 || authorized.has(req)) return payload;
+    logger.error({ route: req.routeOptions.url }, 'audit API route answered without an authorization check; refused (call authorize() in the route)');
+    if (payload && typeof (payload as { destroy?: unknown }).destroy === 'function') (payload as { destroy(): void }).destroy();
+    reply.code(500).header('content-type', 'application/json; charset=utf-8').removeHeader('content-disposition');
+    return JSON.stringify({ code: 'ERR_INTERNAL', message: 'internal error: this route did not check authorization; see the server log' });
+  });
 }

@@ -11,9 +11,13 @@ export interface Metrics {
   storeWriteSeconds: Histogram;
   cacheObjects: Gauge<'kind'>;
   sourceSynced: Gauge;
-  mappingProblems: Gauge;
+  mappingProblems: Gauge<'kind'>;
   certExpiry: Gauge<'listener'>;
   storeBacklog: Gauge;
+  statusLeader: Gauge;
+  statusWrites: Counter<'result'>;
+  events: Counter<'reason'>;
+  eventsDropped: Counter;
 }
 
 /** Buckets from 0.25 ms to 10 s: admission latency budgets are in milliseconds. */
@@ -23,15 +27,23 @@ export function createMetrics(opts: { defaultMetrics?: boolean } = {}): Metrics 
   const registry = new Registry();
   if (opts.defaultMetrics) collectDefaultMetrics({ register: registry, prefix: 'tzw_' });
   const registers = [registry];
-  return {
+  const metrics: Metrics = {
     registry,
     decisions: new Counter({ name: 'tzw_decisions_total', help: 'Admission decisions by endpoint, verdict and namespace', labelNames: ['endpoint', 'verdict', 'namespace'], registers }),
     admissionSeconds: new Histogram({ name: 'tzw_admission_duration_seconds', help: 'Time from request to response, including the durable store write', labelNames: ['endpoint'], buckets: LATENCY_BUCKETS, registers }),
     storeWriteSeconds: new Histogram({ name: 'tzw_store_write_duration_seconds', help: 'Time until a decision record is durably committed', buckets: LATENCY_BUCKETS, registers }),
     cacheObjects: new Gauge({ name: 'tzw_cache_objects', help: 'Objects held in the in-memory cache by kind', labelNames: ['kind'], registers }),
     sourceSynced: new Gauge({ name: 'tzw_source_synced', help: '1 when namespaces, ServiceAccounts and IdentityMappings are loaded', registers }),
-    mappingProblems: new Gauge({ name: 'tzw_identitymapping_problems', help: 'Invalid or conflicting IdentityMappings', registers }),
+    mappingProblems: new Gauge({ name: 'tzw_identitymapping_problems', help: 'IdentityMapping problems by kind: invalid (mappings), conflict (ServiceAccounts claimed twice)', labelNames: ['kind'], registers }),
     certExpiry: new Gauge({ name: 'tzw_certificate_expiry_timestamp_seconds', help: 'notAfter of the serving certificate, as a Unix time', labelNames: ['listener'], registers }),
     storeBacklog: new Gauge({ name: 'tzw_store_backlog_records', help: 'Decisions spooled locally and not yet forwarded to the shared store', registers }),
+    statusLeader: new Gauge({ name: 'tzw_status_writer_leader', help: '1 while this replica holds the Lease and writes IdentityMapping status', registers }),
+    statusWrites: new Counter({ name: 'tzw_identitymapping_status_writes_total', help: 'IdentityMapping status patches by result (ok, error)', labelNames: ['result'], registers }),
+    events: new Counter({ name: 'tzw_events_total', help: 'Kubernetes Events written, by reason', labelNames: ['reason'], registers }),
+    eventsDropped: new Counter({ name: 'tzw_events_dropped_total', help: 'Kubernetes Events dropped because the queue was full', registers }),
   };
+  // Labelled series exist from the start (at 0), so alerts and dashboards see 0 rather than nothing.
+  for (const result of ['ok', 'error']) metrics.statusWrites.inc({ result }, 0);
+  for (const reason of ['Conflict', 'Invalid', 'AdmissionDenied']) metrics.events.inc({ reason }, 0);
+  return metrics;
 }

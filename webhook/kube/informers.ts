@@ -26,6 +26,7 @@ import { keysFor } from '../core/keys.js';
 import type { FactsIndex } from '../core/mapping-index.js';
 import { GROUP, PLURAL, VERSION } from '../core/mapping-schema.js';
 import { logProblems, type SourceLogger } from './source.js';
+import type { ObservedMapping } from './status-writer.js';
 
 export const DEFAULT_RESTART_DELAY_MS = 5000;
 /** Same page size as client-go's reflector: bounded memory per request on big clusters. */
@@ -46,6 +47,11 @@ export interface KubeSourceOptions {
   /** Passed to every ListWatch (tests use `{delayFn: async () => {}}` to skip reconnect backoff). */
   listWatchOptions?: ListWatchOptions;
   pageSize?: number;
+  /**
+   * Told about every IdentityMapping after the index took it (with generation, uid and status),
+   * and about deletions: the status writer (kube/status-writer.ts).
+   */
+  mappingObserver?: { observe(obj: ObservedMapping): void; forget(name: string): void };
   /**
    * When set, `start()` rejects (`code: 'ERR_TZW_SOURCE_TIMEOUT'`, naming the last error) if the first
    * sync takes longer; the informers keep retrying until `stop()`. For one-shot readers (CLI).
@@ -89,7 +95,7 @@ export function loadKubeConfig(env: Record<string, string | undefined>): KubeCon
 }
 
 /** What we keep of an object: enough for ListWatch's cache (name, namespace, resourceVersion) and the index. */
-type Slim = KubernetesObject & { spec?: unknown };
+type Slim = KubernetesObject & { spec?: unknown; status?: unknown };
 
 const isRecord = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
 
@@ -220,13 +226,21 @@ export function createKubeSource(options: KubeSourceOptions): KubeSource {
     {
       name: 'identitymappings',
       path: `/apis/${GROUP}/${VERSION}/${PLURAL}`,
-      slim: (obj) => ({ metadata: slimMetadata(obj), spec: (obj as Slim).spec }),
+      // generation, uid and status only when someone writes status (they are what it compares).
+      slim: (obj) => (options.mappingObserver
+        ? { metadata: { ...slimMetadata(obj), generation: obj.metadata?.generation, uid: obj.metadata?.uid }, spec: (obj as Slim).spec, status: (obj as Slim).status }
+        : { metadata: slimMetadata(obj), spec: (obj as Slim).spec }),
       upsert: (obj) => {
         logProblems(logger, index.upsertMapping(obj));
+        options.mappingObserver?.observe(obj as ObservedMapping);
         // The index holds the resolved mapping; the cached copy only needs its name and version.
         delete obj.spec;
+        delete obj.status;
       },
-      remove: (obj) => index.deleteMapping(obj.metadata?.name ?? ''),
+      remove: (obj) => {
+        index.deleteMapping(obj.metadata?.name ?? '');
+        options.mappingObserver?.forget(obj.metadata?.name ?? '');
+      },
     },
   ];
 

@@ -1,6 +1,6 @@
 /**
  * openStore(config): the decision store named by `store.url`, with its signing key and retention.
- * `sqlite:PATH` → the embedded store; `postgres://…` → the shared store (postgres.ts) behind a local
+ * `sqlite:PATH` → the embedded store; `postgres://…` → the shared store (postgres/store.ts) behind a local
  * spool. The only place that maps a URL to an adapter for the server.
  */
 import { mkdirSync } from 'node:fs';

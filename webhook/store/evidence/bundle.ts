@@ -75,20 +75,24 @@ function bundleProblem(problem: string): VerifyResult {
 }
 
 /**
- * Writes a bundle of the records matching `filter` (all records when it is empty or undefined) to
- * `outPath`, streaming with flat memory. The file appears atomically (written as `outPath.tmp`,
- * then renamed). Checkpoints and anchors are read before the records, so every checkpoint in the
- * bundle covers records that are in it. Errors: the store's, or fs errors naming the path.
+ * The lines of a bundle (without newlines) for the records matching `filter` (all records when it
+ * is empty or undefined), streamed with flat memory: the one renderer of the format behind the
+ * CLI's file export and GET /api/v1/export. Checkpoints and anchors are read before the records,
+ * so every checkpoint in the bundle covers records that are in it. `summary` is filled as lines are
+ * produced; `opts.onProgress` sees each record, checkpoint and anchor (see EvidenceProgress), with
+ * the store's count as the records' total for a complete bundle. Errors: the store's, or the
+ * callback's.
  */
-export async function writeBundle(
+export async function* loadBundleLines(
   store: VerifiableStore,
   filter: Omit<DecisionFilter, 'limit' | 'cursor'> | undefined,
-  outPath: string,
   jwks: Jwks,
-  opts: { clock?: () => Date } & EvidenceRunOptions = {},
-): Promise<BundleSummary> {
+  opts: { clock?: () => Date; summary?: { records: number; checkpoints: number; anchors: number; complete: boolean } } & EvidenceRunOptions = {},
+): AsyncGenerator<string> {
   const { onProgress } = opts;
   const complete = isUnfiltered(filter);
+  const summary = opts.summary ?? { records: 0, checkpoints: 0, anchors: 0, complete };
+  summary.complete = complete;
   const [checkpoints, anchors] = await Promise.all([store.checkpoints(), store.anchors()]);
   // Counted after the checkpoints were read, so records appended meanwhile can only make `done` pass it.
   const total = complete ? await countFor(store, onProgress) : undefined;
@@ -101,42 +105,56 @@ export async function writeBundle(
     ...(complete || !filter ? {} : { filter }),
     jwks,
   };
+  yield JSON.stringify(header);
+  await report(onProgress, 'records', 0, total);
+  if (complete) {
+    for await (const e of store.streamChain()) {
+      yield `${RECORD_PREFIX}"record":${JSON.stringify(e.record)}}`;
+      summary.records++;
+      await report(onProgress, 'records', summary.records, total);
+    }
+  } else {
+    for await (const r of store.stream(filter ?? {})) {
+      yield `${RECORD_PREFIX}"record":${JSON.stringify(r)}}`;
+      summary.records++;
+      await report(onProgress, 'records', summary.records, total);
+    }
+  }
+  await report(onProgress, 'checkpoints', 0, checkpoints.length);
+  for (const checkpoint of checkpoints) {
+    yield JSON.stringify({ type: 'checkpoint', checkpoint });
+    await report(onProgress, 'checkpoints', ++summary.checkpoints, checkpoints.length);
+  }
+  summary.checkpoints = checkpoints.length;
+  await report(onProgress, 'anchors', 0, anchors.length);
+  for (const anchor of anchors) {
+    yield JSON.stringify({ type: 'anchor', anchor });
+    await report(onProgress, 'anchors', ++summary.anchors, anchors.length);
+  }
+  summary.anchors = anchors.length;
+}
+
+/**
+ * Writes a bundle of the records matching `filter` (see loadBundleLines) to `outPath`. The file
+ * appears atomically (written as `outPath.tmp`, then renamed). Errors: the store's, or fs errors
+ * naming the path.
+ */
+export async function writeBundle(
+  store: VerifiableStore,
+  filter: Omit<DecisionFilter, 'limit' | 'cursor'> | undefined,
+  outPath: string,
+  jwks: Jwks,
+  opts: { clock?: () => Date } & EvidenceRunOptions = {},
+): Promise<BundleSummary> {
+  const summary = { records: 0, checkpoints: 0, anchors: 0, complete: isUnfiltered(filter) };
   const tmp = `${outPath}.tmp`;
   const out = createWriteStream(tmp, { encoding: 'utf8' });
   const failed = new Promise<never>((_, reject) => out.once('error', reject));
   // Observed through Promise.race below; this handler only keeps an early error from being unhandled.
   failed.catch(() => undefined);
-  const write = async (line: string): Promise<void> => {
-    if (!out.write(line + '\n')) await Promise.race([once(out, 'drain'), failed]);
-  };
-  let records = 0;
   try {
-    await write(JSON.stringify(header));
-    await report(onProgress, 'records', 0, total);
-    if (complete) {
-      for await (const e of store.streamChain()) {
-        await write(`${RECORD_PREFIX}"record":${JSON.stringify(e.record)}}`);
-        records++;
-        await report(onProgress, 'records', records, total);
-      }
-    } else {
-      for await (const r of store.stream(filter ?? {})) {
-        await write(`${RECORD_PREFIX}"record":${JSON.stringify(r)}}`);
-        records++;
-        await report(onProgress, 'records', records, total);
-      }
-    }
-    let n = 0;
-    await report(onProgress, 'checkpoints', 0, checkpoints.length);
-    for (const checkpoint of checkpoints) {
-      await write(JSON.stringify({ type: 'checkpoint', checkpoint }));
-      await report(onProgress, 'checkpoints', ++n, checkpoints.length);
-    }
-    n = 0;
-    await report(onProgress, 'anchors', 0, anchors.length);
-    for (const anchor of anchors) {
-      await write(JSON.stringify({ type: 'anchor', anchor }));
-      await report(onProgress, 'anchors', ++n, anchors.length);
+    for await (const line of loadBundleLines(store, filter, jwks, { ...opts, summary })) {
+      if (!out.write(line + '\n')) await Promise.race([once(out, 'drain'), failed]);
     }
     out.end();
     await Promise.race([once(out, 'finish'), failed]);
@@ -146,7 +164,7 @@ export async function writeBundle(
     await rm(tmp, { force: true });
     throw err;
   }
-  return { path: outPath, records, checkpoints: checkpoints.length, anchors: anchors.length, complete };
+  return { path: outPath, ...summary };
 }
 
 function lines(path: string): AsyncIterable<string> & { bytesRead(): number } {
@@ -223,7 +241,7 @@ export async function verifyBundle(path: string, jwksOverride?: Jwks, opts: Evid
     const parsed = parseJwks(header.jwks);
     if (typeof parsed === 'string') return bundleProblem(`the header's jwks is not usable: ${parsed}`);
     jwks = parsed;
-    warnings.push("verified with the keys inside the bundle; pass the webhook's published JWKS to rule out a re-signed bundle");
+    warnings.push("verified with the keys inside the bundle; pass the webhook's published JWKS (--jwks) or its config (--config) to rule out a re-signed bundle");
   }
 
   const verifier = await createChainVerifier(checkpoints, anchors, jwks);

@@ -1,0 +1,70 @@
+/**
+ * The namespace exporter's view of a store (NamespaceEvidenceSource). Uses the store's v2 port
+ * methods when it has them — `checkpointHeads(writer, size)` (heads persisted with each checkpoint)
+ * and `namespaceRecords(writer, namespace, afterNsSeq)` (the (replica, namespace, nsSeq) index) —
+ * and otherwise derives the same answers from the chain and the namespace filter (slower: a scan).
+ */
+import type { NamespaceHead } from './evidence/merkle.js';
+import type { NamespaceEvidenceSource, NamespaceRange, NsCheckpoint, NsRecord } from './evidence/namespace-bundle.js';
+import type { DecisionFilter, VerifiableStore } from './port.js';
+
+/** Optional port methods of a v2 store. */
+interface NamespacePort {
+  checkpointHeads(writer: string, size: number): Promise<NamespaceHead[]>;
+  namespaceRecords(writer: string, namespace: string, afterNsSeq: number): AsyncIterable<NsRecord>;
+}
+
+function has<K extends keyof NamespacePort>(store: object, key: K): store is Pick<NamespacePort, K> {
+  return typeof (store as Record<string, unknown>)[key] === 'function';
+}
+
+/** Heads of every namespace with v2 records on `writer` among its first `size` records, from a chain scan. */
+async function scanHeads(store: VerifiableStore, writer: string, size: number): Promise<NamespaceHead[]> {
+  const heads = new Map<string, NamespaceHead>();
+  for await (const { record } of store.streamChain()) {
+    const r = record as NsRecord;
+    if (r.replica !== writer || r.seq > size || typeof r.nsSeq !== 'number') continue;
+    heads.set(r.namespace, { namespace: r.namespace, nsSeq: r.nsSeq, nsHeadHash: r.hash });
+  }
+  return [...heads.values()];
+}
+
+export function toNamespaceEvidenceSource(store: VerifiableStore): NamespaceEvidenceSource {
+  return {
+    async checkpoints() {
+      return (await store.checkpoints()) as NsCheckpoint[];
+    },
+    checkpointHeads(writer, size) {
+      return has(store, 'checkpointHeads') ? store.checkpointHeads(writer, size) : scanHeads(store, writer, size);
+    },
+    async writers(namespace) {
+      const found = new Set<string>();
+      for await (const r of store.stream({ namespace })) found.add(r.replica);
+      return [...found];
+    },
+    async *namespaceRecords(writer, namespace, afterNsSeq) {
+      if (has(store, 'namespaceRecords')) {
+        yield* store.namespaceRecords(writer, namespace, afterNsSeq);
+        return;
+      }
+      const mine: NsRecord[] = [];
+      for await (const record of store.stream({ namespace })) {
+        const r = record as NsRecord;
+        if (r.replica === writer && typeof r.nsSeq === 'number' && r.nsSeq > afterNsSeq) mine.push(r);
+      }
+      yield* mine.sort((a, b) => a.nsSeq! - b.nsSeq!);
+    },
+  };
+}
+
+type Selection = Omit<DecisionFilter, 'limit' | 'cursor'>;
+
+/**
+ * The namespace range when the selection is exactly one namespace (with optional since/until): that
+ * export is a namespace bundle an auditor can prove complete. Undefined for any other selection.
+ */
+export function toNamespaceRange(filter: Selection): NamespaceRange | undefined {
+  const { namespace, since, until, ...rest } = filter;
+  if (namespace === undefined || Object.values(rest).some((v) => v !== undefined)) return undefined;
+  return { namespace, ...(since !== undefined ? { since } : {}), ...(until !== undefined ? { until } : {}) };
+}
