@@ -1,5 +1,5 @@
 /**
- * `npm run bench [-- --quick] [--profile] [--only http|store] [--seconds N] [--rounds N] [--records N]
+ * `npm run bench [-- --quick] [--profile] [--only http|store|namespace] [--seconds N] [--rounds N] [--records N]
  *                 [--server-flags "NODE FLAGS"] [--tsx]`
  *
  * Measures, on this machine, with autocannon (HTTPS, keep-alive, 50 connections) in this process
@@ -27,6 +27,7 @@ import { mutateReviewBody, validateReviewBody } from './fixtures.js';
 import type { ServerCpu, ServerMemory, ServerReady } from './server.js';
 import { median, round } from './stats.js';
 import { runStoreBench, type StoreBenchResult } from './store-bench.js';
+import { runNamespaceBench, toNamespaceBenchLines, type NamespaceBenchResult } from './namespace-bench.js';
 
 const HERE = dirname(fileURLToPath(import.meta.url));
 const ROOT = resolve(HERE, '..');
@@ -331,7 +332,7 @@ async function main(): Promise<void> {
   });
   const quick = values.quick!;
   const only = values.only;
-  if (only !== undefined && only !== 'http' && only !== 'store') throw new Error(`--only must be http or store, got ${only}`);
+  if (only !== undefined && only !== 'http' && only !== 'store' && only !== 'namespace') throw new Error(`--only must be http, store or namespace, got ${only}`);
   const seconds = values.seconds ? Number(values.seconds) : quick ? 3 : 10;
   const rounds = values.rounds ? Number(values.rounds) : quick ? 2 : 3;
   const records = values.records ? Number(values.records) : quick ? 100_000 : 1_000_000;
@@ -349,16 +350,19 @@ async function main(): Promise<void> {
   log(`${quick ? 'quick' : 'full'} run: ${seconds} s per measured run, ${rounds} rounds, ${records.toLocaleString('en-US')} store records`);
 
   serverFlags = values['server-flags']!.split(/\s+/).filter(Boolean);
-  if (only !== 'store') {
+  if (only !== 'store' && only !== 'namespace') {
     serverCode = await prepareServer(values.tsx!);
     // Profiles name lines of this exact bundle: keep a copy next to them.
     if (profileDir && serverCode.script.endsWith('.mjs')) copyFileSync(serverCode.script, join(profileDir, 'server.mjs'));
   }
   let http: Awaited<ReturnType<typeof runHttp>> | undefined;
   let store: StoreBenchResult | undefined;
+  let namespaceCost: NamespaceBenchResult | undefined;
   try {
-    if (only !== 'store') http = await runHttp({ seconds, warmupSeconds: quick ? 1 : 3, rounds, profileDir, runDir });
-    if (only !== 'http') store = await runStoreBench({ outDir: OUT, records, queries: quick ? 200 : 500, log });
+    if (only !== 'store' && only !== 'namespace') http = await runHttp({ seconds, warmupSeconds: quick ? 1 : 3, rounds, profileDir, runDir });
+    if (only !== 'http' && only !== 'namespace') store = await runStoreBench({ outDir: OUT, records, queries: quick ? 200 : 500, log });
+    // Per-record increments of the namespace chains (issue 17): a mean over 20,000 fill records is plenty.
+    if (only !== 'http') namespaceCost = await runNamespaceBench({ records: Math.min(records, 20_000), log });
   } finally {
     rmSync(runDir, { recursive: true, force: true });
   }
@@ -420,6 +424,7 @@ async function main(): Promise<void> {
     lines.push(`verify via ${store.verifyVia}: ${store.verifyOutput.slice(0, 300)}`);
     lines.push(store.fromCache ? 'store fill: reused the cached database' : `store fill: ${fmt(store.fillSeconds, 1)} s (${fmt(store.records / (store.fillSeconds ?? 1))} records/s through append())`);
   }
+  if (namespaceCost) lines.push('', ...toNamespaceBenchLines(namespaceCost));
   lines.push(`total time ${fmt((Date.now() - started) / 1000)} s`);
 
   const summary: Record<string, unknown> = {
@@ -465,7 +470,7 @@ async function main(): Promise<void> {
     verifyVia: store?.verifyVia ?? null,
     totalSeconds: round((Date.now() - started) / 1000, 0),
   };
-  writeFileSync(join(OUT, 'results.json'), `${JSON.stringify({ ...summary, detail: { http: http?.results, atRate: http?.atRate, memory: http?.memory, store } }, null, 2)}\n`);
+  writeFileSync(join(OUT, 'results.json'), `${JSON.stringify({ ...summary, detail: { http: http?.results, atRate: http?.atRate, memory: http?.memory, store, namespaceCost } }, null, 2)}\n`);
   if (profileDir) lines.push(`CPU profiles in ${profileDir}: npx tsx bench/profile-summary.ts ${join(profileDir, 'app-sqlite-10.cpuprofile')} --bundle ${join(profileDir, 'server.mjs')}`);
   process.stdout.write(`${lines.join('\n')}\n${JSON.stringify(summary)}\n`);
 }

@@ -11,6 +11,8 @@ import { PATHS } from './config/schema.js';
 
 export interface AppDeps extends AdmissionDeps {
   readiness: ReadinessCheck;
+  /** Shown with /readyz (e.g. store backlog and quarantine); never changes readiness. */
+  readinessDetail?: () => Record<string, unknown>;
   bodyLimit: number;
   /** Serving certificate; absent in inject() tests. */
   https?: SecureContextOptions;
@@ -26,7 +28,7 @@ export function buildApp(deps: AppDeps): FastifyInstance {
     keepAliveTimeout: 75_000,
     return503OnClosing: true,
   }) as unknown as FastifyInstance;
-  void app.register(healthRoutes, { readiness: deps.readiness });
+  void app.register(healthRoutes, { readiness: deps.readiness, ...(deps.readinessDetail ? { readinessDetail: deps.readinessDetail } : {}) });
   void app.register(admissionRoutes, deps);
   return app;
 }

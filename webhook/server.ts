@@ -134,7 +134,7 @@ async function listenAll(apps: Array<[string, FastifyInstance, string]>, problem
   return urls;
 }
 
-function updateGauges(metrics: Metrics, index: FactsIndex, synced: boolean, backlog: () => number): void {
+function updateGauges(metrics: Metrics, index: FactsIndex, synced: boolean, store: Pick<OpenedStore, 'backlog' | 'quarantined'>): void {
   const c = index.counts();
   metrics.cacheObjects.set({ kind: 'namespaces' }, c.namespaces);
   metrics.cacheObjects.set({ kind: 'serviceaccounts' }, c.serviceAccounts);
@@ -142,7 +142,8 @@ function updateGauges(metrics: Metrics, index: FactsIndex, synced: boolean, back
   metrics.mappingProblems.set({ kind: 'invalid' }, c.invalid);
   metrics.mappingProblems.set({ kind: 'conflict' }, c.conflicts);
   metrics.sourceSynced.set(synced ? 1 : 0);
-  metrics.storeBacklog.set(backlog());
+  metrics.storeBacklog.set(store.backlog());
+  metrics.storeQuarantined.set(store.quarantined());
 }
 
 export async function startServer(config: Config, opts: ServerOptions = {}): Promise<RunningServer> {
@@ -215,6 +216,7 @@ export async function startServer(config: Config, opts: ServerOptions = {}): Pro
     deadlineMs: config.admission.deadlineMs,
     ...(writers?.onDecision ? { onDecision: writers.onDecision } : {}),
     readiness,
+    readinessDetail: () => ({ store: { backlog: opened!.backlog(), quarantined: opened!.quarantined() } }),
     bodyLimit: config.admission.bodyLimitBytes,
     https: { cert: tls.cert, key: tls.key },
   });
@@ -266,7 +268,7 @@ export async function startServer(config: Config, opts: ServerOptions = {}): Pro
     (err) => logger.error({ err: { message: err.message } }, 'serving certificate reload failed; keeping the old one'),
   );
   const metricsApp = buildMetricsApp(metrics, logger);
-  const gaugeTimer = setInterval(() => updateGauges(metrics, index, source.synced(), opened!.backlog), 5000);
+  const gaugeTimer = setInterval(() => updateGauges(metrics, index, source.synced(), opened!), 5000);
   gaugeTimer.unref();
 
   try {
@@ -276,7 +278,7 @@ export async function startServer(config: Config, opts: ServerOptions = {}): Pro
   }
   if (problems.length === 0) writers?.start();
   const urls = problems.length === 0 ? await listenAll([['admission', app, config.admission.listen], ['audit', auditApp, config.auditApi.listen], ['metrics', metricsApp, config.metrics.listen]], problems) : {};
-  updateGauges(metrics, index, source.synced(), opened.backlog);
+  updateGauges(metrics, index, source.synced(), opened);
 
   const retention = opened.startRetention?.();
   const close = async (): Promise<void> => {

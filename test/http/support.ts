@@ -13,9 +13,11 @@ import { buildApp } from '../../webhook/app.js';
 import { createFactsIndex, type FactsIndex } from '../../webhook/core/mapping-index.js';
 import { createMetrics, type Metrics } from '../../webhook/http/metrics.js';
 import type { ChainedRecord } from '../../webhook/core/record.js';
+import type { DecisionStore } from '../../webhook/store/port.js';
 import { createSqliteStore, type SqliteStore } from '../../webhook/store/sqlite/store.js';
 import { defaultOptions } from '../builders.js';
 import { createTestSigner, holdSqliteWriteLock } from '../store/setup.js';
+import type { Jwks } from '../../webhook/store/evidence/signing.js';
 
 export function loadExampleFacts(index: FactsIndex): void {
   index.upsertNamespace({ metadata: { name: 'payments', labels: { 'tekton-zscaler.io/mode': 'enforce' }, annotations: { 'tekton-zscaler.io/policy-tags': 'pci' } } });
@@ -31,6 +33,8 @@ export function loadExampleFacts(index: FactsIndex): void {
 export interface TestApp {
   app: ReturnType<typeof buildApp>;
   store: SqliteStore;
+  /** Public key of the store's checkpoints. */
+  jwks: Jwks;
   /** Every record the store holds, in chain order. */
   records(): Promise<ChainedRecord[]>;
   /** Holds the store's write lock from another connection until the returned function is awaited. */
@@ -45,16 +49,26 @@ interface Teardown {
   teardown(fn: () => void | Promise<void>): void;
 }
 
-export async function createTestApp(t: Teardown, o: { bodyLimit?: number } = {}): Promise<TestApp> {
+export interface TestAppOptions {
+  bodyLimit?: number;
+  /** admission.deadlineMs (default 2000). */
+  deadlineMs?: number;
+  /** The store's busy timeout (default 50 ms: a held lock fails the write at once). */
+  busyTimeoutMs?: number;
+  /** Where admissions append instead of the SQLite store (a port double for what no real adapter does on demand). */
+  appendTo?: Pick<DecisionStore, 'append'>;
+}
+
+export async function createTestApp(t: Teardown, o: TestAppOptions = {}): Promise<TestApp> {
   const logs: string[] = [];
   const logger = pino({ level: 'info' }, new Writable({ write(chunk, _e, cb) { logs.push(String(chunk)); cb(); } }));
   const index = createFactsIndex('tekton-zscaler.io');
   loadExampleFacts(index);
-  const { signer } = await createTestSigner(t, 'tzw-http-key-');
+  const { signer, jwks } = await createTestSigner(t, 'tzw-http-key-');
   const dir = mkdtempSync(join(tmpdir(), 'tzw-http-store-'));
   const path = join(dir, 'decisions.db');
   // A short busy timeout and probe interval: a held lock fails the write in 50 ms, recovery is seen in 20 ms.
-  const store = await createSqliteStore({ path, replica: 'test-0', signer, logger, busyTimeoutMs: 50, recoveryProbeMs: 20 });
+  const store = await createSqliteStore({ path, replica: 'test-0', signer, logger, busyTimeoutMs: o.busyTimeoutMs ?? 50, recoveryProbeMs: 20 });
   const metrics = createMetrics();
   const state = { synced: true, throwInCore: false };
   let n = 0;
@@ -67,9 +81,9 @@ export async function createTestApp(t: Teardown, o: { bodyLimit?: number } = {})
     lookup: (ns: string, sa: string) => index.lookup(ns, sa),
   };
   const app = buildApp({
-    facts, sourceSynced: () => state.synced, store, options: defaultOptions(), logger, metrics,
+    facts, sourceSynced: () => state.synced, store: o.appendTo ?? store, options: defaultOptions(), logger, metrics,
     newId: () => `0193a000-0000-7000-8000-${String(++n).padStart(12, '0')}`,
-    nowMicros: () => (micros += 250n), replica: 'test-0', deadlineMs: 2000,
+    nowMicros: () => (micros += 250n), replica: 'test-0', deadlineMs: o.deadlineMs ?? 2000,
     // As webhook/server.ts: the source and the store (the certificate is not part of these tests).
     readiness: () => [...(state.synced ? [] : ['object source not synced']), ...(store.writable() ? [] : ['decision store not writable'])],
     bodyLimit: o.bodyLimit ?? 7 * 1024 * 1024,
@@ -84,7 +98,7 @@ export async function createTestApp(t: Teardown, o: { bodyLimit?: number } = {})
     for await (const e of store.streamChain()) out.push(e.record);
     return out;
   };
-  return { app, store, records, breakStore: () => holdSqliteWriteLock(path), metrics, logs, index, state };
+  return { app, store, jwks, records, breakStore: () => holdSqliteWriteLock(path), metrics, logs, index, state };
 }
 
 /** GET `path` over real HTTP from the app listening on loopback (listens on first use). */

@@ -64,6 +64,7 @@ t.test('serves real HTTPS with the dev certificate, records, answers the audit A
   const ca = readFileSync(join(dir, 'ca.crt'), 'utf8');
   const ready = await fetchHttps(`${server.urls.admission}/readyz`, ca);
   t.equal(ready.status, 200, 'ready: certificate loaded, objects synced, store writable');
+  t.strictSame(JSON.parse(ready.body), { status: 'ready', detail: { store: { backlog: 0, quarantined: 0 } } }, 'with the store detail');
 
   const allowed = await fetchHttps(`${server.urls.admission}/validate`, ca, { method: 'POST', body: review('taskrun-mapped.json') });
   t.equal(JSON.parse(allowed.body).response.allowed, true);
@@ -91,6 +92,7 @@ t.test('serves real HTTPS with the dev certificate, records, answers the audit A
   t.match(metrics, /tzw_admission_duration_seconds_count\{endpoint="validate"\} 2/);
   t.match(metrics, /tzw_store_write_duration_seconds_count 4/);
   t.match(metrics, /tzw_cache_objects\{kind="identitymappings"\} 3/);
+  t.match(metrics, /\ntzw_store_quarantined_records 0\n/);
   t.match(metrics, /tzw_source_synced 1/);
   t.match(metrics, /tzw_certificate_expiry_timestamp_seconds\{listener="admission"\} \d{10}/);
 });

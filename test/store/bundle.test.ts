@@ -37,7 +37,7 @@ function variant(name: string, edit: (lines: string[]) => string[]): string {
 const lineOf = (id: string) => lines.findIndex((l) => l.includes(`"id":"${id}"`));
 
 t.test('the bundle layout: header, records in chain order, checkpoints, anchors', async (t) => {
-  t.strictSame(summary, { path: full, records: 13, checkpoints: 3, anchors: 1, complete: true });
+  t.strictSame(summary, { path: full, records: 13, checkpoints: 3, anchors: 1, quarantined: 0, complete: true });
   const header = JSON.parse(lines[0] ?? '') as BundleHeader;
   t.strictSame(header, { type: 'header', format: 'tzw-decision-bundle', version: 1, created: '2026-06-01T00:00:00.000Z', complete: true, jwks });
   const types = lines.map((l) => (JSON.parse(l) as { type: string }).type);

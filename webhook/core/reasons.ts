@@ -27,6 +27,7 @@ export const REASONS = {
   OBJECT_MALFORMED: 'The object in the AdmissionReview has fields of the wrong type.',
   SOURCE_NOT_SYNCED: 'Namespaces, ServiceAccounts and IdentityMappings are not loaded yet.',
   STORE_UNAVAILABLE: 'The decision store could not record the decision, so the request fails closed.',
+  STORE_DEADLINE: 'The decision store did not commit within admission.deadlineMs, so the request fails closed.',
   INTERNAL_ERROR: 'An unexpected error; the request fails closed.',
 } as const;
 

@@ -42,6 +42,11 @@ export interface DecisionRecord {
   /** Writer id (pod name / hostname); each writer keeps its own hash chain. */
   replica: string;
   durationMs: number;
+  /**
+   * Set on an `errored` record written because admission.deadlineMs answered while the record
+   * with this id was already being committed: that record was not the answer, this one is.
+   */
+  supersedes?: string;
 }
 
 /** A record as stored: with its place in the writer's hash chain. */

@@ -41,12 +41,22 @@ class DeadlineError extends Error {
   code = 'ERR_STORE_DEADLINE';
 }
 
-function withDeadline<T>(p: Promise<T>, ms: number): Promise<T> {
+/**
+ * Appends within `ms`. When the deadline passes first, the append is cancelled if the writer has
+ * not taken it into a transaction yet (the store then rejects with ERR_STORE_CANCELLED: nothing
+ * was stored); otherwise this rejects with ERR_STORE_DEADLINE while the commit may still land.
+ */
+function appendWithin(store: Pick<DecisionStore, 'append'>, rec: DecisionRecord, ms: number): Promise<unknown> {
+  const ac = new AbortController();
   let timer: NodeJS.Timeout | undefined;
   const deadline = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new DeadlineError(`the decision store did not commit within ${ms} ms`)), ms);
+    timer = setTimeout(() => {
+      // abort() first: a cancelled append rejects synchronously, so the race settles with it.
+      ac.abort();
+      reject(new DeadlineError(`the decision store did not commit within ${ms} ms`));
+    }, ms);
   });
-  return Promise.race([p, deadline]).finally(() => clearTimeout(timer));
+  return Promise.race([store.append(rec, { signal: ac.signal }), deadline]).finally(() => clearTimeout(timer));
 }
 
 /**
@@ -105,7 +115,7 @@ export async function admissionRoutes(app: FastifyInstance, deps: AdmissionDeps)
     }
     if (!rec.dryRun) {
       const t0 = performance.now();
-      await withDeadline(deps.store.append(rec), deps.deadlineMs);
+      await appendWithin(deps.store, rec, deps.deadlineMs);
       storeWrite.observe((performance.now() - t0) / 1000);
     }
     // Counted once the verdict stands: a failed write turns it into `errored`, counted by the caller.
@@ -143,20 +153,40 @@ export async function admissionRoutes(app: FastifyInstance, deps: AdmissionDeps)
       }
     }
     const rec = toRecord(meta(id, endpoint, started, req.object, rawBodies.get(request)), decision, req);
+    let answerId = id;
     try {
       await record(rec, decision);
       deps.onDecision?.(rec);
     } catch (err) {
       const code = (err as { code?: string }).code ?? 'ERR_STORE_UNAVAILABLE';
-      logger.error({ err: { code, message: (err as Error).message }, decisionId: id, requestUid: req.uid }, 'decision record not written; failing closed');
-      decision = errored([reason('STORE_UNAVAILABLE', `the decision store could not record decision ${id} (${code}): ${(err as Error).message}`)],
-        `tekton-zscaler-webhook could not record the decision durably (${code}), so the request is refused; retry later`, {
-          serviceAccounts: decision.serviceAccounts, tekton: decision.tekton, ...(decision.mode ? { mode: decision.mode } : {}),
-        });
+      const keep = { serviceAccounts: decision.serviceAccounts, tekton: decision.tekton, ...(decision.mode ? { mode: decision.mode } : {}) };
+      if (code === 'ERR_STORE_CANCELLED' || code === 'ERR_STORE_DEADLINE') {
+        // The deadline answers `errored`; the record on file must say the same (RECORD-V2.md,
+        // "Deadline"). Cancelled: nothing was stored, so the errored record takes the same id.
+        // Too late to cancel: the record may still commit, so a new errored record follows it in
+        // the chain and names it in `supersedes`. Either is written when the writer catches up.
+        const cancelled = code === 'ERR_STORE_CANCELLED';
+        answerId = cancelled ? id : deps.newId();
+        decision = errored([reason('STORE_DEADLINE', cancelled
+          ? `the decision store did not commit decision ${id} within ${deps.deadlineMs} ms; it was cancelled before commit`
+          : `the decision store did not commit decision ${id} within ${deps.deadlineMs} ms; this record supersedes it`)],
+        `tekton-zscaler-webhook could not record the decision within ${deps.deadlineMs} ms, so the request is refused; retry later`, keep);
+        logger.error({ err: { code, message: (err as Error).message }, decisionId: id, answerId, requestUid: req.uid }, 'decision record not committed within the deadline; failing closed');
+        const answer: DecisionRecord = { ...toRecord(meta(answerId, endpoint, started, req.object, rawBodies.get(request)), decision, req), ...(cancelled ? {} : { supersedes: id }) };
+        if (!answer.dryRun) {
+          deps.store.append(answer).catch((e: Error) => {
+            logger.error({ err: { code: (e as { code?: string }).code, message: e.message }, decisionId: answerId, supersedes: cancelled ? undefined : id }, 'errored record after the deadline not written');
+          });
+        }
+      } else {
+        logger.error({ err: { code, message: (err as Error).message }, decisionId: id, requestUid: req.uid }, 'decision record not written; failing closed');
+        decision = errored([reason('STORE_UNAVAILABLE', `the decision store could not record decision ${id} (${code}): ${(err as Error).message}`)],
+          `tekton-zscaler-webhook could not record the decision durably (${code}), so the request is refused; retry later`, keep);
+      }
       metrics.decisions.inc({ endpoint, verdict: 'errored', namespace: req.namespace ?? '' });
     }
     admissionSeconds[endpoint].observe((performance.now() - t0) / 1000);
-    return reply.type('application/json; charset=utf-8').send(toReviewJson(renderReview(req.uid, decision, id)));
+    return reply.type('application/json; charset=utf-8').send(toReviewJson(renderReview(req.uid, decision, answerId)));
   }
 
   async function recordRejection(endpoint: Endpoint, started: bigint, id: string, message: string, uid: string | undefined, code: ReasonCode = 'REVIEW_MALFORMED'): Promise<void> {

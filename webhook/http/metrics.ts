@@ -14,6 +14,7 @@ export interface Metrics {
   mappingProblems: Gauge<'kind'>;
   certExpiry: Gauge<'listener'>;
   storeBacklog: Gauge;
+  storeQuarantined: Gauge;
   statusLeader: Gauge;
   statusWrites: Counter<'result'>;
   events: Counter<'reason'>;
@@ -37,6 +38,7 @@ export function createMetrics(opts: { defaultMetrics?: boolean } = {}): Metrics 
     mappingProblems: new Gauge({ name: 'tzw_identitymapping_problems', help: 'IdentityMapping problems by kind: invalid (mappings), conflict (ServiceAccounts claimed twice)', labelNames: ['kind'], registers }),
     certExpiry: new Gauge({ name: 'tzw_certificate_expiry_timestamp_seconds', help: 'notAfter of the serving certificate, as a Unix time', labelNames: ['listener'], registers }),
     storeBacklog: new Gauge({ name: 'tzw_store_backlog_records', help: 'Decisions spooled locally and not yet forwarded to the shared store', registers }),
+    storeQuarantined: new Gauge({ name: 'tzw_store_quarantined_records', help: 'Decisions the shared store refused, kept in the local spool quarantine (never deleted; see tzw decisions export)', registers }),
     statusLeader: new Gauge({ name: 'tzw_status_writer_leader', help: '1 while this replica holds the Lease and writes IdentityMapping status', registers }),
     statusWrites: new Counter({ name: 'tzw_identitymapping_status_writes_total', help: 'IdentityMapping status patches by result (ok, error)', labelNames: ['result'], registers }),
     events: new Counter({ name: 'tzw_events_total', help: 'Kubernetes Events written, by reason', labelNames: ['reason'], registers }),

@@ -18,6 +18,8 @@ export interface OpenedStore {
   jwks: () => Jwks;
   /** Records accepted but not yet in the shared store (0 for SQLite). */
   backlog: () => number;
+  /** Records this replica's spool quarantined: refused by the shared store, kept (0 for SQLite). */
+  quarantined: () => number;
   /** Safe description for logs (no credentials). */
   describe: string;
   /** Starts periodic pruning when `store.retention` is set. */
@@ -71,7 +73,7 @@ export async function openStore(config: Config, logger: StoreLogger): Promise<Op
     const path = url.slice('sqlite:'.length);
     mkdirSync(dirname(path), { recursive: true });
     const store = await createSqliteStore({ path, replica: config.replica, signer: signingKey, checkpointEvery: config.store.checkpointEvery, logger });
-    return { store, signingKey, jwks, backlog: () => 0, describe: url, startRetention: withRetention(store, config.store.retention, logger, Date.now) };
+    return { store, signingKey, jwks, backlog: () => 0, quarantined: () => 0, describe: url, startRetention: withRetention(store, config.store.retention, logger, Date.now) };
   }
   const { openPostgresStore } = await import('./postgres/open.js');
   const opened = await openPostgresStore(config, signingKey, logger);

@@ -41,13 +41,23 @@ export interface Checkpoint {
   jws: string;
 }
 
+export interface AppendOptions {
+  /**
+   * Aborting cancels the append if the writer has not yet taken the record into a transaction:
+   * it is then never stored and the append rejects at once with ERR_STORE_CANCELLED. Once the
+   * record is in a transaction the abort changes nothing: the append settles with its commit.
+   * Adapters that cannot cancel ignore the signal (the caller must then assume a late commit).
+   */
+  signal?: AbortSignal;
+}
+
 export interface DecisionStore {
   /**
    * Appends a record to this writer's chain and resolves once it is durably committed (concurrent
    * calls share a commit). Rejects with an Error whose `code` is `ERR_STORE_UNAVAILABLE` when the
    * record could not be made durable; the caller then fails the admission closed.
    */
-  append(record: DecisionRecord): Promise<ChainedRecord>;
+  append(record: DecisionRecord, opts?: AppendOptions): Promise<ChainedRecord>;
   get(id: string): Promise<ChainedRecord | undefined>;
   query(filter: DecisionFilter): Promise<DecisionPage>;
   /** Streams every matching record in order, ignoring limit/cursor (exports, verify). */
@@ -89,8 +99,21 @@ export interface PruneResult {
   anchors: Anchor[];
 }
 
+/**
+ * A decision the shared store refused (its id holds another decision there, or it failed the shared
+ * store's checks), kept out of every chain instead of deleted: the record as it was chained when
+ * admitted (original seq, prevHash and hash), why it was refused, and when (RFC 3339).
+ */
+export interface QuarantinedRecord {
+  record: ChainedRecord;
+  reason: string;
+  time: string;
+}
+
 /** What verification, export and retention need on top of the request-path port. */
 export interface VerifiableStore extends DecisionStore {
+  /** Quarantined records (PostgreSQL behind a spool only; absent or empty elsewhere), oldest first. */
+  quarantined?(): Promise<QuarantinedRecord[]>;
   anchors(): Promise<Anchor[]>;
   /** How many records the store holds (a cheap COUNT), for progress totals; optional. */
   count?(): Promise<number>;

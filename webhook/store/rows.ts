@@ -94,6 +94,11 @@ export function duplicateIdError(id: string): StoreError {
   return storeError('ERR_STORE_DUPLICATE_ID', `a decision with id ${id} is already stored`);
 }
 
+/** ERR_STORE_CANCELLED for an append its caller cancelled (AppendOptions.signal) before the writer took it into a transaction: nothing was stored. */
+export function cancelledError(id: string): StoreError {
+  return storeError('ERR_STORE_CANCELLED', `decision ${id} was cancelled before commit (the admission deadline answered first); nothing was stored`);
+}
+
 /** ERR_STORE_INVALID_RECORD for an appended record that could not be chained (no canonical JSON). */
 export function unchainableError(id: string, err: unknown): StoreError {
   return storeError('ERR_STORE_INVALID_RECORD', `invalid decision record ${id}: ${(err as Error).message}`, err);

@@ -7,6 +7,12 @@
  *   {"type":"record","record":{...ChainedRecord}}        (complete: chain order, writer then seq)
  *   {"type":"checkpoint","checkpoint":{writer,size,headHash,time,jws}}
  *   {"type":"anchor","anchor":{writer,seq,hash,time,jws}}
+ *   {"type":"quarantined","quarantined":{record,reason,time}}   (complete bundles of a PostgreSQL store)
+ *
+ * Quarantined records are decisions a replica's spool could not forward without breaking a chain
+ * (PostgreSQL held their id as another decision, or refused them); they were kept, not deleted.
+ * They sit outside every chain, so no checkpoint covers them: verifyBundle checks each one's hash
+ * against its content and lists them as warnings, with the reason.
  *
  * Only an export of ALL records (`complete: true`) can be verified: a chain with records left out
  * cannot be recomputed. A filtered export is evidence (each record still carries its hash), not a
@@ -17,8 +23,8 @@ import { rename, rm, stat } from 'node:fs/promises';
 import { once } from 'node:events';
 import { createInterface } from 'node:readline';
 import type { ChainedRecord } from '../../core/record.js';
-import { createChainVerifier, verifyEntries, type ChainProblem, type VerifyResult } from './chain.js';
-import type { Anchor, Checkpoint, DecisionFilter, VerifiableStore } from '../port.js';
+import { createChainVerifier, hashRecord, verifyEntries, type ChainProblem, type VerifyResult } from './chain.js';
+import type { Anchor, Checkpoint, DecisionFilter, QuarantinedRecord, VerifiableStore } from '../port.js';
 import { isUnfiltered } from '../query.js';
 import { parseJwks, type Jwks } from './signing.js';
 
@@ -41,6 +47,8 @@ export interface BundleSummary {
   records: number;
   checkpoints: number;
   anchors: number;
+  /** Quarantined records written (outside the chain). */
+  quarantined: number;
   complete: boolean;
 }
 
@@ -87,13 +95,14 @@ export async function* loadBundleLines(
   store: VerifiableStore,
   filter: Omit<DecisionFilter, 'limit' | 'cursor'> | undefined,
   jwks: Jwks,
-  opts: { clock?: () => Date; summary?: { records: number; checkpoints: number; anchors: number; complete: boolean } } & EvidenceRunOptions = {},
+  opts: { clock?: () => Date; summary?: Omit<BundleSummary, 'path'> } & EvidenceRunOptions = {},
 ): AsyncGenerator<string> {
   const { onProgress } = opts;
   const complete = isUnfiltered(filter);
-  const summary = opts.summary ?? { records: 0, checkpoints: 0, anchors: 0, complete };
+  const summary = opts.summary ?? { records: 0, checkpoints: 0, anchors: 0, quarantined: 0, complete };
   summary.complete = complete;
   const [checkpoints, anchors] = await Promise.all([store.checkpoints(), store.anchors()]);
+  const quarantined = complete && store.quarantined ? await store.quarantined() : [];
   // Counted after the checkpoints were read, so records appended meanwhile can only make `done` pass it.
   const total = complete ? await countFor(store, onProgress) : undefined;
   const header: BundleHeader = {
@@ -132,6 +141,8 @@ export async function* loadBundleLines(
     await report(onProgress, 'anchors', ++summary.anchors, anchors.length);
   }
   summary.anchors = anchors.length;
+  for (const q of quarantined) yield JSON.stringify({ type: 'quarantined', quarantined: q });
+  summary.quarantined = quarantined.length;
 }
 
 /**
@@ -146,7 +157,7 @@ export async function writeBundle(
   jwks: Jwks,
   opts: { clock?: () => Date } & EvidenceRunOptions = {},
 ): Promise<BundleSummary> {
-  const summary = { records: 0, checkpoints: 0, anchors: 0, complete: isUnfiltered(filter) };
+  const summary = { records: 0, checkpoints: 0, anchors: 0, quarantined: 0, complete: isUnfiltered(filter) };
   const tmp = `${outPath}.tmp`;
   const out = createWriteStream(tmp, { encoding: 'utf8' });
   const failed = new Promise<never>((_, reject) => out.once('error', reject));
@@ -189,6 +200,7 @@ export async function verifyBundle(path: string, jwksOverride?: Jwks, opts: Evid
   let header: BundleHeader | undefined;
   const checkpoints: Checkpoint[] = [];
   const anchors: Anchor[] = [];
+  const quarantined: QuarantinedRecord[] = [];
   const oddRecordLines = new Set<number>();
   let n = 0;
   let recordLines = 0;
@@ -222,6 +234,7 @@ export async function verifyBundle(path: string, jwksOverride?: Jwks, opts: Evid
     if (!isObject(v)) return bundleProblem(`line ${n} is not a JSON object`);
     if (v.type === 'checkpoint' && isObject(v.checkpoint)) checkpoints.push(v.checkpoint as unknown as Checkpoint);
     else if (v.type === 'anchor' && isObject(v.anchor)) anchors.push(v.anchor as unknown as Anchor);
+    else if (v.type === 'quarantined' && isObject(v.quarantined) && isObject(v.quarantined.record)) quarantined.push(v.quarantined as unknown as QuarantinedRecord);
     else if (v.type === 'record') {
       oddRecordLines.add(n); // same record, other key order: still verified
       recordLines++;
@@ -264,7 +277,23 @@ export async function verifyBundle(path: string, jwksOverride?: Jwks, opts: Evid
     if (bad) return { ok: false, firstBad: { ...bad, problem: `${bad.problem} (bundle line ${n})` } };
   }
   const result = verifier.finish();
-  return result.ok ? { ...result, warnings: [...result.warnings, ...warnings] } : result;
+  return result.ok ? { ...result, warnings: [...result.warnings, ...warnings, ...quarantined.map(toQuarantineWarning)] } : result;
+}
+
+/**
+ * One line per quarantined record: what it is, why it was refused, and whether its hash still
+ * matches its content (no checkpoint covers it, so that is all that can be checked).
+ */
+export function toQuarantineWarning(q: QuarantinedRecord): string {
+  const r = q.record;
+  let intact: string;
+  try {
+    const { hash, ...rest } = r;
+    intact = typeof r.prevHash === 'string' && hashRecord(r.prevHash, rest) === hash ? 'its hash matches its content' : 'its hash does NOT match its content';
+  } catch {
+    intact = 'its hash cannot be recomputed (no canonical JSON)';
+  }
+  return `quarantined record ${String(r.id)} (writer ${String(r.replica)}, seq ${String(r.seq)}), outside every chain and not covered by a checkpoint; ${intact}; quarantined ${q.time}: ${q.reason}`;
 }
 
 /**

@@ -13,32 +13,9 @@ import { createStatementVerifier, verifyAnchorJws, verifyCheckpointJws, type Jwk
 
 export { canonicalJson, sha256Hex };
 
-export const GENESIS_HASH = '0'.repeat(64);
-
-/** The chain hash of a record: sha256 hex of (prevHash + canonical JSON of the record without `hash`). */
-export function hashRecord(prevHash: string, recordWithoutHash: Omit<ChainedRecord, 'hash'>): string {
-  return sha256Hex(prevHash + canonicalJson(recordWithoutHash));
-}
-
-/** One record placed on a chain: its seq and prevHash, the canonical body that is hashed and stored, and its hash. */
-export interface ChainLink {
-  seq: number;
-  prevHash: string;
-  body: string;
-  hash: string;
-}
-
-/**
- * Places `record` after `head` (the writer's last seq and hash). A record that already carries
- * chain fields (a re-import) is re-chained: its seq/prevHash are replaced and its hash is left out
- * of the hashed body. Throws what canonicalJson throws on a record that has no canonical JSON
- * (each adapter turns that into its own error).
- */
-export function chainRecord(record: object, head: { seq: number; hash: string }): ChainLink {
-  const seq = head.seq + 1;
-  const body = canonicalJson({ ...record, seq, prevHash: head.hash, hash: undefined });
-  return { seq, prevHash: head.hash, body, hash: sha256Hex(head.hash + body) };
-}
+export { chainRecord, GENESIS_HASH, hashRecord, type ChainLink } from './link.js';
+import { GENESIS_HASH, hashRecord } from './link.js';
+import type { ChainLink } from './link.js';
 
 /**
  * The record as stored at `link`, built from the caller's object (no parse of the body): own

@@ -7,6 +7,11 @@
  * - a forwarder drains the spool to PostgreSQL in batches, idempotent by id, removing spooled
  *   records only after PostgreSQL committed them; while PostgreSQL is unreachable it retries with
  *   backoff (capped at MAX_BACKOFF_MS).
+ * - nothing admitted is deleted: a spooled record PostgreSQL refuses (its id holds a different
+ *   decision there, or it fails PostgreSQL's checks) is quarantined — moved to the spool's
+ *   quarantine table with the reason, logged, counted (quarantinedCount: tzw_store_quarantined_records,
+ *   /readyz detail) and copied to PostgreSQL's quarantined_decisions table, from which
+ *   `tzw decisions export` writes it into the bundle, outside the chain.
  * - reads (query, stream, checkpoints, anchors, verification) go to PostgreSQL; `get` also finds a
  *   record still in the spool.
  * - checkpoints are signed by the PostgreSQL store over what PostgreSQL holds, so they never claim
@@ -16,7 +21,7 @@ import { mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
 import type { Config } from '../../config/schema.js';
 import type { ChainedRecord, DecisionRecord } from '../../core/record.js';
-import type { Anchor, ChainEntry, Checkpoint, DecisionFilter, DecisionPage, PruneResult, VerifiableStore } from '../port.js';
+import type { Anchor, ChainEntry, Checkpoint, DecisionFilter, DecisionPage, PruneResult, QuarantinedRecord, VerifiableStore } from '../port.js';
 import { createPostgresStore, parsePostgresUrl, type PostgresStore, type PostgresStoreOptions } from './store.js';
 import type { SigningKey, Signer } from '../evidence/signing.js';
 import { createSpool, type Spool, type SpooledEntry } from './spool.js';
@@ -52,6 +57,10 @@ export interface SpooledPostgresOptions {
 export interface SpooledPostgresStore extends VerifiableStore {
   /** Records committed to the spool and not yet in PostgreSQL. */
   backlog(): number;
+  /** Records this spool quarantined (refused by PostgreSQL; kept, never forwarded). */
+  quarantinedCount(): number;
+  /** This spool's quarantined records and PostgreSQL's copies of every replica's, oldest first. */
+  quarantined(): Promise<QuarantinedRecord[]>;
   /** Whether the last exchange with PostgreSQL succeeded (for logs and tests). */
   pgConnected(): boolean;
   /** Resolves when the spool is empty (everything forwarded), or rejects after `timeoutMs`. */
@@ -100,6 +109,9 @@ class SpooledStore implements SpooledPostgresStore {
   private urgent: (() => void) | undefined;
   private loop: Promise<void> | undefined;
   private readonly drainWaiters = new Set<() => void>();
+  /** Copying quarantined records to PostgreSQL failed: log once, retry after shareAfter (epoch ms). */
+  private shareFailing = false;
+  private shareAfter = 0;
 
   constructor(spool: Spool, opts: SpooledPostgresOptions) {
     this.spool = spool;
@@ -222,6 +234,7 @@ class SpooledStore implements SpooledPostgresStore {
         lingerNext = false;
         batch = this.spool.peek(FORWARD_BATCH);
         if (batch.length === 0) {
+          await this.shareQuarantine(pg);
           for (const w of this.drainWaiters) w();
           if (this.stopped) break;
           await this.waitForWork();
@@ -230,6 +243,7 @@ class SpooledStore implements SpooledPostgresStore {
         }
         await pg.appendChained(batch.map((e) => e.record));
         this.spool.removeThrough(batch[batch.length - 1]!.pos);
+        await this.shareQuarantine(pg);
         this.markConnected();
         lingerNext = batch.length < FORWARD_BATCH;
         delay = min;
@@ -255,29 +269,56 @@ class SpooledStore implements SpooledPostgresStore {
   }
 
   /**
+   * Copies quarantined records PostgreSQL has no copy of yet (so an export of the database shows
+   * them). A failure is logged once and retried after the next forwarded batch: the spool keeps
+   * its copy either way, and forwarding never waits on this.
+   */
+  private async shareQuarantine(pg: PostgresStore): Promise<void> {
+    if (this.spool.quarantinedCount() === 0 || Date.now() < this.shareAfter) return;
+    const unshared = this.spool.quarantined(true);
+    if (unshared.length === 0) return;
+    try {
+      await pg.appendQuarantined(unshared.map(({ record, reason, time }) => ({ record, reason, time })));
+      this.spool.markShared(unshared.map((e) => e.pos));
+      this.shareFailing = false;
+    } catch (err) {
+      if (!this.shareFailing) this.log.warn({ err: { message: (err as Error).message, code: codeOf(err) }, records: unshared.length, spool: this.spoolPath }, 'could not copy quarantined decisions to PostgreSQL; they stay in the spool and the copy is retried');
+      this.shareFailing = true;
+      this.shareAfter = Date.now() + (this.opts.maxBackoffMs ?? MAX_BACKOFF_MS);
+    }
+  }
+
+  /**
    * The batch does not fit what PostgreSQL holds. Records PostgreSQL already has (a batch committed
    * before its acknowledgement was lost) leave the spool; a record whose id PostgreSQL holds as a
-   * different decision, or that is corrupt, is dropped with an error log (it cannot be stored
-   * without breaking its chain); the rest is re-chained after PostgreSQL's head of its writer.
+   * different decision, or that PostgreSQL refuses as invalid, cannot be stored without breaking
+   * its chain: it is quarantined (kept in the spool, out of the queue, with the reason; logged as an
+   * error) and copied to PostgreSQL's quarantine table; the rest is re-chained after PostgreSQL's
+   * head of its writer.
    */
   private async repair(pg: PostgresStore, batch: SpooledEntry[], cause: unknown): Promise<void> {
     const found = await pg.locate(batch.map((e) => e.record.id));
-    const drop: number[] = [];
+    const forwarded: number[] = [];
+    const quarantine: Array<{ pos: number; reason: string }> = [];
     const writers = new Set<string>();
     const badId = codeOf(cause) === 'ERR_STORE_INVALID_RECORD' ? (cause as { id?: unknown }).id : undefined;
     for (const e of batch) {
       const f = found.get(e.record.id);
-      if (f && f.writer === e.record.replica && f.seq === e.record.seq && f.hash === e.record.hash) drop.push(e.pos);
+      if (f && f.writer === e.record.replica && f.seq === e.record.seq && f.hash === e.record.hash) forwarded.push(e.pos);
       else if (f || badId === e.record.id) {
+        const reason = f
+          ? `duplicate id: PostgreSQL holds a different decision with id ${e.record.id} (writer ${f.writer}, seq ${f.seq}, hash ${f.hash})`
+          : `refused by PostgreSQL: ${(cause as Error).message}`;
         this.log.error(
-          { id: e.record.id, writer: e.record.replica, spool: this.spoolPath, reason: f ? 'duplicate id' : (cause as Error).message },
-          f ? 'spooled decision has the id of a different stored decision; dropped from the spool' : 'spooled decision is corrupt; dropped from the spool',
+          { id: e.record.id, writer: e.record.replica, seq: e.record.seq, spool: this.spoolPath, reason },
+          'spooled decision cannot be forwarded without breaking its chain; quarantined in the spool (kept, counted in tzw_store_quarantined_records, exported by tzw decisions export)',
         );
-        drop.push(e.pos);
+        quarantine.push({ pos: e.pos, reason });
         writers.add(e.record.replica);
       } else writers.add(e.record.replica);
     }
-    this.spool.remove(drop);
+    this.spool.remove(forwarded);
+    this.spool.quarantine(quarantine, new Date().toISOString());
     for (const writer of writers) {
       const base = await pg.writerHead(writer);
       const n = this.spool.rebase(writer, base);
@@ -287,6 +328,23 @@ class SpooledStore implements SpooledPostgresStore {
 
   backlog(): number {
     return this.spool.backlog();
+  }
+
+  quarantinedCount(): number {
+    return this.spool.quarantinedCount();
+  }
+
+  async quarantined(): Promise<QuarantinedRecord[]> {
+    const local = this.spool.quarantined().map(({ record, reason, time }) => ({ record, reason, time }));
+    let shared: QuarantinedRecord[] = [];
+    try {
+      shared = this.pg ? await this.pg.quarantined() : [];
+    } catch (err) {
+      this.log.warn({ err: { message: (err as Error).message } }, 'cannot read quarantined decisions from PostgreSQL; listing this spool\'s only');
+    }
+    const key = (q: QuarantinedRecord) => `${q.record.replica}\n${q.record.seq}\n${q.record.hash}`;
+    const seen = new Set(shared.map(key));
+    return [...shared, ...local.filter((q) => !seen.has(key(q)))].sort((a, b) => (a.time < b.time ? -1 : a.time > b.time ? 1 : 0));
   }
 
   pgConnected(): boolean {
@@ -399,7 +457,7 @@ export async function createSpooledPostgresStore(opts: SpooledPostgresOptions): 
 }
 
 /** openStore's entry for postgres:// URLs: the spooled store from the server config. */
-export async function openPostgresStore(config: Config, signingKey: SigningKey, logger: StoreLogger): Promise<{ store: VerifiableStore; backlog: () => number }> {
+export async function openPostgresStore(config: Config, signingKey: SigningKey, logger: StoreLogger): Promise<{ store: VerifiableStore; backlog: () => number; quarantined: () => number }> {
   parsePostgresUrl(config.store.url); // a malformed URL fails the start, not the forwarder
   mkdirSync(dirname(config.store.spool.path), { recursive: true });
   const store = await createSpooledPostgresStore({
@@ -407,5 +465,5 @@ export async function openPostgresStore(config: Config, signingKey: SigningKey, 
     spool: { path: config.store.spool.path, maxBytes: config.store.spool.maxBytes },
     logger,
   });
-  return { store, backlog: () => store.backlog() };
+  return { store, backlog: () => store.backlog(), quarantined: () => store.quarantinedCount() };
 }

@@ -16,6 +16,7 @@ import { chainRecord, GENESIS_HASH, toChainedRecord, type ChainLink } from '../e
 import { duplicateIdError, storeError, unchainableError, type StoreError } from '../rows.js';
 import { checkRecordShape } from './store.js';
 import type { StoreLogger } from '../sqlite/store.js';
+import type { QuarantinedRecord } from '../port.js';
 
 /** Probe interval while the spool is unwritable (full or failing). */
 export const DEFAULT_SPOOL_PROBE_MS = 1000;
@@ -24,7 +25,7 @@ export const DEFAULT_SPOOL_BUSY_TIMEOUT_MS = 2000;
 const REOPEN_RATIO = 0.9;
 /** Rows re-chained per statement by rebase() (memory stays flat for a large spool). */
 const REBASE_CHUNK = 1000;
-const SCHEMA_VERSION = 1;
+const SCHEMA_VERSION = 2;
 const SCHEMA = `
   CREATE TABLE IF NOT EXISTS pending (
     pos INTEGER PRIMARY KEY,
@@ -38,6 +39,19 @@ const SCHEMA = `
   -- Each writer's chain head, kept after its records were forwarded and removed, so a restart
   -- continues the chain.
   CREATE TABLE IF NOT EXISTS heads (writer TEXT PRIMARY KEY NOT NULL, seq INTEGER NOT NULL, hash TEXT NOT NULL);
+  -- Version 2: spooled records the shared store refused (see Spool.quarantine), kept with the reason.
+  -- shared = 1 once the shared store holds a copy in its own quarantine table.
+  CREATE TABLE IF NOT EXISTS quarantine (
+    pos INTEGER PRIMARY KEY,
+    id TEXT NOT NULL,
+    writer TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    body TEXT NOT NULL,
+    hash TEXT NOT NULL,
+    reason TEXT NOT NULL,
+    time TEXT NOT NULL,
+    shared INTEGER NOT NULL DEFAULT 0
+  );
 `;
 
 export interface SpoolOptions {
@@ -82,6 +96,17 @@ export interface Spool {
   removeThrough(pos: number): number;
   /** Removes the spooled records with these positions. */
   remove(positions: number[]): number;
+  /**
+   * Moves the spooled records at these positions out of the forwarding queue into the quarantine
+   * (one transaction, fsynced): nothing admitted is ever deleted. Returns how many moved.
+   */
+  quarantine(entries: Array<{ pos: number; reason: string }>, time: string): number;
+  /** Records in quarantine (this spool). */
+  quarantinedCount(): number;
+  /** Every quarantined record, oldest first; `unsharedOnly`: those the shared store has no copy of yet. */
+  quarantined(unsharedOnly?: boolean): Array<QuarantinedRecord & { pos: number }>;
+  /** The shared store now holds copies of the quarantined records at these positions. */
+  markShared(positions: number[]): void;
   get(id: string): ChainedRecord | undefined;
   /**
    * The shared store's head for `writer` is `base`. With nothing of that writer spooled, a head
@@ -136,7 +161,8 @@ class SqliteSpool implements Spool {
   private failed = false;
   private closed = false;
   private probeTimer: NodeJS.Timeout | undefined;
-  private readonly st: Record<'exists' | 'insert' | 'setHead' | 'peek' | 'removeThrough' | 'removeOne' | 'get' | 'hasWriter' | 'ofWriter' | 'update' | 'pages' | 'free', Database.Statement>;
+  private quarantineCount: number;
+  private readonly st: Record<'exists' | 'insert' | 'setHead' | 'peek' | 'removeThrough' | 'removeOne' | 'get' | 'hasWriter' | 'ofWriter' | 'update' | 'pages' | 'free' | 'quarantineOne' | 'quarantined' | 'unshared' | 'shareOne', Database.Statement>;
   private readonly writeBatch: (batch: Pending[]) => { done: Array<[Pending, ChainedRecord]>; rejected: Array<[Pending, Error]> };
 
   constructor(db: Database.Database, opts: SpoolOptions) {
@@ -160,11 +186,16 @@ class SqliteSpool implements Spool {
       update: db.prepare('UPDATE pending SET seq = ?, body = ?, hash = ? WHERE pos = ?'),
       pages: db.prepare('PRAGMA page_count'),
       free: db.prepare('PRAGMA freelist_count'),
+      quarantineOne: db.prepare('INSERT INTO quarantine (pos, id, writer, seq, body, hash, reason, time) SELECT pos, id, writer, seq, body, hash, ?, ? FROM pending WHERE pos = ?'),
+      quarantined: db.prepare('SELECT pos, body, hash, reason, time FROM quarantine ORDER BY pos'),
+      unshared: db.prepare('SELECT pos, body, hash, reason, time FROM quarantine WHERE shared = 0 ORDER BY pos'),
+      shareOne: db.prepare('UPDATE quarantine SET shared = 1 WHERE pos = ?'),
     };
     for (const h of db.prepare('SELECT writer, seq, hash FROM heads').all() as Array<{ writer: string; seq: number; hash: string }>) {
       this.heads.set(h.writer, { seq: h.seq, hash: h.hash });
     }
     this.count = (db.prepare('SELECT count(*) AS n FROM pending').get() as { n: number }).n;
+    this.quarantineCount = (db.prepare('SELECT count(*) AS n FROM quarantine').get() as { n: number }).n;
     this.writeBatch = db.transaction((batch: Pending[]) => this.insertBatch(batch));
     if (this.usedBytes() > this.maxBytes) this.markFull();
   }
@@ -354,6 +385,42 @@ class SqliteSpool implements Spool {
     this.count -= n;
     if (this.full) this.probe();
     return n;
+  }
+
+  quarantine(entries: Array<{ pos: number; reason: string }>, time: string): number {
+    if (entries.length === 0) return 0;
+    // Runs at synchronous=FULL (the spool's setting): the move is the only copy of these records.
+    const moved = this.db.transaction(() => {
+      let n = 0;
+      for (const e of entries) {
+        if (this.st.quarantineOne.run(e.reason, time, e.pos).changes === 1) n += this.st.removeOne.run(e.pos).changes;
+      }
+      return n;
+    })();
+    this.count -= moved;
+    this.quarantineCount += moved;
+    return moved;
+  }
+
+  quarantinedCount(): number {
+    return this.quarantineCount;
+  }
+
+  quarantined(unsharedOnly = false): Array<QuarantinedRecord & { pos: number }> {
+    if (!this.db.open) return [];
+    const rows = (unsharedOnly ? this.st.unshared : this.st.quarantined).all() as Array<{ pos: number; body: string; hash: string; reason: string; time: string }>;
+    return rows.map((r) => {
+      const record = JSON.parse(r.body) as ChainedRecord;
+      record.hash = r.hash;
+      return { pos: r.pos, record, reason: r.reason, time: r.time };
+    });
+  }
+
+  markShared(positions: number[]): void {
+    if (positions.length === 0) return;
+    this.db.transaction(() => {
+      for (const p of positions) this.st.shareOne.run(p);
+    })();
   }
 
   get(id: string): ChainedRecord | undefined {

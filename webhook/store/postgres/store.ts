@@ -22,6 +22,8 @@ import { checkRecordShape as checkSharedShape, duplicateIdError, SA_INDEX_PROBLE
 import { toCanonicalTime, type Cursor } from '../query.js';
 import { ANCHOR_TYP, CHECKPOINT_TYP, type Signer } from '../evidence/signing.js';
 import type { StoreLogger } from '../sqlite/store.js';
+import { appendQuarantined, readQuarantined } from './quarantine.js';
+import type { QuarantinedRecord } from '../port.js';
 
 export const DEFAULT_CHECKPOINT_RECORDS = 1000;
 export const DEFAULT_CHECKPOINT_SECONDS = 60;
@@ -175,6 +177,10 @@ export interface PostgresStore extends VerifiableStore {
   locate(ids: string[]): Promise<Map<string, { writer: string; seq: number; hash: string }>>;
   /** Signs and stores a checkpoint now if this writer's head moved since the last one. */
   checkpointNow(): Promise<Checkpoint | undefined>;
+  /** Stores copies of records a spool quarantined (quarantine.ts), idempotent; throws ERR_STORE_UNAVAILABLE. */
+  appendQuarantined(entries: QuarantinedRecord[]): Promise<void>;
+  /** Every quarantined record this database holds (from any replica), oldest first. */
+  quarantined(): Promise<QuarantinedRecord[]>;
 }
 
 /**
@@ -296,6 +302,8 @@ class PostgresDecisionStore implements PostgresStore {
   readonly replica: string;
   private readonly pool: pg.Pool;
   private readonly ownsPool: boolean;
+  /** Schema prefix (`"schema".` or '') for tables outside the versioned schema (quarantine.ts). */
+  private readonly q: string;
   private readonly where: string;
   private readonly signer: Signer | undefined;
   private readonly readonly: boolean;
@@ -327,6 +335,7 @@ class PostgresDecisionStore implements PostgresStore {
   constructor(pool: pg.Pool, ownsPool: boolean, q: string, where: string, opts: PostgresStoreOptions) {
     this.pool = pool;
     this.ownsPool = ownsPool;
+    this.q = q;
     this.where = where;
     this.replica = opts.replica;
     this.signer = opts.signer;
@@ -591,6 +600,19 @@ class PostgresDecisionStore implements PostgresStore {
     } finally {
       done(broken);
     }
+  }
+
+  async appendQuarantined(entries: QuarantinedRecord[]): Promise<void> {
+    if (this.readonly) throw storeError('ERR_STORE_READONLY', `the decision store ${this.where} is open read-only`);
+    try {
+      await appendQuarantined(this.pool, this.q, entries);
+    } catch (err) {
+      throw this.unavailable(`could not store ${entries.length} quarantined record(s)`, err);
+    }
+  }
+
+  quarantined(): Promise<QuarantinedRecord[]> {
+    return this.read(() => readQuarantined(this.pool, this.q));
   }
 
   async locate(ids: string[]): Promise<Map<string, { writer: string; seq: number; hash: string }>> {

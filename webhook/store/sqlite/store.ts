@@ -12,9 +12,12 @@ import { accessSync, constants, statSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import Database from 'better-sqlite3';
 import type { ChainedRecord, DecisionRecord } from '../../core/record.js';
-import { chainRecord, GENESIS_HASH, toChainedRecord, type ChainLink } from '../evidence/chain.js';
-import type { Anchor, ChainEntry, Checkpoint, DecisionFilter, DecisionPage, PruneResult, VerifiableStore } from '../port.js';
-import { checkRecordShape, duplicateIdError, SA_INDEX_PROBLEM, storeError, toChainEntry, toChained, toColumnsProblem, toPage, toPageRequest, unchainableError, type DecisionRow } from '../rows.js';
+import type { Worker } from 'node:worker_threads';
+import { GENESIS_HASH, toChainedRecord } from '../evidence/chain.js';
+import type { Anchor, AppendOptions, ChainEntry, Checkpoint, DecisionFilter, DecisionPage, PruneResult, VerifiableStore } from '../port.js';
+import { cancelledError, checkRecordShape, SA_INDEX_PROBLEM, storeError, toChainEntry, toChained, toColumnsProblem, toPage, toPageRequest, unchainableError, type DecisionRow } from '../rows.js';
+import { createWriterThread } from '../thread.js';
+import { SLOT_CANCELLED, SLOT_PENDING, type AppendItem, type WriterConfig, type WriterOp, type WriterReply, type WriterRequest } from './writer.js';
 import { toCanonicalTime, type Cursor } from '../query.js';
 import { ANCHOR_TYP, CHECKPOINT_TYP, type Signer } from '../evidence/signing.js';
 
@@ -133,15 +136,12 @@ interface Pending {
   record: DecisionRecord;
   time: string;
   saKeys: string[];
+  /** Index of its cancellation flag, -1 when it cannot be cancelled. */
+  slot: number;
+  /** Rejected by its caller's signal; the writer's answer is then ignored. */
+  cancelled?: boolean;
   resolve(r: ChainedRecord): void;
   reject(e: Error): void;
-}
-
-interface BatchResult {
-  done: Array<[Pending, ChainedRecord]>;
-  rejected: Array<[Pending, Error]>;
-  seq: number;
-  hash: string;
 }
 
 type RawDecisionRow = [string, number, string, string, string, string, string, string, string | null, string | null, string, string, string, string | null];
@@ -182,6 +182,12 @@ function invalid(message: string): Promise<never> {
 }
 
 type ScanFilter = Omit<DecisionFilter, 'limit' | 'cursor'>;
+/** Cancellable appends in flight at once (one shared Int32 flag each); beyond that an append is not cancellable. */
+const CANCEL_SLOTS = 4096;
+
+interface InFlight {
+  items: Pending[];
+}
 
 class SqliteDecisionStore implements SqliteStore {
   readonly path: string;
@@ -192,10 +198,6 @@ class SqliteDecisionStore implements SqliteStore {
   private readonly clock: () => Date;
   private readonly log: StoreLogger;
   private readonly cpRecords: number;
-  private readonly recoveryProbeMs: number;
-  private readonly busyTimeoutMs: number;
-  private busyNow: number;
-  private lastProbeWarning = 0;
   private readonly statements = new Map<string, Database.Statement>();
   private chainHead = { seq: 0, hash: GENESIS_HASH };
   private readonly counters = { commits: 0, records: 0, failedCommits: 0 };
@@ -203,14 +205,22 @@ class SqliteDecisionStore implements SqliteStore {
   private queue: Pending[] = [];
   private flushScheduled = false;
   private isWritable: boolean;
-  private reloadHead = false;
   private closed = false;
   private closing: Promise<void> | undefined;
   private cpInFlight: Promise<Checkpoint | undefined> | undefined;
   private pruning: Promise<unknown> = Promise.resolve();
   private readonly cpTimer: NodeJS.Timeout | undefined;
-  private probeTimer: NodeJS.Timeout | undefined;
-  private readonly writeBatch: Database.Transaction<(batch: Pending[]) => BatchResult>;
+  /** The writer thread (absent when read-only). */
+  private worker: Worker | undefined;
+  private workerConfig: WriterConfig | undefined;
+  private workerFailure: string | undefined;
+  private nextBatch = 1;
+  private readonly inFlight = new Map<number, InFlight>();
+  private nextCall = 1;
+  private readonly calls = new Map<number, { resolve(v: unknown): void; reject(e: Error): void }>();
+  private closedByWorker: (() => void) | undefined;
+  private readonly cancelFlags: Int32Array;
+  private readonly freeSlots: number[] = [];
 
   constructor(db: Database.Database, opts: SqliteStoreOptions) {
     this.db = db;
@@ -221,17 +231,147 @@ class SqliteDecisionStore implements SqliteStore {
     this.clock = opts.clock ?? (() => new Date());
     this.log = opts.logger ?? noopLogger;
     this.cpRecords = opts.checkpointEvery?.records ?? DEFAULT_CHECKPOINT_RECORDS;
-    this.recoveryProbeMs = opts.recoveryProbeMs ?? DEFAULT_RECOVERY_PROBE_MS;
-    this.busyTimeoutMs = opts.busyTimeoutMs ?? DEFAULT_BUSY_TIMEOUT_MS;
-    this.busyNow = this.busyTimeoutMs;
     this.isWritable = !this.readonly;
+    const shared = new SharedArrayBuffer(this.readonly ? 4 : CANCEL_SLOTS * 4);
+    this.cancelFlags = new Int32Array(shared);
     this.loadHead();
-    this.writeBatch = db.transaction((batch: Pending[]) => this.insertBatch(batch));
     if (!this.readonly) {
+      for (let i = CANCEL_SLOTS - 1; i >= 0; i--) this.freeSlots.push(i);
+      this.workerConfig = {
+        path: opts.path,
+        replica: opts.replica,
+        busyTimeoutMs: opts.busyTimeoutMs ?? DEFAULT_BUSY_TIMEOUT_MS,
+        recoveryProbeMs: opts.recoveryProbeMs ?? DEFAULT_RECOVERY_PROBE_MS,
+        cancelFlags: shared,
+      };
       const seconds = opts.checkpointEvery?.seconds ?? DEFAULT_CHECKPOINT_SECONDS;
       this.cpTimer = setInterval(() => this.triggerCheckpoint(), seconds * 1000);
       this.cpTimer.unref();
     }
+  }
+
+  /** Starts the writer thread and waits until it holds the write connection and this writer's head. */
+  async startWriter(): Promise<void> {
+    const cfg = this.workerConfig;
+    if (!cfg) return;
+    const worker = createWriterThread(import.meta.url, './writer', cfg);
+    this.worker = worker;
+    this.workerFailure = undefined;
+    await new Promise<void>((resolve, reject) => {
+      const onReady = (m: WriterReply) => {
+        if (m.t !== 'ready') return;
+        worker.off('message', onReady);
+        worker.off('error', onError);
+        this.chainHead = m.head;
+        resolve();
+      };
+      const onError = (err: Error) => {
+        worker.off('message', onReady);
+        reject(err);
+      };
+      worker.on('message', onReady);
+      worker.once('error', onError);
+    });
+    worker.on('message', (m: WriterReply) => this.onWriterMessage(m));
+    worker.on('error', (err) => this.onWriterGone(worker, `the writer thread failed: ${err.message}`));
+    worker.on('exit', (code) => this.onWriterGone(worker, `the writer thread exited (code ${code})`));
+  }
+
+  /** The writer thread died (a crash, not close()): everything in flight fails closed; the next append starts a new one. */
+  private onWriterGone(worker: Worker, why: string): void {
+    if (this.worker !== worker) return;
+    this.worker = undefined;
+    if (this.closedByWorker) {
+      this.closedByWorker();
+      return;
+    }
+    this.workerFailure = why;
+    this.markUnwritable(new Error(why));
+    const e = storeError('ERR_STORE_UNAVAILABLE', `the decision store ${this.path} could not commit: ${why}`);
+    for (const f of this.inFlight.values()) for (const p of f.items) this.settle(p, undefined, e);
+    this.inFlight.clear();
+    for (const c of this.calls.values()) c.reject(e);
+    this.calls.clear();
+  }
+
+  private onWriterMessage(m: WriterReply): void {
+    switch (m.t) {
+      case 'committed': {
+        this.chainHead = m.head;
+        this.counters.commits++;
+        this.isWritable = true;
+        for (const { batch, results } of m.batches) {
+          const f = this.inFlight.get(batch);
+          if (!f) continue;
+          this.inFlight.delete(batch);
+          f.items.forEach((p, i) => {
+            const r = results[i];
+            if (!r) this.settle(p, undefined, storeError('ERR_STORE_UNAVAILABLE', 'the writer thread returned no result'));
+            else if (r.ok) {
+              this.counters.records++;
+              this.settle(p, toChainedRecord(p.record, { seq: r.seq, prevHash: r.prevHash, hash: r.hash, body: '' }));
+            } else this.settle(p, undefined, storeError(r.code, r.message));
+          });
+        }
+        if (this.chainHead.seq - this.lastCheckpointSize >= this.cpRecords) this.triggerCheckpoint();
+        break;
+      }
+      case 'failed': {
+        this.counters.failedCommits++;
+        this.isWritable = false;
+        const e = storeError('ERR_STORE_UNAVAILABLE', `the decision store ${this.path} could not commit ${m.records} record(s): ${m.message}`);
+        for (const batch of m.batches) {
+          const f = this.inFlight.get(batch);
+          if (!f) continue;
+          this.inFlight.delete(batch);
+          for (const p of f.items) this.settle(p, undefined, e);
+        }
+        break;
+      }
+      case 'writable':
+        this.isWritable = m.writable;
+        break;
+      case 'log': {
+        const obj = { err: m.err, path: this.path };
+        this.log[m.level](obj, m.msg);
+        break;
+      }
+      case 'result': {
+        const c = this.calls.get(m.call);
+        if (!c) break;
+        this.calls.delete(m.call);
+        if (m.error) c.reject(storeError(m.error.code ?? 'ERR_STORE_UNAVAILABLE', m.error.message));
+        else c.resolve(m.value);
+        break;
+      }
+      case 'closed':
+        this.closedByWorker?.();
+        break;
+      case 'ready':
+        break;
+    }
+  }
+
+  private settle(p: Pending, value: ChainedRecord | undefined, err?: Error): void {
+    if (p.slot >= 0) {
+      this.cancelFlags[p.slot] = SLOT_PENDING;
+      this.freeSlots.push(p.slot);
+      p.slot = -1;
+    }
+    if (p.cancelled) return;
+    if (err) p.reject(err);
+    else p.resolve(value as ChainedRecord);
+  }
+
+  /** One rare write on the writer thread's connection, after every append posted before it. */
+  private callWriter<T>(op: WriterOp): Promise<T> {
+    const worker = this.worker;
+    if (!worker) return Promise.reject(storeError('ERR_STORE_UNAVAILABLE', `the decision store ${this.path} has no writer: ${this.workerFailure ?? 'closed'}`));
+    const call = this.nextCall++;
+    return new Promise<T>((resolve, reject) => {
+      this.calls.set(call, { resolve: resolve as (v: unknown) => void, reject });
+      worker.postMessage({ t: 'call', call, op } satisfies WriterRequest);
+    });
   }
 
   private stmt(sql: string): Database.Statement {
@@ -265,71 +405,54 @@ class SqliteDecisionStore implements SqliteStore {
     return this.isWritable && !this.closed;
   }
 
-  append(record: DecisionRecord): Promise<ChainedRecord> {
+  append(record: DecisionRecord, opts?: AppendOptions): Promise<ChainedRecord> {
     if (this.closed) return Promise.reject(storeError('ERR_STORE_UNAVAILABLE', `the decision store ${this.path} is closed`));
     if (this.readonly) return Promise.reject(storeError('ERR_STORE_READONLY', `the decision store ${this.path} was opened read-only`));
     const shape = checkRecordShape(record);
     if (typeof shape === 'string') return invalid(shape);
     if (record.replica !== this.replica) return invalid(`replica ${JSON.stringify(record.replica)} is not this store's writer "${this.replica}"`);
+    const signal = opts?.signal;
+    if (signal?.aborted) return Promise.reject(cancelledError(record.id));
     const { time } = shape;
     return new Promise<ChainedRecord>((resolve, reject) => {
-      this.queue.push({ record, time, saKeys: saKeysOf(record.serviceAccounts), resolve, reject });
+      const p: Pending = { record, time, saKeys: saKeysOf(record.serviceAccounts), slot: -1, resolve, reject };
+      if (signal) {
+        p.slot = this.freeSlots.pop() ?? -1;
+        if (p.slot >= 0) {
+          this.cancelFlags[p.slot] = SLOT_PENDING;
+          signal.addEventListener('abort', () => this.cancel(p), { once: true });
+        }
+      }
+      this.queue.push(p);
       if (!this.flushScheduled) {
         this.flushScheduled = true;
         // setImmediate, not a microtask: every request handled in this turn of the event loop
-        // (including ones whose I/O callbacks are still queued) joins the same commit.
+        // (including ones whose I/O callbacks are still queued) joins the same batch.
         setImmediate(() => this.flush());
       }
     });
   }
 
-  /** Runs inside one transaction; throws (and so rolls back) on any database error. */
-  private insertBatch(batch: Pending[]): BatchResult {
-    const insert = this.stmt(
-      `INSERT INTO decisions (id, writer, seq, time, namespace, kind, verdict, service_accounts, task_run, pipeline_run, prev_hash, hash, record)
-       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-    );
-    const insertSa = this.stmt('INSERT INTO decision_sas (key, time, decision_id) VALUES (?, ?, ?)');
-    const done: Array<[Pending, ChainedRecord]> = [];
-    const rejected: Array<[Pending, Error]> = [];
-    const ids = new Set<string>();
-    const duplicate = (p: Pending) => rejected.push([p, duplicateIdError(p.record.id)]);
-    let seq = this.chainHead.seq;
-    let prev = this.chainHead.hash;
-    for (const p of batch) {
-      const r = p.record;
-      if (ids.has(r.id)) {
-        duplicate(p);
-        continue;
-      }
-      let link: ChainLink;
-      try {
-        link = chainRecord(r, { seq, hash: prev });
-      } catch (err) {
-        // A stored id still answers "duplicate" first, as it did when ids were looked up up front.
-        if (this.stmt('SELECT 1 FROM decisions WHERE id = ?').get(r.id)) duplicate(p);
-        else rejected.push([p, unchainableError(r.id, err)]);
-        continue;
-      }
-      const { body, hash } = link;
-      try {
-        insert.run(r.id, this.replica, seq + 1, p.time, r.namespace, r.kind.kind, r.verdict, JSON.stringify(r.serviceAccounts), r.tekton?.taskRun ?? null, r.tekton?.pipelineRun ?? null, prev, hash, body);
-      } catch (err) {
-        // The id's PRIMARY KEY finds a stored duplicate without a lookup per record; the failed
-        // statement alone is undone, the transaction goes on. Anything else fails the batch.
-        if ((err as { code?: unknown }).code === 'SQLITE_CONSTRAINT_PRIMARYKEY') {
-          duplicate(p);
-          continue;
-        }
-        throw err;
-      }
-      seq++;
-      for (const key of p.saKeys) insertSa.run(key, p.time, r.id);
-      done.push([p, toChainedRecord(r, link)]);
-      ids.add(r.id);
-      prev = hash;
+  /**
+   * The caller's deadline answered first. Before the writer thread reached the record it is never
+   * inserted and its append rejects now (ERR_STORE_DEADLINE); once its transaction has it, the
+   * append settles with that transaction's outcome.
+   */
+  private cancel(p: Pending): void {
+    const slot = p.slot;
+    if (slot < 0 || p.cancelled) return;
+    if (Atomics.compareExchange(this.cancelFlags, slot, SLOT_PENDING, SLOT_CANCELLED) !== SLOT_PENDING) return;
+    p.cancelled = true;
+    const queued = this.queue.indexOf(p);
+    if (queued >= 0) {
+      // Not handed to the writer yet: drop it here and free its slot.
+      this.queue.splice(queued, 1);
+      this.cancelFlags[slot] = SLOT_PENDING;
+      this.freeSlots.push(slot);
+      p.slot = -1;
     }
-    return { done, rejected, seq, hash: prev };
+    // Otherwise the slot stays CANCELLED until the writer's answer for it arrives (settle frees it).
+    p.reject(cancelledError(p.record.id));
   }
 
   private flush(): void {
@@ -337,79 +460,59 @@ class SqliteDecisionStore implements SqliteStore {
     const batch = this.queue;
     this.queue = [];
     if (batch.length === 0) return;
-    let result: BatchResult;
-    try {
-      if (!this.db.open) throw new Error('the database is closed');
-      // While unwritable, fail fast instead of blocking the event loop for the busy timeout on
-      // every batch: the requests fail closed either way, and the probe finds the recovery.
-      this.setBusyTimeout(this.isWritable ? this.busyTimeoutMs : 0);
-      if (this.reloadHead) {
-        // After a failure, another process may have advanced this writer's chain (or our commit
-        // may have landed after all): continue from what is really stored.
-        this.loadHead();
-        this.reloadHead = false;
-      }
-      // IMMEDIATE: take the write lock up front, so a competing writer makes us wait (busy
-      // timeout) instead of failing a read-then-write upgrade.
-      result = this.writeBatch.immediate(batch);
-    } catch (err) {
-      this.reloadHead = true;
-      this.counters.failedCommits++;
-      this.markUnwritable(err);
-      const e = storeError('ERR_STORE_UNAVAILABLE', `the decision store ${this.path} could not commit ${batch.length} record(s): ${(err as Error).message}`, err);
-      for (const p of batch) p.reject(e);
+    if (!this.worker && !this.closed && this.workerConfig && !this.restarting) {
+      // The writer thread died: start a new one (it reloads the head from the file).
+      this.restarting = this.startWriter()
+        .catch((err: Error) => {
+          this.workerFailure = `the writer thread could not be restarted: ${err.message}`;
+        })
+        .finally(() => {
+          this.restarting = undefined;
+        });
+    }
+    if (this.restarting) {
+      void this.restarting.then(() => {
+        this.queue = batch.concat(this.queue);
+        this.flush();
+      });
       return;
     }
-    this.chainHead = { seq: result.seq, hash: result.hash };
-    this.counters.commits++;
-    this.counters.records += result.done.length;
-    this.markWritable();
-    for (const [p, r] of result.done) p.resolve(r);
-    for (const [p, e] of result.rejected) p.reject(e);
-    if (this.chainHead.seq - this.lastCheckpointSize >= this.cpRecords) this.triggerCheckpoint();
+    const worker = this.worker;
+    if (!worker) {
+      this.counters.failedCommits++;
+      const e = storeError('ERR_STORE_UNAVAILABLE', `the decision store ${this.path} could not commit ${batch.length} record(s): ${this.workerFailure ?? 'no writer thread'}`);
+      for (const p of batch) this.settle(p, undefined, e);
+      return;
+    }
+    const id = this.nextBatch++;
+    const items: AppendItem[] = batch.map((p) => ({ record: p.record, time: p.time, saKeys: p.saKeys, slot: p.slot }));
+    try {
+      worker.postMessage({ t: 'append', batch: id, items } satisfies WriterRequest);
+      this.inFlight.set(id, { items: batch });
+    } catch {
+      // A record the structured clone cannot copy (a function, a symbol...): post one by one so
+      // only those are refused and their batch mates still commit.
+      for (const p of batch) {
+        const one = this.nextBatch++;
+        try {
+          worker.postMessage({ t: 'append', batch: one, items: [{ record: p.record, time: p.time, saKeys: p.saKeys, slot: p.slot }] } satisfies WriterRequest);
+          this.inFlight.set(one, { items: [p] });
+        } catch (err) {
+          this.settle(p, undefined, unchainableError(p.record.id, err));
+        }
+      }
+    }
   }
+
+  private restarting: Promise<void> | undefined;
 
   private markUnwritable(err: unknown): void {
     if (this.isWritable) this.log.error({ err, path: this.path }, 'decision store write failed; the store is unwritable until a write succeeds');
     this.isWritable = false;
-    if (!this.probeTimer && !this.closed) {
-      this.probeTimer = setInterval(() => this.probe(), this.recoveryProbeMs);
-      this.probeTimer.unref();
-    }
-  }
-
-  private markWritable(): void {
-    if (!this.isWritable) this.log.info({ path: this.path }, 'decision store writable again');
-    this.isWritable = true;
-    if (this.probeTimer) clearInterval(this.probeTimer);
-    this.probeTimer = undefined;
-  }
-
-  /** busy_timeout is per connection and cheap to change; better-sqlite3 blocks the thread while it waits. */
-  private setBusyTimeout(ms: number): void {
-    if (this.busyNow === ms) return;
-    this.db.pragma(`busy_timeout = ${ms}`);
-    this.busyNow = ms;
-  }
-
-  /** A small real write: readiness must not stay false just because no request arrives. */
-  private probe(): void {
-    if (this.closed || !this.db.open) return;
-    try {
-      this.setBusyTimeout(0);
-      this.stmt("INSERT INTO store_meta (key, value) VALUES ('probe', ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value").run(this.nowText());
-      this.markWritable();
-    } catch (err) {
-      const now = this.clock().getTime();
-      if (now - this.lastProbeWarning >= PROBE_WARNING_INTERVAL_MS) {
-        this.lastProbeWarning = now;
-        this.log.warn({ err, path: this.path }, 'decision store still unwritable');
-      }
-    }
   }
 
   private triggerCheckpoint(): void {
-    if (this.readonly || this.cpInFlight || !this.db.open) return;
+    if (this.readonly || this.cpInFlight || !this.worker) return;
     this.cpInFlight = this.writeCheckpoint().finally(() => {
       this.cpInFlight = undefined;
     });
@@ -421,8 +524,8 @@ class SqliteDecisionStore implements SqliteStore {
     const time = this.nowText();
     try {
       const jws = await this.signer.sign({ writer: this.replica, size, headHash, time }, CHECKPOINT_TYP);
-      if (!this.db.open) return undefined;
-      this.stmt('INSERT OR IGNORE INTO checkpoints (writer, size, head_hash, time, jws) VALUES (?, ?, ?, ?, ?)').run(this.replica, size, headHash, time, jws);
+      if (!this.worker) return undefined;
+      await this.callWriter({ op: 'insertCheckpoint', writer: this.replica, size, headHash, time, jws });
       this.lastCheckpointSize = Math.max(this.lastCheckpointSize, size);
       return { writer: this.replica, size, headHash, time, jws };
     } catch (err) {
@@ -433,7 +536,7 @@ class SqliteDecisionStore implements SqliteStore {
 
   async checkpointNow(): Promise<Checkpoint | undefined> {
     while (this.cpInFlight) await this.cpInFlight;
-    if (this.readonly || !this.db.open) return undefined;
+    if (this.readonly || !this.worker) return undefined;
     const p = this.writeCheckpoint();
     this.cpInFlight = p.finally(() => {
       this.cpInFlight = undefined;
@@ -576,22 +679,17 @@ class SqliteDecisionStore implements SqliteStore {
       if (this.closed) throw storeError('ERR_STORE_UNAVAILABLE', `the decision store ${this.path} is closed`);
       // Anchor first, then delete oldest-first in chunks: at every moment the remaining records
       // still verify (chain.ts accepts a chain that starts below an anchor and reaches it).
-      this.stmt('INSERT OR IGNORE INTO anchors (writer, seq, hash, time, jws) VALUES (?, ?, ?, ?, ?)').run(writer, cut, at.hash, time, jws);
+      await this.callWriter({ op: 'insertAnchor', writer, seq: cut, hash: at.hash, time, jws });
       const anchor: Anchor = { writer, seq: cut, hash: at.hash, time, jws };
       anchors.push(anchor);
-      const deleteChunk = this.db.transaction((lo: number, hi: number) => {
-        this.stmt('DELETE FROM decision_sas WHERE decision_id IN (SELECT id FROM decisions WHERE writer = ? AND seq BETWEEN ? AND ?)').run(writer, lo, hi);
-        return this.stmt('DELETE FROM decisions WHERE writer = ? AND seq BETWEEN ? AND ?').run(writer, lo, hi).changes;
-      });
       let lo = (this.stmt('SELECT MIN(seq) AS seq FROM decisions WHERE writer = ?').get(writer) as { seq: number }).seq;
       while (lo <= cut) {
         const hi = Math.min(cut, lo + PRUNE_CHUNK - 1);
-        deleted += deleteChunk(lo, hi);
+        deleted += await this.callWriter<number>({ op: 'deleteRange', writer, lo, hi });
         lo = hi + 1;
-        if (lo <= cut) await new Promise((r) => setImmediate(r));
         if (this.closed) throw storeError('ERR_STORE_UNAVAILABLE', `the decision store ${this.path} was closed during prune`);
       }
-      this.stmt('DELETE FROM checkpoints WHERE writer = ? AND size < ?').run(writer, cut);
+      await this.callWriter({ op: 'deleteCheckpointsBelow', writer, size: cut });
       this.log.info({ writer, seq: cut, path: this.path }, 'pruned decision records and wrote a signed anchor');
     }
     return { deleted, anchors };
@@ -601,22 +699,32 @@ class SqliteDecisionStore implements SqliteStore {
     if (this.closing) return this.closing;
     this.closing = (async () => {
       if (this.cpTimer) clearInterval(this.cpTimer);
-      if (this.probeTimer) clearInterval(this.probeTimer);
-      // Flush what was accepted before close, then refuse new appends.
+      // Hand over what was accepted before close, then refuse new appends.
       if (this.queue.length) this.flush();
       this.closed = true;
+      while (this.restarting) await this.restarting;
       await this.pruning;
       while (this.cpInFlight) await this.cpInFlight;
-      if (!this.readonly && this.db.open) await this.writeCheckpoint();
-      if (this.probeTimer) clearInterval(this.probeTimer);
-      try {
-        if (!this.readonly) this.db.pragma('optimize');
-      } catch (err) {
-        this.log.warn({ err, path: this.path }, 'PRAGMA optimize failed at close');
+      const worker = this.worker;
+      if (worker) {
+        // The final checkpoint is posted after every batch, so it covers them all.
+        await this.drained();
+        await this.writeCheckpoint();
+        await new Promise<void>((resolve) => {
+          this.closedByWorker = resolve;
+          worker.postMessage({ t: 'close' } satisfies WriterRequest);
+        });
+        this.worker = undefined;
+        await worker.terminate();
       }
       this.db.close();
     })();
     return this.closing;
+  }
+
+  /** Resolves once every batch handed to the writer thread has been answered. */
+  private async drained(): Promise<void> {
+    while (this.inFlight.size > 0 && this.worker) await new Promise((r) => setTimeout(r, 1));
   }
 }
 
@@ -720,7 +828,9 @@ export async function createSqliteStore(opts: SqliteStoreOptions): Promise<Sqlit
         })();
       }
     }
-    return new SqliteDecisionStore(db, opts);
+    const store = new SqliteDecisionStore(db, opts);
+    await store.startWriter();
+    return store;
   } catch (err) {
     db.close();
     throw openError((err as Error).message, err);

@@ -1,0 +1,320 @@
+/**
+ * The SQLite store's writer thread (started by store.ts through ../thread.ts). It owns the only
+ * write connection (WAL, synchronous=FULL) and this writer's chain head, so commits — canonical
+ * JSON, hashing, inserts and fsync — never hold the admission event loop.
+ *
+ * Group commit: every append batch that arrived while the previous transaction was syncing is
+ * written in the next single transaction (messages queue on the port while a commit blocks this
+ * thread). The head only moves after a commit succeeded; after a failure it is reloaded from the
+ * file. While unwritable, commits fail fast (busy timeout 0) and a probe write looks for recovery.
+ *
+ * Protocol: see WriterRequest / WriterReply below; one reply per request except `append`, which
+ * is answered per transaction (`committed` / `failed`, naming every batch it held).
+ */
+import { parentPort, workerData } from 'node:worker_threads';
+import Database from 'better-sqlite3';
+import type { DecisionRecord } from '../../core/record.js';
+import { chainRecord, GENESIS_HASH, type ChainLink } from '../evidence/link.js';
+
+export interface WriterConfig {
+  path: string;
+  replica: string;
+  busyTimeoutMs: number;
+  recoveryProbeMs: number;
+  /** Shared cancellation flags, one Int32 per slot (see CANCEL_* below); slot -1 = not cancellable. */
+  cancelFlags: SharedArrayBuffer;
+}
+
+/** Slot states in `cancelFlags`: the request side may cancel a PENDING record before it is inserted. */
+export const SLOT_PENDING = 0;
+export const SLOT_CANCELLED = 1;
+export const SLOT_COMMITTING = 2;
+
+export interface AppendItem {
+  record: DecisionRecord;
+  time: string;
+  saKeys: string[];
+  slot: number;
+}
+
+export type WriterRequest =
+  | { t: 'append'; batch: number; items: AppendItem[] }
+  | { t: 'call'; call: number; op: WriterOp }
+  | { t: 'close' };
+
+export type WriterOp =
+  | { op: 'insertCheckpoint'; writer: string; size: number; headHash: string; time: string; jws: string }
+  | { op: 'insertAnchor'; writer: string; seq: number; hash: string; time: string; jws: string }
+  | { op: 'deleteRange'; writer: string; lo: number; hi: number }
+  | { op: 'deleteCheckpointsBelow'; writer: string; size: number };
+
+/** Per item of a batch: its link, or the error (code, message) it was refused with. */
+export type ItemResult = { ok: true; seq: number; prevHash: string; hash: string } | { ok: false; code: string; message: string };
+
+export type WriterReply =
+  | { t: 'ready'; head: { seq: number; hash: string } }
+  | { t: 'committed'; batches: Array<{ batch: number; results: ItemResult[] }>; head: { seq: number; hash: string } }
+  | { t: 'failed'; batches: number[]; records: number; message: string }
+  | { t: 'writable'; writable: boolean }
+  | { t: 'log'; level: 'info' | 'warn' | 'error'; msg: string; err?: { message: string; code?: string } }
+  | { t: 'result'; call: number; value?: unknown; error?: { message: string; code?: string } }
+  | { t: 'closed' };
+
+interface Queued {
+  batch: number;
+  items: AppendItem[];
+}
+
+function errInfo(err: unknown): { message: string; code?: string } {
+  const code = (err as { code?: unknown }).code;
+  return typeof code === 'string' ? { message: (err as Error).message, code } : { message: String((err as Error)?.message ?? err) };
+}
+
+class Writer {
+  private readonly db: Database.Database;
+  private readonly cfg: WriterConfig;
+  private readonly flags: Int32Array;
+  private readonly statements = new Map<string, Database.Statement>();
+  private head = { seq: 0, hash: GENESIS_HASH };
+  private queue: Queued[] = [];
+  private flushScheduled = false;
+  private isWritable = true;
+  private reloadHead = false;
+  private busyNow: number;
+  private probeTimer: NodeJS.Timeout | undefined;
+  private lastProbeWarning = 0;
+  private readonly writeBatch: Database.Transaction<(items: AppendItem[]) => { results: ItemResult[]; seq: number; hash: string }>;
+
+  constructor(cfg: WriterConfig, private readonly post: (m: WriterReply) => void) {
+    this.cfg = cfg;
+    this.flags = new Int32Array(cfg.cancelFlags);
+    this.db = new Database(cfg.path, { timeout: cfg.busyTimeoutMs });
+    this.db.pragma('journal_mode = WAL');
+    this.db.pragma('synchronous = FULL');
+    this.busyNow = cfg.busyTimeoutMs;
+    this.loadHead();
+    this.writeBatch = this.db.transaction((items: AppendItem[]) => this.insertItems(items));
+  }
+
+  private stmt(sql: string): Database.Statement {
+    let s = this.statements.get(sql);
+    if (!s) this.statements.set(sql, (s = this.db.prepare(sql)));
+    return s;
+  }
+
+  currentHead(): { seq: number; hash: string } {
+    return { ...this.head };
+  }
+
+  private loadHead(): void {
+    const last = this.stmt('SELECT seq, hash FROM decisions WHERE writer = ? ORDER BY seq DESC LIMIT 1').get(this.cfg.replica) as { seq: number; hash: string } | undefined;
+    const anchor = this.stmt('SELECT seq, hash FROM anchors WHERE writer = ? ORDER BY seq DESC LIMIT 1').get(this.cfg.replica) as { seq: number; hash: string } | undefined;
+    const top = last && (!anchor || last.seq >= anchor.seq) ? last : anchor;
+    this.head = top ? { seq: top.seq, hash: top.hash } : { seq: 0, hash: GENESIS_HASH };
+  }
+
+  enqueue(q: Queued): void {
+    this.queue.push(q);
+    if (!this.flushScheduled) {
+      this.flushScheduled = true;
+      // After the port's pending messages: every batch that arrived meanwhile joins this commit.
+      setImmediate(() => this.flush());
+    }
+  }
+
+  /** Runs inside one transaction; throws (and so rolls back) on any database error. */
+  private insertItems(items: AppendItem[]): { results: ItemResult[]; seq: number; hash: string } {
+    const insert = this.stmt(
+      `INSERT INTO decisions (id, writer, seq, time, namespace, kind, verdict, service_accounts, task_run, pipeline_run, prev_hash, hash, record)
+       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+    );
+    const insertSa = this.stmt('INSERT INTO decision_sas (key, time, decision_id) VALUES (?, ?, ?)');
+    const results: ItemResult[] = [];
+    const ids = new Set<string>();
+    const duplicate = (id: string) => results.push({ ok: false, code: 'ERR_STORE_DUPLICATE_ID', message: `a decision with id ${id} is already stored` });
+    let seq = this.head.seq;
+    let prev = this.head.hash;
+    for (const p of items) {
+      const r = p.record;
+      // Cancelled by the request side (its deadline answered first): never inserted. Otherwise
+      // the slot says "committing" from here on, so a later cancel knows it came too late.
+      if (p.slot >= 0 && Atomics.compareExchange(this.flags, p.slot, SLOT_PENDING, SLOT_COMMITTING) === SLOT_CANCELLED) {
+        results.push({ ok: false, code: 'ERR_STORE_CANCELLED', message: `decision ${r.id} was cancelled before commit (the admission deadline answered first)` });
+        continue;
+      }
+      if (ids.has(r.id)) {
+        duplicate(r.id);
+        continue;
+      }
+      let link: ChainLink;
+      try {
+        link = chainRecord(r, { seq, hash: prev });
+      } catch (err) {
+        if (this.stmt('SELECT 1 FROM decisions WHERE id = ?').get(r.id)) duplicate(r.id);
+        else results.push({ ok: false, code: 'ERR_STORE_INVALID_RECORD', message: `invalid decision record ${r.id}: ${(err as Error).message}` });
+        continue;
+      }
+      const { body, hash } = link;
+      try {
+        insert.run(r.id, this.cfg.replica, seq + 1, p.time, r.namespace, r.kind.kind, r.verdict, JSON.stringify(r.serviceAccounts), r.tekton?.taskRun ?? null, r.tekton?.pipelineRun ?? null, prev, hash, body);
+      } catch (err) {
+        // The id's PRIMARY KEY finds a stored duplicate; the failed statement alone is undone.
+        if ((err as { code?: unknown }).code === 'SQLITE_CONSTRAINT_PRIMARYKEY') {
+          duplicate(r.id);
+          continue;
+        }
+        throw err;
+      }
+      seq++;
+      for (const key of p.saKeys) insertSa.run(key, p.time, r.id);
+      results.push({ ok: true, seq, prevHash: prev, hash });
+      ids.add(r.id);
+      prev = hash;
+    }
+    return { results, seq, hash: prev };
+  }
+
+  flush(): void {
+    this.flushScheduled = false;
+    const queued = this.queue;
+    this.queue = [];
+    if (queued.length === 0) return;
+    const items = queued.length === 1 ? (queued[0] as Queued).items : queued.flatMap((q) => q.items);
+    let out: { results: ItemResult[]; seq: number; hash: string };
+    try {
+      // While unwritable, fail fast instead of waiting the busy timeout on every batch: the
+      // requests fail closed either way, and the probe finds the recovery.
+      this.setBusyTimeout(this.isWritable ? this.cfg.busyTimeoutMs : 0);
+      if (this.reloadHead) {
+        // Another process may have advanced this writer's chain, or our commit landed after all.
+        this.loadHead();
+        this.reloadHead = false;
+      }
+      // IMMEDIATE: take the write lock up front (busy timeout) instead of failing an upgrade.
+      out = this.writeBatch.immediate(items);
+    } catch (err) {
+      this.reloadHead = true;
+      // A record that reached "committing" was rolled back with its batch: let a cancel win again.
+      for (const p of items) if (p.slot >= 0) Atomics.compareExchange(this.flags, p.slot, SLOT_COMMITTING, SLOT_PENDING);
+      this.markUnwritable(err);
+      this.post({ t: 'failed', batches: queued.map((q) => q.batch), records: items.length, message: (err as Error).message });
+      return;
+    }
+    this.head = { seq: out.seq, hash: out.hash };
+    this.markWritable();
+    const batches: Array<{ batch: number; results: ItemResult[] }> = [];
+    let at = 0;
+    for (const q of queued) {
+      batches.push({ batch: q.batch, results: out.results.slice(at, at + q.items.length) });
+      at += q.items.length;
+    }
+    this.post({ t: 'committed', batches, head: this.currentHead() });
+  }
+
+  private markUnwritable(err: unknown): void {
+    if (this.isWritable) {
+      this.post({ t: 'log', level: 'error', msg: 'decision store write failed; the store is unwritable until a write succeeds', err: errInfo(err) });
+      this.post({ t: 'writable', writable: false });
+    }
+    this.isWritable = false;
+    if (!this.probeTimer) {
+      this.probeTimer = setInterval(() => this.probe(), this.cfg.recoveryProbeMs);
+      this.probeTimer.unref();
+    }
+  }
+
+  private markWritable(): void {
+    if (!this.isWritable) {
+      this.post({ t: 'log', level: 'info', msg: 'decision store writable again' });
+      this.post({ t: 'writable', writable: true });
+    }
+    this.isWritable = true;
+    if (this.probeTimer) clearInterval(this.probeTimer);
+    this.probeTimer = undefined;
+  }
+
+  private setBusyTimeout(ms: number): void {
+    if (this.busyNow === ms) return;
+    this.db.pragma(`busy_timeout = ${ms}`);
+    this.busyNow = ms;
+  }
+
+  /** A small real write: readiness must not stay false just because no request arrives. */
+  private probe(): void {
+    if (!this.db.open) return;
+    try {
+      this.setBusyTimeout(0);
+      this.stmt("INSERT INTO store_meta (key, value) VALUES ('probe', ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value").run(new Date().toISOString());
+      this.markWritable();
+    } catch (err) {
+      const now = Date.now();
+      if (now - this.lastProbeWarning >= 60_000) {
+        this.lastProbeWarning = now;
+        this.post({ t: 'log', level: 'warn', msg: 'decision store still unwritable', err: errInfo(err) });
+      }
+    }
+  }
+
+  /** Rare writes (checkpoints, anchors, pruning), on this connection so they never contend with appends. */
+  call(op: WriterOp): unknown {
+    this.setBusyTimeout(this.cfg.busyTimeoutMs);
+    switch (op.op) {
+      case 'insertCheckpoint':
+        return this.stmt('INSERT OR IGNORE INTO checkpoints (writer, size, head_hash, time, jws) VALUES (?, ?, ?, ?, ?)').run(op.writer, op.size, op.headHash, op.time, op.jws).changes;
+      case 'insertAnchor':
+        return this.stmt('INSERT OR IGNORE INTO anchors (writer, seq, hash, time, jws) VALUES (?, ?, ?, ?, ?)').run(op.writer, op.seq, op.hash, op.time, op.jws).changes;
+      case 'deleteRange':
+        return this.db.transaction(() => {
+          this.stmt('DELETE FROM decision_sas WHERE decision_id IN (SELECT id FROM decisions WHERE writer = ? AND seq BETWEEN ? AND ?)').run(op.writer, op.lo, op.hi);
+          return this.stmt('DELETE FROM decisions WHERE writer = ? AND seq BETWEEN ? AND ?').run(op.writer, op.lo, op.hi).changes;
+        })();
+      case 'deleteCheckpointsBelow':
+        return this.stmt('DELETE FROM checkpoints WHERE writer = ? AND size < ?').run(op.writer, op.size).changes;
+    }
+  }
+
+  close(): void {
+    if (this.queue.length) this.flush();
+    if (this.probeTimer) clearInterval(this.probeTimer);
+    try {
+      this.db.pragma('optimize');
+    } catch (err) {
+      this.post({ t: 'log', level: 'warn', msg: 'PRAGMA optimize failed at close', err: errInfo(err) });
+    }
+    this.db.close();
+  }
+}
+
+if (parentPort) {
+  const port = parentPort;
+  const post = (m: WriterReply): void => port.postMessage(m);
+  let writer: Writer;
+  try {
+    writer = new Writer(workerData as WriterConfig, post);
+  } catch (err) {
+    // The main thread opened and migrated the file a moment ago; this is an environment failure.
+    throw Object.assign(new Error(`the decision store writer could not open ${(workerData as WriterConfig).path}: ${(err as Error).message}`), { code: 'ERR_STORE_OPEN' });
+  }
+  post({ t: 'ready', head: writer.currentHead() });
+  port.on('message', (m: WriterRequest) => {
+    switch (m.t) {
+      case 'append':
+        writer.enqueue({ batch: m.batch, items: m.items });
+        break;
+      case 'call':
+        // In queue order: appends received before this call commit first.
+        writer.flush();
+        try {
+          post({ t: 'result', call: m.call, value: writer.call(m.op) });
+        } catch (err) {
+          post({ t: 'result', call: m.call, error: errInfo(err) });
+        }
+        break;
+      case 'close':
+        writer.close();
+        post({ t: 'closed' });
+        port.close();
+        break;
+    }
+  });
+}
