@@ -213,8 +213,8 @@ t.test('usage errors exit 2 with a message; store problems exit 1', async (t) =>
     [['decisions', 'get', 'a', '--store', url, '-o', 'csv'], /-o must be one of table, json/],
     [['decisions', 'export', '--store', url], /--out FILE is required/],
     [['decisions', 'export', '--store', url, '--out', 'x', '--limit', '5'], /Unknown option '--limit'/],
-    [['decisions', 'verify'], /exactly one of --store URL or --bundle FILE/],
-    [['decisions', 'verify', '--store', url, '--bundle', 'b'], /exactly one of --store URL or --bundle FILE/],
+    [['decisions', 'verify'], /exactly one of --store URL, --bundle FILE or --server URL/],
+    [['decisions', 'verify', '--store', url, '--bundle', 'b'], /exactly one of --store URL, --bundle FILE or --server URL/],
     [['decisions', 'frobnicate'], /unknown command "decisions frobnicate"/],
     [['decisions', 'constructor'], /unknown command "decisions constructor"/],
   ];

@@ -133,7 +133,7 @@ t.test('Ctrl-C during verify (in process): exit 130, how far it got, no result o
     const r = await tzw(terminal, ['decisions', 'verify', '--store', url, '--jwks', jwksPath], { sigint: true });
     t.equal(r.code, 130, `${terminal}: exit 130`);
     t.equal(r.stdout, '', `${terminal}: no verdict printed`);
-    t.match(r.stderr, new RegExp(`Interrupted after [\\d.]+ s: verified (records [\\d,]+/${RECORDS.toLocaleString('en-US')} \\(\\d+%\\)|checkpoints [\\d,]+/\\d+ \\(\\d+%\\))\\. Verification of store ${url.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')} did not finish; nothing was changed\\.\\n$`));
+    t.match(r.stderr, new RegExp(`Interrupted after [\\d.]+ s: verify had reached (records [\\d,]+/${RECORDS.toLocaleString('en-US')} \\(\\d+%\\)|checkpoints [\\d,]+/\\d+ \\(\\d+%\\))\\. Verification of store ${url.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')} did not finish; nothing was changed\\.\\n$`));
     t.ok(r.unsubscribed, `${terminal}: the SIGINT handler is removed again`);
     if (terminal === 'tty') t.notOk(r.stderr.replace(/\r\x1b\[K(?=Interrupted)/, '').match(/\x1b\[1m.*Interrupted/s), 'the line was erased before the message');
   }
@@ -163,7 +163,7 @@ t.test('Ctrl-C during export (real child process, real SIGINT): exit 130 promptl
   t.equal(code, 130, `exit 130 (stderr: ${stderr})`);
   t.ok(took < 5000, `stopped ${took} ms after SIGINT`);
   t.equal(stdout, '', 'no "Wrote …" line');
-  t.match(stderr, new RegExp(`^Interrupted after [\\d.]+ s: exported records [\\d,]+/${RECORDS.toLocaleString('en-US')} \\(\\d+%\\)\\. Nothing was written to ${out.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}\\.\\n$`));
+  t.match(stderr, new RegExp(`^Interrupted after [\\d.]+ s: export had reached records [\\d,]+/${RECORDS.toLocaleString('en-US')} \\(\\d+%\\)\\. Nothing was written to ${out.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}\\.\\n$`));
   t.equal(readFileSync(out, 'utf8'), 'an older bundle\n', 'the file under the final name is untouched');
   t.notOk(existsSync(tmp), 'the partial temporary file is removed');
 });

@@ -130,9 +130,10 @@ t.test('toProgressText: unknown totals, bytes, time left', async (t) => {
   t.equal(toProgressText({ phase: 'checkpoints', done: 3_500_000, total: 7_000_000, unit: 'bytes' }, 1_000_000), 'checkpoints 3.5 MB/7.0 MB (50%), 1.0 MB/s, 0:04 left');
   t.equal(toProgressText({ phase: 'records', done: 0, total: 0 }, undefined), 'records 0/0', 'an empty store: no percentage');
   t.equal(formatDuration(3_725_000), '1:02:05');
-  t.equal(describeInterrupt({ last: { phase: 'records', done: 412_000, total: 1_000_000 }, elapsedMs: 16_240 }, 'verified', 'Nothing was changed.'),
-    'Interrupted after 16.2 s: verified records 412,000/1,000,000 (41%). Nothing was changed.\n');
-  t.equal(describeInterrupt({ last: undefined, elapsedMs: 80 }, 'exported', 'No file.'), 'Interrupted after 0.1 s: before any progress. No file.\n');
+  t.equal(describeInterrupt({ last: { phase: 'records', done: 412_000, total: 1_000_000 }, elapsedMs: 16_240 }, 'verify', 'Nothing was changed.'),
+    'Interrupted after 16.2 s: verify had reached records 412,000/1,000,000 (41%). Nothing was changed.\n');
+  t.equal(describeInterrupt({ last: undefined, elapsedMs: 80 }, 'export', 'No file.'), 'Interrupted after 0.1 s: export had not started. No file.\n');
+  t.equal(toProgressText({ phase: 'downloading records', done: 1200, unit: 'records' }, 300), 'downloading records 1,200, 300/s', 'a phase that names its unit says it once');
 });
 
 t.test('interrupt: a loop that never does I/O still yields, so a timer (like a SIGINT handler) stops it promptly', async (t) => {

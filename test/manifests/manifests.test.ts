@@ -11,9 +11,8 @@ import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
-import { Ajv } from 'ajv';
-import addFormats from 'ajv-formats';
 import { parse, parseAllDocuments } from 'yaml';
+import { crd, crdApiVersion, toProblems } from './validate.js';
 import { toServiceDnsNames } from '../../certs/lib.js';
 import { DEFAULT_LEASE_NAME as leaseName } from '../../webhook/config/schema.js';
 import { cluster, command, configKeys, deadlineMs, envNameFor, loadConfig, packageVersion, paths, ports, toListenOptions } from './server-contract.js';
@@ -58,111 +57,6 @@ function one(target: Target, kind: string, name?: string): Obj {
 
 // ---------------------------------------------------------------------------------------------
 // decide: schema validation of one object, returning problems (empty = valid)
-
-const ajv = new Ajv({ allErrors: true, strict: false });
-(addFormats as unknown as (a: Ajv) => void)(ajv);
-const crd = parse(readFileSync(join(MANIFESTS, 'crd', 'identitymapping.yaml'), 'utf8')) as Obj;
-const crdVersion = crd.spec.versions.find((v: { storage: boolean }) => v.storage) as { name: string; schema: { openAPIV3Schema: OpenApiSchema } };
-const crdApiVersion = `${crd.spec.group}/${crdVersion.name}`;
-const validateMapping = ajv.compile(crdVersion.schema.openAPIV3Schema);
-
-interface OpenApiSchema {
-  type?: string;
-  properties?: Record<string, OpenApiSchema>;
-  items?: OpenApiSchema;
-  additionalProperties?: boolean | OpenApiSchema;
-  'x-kubernetes-preserve-unknown-fields'?: boolean;
-}
-
-/** Fields the API server would silently prune from a custom resource (it warns "unknown field"). */
-function toPrunedFields(value: unknown, schema: OpenApiSchema, path: string): string[] {
-  if (schema['x-kubernetes-preserve-unknown-fields'] || path === '.metadata') return [];
-  if (Array.isArray(value)) return schema.items ? value.flatMap((v, i) => toPrunedFields(v, schema.items!, `${path}[${i}]`)) : [];
-  if (typeof value !== 'object' || value === null) return [];
-  if (schema.properties === undefined) return [];
-  return Object.entries(value).flatMap(([key, v]) => {
-    const sub = schema.properties![key];
-    return sub === undefined ? [`${path}.${key} is not in the CRD schema (the API server would prune it)`] : toPrunedFields(v, sub, `${path}.${key}`);
-  });
-}
-
-// cert-manager ships no offline validator; this covers the fields we use, strictly (a typo fails).
-const duration = { type: 'string', pattern: '^([0-9]+(\\.[0-9]+)?(h|m|s|ms))+$' };
-const issuerRef = {
-  type: 'object', additionalProperties: false, required: ['name'],
-  properties: { name: { type: 'string', minLength: 1 }, kind: { enum: ['Issuer', 'ClusterIssuer'] }, group: { const: 'cert-manager.io' } },
-};
-const metadata = { type: 'object', required: ['name', 'namespace'], properties: { name: { type: 'string', minLength: 1 }, namespace: { type: 'string', minLength: 1 } } };
-const CERT_MANAGER_SCHEMAS = {
-  Issuer: {
-    type: 'object', required: ['apiVersion', 'kind', 'metadata', 'spec'],
-    properties: {
-      apiVersion: { const: 'cert-manager.io/v1' }, kind: { const: 'Issuer' }, metadata,
-      spec: {
-        type: 'object', additionalProperties: false, minProperties: 1, maxProperties: 1,
-        properties: {
-          selfSigned: { type: 'object', additionalProperties: false, properties: { crlDistributionPoints: { type: 'array', items: { type: 'string' } } } },
-          ca: { type: 'object', additionalProperties: false, required: ['secretName'], properties: { secretName: { type: 'string', minLength: 1 } } },
-        },
-      },
-    },
-  },
-  Certificate: {
-    type: 'object', required: ['apiVersion', 'kind', 'metadata', 'spec'],
-    properties: {
-      apiVersion: { const: 'cert-manager.io/v1' }, kind: { const: 'Certificate' }, metadata,
-      spec: {
-        type: 'object', additionalProperties: false, required: ['secretName', 'issuerRef'],
-        anyOf: [{ required: ['dnsNames'] }, { required: ['commonName'] }],
-        properties: {
-          secretName: { type: 'string', minLength: 1 }, issuerRef, isCA: { type: 'boolean' },
-          commonName: { type: 'string', minLength: 1, maxLength: 64 },
-          dnsNames: { type: 'array', minItems: 1, items: { type: 'string', minLength: 1 } },
-          duration, renewBefore: duration,
-          usages: { type: 'array', items: { enum: ['signing', 'digital signature', 'content commitment', 'key encipherment', 'key agreement', 'data encipherment', 'cert sign', 'crl sign', 'encipher only', 'decipher only', 'any', 'server auth', 'client auth', 'code signing', 'email protection', 's/mime', 'ipsec end system', 'ipsec tunnel', 'ipsec user', 'timestamping', 'ocsp signing', 'microsoft sgc', 'netscape sgc'] } },
-          privateKey: {
-            type: 'object', additionalProperties: false,
-            properties: {
-              algorithm: { enum: ['RSA', 'ECDSA', 'Ed25519'] }, size: { type: 'integer' },
-              encoding: { enum: ['PKCS1', 'PKCS8'] }, rotationPolicy: { enum: ['Never', 'Always'] },
-            },
-          },
-        },
-      },
-    },
-  },
-} as const;
-const certManagerValidators = {
-  Issuer: ajv.compile(CERT_MANAGER_SCHEMAS.Issuer),
-  Certificate: ajv.compile(CERT_MANAGER_SCHEMAS.Certificate),
-};
-
-async function toProblems(object: Obj): Promise<string[]> {
-  const name = `${object.kind}/${object.metadata?.name}`;
-  if (object.apiVersion === crdApiVersion && object.kind === crd.spec.names.kind) {
-    const schemaProblems = validateMapping(object) ? [] : (validateMapping.errors ?? []).map((e) => `${name}: ${e.instancePath || '/'} ${e.message}`);
-    return [...schemaProblems, ...toPrunedFields(object, crdVersion.schema.openAPIV3Schema, '').map((p) => `${name}: ${p}`)];
-  }
-  if (object.apiVersion === 'cert-manager.io/v1') {
-    const validate = certManagerValidators[object.kind as keyof typeof certManagerValidators];
-    if (validate === undefined) return [`${name}: no schema for cert-manager kind ${object.kind}`];
-    return validate(object) ? [] : (validate.errors ?? []).map((e) => `${name}: ${e.instancePath || '/'} ${e.message}`);
-  }
-  let models: Record<string, new (data: unknown) => { validate(): void }>;
-  try {
-    models = await import(`kubernetes-models/${object.apiVersion}`);
-  } catch {
-    return [`${name}: no kubernetes-models schema for apiVersion ${object.apiVersion}`];
-  }
-  const Model = models[object.kind];
-  if (Model === undefined) return [`${name}: no kubernetes-models schema for ${object.apiVersion} ${object.kind}`];
-  try {
-    new Model(object).validate();
-    return [];
-  } catch (error) {
-    return [`${name}: ${(error as Error).message}`];
-  }
-}
 
 // ---------------------------------------------------------------------------------------------
 // schema validity
@@ -305,9 +199,10 @@ for (const target of TARGETS) {
     t.strictSame(
       { liveness: probe(container(target).livenessProbe), readiness: probe(container(target).readinessProbe), startup: probe(container(target).startupProbe) },
       {
-        liveness: { path: paths.healthz, scheme: 'HTTPS', port: ports.admission },
-        readiness: { path: paths.readyz, scheme: 'HTTPS', port: ports.admission },
-        startup: { path: paths.healthz, scheme: 'HTTPS', port: ports.admission },
+        // The metrics listener serves the probes: kubelet has no API server client certificate.
+        liveness: { path: paths.healthz, scheme: 'HTTP', port: ports.metrics },
+        readiness: { path: paths.readyz, scheme: 'HTTP', port: ports.metrics },
+        startup: { path: paths.healthz, scheme: 'HTTP', port: ports.metrics },
       },
     );
   });

@@ -17,7 +17,7 @@
  *
  *   const outcome = await runWithProgress(io, { title: 'verify', quiet }, (onProgress) =>
  *     verifyStore(store, jwks, { onProgress }));
- *   if (!outcome.ok) { io.stderr(describeInterrupt(outcome, 'verified', 'The store was not changed.')); return EXIT.INTERRUPTED; }
+ *   if (!outcome.ok) { io.stderr(describeInterrupt(outcome, 'verify', 'Nothing was changed.')); return EXIT.INTERRUPTED; }
  *
  * `onProgress({phase, done, total?, unit?})` may be called for every item: it is cheap, and every
  * ~50 ms it returns a promise that waits one event-loop turn (await it when it is returned), so a
@@ -120,7 +120,7 @@ export function toProgressText(e: ProgressEvent, rate: number | undefined): stri
   const parts: string[] = [];
   const known = e.total !== undefined && e.total > 0;
   const amount = e.total !== undefined ? `${formatAmount(e.done, unit)}/${formatAmount(e.total, unit)}` : formatAmount(e.done, unit);
-  parts.push(`${e.phase} ${amount}${unit !== e.phase && unit !== 'bytes' ? ` ${unit}` : ''}${known ? ` (${Math.min(100, Math.floor((e.done / e.total!) * 100))}%)` : ''}`);
+  parts.push(`${e.phase} ${amount}${!e.phase.endsWith(unit) && unit !== 'bytes' ? ` ${unit}` : ''}${known ? ` (${Math.min(100, Math.floor((e.done / e.total!) * 100))}%)` : ''}`);
   if (rate !== undefined && rate > 0) {
     parts.push(unit === 'bytes' ? `${(rate / 1e6).toFixed(1)} MB/s` : `${group(rate)}/s`);
     if (known && e.total! >= e.done) parts.push(`${formatDuration(((e.total! - e.done) / rate) * 1000)} left`);
@@ -252,10 +252,10 @@ export async function runWithProgress<T>(
 }
 
 /**
- * The line printed after Ctrl-C: `Interrupted after 16.2 s: verified records 412,000/1,000,000 (41%). The store was not changed.`
- * `verb` says what the work did to the items (`verified`, `exported`).
+ * The line printed after Ctrl-C: `Interrupted after 16.2 s: verify had reached records
+ * 412,000/1,000,000 (41%). <consequence>`. `title` is the command's (`verify`, `export`).
  */
-export function describeInterrupt(outcome: { last: ProgressEvent | undefined; elapsedMs: number }, verb: string, consequence: string): string {
-  const where = outcome.last ? `${verb} ${toProgressText(outcome.last, undefined)}` : 'before any progress';
+export function describeInterrupt(outcome: { last: ProgressEvent | undefined; elapsedMs: number }, title: string, consequence: string): string {
+  const where = outcome.last ? `${title} had reached ${toProgressText(outcome.last, undefined)}` : `${title} had not started`;
   return `Interrupted after ${formatElapsed(outcome.elapsedMs)}: ${where}. ${consequence}\n`;
 }

@@ -8,15 +8,18 @@ Usage:
   tzw serve [--config FILE] [--seed-reviews DIR]
   tzw simulate -f OBJECT.yaml [--objects DIR]... [--namespace NS] [-o text|json|yaml] [--config FILE]
   tzw mappings check [--objects DIR]... [-o text|json] [--config FILE]
-  tzw decisions list   --store URL [--namespace NS] [--service-account SA] [--verdict V] [--kind K]
-                       [--task-run N] [--pipeline-run N] [--since T] [--until T] [--limit N] [--cursor C]
-                       [-o table|json|jsonl|csv]
-  tzw decisions get ID --store URL [-o table|json]
-  tzw decisions export --store URL --out FILE [filters] [--jwks FILE] [--config FILE] [--quiet]
-  tzw decisions verify (--store URL | --bundle FILE) [--jwks FILE] [--config FILE] [-o text|json] [--quiet]
+  tzw decisions list   (--store URL | --server URL) [--namespace NS] [--service-account SA] [--verdict V]
+                       [--kind K] [--task-run N] [--pipeline-run N] [--since T] [--until T] [--limit N]
+                       [--cursor C] [-o table|json|jsonl|csv]
+  tzw decisions get ID (--store URL | --server URL) [-o table|json]
+  tzw decisions export (--store URL [--jwks FILE] [--config FILE] | --server URL) --out FILE [filters] [--quiet]
+  tzw decisions verify (--store URL | --bundle FILE | --server URL [filters]) [--jwks FILE] [--config FILE] [-o text|json] [--quiet]
   tzw version
 
-Long commands show a progress line on a terminal's stderr (--quiet: none).
+--server https://HOST:PORT reads a running webhook's audit API instead of the database:
+  [--token-file FILE] (else the token in TZW_TOKEN) [--cacert FILE]
+
+Long commands (export, verify) show a progress line on a terminal's stderr; --quiet: none.
 Exit codes: 0 ok, 1 problems found or failure, 2 usage error, 3 verification failed, 130 interrupted (Ctrl-C).
 `;
 

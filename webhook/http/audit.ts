@@ -10,7 +10,9 @@
  * `{code, message}` JSON. Filters are parsed by the one parser the CLI uses too (store/query.ts).
  */
 import { Readable } from 'node:stream';
+import rateLimit from '@fastify/rate-limit';
 import Fastify, { LogController, type FastifyError, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
+import type { SecureContextOptions } from 'node:tls';
 import type { Logger } from 'pino';
 import { DEFAULT_DOMAIN } from '../core/keys.js';
 import type { ChainedRecord } from '../core/record.js';
@@ -23,6 +25,33 @@ import { createKubernetesAuth } from './auth-kubernetes.js';
 import { loadBundleLines } from '../store/evidence/bundle.js';
 import type { Jwks } from '../store/evidence/signing.js';
 import { consoleRoutes } from './console.js';
+import type { Metrics } from './metrics.js';
+import { HANDSHAKE_TIMEOUT_MS, MIN_TLS_VERSION } from './tls.js';
+
+/**
+ * Limits of the audit listener (issue 13): it shares the event loop with admissions, so a slow or
+ * abusive client must neither hold sockets forever nor queue unbounded work.
+ */
+export const AUDIT_LIMITS = {
+  /** Whole request headers must arrive within this (slowloris); checked every checkIntervalMs. */
+  headersTimeoutMs: 10_000,
+  /** Whole request (GETs: headers only) must arrive within this. */
+  requestTimeoutMs: 30_000,
+  checkIntervalMs: 1_000,
+  /** A socket with no traffic either way for this long is closed (also a stalled export reader). */
+  idleTimeoutMs: 60_000,
+  keepAliveTimeoutMs: 5_000,
+  maxHeaderBytes: 16 * 1024,
+  /** Every route is a GET: a body is never needed. */
+  bodyLimitBytes: 16 * 1024,
+  maxConnections: 256,
+  /** Requests being answered at once (exports stream for a while); beyond it: 503 + Retry-After. */
+  maxInFlight: 32,
+  /** Failed authentications (401) per client address and window before the address gets 429. */
+  authFailures: 10,
+  authFailureWindowMs: 60_000,
+};
+export type AuditLimits = typeof AUDIT_LIMITS;
 
 export const AUDIT_PATHS = {
   decisions: '/api/v1/decisions',
@@ -55,8 +84,11 @@ export interface AuditDeps {
   /** Epoch ms for the auth caches (tests move it); default Date.now. */
   now?: () => number;
   logger: Logger;
+  metrics?: Pick<Metrics, 'auditAuthLockouts'>;
+  /** Overrides of AUDIT_LIMITS (tests). */
+  limits?: Partial<AuditLimits>;
   /** Serving certificate; absent in inject() tests. */
-  https?: { cert: string | Buffer; key: string | Buffer };
+  https?: SecureContextOptions;
 }
 
 /** Query parameters of GET /decisions that are not filters. */
@@ -142,20 +174,97 @@ function createAuditAuth(deps: AuditDeps): AuditAuth {
 }
 
 /**
+ * Wraps an AuditAuth so that an address whose authentications failed (401) `limits.authFailures`
+ * times within the window is answered 429 for the rest of the window, before any token is checked.
+ * Only failures are counted (`count` is @fastify/rate-limit's limiter, called on a 401 only).
+ */
+function withFailedAuthLimit(
+  auth: AuditAuth,
+  opts: { count: (req: FastifyRequest) => Promise<{ isAllowed: true } | { isAllowed: false; isExceeded: boolean; ttl: number }>; limits: AuditLimits; logger: Logger; onRefused: () => void },
+): AuditAuth {
+  const MAX_TRACKED = 10_000;
+  const lockedUntil = new Map<string, number>();
+  const onFailure = async (req: FastifyRequest): Promise<void> => {
+    const limit = await opts.count(req);
+    if (limit.isAllowed || !limit.isExceeded) return;
+    const now = Date.now();
+    if (lockedUntil.size >= MAX_TRACKED) for (const [k, v] of lockedUntil) if (v <= now) lockedUntil.delete(k);
+    if (lockedUntil.size >= MAX_TRACKED) return;
+    lockedUntil.set(req.ip, now + limit.ttl);
+    opts.logger.warn({ audit: { remoteAddress: req.ip, failures: opts.limits.authFailures, windowSeconds: opts.limits.authFailureWindowMs / 1000 } }, 'audit API: too many failed authentications; address refused for the rest of the window');
+  };
+  return {
+    authorize: (req, access) => auth.authorize(req, access),
+    authenticate: async (req, reply) => {
+      const until = lockedUntil.get(req.ip);
+      if (until !== undefined) {
+        const left = until - Date.now();
+        if (left > 0) {
+          opts.onRefused();
+          return reply.code(429).header('retry-after', String(Math.ceil(left / 1000))).header('cache-control', 'no-store')
+            .send({ code: 'ERR_TOO_MANY_AUTH_FAILURES', message: `too many failed authentications from this address; retry in ${Math.ceil(left / 1000)} s` });
+        }
+        lockedUntil.delete(req.ip);
+      }
+      try {
+        const answered = await auth.authenticate(req, reply);
+        if (reply.sent && reply.statusCode === 401) await onFailure(req);
+        return answered;
+      } catch (err) {
+        if (err instanceof AuthError && err.statusCode === 401) await onFailure(req);
+        throw err;
+      }
+    },
+  };
+}
+
+/**
  * Builds the audit API (never listens: the server does, tests use inject()). Throws ERR_AUTH_CONFIG
  * when auth mode is oidc and an option is missing. The loopback-only rule for mode none is the
  * config loader's: the listen address is not known here.
  */
 export async function buildAuditApp(deps: AuditDeps): Promise<FastifyInstance> {
   const { store, logger } = deps;
-  const auth = createAuditAuth(deps);
+  const L: AuditLimits = { ...AUDIT_LIMITS, ...deps.limits };
   const app = Fastify({
-    ...(deps.https ? { https: { ...deps.https, minVersion: 'TLSv1.2' as const } } : {}),
+    ...(deps.https
+      ? {
+        https: {
+          ...deps.https, minVersion: MIN_TLS_VERSION, handshakeTimeout: HANDSHAKE_TIMEOUT_MS,
+          // node:http options the https server takes as well (fastify passes them through).
+          headersTimeout: L.headersTimeoutMs, connectionsCheckingInterval: L.checkIntervalMs, maxHeaderSize: L.maxHeaderBytes,
+        },
+      }
+      : {}),
+    requestTimeout: L.requestTimeoutMs,
+    connectionTimeout: L.idleTimeoutMs,
+    keepAliveTimeout: L.keepAliveTimeoutMs,
+    bodyLimit: L.bodyLimitBytes,
     loggerInstance: logger,
     // Our own onResponse line replaces fastify's request logging (it adds the caller).
     logController: new LogController({ disableRequestLogging: true }),
     return503OnClosing: true,
   }) as unknown as FastifyInstance;
+  app.server.maxConnections = L.maxConnections;
+
+  // Requests in flight, across the listener; an export holds its slot until its stream ends.
+  let inFlight = 0;
+  app.addHook('onRequest', async (_req, reply) => {
+    if (inFlight >= L.maxInFlight) {
+      return reply.code(503).header('retry-after', '5').send({ code: 'ERR_BUSY', message: `the audit API is answering ${L.maxInFlight} requests already; retry shortly` });
+    }
+    inFlight += 1;
+    reply.raw.once('close', () => (inFlight -= 1));
+    return undefined;
+  });
+
+  // Failed authentication is rate limited per client address with @fastify/rate-limit's counter,
+  // fed only 401s: an auditor with a valid token is never slowed, a token guesser is cut off.
+  await app.register(rateLimit, { global: false });
+  const auth = withFailedAuthLimit(createAuditAuth(deps), {
+    count: app.createRateLimit({ max: L.authFailures, timeWindow: L.authFailureWindowMs, keyGenerator: (req) => req.ip }),
+    limits: L, logger, onRefused: () => deps.metrics?.auditAuthLockouts.inc(),
+  });
 
   app.setErrorHandler((err: FastifyError | HttpError | AuthError, req, reply) => {
     if (err instanceof AuthError) return reply.code(err.statusCode).headers(err.headers).send(err.toBody());
