@@ -182,7 +182,8 @@ export function loadConfig(input: LoadInput): LoadResult {
 }
 
 /** TZW_ variables that are not config settings: read by the tests and the bench only, never by the server. */
-const ENV_NOT_CONFIG = new Set(['TZW_CORPUS_DIR', 'TZW_TEST_PG_URL', 'TZW_BENCH_PG_URL']);
+// TZW_TOKEN is the CLI's bearer token for --server (cli/decisions.ts), never a server setting.
+const ENV_NOT_CONFIG = new Set(['TZW_CORPUS_DIR', 'TZW_TEST_PG_URL', 'TZW_BENCH_PG_URL', 'TZW_TOKEN']);
 
 /**
  * Names people reach for that are not settings, with the one that is. TZW_PG_URL is refused rather

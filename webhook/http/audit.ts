@@ -5,6 +5,7 @@
  *   GET /api/v1/checkpoints      signed checkpoints and retention anchors
  *   GET /api/v1/jwks             public keys that verify them (public: no token needed)
  *   GET /api/v1/export           the evidence bundle for a filter (the format of `tzw decisions export`)
+ *   GET /api/v1/stats            filters + bucket=hour|day → aggregates counted by the store (Overview)
  *   GET /, /overview, /decisions/:id, /console/*   the auditor console (console.ts; pages without data)
  * Every other route needs a bearer token (auth.ts) unless auth mode is none. Errors are
  * `{code, message}` JSON. Filters are parsed by the one parser the CLI uses too (store/query.ts).
@@ -23,8 +24,11 @@ import type { KubeReviews } from '../kube/reviews.js';
 import { authorize, AuthError, callerOf, createBearerAuth, createNoAuth, registerAuth, type AuditAuth } from './auth.js';
 import { createKubernetesAuth } from './auth-kubernetes.js';
 import { loadBundleLines } from '../store/evidence/bundle.js';
+import { toNamespaceBundleLines } from '../store/evidence/namespace-bundle.js';
+import { toNamespaceEvidenceSource, toNamespaceRange } from '../store/namespace-source.js';
 import type { Jwks } from '../store/evidence/signing.js';
 import { consoleRoutes } from './console.js';
+import { parseStatsQuery } from '../store/stats.js';
 import type { Metrics } from './metrics.js';
 import { HANDSHAKE_TIMEOUT_MS, MIN_TLS_VERSION } from './tls.js';
 
@@ -61,12 +65,18 @@ export const AUDIT_LIMITS = {
 };
 export type AuditLimits = typeof AUDIT_LIMITS;
 
+/** A namespace as part of a download's file name: DNS-label characters only ('' → cluster). */
+function toFileNamePart(namespace: string): string {
+  return namespace === '' ? 'cluster' : namespace.replace(/[^A-Za-z0-9.-]/g, '_').slice(0, 63);
+}
+
 export const AUDIT_PATHS = {
   decisions: '/api/v1/decisions',
   decision: '/api/v1/decisions/:id',
   checkpoints: '/api/v1/checkpoints',
   jwks: '/api/v1/jwks',
   export: '/api/v1/export',
+  stats: '/api/v1/stats',
 } as const;
 
 export interface AuditAuthConfig {
@@ -358,8 +368,10 @@ export async function buildAuditApp(deps: AuditDeps): Promise<FastifyInstance> {
       return record;
     });
 
-    // The bundle for a filter: complete (verifiable as a chain) when unfiltered, else marked
-    // incomplete exactly as `tzw decisions export` with filters; one renderer (loadBundleLines).
+    // The bundle for a filter, exactly as `tzw decisions export` writes it: complete (verifiable as
+    // a chain) when unfiltered; a namespace bundle (provably complete for that namespace, nothing of
+    // any other) when the filter is one namespace with an optional since/until; else marked
+    // incomplete. One renderer each (loadBundleLines, toNamespaceBundleLines).
     scope.get(AUDIT_PATHS.export, async (req, reply) => {
       const params = toQueryParams(req.query);
       const errors: string[] = [];
@@ -371,7 +383,9 @@ export async function buildAuditApp(deps: AuditDeps): Promise<FastifyInstance> {
       if (errors.length || !parsed.ok) throw new HttpError(400, 'ERR_BAD_FILTER', `invalid query: ${errors.join('; ')}`, errors);
       await authorize(req, { verb: 'list', resource: 'decisions', namespace: parsed.filter.namespace ?? '' });
       const { limit: _limit, cursor: _cursor, ...filter } = parsed.filter;
-      const lines = loadBundleLines(store, filter, deps.jwks());
+      // One namespace (and a time range): the namespace bundle its auditor can prove complete.
+      const range = toNamespaceRange(filter);
+      const lines = range ? toNamespaceBundleLines(toNamespaceEvidenceSource(store), range, deps.jwks(), new Date().toISOString()) : loadBundleLines(store, filter, deps.jwks());
       // The header line needs the checkpoints: a store that fails at once still gets a clean 500.
       const first = await lines.next();
       const body = Readable.from(
@@ -384,8 +398,16 @@ export async function buildAuditApp(deps: AuditDeps): Promise<FastifyInstance> {
       const stamp = new Date().toISOString().replace(/[-:]/g, '').replace(/\.\d+Z$/, 'Z');
       return reply
         .header('content-type', 'application/x-ndjson; charset=utf-8')
-        .header('content-disposition', `attachment; filename="tzw-decisions-${stamp}.jsonl"`)
+        .header('content-disposition', `attachment; filename="${range ? `tzw-namespace-${toFileNamePart(range.namespace)}` : 'tzw-decisions'}-${stamp}.jsonl"`)
         .send(body);
+    });
+
+    // The Overview's numbers: GROUP BY in the store (loadStats), never records shipped to the browser.
+    scope.get(AUDIT_PATHS.stats, async (req) => {
+      const parsed = parseStatsQuery(toQueryParams(req.query));
+      if (!parsed.ok) throw new HttpError(400, 'ERR_BAD_FILTER', `invalid query: ${parsed.errors.join('; ')}`, parsed.errors);
+      await authorize(req, { verb: 'list', resource: 'decisions', namespace: parsed.filter.namespace ?? '' });
+      return store.loadStats(parsed.filter, parsed.bucket);
     });
 
     scope.get(AUDIT_PATHS.checkpoints, async (req) => {
