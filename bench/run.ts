@@ -122,6 +122,12 @@ async function prepareServer(useTsx: boolean): Promise<ServerCode> {
         entryPoints: [join(HERE, 'server.ts')], bundle: true, platform: 'node', format: 'esm', target: 'node20',
         packages: 'external', outfile, logLevel: 'warning',
       });
+      // The SQLite store's writer thread starts its module next to the bundle (store/thread.ts):
+      // bundle it too, as the build's dist/ has it next to store.js.
+      await esbuild.build({
+        entryPoints: [join(ROOT, 'webhook', 'store', 'sqlite', 'writer.ts')], bundle: true, platform: 'node', format: 'esm', target: 'node20',
+        packages: 'external', outfile: join(OUT, 'writer.js'), logLevel: 'warning',
+      });
       return { script: outfile, execArgv: [], how: 'bundled by esbuild to plain JS' };
     } catch (err) {
       log(`esbuild bundling failed (${(err as Error).message.split('\n')[0]}); running the server through tsx`);
