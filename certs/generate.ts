@@ -15,11 +15,15 @@ import {
   CertsError,
   createCertificateAuthority,
   createServingCertificate,
+  createClientCertificate,
   createSigningKey,
+  DEFAULT_CLIENT_COMMON_NAME,
   DEFAULT_CA_DAYS,
   DEFAULT_CLUSTER_DOMAIN,
   DEFAULT_SERVING_DAYS,
   NAMESPACE_NAME_LABEL,
+  toAdmissionConfiguration,
+  toAdmissionKubeconfig,
   toServiceDnsNames,
   withCaBundle,
   type CertificateAuthority,
@@ -42,6 +46,18 @@ Options:
   --kustomize            also write DIR/kustomization.yaml: the base + Secret tzw-webhook-tls
                          (+ tzw-signing-key with --signing-key) + caBundle; apply with kubectl apply -k DIR
   --base DIR             the base the overlay builds on (default manifests/base)
+  --apiserver-client     also write the API server's client certificate (issue it to the API server so
+                         the webhook can require it: admission.tls.clientCAFile): DIR/client-ca.crt,
+                         DIR/client-ca.key, DIR/apiserver-client.crt, DIR/apiserver-client.key,
+                         DIR/admission-kubeconfig.yaml (credentials inline) and
+                         DIR/admission-configuration.yaml (for kube-apiserver --admission-control-config-file);
+                         with --kustomize the overlay also adds Secret tzw-client-ca and requires the certificate
+  --client-cn NAME       the client certificate's CN (default kube-apiserver; must be in admission.tls.clientNames)
+  --client-ca-cert FILE --client-ca-key FILE
+                         sign the client certificate with an existing client CA (rotation)
+  --kubeconfig-user U    the kubeconfig user the API server matches: '*' (default) or the Service DNS name
+  --kubeconfig-path P    where the kubeconfig will live on the control plane, written into
+                         admission-configuration.yaml (default /etc/kubernetes/tzw/admission-kubeconfig.yaml)
   --force                overwrite existing files in DIR
 `;
 
@@ -62,6 +78,10 @@ const BASE_NAMESPACE = 'tekton-zscaler';
 /** The Secret names the base Deployment mounts. */
 export const TLS_SECRET = 'tzw-webhook-tls';
 export const SIGNING_SECRET = 'tzw-signing-key';
+/** Secret holding the CA that signs the API server's client certificate (key ca.crt). */
+export const CLIENT_CA_SECRET = 'tzw-client-ca';
+export const CLIENT_CA_MOUNT = '/etc/tzw/client-ca';
+export const DEFAULT_KUBECONFIG_PATH = '/etc/kubernetes/tzw/admission-kubeconfig.yaml';
 
 class UsageError extends Error {}
 
@@ -110,6 +130,12 @@ interface Options {
   kustomize: boolean;
   base: string;
   force: boolean;
+  apiserverClient: boolean;
+  clientCn: string;
+  clientCaCert?: string;
+  clientCaKey?: string;
+  kubeconfigUser: string;
+  kubeconfigPath: string;
 }
 
 function parseOptions(argv: string[]): Options | 'help' {
@@ -134,6 +160,12 @@ function parseOptions(argv: string[]): Options | 'help' {
         kustomize: { type: 'boolean' },
         base: { type: 'string' },
         force: { type: 'boolean' },
+        'apiserver-client': { type: 'boolean' },
+        'client-cn': { type: 'string' },
+        'client-ca-cert': { type: 'string' },
+        'client-ca-key': { type: 'string' },
+        'kubeconfig-user': { type: 'string' },
+        'kubeconfig-path': { type: 'string' },
         help: { type: 'boolean', short: 'h' },
       },
     }));
@@ -149,7 +181,23 @@ function parseOptions(argv: string[]): Options | 'help' {
   if (values['ca-cert'] !== undefined && values['ca-days'] !== undefined) {
     throw new UsageError('--ca-days has no effect with an existing CA (--ca-cert)');
   }
+  if ((values['client-ca-cert'] === undefined) !== (values['client-ca-key'] === undefined)) {
+    throw new UsageError('--client-ca-cert and --client-ca-key go together');
+  }
+  const clientOnly = ['client-cn', 'client-ca-cert', 'kubeconfig-user', 'kubeconfig-path'].filter((k) => values[k as keyof typeof values] !== undefined);
+  if (!values['apiserver-client'] && clientOnly.length > 0) throw new UsageError(`${clientOnly.map((k) => `--${k}`).join(', ')} need --apiserver-client`);
+  const serviceDns = `${values.service as string}.${values.namespace as string}.svc`;
+  const kubeconfigUser = values['kubeconfig-user'] ?? '*';
+  if (kubeconfigUser !== '*' && kubeconfigUser !== serviceDns) {
+    throw new UsageError(`--kubeconfig-user must be '*' or the Service DNS name the API server dials (${serviceDns}), got ${JSON.stringify(kubeconfigUser)}`);
+  }
   return {
+    apiserverClient: values['apiserver-client'] ?? false,
+    clientCn: values['client-cn'] ?? DEFAULT_CLIENT_COMMON_NAME,
+    clientCaCert: values['client-ca-cert'],
+    clientCaKey: values['client-ca-key'],
+    kubeconfigUser,
+    kubeconfigPath: values['kubeconfig-path'] ?? DEFAULT_KUBECONFIG_PATH,
     namespace: values.namespace as string,
     service: values.service as string,
     out: resolve(values.out as string),
@@ -192,6 +240,18 @@ async function generate(options: Options, now: Date): Promise<string[]> {
   files.set(join(options.out, 'tls.crt'), { text: serving.certPem, secret: false });
   files.set(join(options.out, 'tls.key'), { text: serving.keyPem, secret: true });
   if (options.signingKey) files.set(join(options.out, 'signing.key'), { text: await createSigningKey(), secret: true });
+  if (options.apiserverClient) {
+    const clientCa = options.clientCaCert !== undefined && options.clientCaKey !== undefined
+      ? { certPem: await readFile(options.clientCaCert, 'utf8'), keyPem: await readFile(options.clientCaKey, 'utf8') }
+      : await createCertificateAuthority({ commonName: 'tekton-zscaler-client-ca', days: options.caDays, now });
+    const client = await createClientCertificate(clientCa, { commonName: options.clientCn, days: options.days, now });
+    files.set(join(options.out, 'client-ca.crt'), { text: clientCa.certPem, secret: false });
+    if (options.clientCaCert === undefined) files.set(join(options.out, 'client-ca.key'), { text: clientCa.keyPem, secret: true });
+    files.set(join(options.out, 'apiserver-client.crt'), { text: client.certPem, secret: false });
+    files.set(join(options.out, 'apiserver-client.key'), { text: client.keyPem, secret: true });
+    files.set(join(options.out, 'admission-kubeconfig.yaml'), { text: toAdmissionKubeconfig(options.kubeconfigUser, client), secret: true });
+    files.set(join(options.out, 'admission-configuration.yaml'), { text: toAdmissionConfiguration(options.kubeconfigPath), secret: false });
+  }
   if (webhooks !== undefined && options.webhooksOut !== undefined) files.set(options.webhooksOut, { text: webhooks, secret: false });
   if (webhooks !== undefined && options.kustomize) {
     files.set(join(options.out, 'kustomization.yaml'), {
@@ -255,6 +315,22 @@ function toKustomization(options: Options, webhooksWithCa: string, caPem: string
       files: ['signing.key'],
       options: { disableNameSuffixHash: true },
     });
+  }
+  if (options.apiserverClient) {
+    secretGenerator.push({ name: CLIENT_CA_SECRET, namespace: options.namespace, files: ['ca.crt=client-ca.crt'], options: { disableNameSuffixHash: true } });
+    // The env vars override the ConfigMap's admission.tls (all three: the loader checks the set whole).
+    const env = (name: string, value: string) => ({ op: 'add', path: '/spec/template/spec/containers/0/env/-', value: { name, value } });
+    patches.push({
+      target: { group: 'apps', version: 'v1', kind: 'Deployment', name: BASE_SERVICE },
+      patch: stringify([
+        { op: 'add', path: '/spec/template/spec/volumes/-', value: { name: 'client-ca', secret: { secretName: CLIENT_CA_SECRET, defaultMode: 0o440 } } },
+        { op: 'add', path: '/spec/template/spec/containers/0/volumeMounts/-', value: { name: 'client-ca', mountPath: CLIENT_CA_MOUNT, readOnly: true } },
+        env('TZW_ADMISSION_TLS_CERT_FILE', '/etc/tzw/tls/tls.crt'),
+        env('TZW_ADMISSION_TLS_KEY_FILE', '/etc/tzw/tls/tls.key'),
+        env('TZW_ADMISSION_TLS_CLIENT_CA_FILE', `${CLIENT_CA_MOUNT}/ca.crt`),
+        env('TZW_ADMISSION_TLS_CLIENT_NAMES', options.clientCn),
+      ]),
+    } as (typeof patches)[number]);
   }
   const kustomization = {
     apiVersion: 'kustomize.config.k8s.io/v1beta1',

@@ -190,6 +190,99 @@ export async function createServingCertificate(
   };
 }
 
+export interface ClientCertificateOptions {
+  /** Subject CN, matched by the webhook against admission.tls.clientNames (default kube-apiserver). */
+  commonName: string;
+  /** Optional DNS SANs (also matched by the webhook). */
+  dnsNames?: string[];
+  days?: number;
+  now?: Date;
+}
+
+/** The CN the webhook expects by default (admission.tls.clientNames). */
+export const DEFAULT_CLIENT_COMMON_NAME = 'kube-apiserver';
+
+/**
+ * A client certificate signed by `ca`: clientAuth only, subject CN = commonName, DNS SANs optional.
+ * For the API server to present to the webhook (its AdmissionConfiguration kubeconfig). Throws
+ * ERR_CERTS_INVALID_OPTION for bad names or days, ERR_CERTS_INVALID_KEY for an unreadable CA.
+ */
+export async function createClientCertificate(
+  ca: Pick<CertificateAuthority, 'certPem' | 'keyPem'>,
+  options: ClientCertificateOptions,
+): Promise<ServingCertificate> {
+  const { commonName } = options;
+  if (commonName.trim() === '' || /[,=+<>#;"\\*]/.test(commonName)) {
+    throw new CertsError('ERR_CERTS_INVALID_OPTION', `client common name ${JSON.stringify(commonName)} must be plain text without wildcards`);
+  }
+  const dnsNames = [...(options.dnsNames ?? [])];
+  for (const name of dnsNames) assertDnsName('DNS name', name);
+  const now = options.now ?? new Date();
+  const caCert = parseCaCertificate(ca.certPem);
+  const caKey = await importPrivateKey(ca.keyPem);
+  const validity = toValidity(options.days ?? DEFAULT_SERVING_DAYS, now, 'days');
+  const notAfter = validity.notAfter > caCert.notAfter ? caCert.notAfter : validity.notAfter;
+  if (notAfter <= now) throw new CertsError('ERR_CERTS_INVALID_OPTION', `the CA expired on ${caCert.notAfter.toISOString()}; create a new CA`);
+  const keys = await generateKeyPair();
+  const cert = await x509.X509CertificateGenerator.create(
+    {
+      serialNumber: toSerialNumber(),
+      subject: `CN=${commonName}`,
+      issuer: caCert.subject,
+      notBefore: validity.notBefore,
+      notAfter,
+      publicKey: keys.publicKey,
+      signingKey: caKey,
+      signingAlgorithm: SIGNING_ALGORITHM,
+      extensions: [
+        new x509.BasicConstraintsExtension(false, undefined, true),
+        new x509.KeyUsagesExtension(x509.KeyUsageFlags.digitalSignature, true),
+        new x509.ExtendedKeyUsageExtension([x509.ExtendedKeyUsage.clientAuth], false),
+        ...(dnsNames.length > 0 ? [new x509.SubjectAlternativeNameExtension(dnsNames.map((value) => ({ type: 'dns' as const, value })), false)] : []),
+        await x509.AuthorityKeyIdentifierExtension.create(caCert.publicKey, false, crypto),
+        await x509.SubjectKeyIdentifierExtension.create(keys.publicKey, false, crypto),
+      ],
+    },
+    crypto,
+  );
+  return { certPem: cert.toString('pem'), keyPem: toPkcs8Pem(keys.privateKey), dnsNames, ipAddresses: [], notBefore: validity.notBefore, notAfter };
+}
+
+/**
+ * The kubeconfig the API server reads (WebhookAdmissionConfiguration.kubeConfigFile) to find the
+ * client certificate it presents to a webhook. `user` is `*` (every webhook) or the Service DNS name
+ * the API server dials (`SVC.NS.svc`, with `:PORT` when not 443); the credentials are inline
+ * (client-certificate-data / client-key-data), so the file stands alone.
+ * https://kubernetes.io/docs/reference/access-authn-authz/extensible-admission-controllers/#authenticate-apiservers
+ */
+export function toAdmissionKubeconfig(user: string, client: { certPem: string; keyPem: string }): string {
+  const b64 = (s: string) => Buffer.from(s, 'utf8').toString('base64');
+  return [
+    '# The API server presents this client certificate to tekton-zscaler-webhook (admission.tls.clientCAFile).',
+    '# Contains a private key: keep it on the control plane only.',
+    'apiVersion: v1',
+    'kind: Config',
+    'users:',
+    `  - name: ${JSON.stringify(user)}`,
+    '    user:',
+    `      client-certificate-data: ${b64(client.certPem)}`,
+    `      client-key-data: ${b64(client.keyPem)}`,
+    '',
+  ].join('\n');
+}
+
+/** The file passed to kube-apiserver --admission-control-config-file, pointing both webhook plugins at `kubeconfigPath`. */
+export function toAdmissionConfiguration(kubeconfigPath: string): string {
+  const plugin = (name: string) => [
+    `  - name: ${name}`,
+    '    configuration:',
+    '      apiVersion: apiserver.config.k8s.io/v1',
+    '      kind: WebhookAdmissionConfiguration',
+    `      kubeConfigFile: ${JSON.stringify(kubeconfigPath)}`,
+  ];
+  return ['apiVersion: apiserver.config.k8s.io/v1', 'kind: AdmissionConfiguration', 'plugins:', ...plugin('ValidatingAdmissionWebhook'), ...plugin('MutatingAdmissionWebhook'), ''].join('\n');
+}
+
 /** A fresh EC P-256 private key (ES256) as PKCS#8 PEM, for `signing.keyFile` (Secret tzw-signing-key). */
 export async function createSigningKey(): Promise<string> {
   return toPkcs8Pem((await generateKeyPair()).privateKey);

@@ -7,6 +7,7 @@
 import { mkdirSync, existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Server as HttpsServer } from 'node:https';
+import type { Server as TlsServer, TLSSocket } from 'node:tls';
 import { pino, type Logger } from 'pino';
 import { v7 as uuidv7 } from 'uuid';
 import type { FastifyInstance } from 'fastify';
@@ -14,16 +15,18 @@ import { buildApp, buildMetricsApp } from './app.js';
 import { toListenOptions } from './config/load.js';
 import { toDecideOptions } from './config/options.js';
 
-import type { Config } from './config/schema.js';
+import { DEFAULT_CLIENT_NAMES, type Config } from './config/schema.js';
 import { createFactsIndex, type FactsIndex } from './core/mapping-index.js';
 import { createMetrics, type Metrics } from './http/metrics.js';
-import { certificateNotAfter, loadTlsFiles, watchTlsFiles, type TlsMaterial } from './http/tls.js';
+import {
+  certificateNotAfter, createRateLimitedLog, installClientCertificateGate, loadTlsFiles, toSecureContextOptions, watchTlsFiles, type TlsFiles, type TlsMaterial,
+} from './http/tls.js';
 import { createFileSource } from './kube/files.js';
 import { createClusterWriters } from './kube/cluster-writers.js';
 import { createKubeSource, loadKubeConfig } from './kube/informers.js';
 import { openStore, type OpenedStore } from './store/open.js';
 import { createCertificateAuthority, createServingCertificate } from '../certs/lib.js';
-import { buildAuditApp } from './http/audit.js';
+import { buildAuditApp, type AuditLimits } from './http/audit.js';
 import { PATHS } from './config/schema.js';
 import { createKubeReviews, type KubeReviews } from './kube/reviews.js';
 
@@ -33,6 +36,9 @@ export class ServerStartError extends Error {
     super(`cannot start:\n  - ${problems.join('\n  - ')}`);
   }
 }
+
+/** A refused TLS client is logged at most once per this interval per listener and reason. */
+export const REJECTION_LOG_INTERVAL_MS = 10_000;
 
 export interface RunningServer {
   /** Bound addresses, e.g. { admission: 'https://127.0.0.1:8443', ... }. */
@@ -52,6 +58,8 @@ export interface ServerOptions {
    * is empty, so they become real recorded decisions (`npm start`: the console has data to show).
    */
   seedReviews?: string;
+  /** Overrides of the audit listener's limits (tests and the soak run use shorter timeouts). */
+  auditLimits?: Partial<AuditLimits>;
 }
 
 /**
@@ -161,18 +169,29 @@ export async function startServer(config: Config, opts: ServerOptions = {}): Pro
   const index = createFactsIndex(config.domain);
 
   // TLS: configured files, or a generated dev certificate when none is configured.
-  let tlsFiles = config.admission.tls;
-  if (!tlsFiles) {
+  const devFiles = async (): Promise<TlsFiles> => {
     const dev = await ensureDevCertificate(config.stateDir);
-    tlsFiles = { certFile: dev.certFile, keyFile: dev.keyFile };
     logger.warn({ certFile: dev.certFile, caFile: dev.caFile }, 'no admission.tls configured: using a generated self-signed certificate (development only)');
-  }
+    return { certFile: dev.certFile, keyFile: dev.keyFile };
+  };
+  const tlsFiles: TlsFiles = config.admission.tls ?? (await devFiles());
+  const clientNames = config.admission.tls?.clientNames ?? [...DEFAULT_CLIENT_NAMES];
   let tls: TlsMaterial | undefined;
   try {
-    tls = loadTlsFiles(tlsFiles.certFile, tlsFiles.keyFile);
+    tls = loadTlsFiles(tlsFiles.certFile, tlsFiles.keyFile, tlsFiles.clientCAFile);
     metrics.certExpiry.set({ listener: 'admission' }, tls.notAfter);
   } catch (err) {
     problems.push((err as Error).message);
+  }
+  // The audit API is HTTPS too: its own certificate when configured, else the admission one
+  // (never the client CA: auditors authenticate with bearer tokens).
+  const auditFiles: TlsFiles = config.auditApi.tls ?? { certFile: tlsFiles.certFile, keyFile: tlsFiles.keyFile };
+  let auditTls: TlsMaterial | undefined;
+  try {
+    auditTls = loadTlsFiles(auditFiles.certFile, auditFiles.keyFile);
+    metrics.certExpiry.set({ listener: 'audit' }, auditTls.notAfter);
+  } catch (err) {
+    if (config.auditApi.tls) problems.push((err as Error).message);
   }
 
   // Object source, and (from the cluster) the writers of IdentityMapping status and Events.
@@ -189,7 +208,7 @@ export async function startServer(config: Config, opts: ServerOptions = {}): Pro
   } catch (err) {
     problems.push(`store ${config.store.url.replace(/\/\/[^@/]*@/, '//***@')}: ${(err as Error).message}`);
   }
-  if (problems.length > 0 || !opened || !tls) {
+  if (problems.length > 0 || !opened || !tls || !auditTls) {
     await opened?.store.close();
     throw new ServerStartError(problems);
   }
@@ -203,6 +222,7 @@ export async function startServer(config: Config, opts: ServerOptions = {}): Pro
     return unmet;
   };
   const nowMicros = createMicrosClock();
+  const requireClientCert = tls.ca !== undefined;
   const app = buildApp({
     facts: index,
     sourceSynced: () => source.synced(),
@@ -218,17 +238,17 @@ export async function startServer(config: Config, opts: ServerOptions = {}): Pro
     readiness,
     readinessDetail: () => ({ store: { backlog: opened!.backlog(), quarantined: opened!.quarantined() } }),
     bodyLimit: config.admission.bodyLimitBytes,
-    https: { cert: tls.cert, key: tls.key },
+    https: { ...toSecureContextOptions(tls), ...(requireClientCert ? { requestCert: true, rejectUnauthorized: false } : {}) },
   });
-  // The audit API is HTTPS too: its own certificate when configured, else the admission one.
-  let auditTls: TlsMaterial = tls;
-  if (config.auditApi.tls) {
-    try {
-      auditTls = loadTlsFiles(config.auditApi.tls.certFile, config.auditApi.tls.keyFile);
-      metrics.certExpiry.set({ listener: 'audit' }, auditTls.notAfter);
-    } catch (err) {
-      problems.push((err as Error).message);
-    }
+  const rejectionLog = createRateLimitedLog<string, { detail: string; remoteAddress: string | undefined }>(REJECTION_LOG_INTERVAL_MS, (reason, fields, suppressed) =>
+    logger.warn({ tlsClient: { listener: reason.split(':')[0], reason: reason.split(':')[1], detail: fields.detail, remoteAddress: fields.remoteAddress, suppressedSinceLast: suppressed } }, 'TLS client refused'));
+  const countRejection = (listener: string, reason: string, detail: string, remoteAddress: string | undefined): void => {
+    metrics.tlsClientRejections.inc({ listener, reason });
+    rejectionLog(`${listener}:${reason}`, { detail, remoteAddress });
+  };
+  if (requireClientCert) {
+    installClientCertificateGate(app.server as unknown as TlsServer, { allowed: clientNames, onReject: (reason, detail, addr) => countRejection('admission', reason, detail, addr) });
+    logger.info({ clientCAFile: tlsFiles.clientCAFile, clientNames }, 'admission listener requires a client certificate');
   }
   // kubernetes auth asks the API server reached like the object source (in-cluster, else KUBECONFIG).
   let kubeReviews: KubeReviews | undefined;
@@ -247,27 +267,33 @@ export async function startServer(config: Config, opts: ServerOptions = {}): Pro
     }
   }
   const auditApp = await buildAuditApp({
-    store, jwks: opened.jwks, auth: config.auditApi.auth, domain: config.domain, ...(kubeReviews ? { kubeReviews } : {}), logger,
-    https: { cert: auditTls.cert, key: auditTls.key },
+    store, jwks: opened.jwks, auth: config.auditApi.auth, domain: config.domain, ...(kubeReviews ? { kubeReviews } : {}), logger, metrics,
+    https: toSecureContextOptions(auditTls), ...(opts.auditLimits ? { limits: opts.auditLimits } : {}),
   });
-  const tlsWatch = watchTlsFiles(
-    tlsFiles.certFile,
-    tlsFiles.keyFile,
-    (m) => {
-      if (tls && m.cert === tls.cert && m.key === tls.key) return;
-      try {
-        (app.server as unknown as HttpsServer).setSecureContext({ cert: m.cert, key: m.key, minVersion: 'TLSv1.2' });
-        if (!config.auditApi.tls) (auditApp.server as unknown as HttpsServer).setSecureContext({ cert: m.cert, key: m.key, minVersion: 'TLSv1.2' });
-        tls = m;
-        metrics.certExpiry.set({ listener: 'admission' }, m.notAfter);
-        logger.info({ notAfter: new Date(m.notAfter * 1000).toISOString() }, 'serving certificate reloaded');
-      } catch (err) {
-        logger.error({ err: { message: (err as Error).message } }, 'new serving certificate rejected; keeping the old one');
-      }
-    },
-    (err) => logger.error({ err: { message: err.message } }, 'serving certificate reload failed; keeping the old one'),
-  );
-  const metricsApp = buildMetricsApp(metrics, logger);
+  for (const [listener, server] of [['admission', app.server], ['audit', auditApp.server]] as const) {
+    // A handshake that fails (below TLS 1.2, no shared cipher, garbage, abandoned): counted, not an error.
+    (server as unknown as TlsServer).on('tlsClientError', (err: NodeJS.ErrnoException, socket: TLSSocket) =>
+      countRejection(listener, 'handshake', err.code ?? err.message, socket.remoteAddress));
+  }
+  const reloadInto = (listener: 'admission' | 'audit', target: FastifyInstance[], current: () => TlsMaterial | undefined, set: (m: TlsMaterial) => void) => (m: TlsMaterial): void => {
+    const was = current();
+    if (was && m.cert === was.cert && m.key === was.key && m.ca === was.ca) return;
+    try {
+      for (const a of target) (a.server as unknown as HttpsServer).setSecureContext(toSecureContextOptions(a === auditApp ? { ...m, ca: undefined } : m));
+      set(m);
+      metrics.certExpiry.set({ listener }, m.notAfter);
+      if (target.includes(auditApp) && listener !== 'audit') metrics.certExpiry.set({ listener: 'audit' }, m.notAfter);
+      logger.info({ listener, notAfter: new Date(m.notAfter * 1000).toISOString(), clientCA: m.ca !== undefined && m.ca !== was?.ca ? 'reloaded' : undefined }, 'serving certificate reloaded');
+    } catch (err) {
+      logger.error({ listener, err: { message: (err as Error).message } }, 'new serving certificate rejected; keeping the old one');
+    }
+  };
+  const onReloadError = (listener: string) => (err: Error): void => logger.error({ listener, err: { message: err.message } }, 'serving certificate reload failed; keeping the old one');
+  const tlsWatches = [
+    watchTlsFiles(tlsFiles, reloadInto('admission', config.auditApi.tls ? [app] : [app, auditApp], () => tls, (m) => (tls = m)), onReloadError('admission')),
+    ...(config.auditApi.tls ? [watchTlsFiles(auditFiles, reloadInto('audit', [auditApp], () => auditTls, (m) => (auditTls = m)), onReloadError('audit'))] : []),
+  ];
+  const metricsApp = buildMetricsApp(metrics, logger, { readiness, readinessDetail: () => ({ store: { backlog: opened!.backlog(), quarantined: opened!.quarantined() } }) });
   const gaugeTimer = setInterval(() => updateGauges(metrics, index, source.synced(), opened!), 5000);
   gaugeTimer.unref();
 
@@ -286,7 +312,7 @@ export async function startServer(config: Config, opts: ServerOptions = {}): Pro
     retention?.stop();
     // fastify close stops accepting, answers 503 to new requests and waits for in-flight ones.
     await Promise.allSettled([app.close(), auditApp.close(), metricsApp.close()]);
-    await tlsWatch.close();
+    await Promise.all(tlsWatches.map((w) => w.close()));
     await writers?.stop();
     await source.close();
     await store.close();

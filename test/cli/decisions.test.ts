@@ -214,8 +214,8 @@ t.test('usage errors exit 2 with a message; store problems exit 1', async (t) =>
     [['decisions', 'get', 'a', '--store', url, '-o', 'csv'], /-o must be one of table, json/],
     [['decisions', 'export', '--store', url], /--out FILE is required/],
     [['decisions', 'export', '--store', url, '--out', 'x', '--limit', '5'], /Unknown option '--limit'/],
-    [['decisions', 'verify'], /exactly one of --store URL or --bundle FILE/],
-    [['decisions', 'verify', '--store', url, '--bundle', 'b'], /exactly one of --store URL or --bundle FILE/],
+    [['decisions', 'verify'], /exactly one of --store URL, --bundle FILE or --server URL/],
+    [['decisions', 'verify', '--store', url, '--bundle', 'b'], /exactly one of --store URL, --bundle FILE or --server URL/],
     [['decisions', 'frobnicate'], /unknown command "decisions frobnicate"/],
     [['decisions', 'constructor'], /unknown command "decisions constructor"/],
   ];
@@ -348,8 +348,9 @@ t.test('verify --bundle --config trusts the config\'s signing key, not the keys 
 
 t.test('a filtered export is evidence, not a verifiable bundle; a one-namespace export of v2 records proves itself complete', async (t) => {
   const { dir, url } = await setup(t);
-  const exp = await tzw(dir, 'decisions', 'export', '--store', url, '--out', 'denied.jsonl', '--verdict', 'denied');
+  const exp = await tzw(dir, 'decisions', 'export', '--store', url, '--out', 'denied.jsonl', '--namespace', 'data-science', '--verdict', 'warned');
   t.equal(exp.code, 0);
+  t.match(exp.stdout, /^Wrote 1 records/);
   t.match(exp.stderr, /filtered export/);
   const res = await tzw(dir, 'decisions', 'verify', '--bundle', 'denied.jsonl');
   t.equal(res.code, 3);

@@ -84,6 +84,8 @@ async function setup(tt: Test, auth: Partial<AuditAuthConfig> & { jwksUri: strin
     jwks: () => toJwks(key.publicJwk),
     auth: { mode: 'oidc', issuer: ISSUER, audience: AUDIENCE, group: GROUP, groupsClaim: 'groups', ...auth },
     logger,
+    // These tables send dozens of bad tokens from one address; the failure limit has its own test.
+    limits: { authFailures: 1000 },
   });
   tt.teardown(() => app.close());
   return { app, logs, rec };

@@ -199,9 +199,10 @@ for (const target of TARGETS) {
     t.strictSame(
       { liveness: probe(container(target).livenessProbe), readiness: probe(container(target).readinessProbe), startup: probe(container(target).startupProbe) },
       {
-        liveness: { path: paths.healthz, scheme: 'HTTPS', port: ports.admission },
-        readiness: { path: paths.readyz, scheme: 'HTTPS', port: ports.admission },
-        startup: { path: paths.healthz, scheme: 'HTTPS', port: ports.admission },
+        // The metrics listener serves the probes: kubelet has no API server client certificate.
+        liveness: { path: paths.healthz, scheme: 'HTTP', port: ports.metrics },
+        readiness: { path: paths.readyz, scheme: 'HTTP', port: ports.metrics },
+        startup: { path: paths.healthz, scheme: 'HTTP', port: ports.metrics },
       },
     );
   });

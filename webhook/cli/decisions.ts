@@ -5,7 +5,14 @@
  * records.
  */
 import { redactUrl, signingKeyPath } from '../store/open.js';
-import { resolve } from 'node:path';
+import { createWriteStream } from 'node:fs';
+import { mkdtemp, rename, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { createInterface } from 'node:readline';
+import type { Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import type { ChainedRecord } from '../core/record.js';
 import type { ParseArgsConfig } from 'node:util';
 import type { ChainProblem, VerifyResult } from '../store/evidence/chain.js';
 import { verifyBundle, verifyStore, writeBundle } from '../store/evidence/bundle.js';
@@ -13,13 +20,15 @@ import { loadBundleFormat, NAMESPACE_BUNDLE_FORMAT, verifyNamespaceBundleFile, w
 import { toNamespaceEvidenceSource, toNamespaceRange } from '../store/namespace-source.js';
 import { toNamespaceVerifyReport } from './namespace-evidence.js';
 import { openStoreForRead } from '../store/open-url.js';
-import type { DecisionFilter, VerifiableStore } from '../store/port.js';
+import type { DecisionFilter, DecisionPage, VerifiableStore } from '../store/port.js';
 import { FILTER_KEYS, parseDecisionFilter, type FilterParams } from '../store/query.js';
 import { loadOrCreateSigningKey, parseJwks, toJwks, type Jwks } from '../store/evidence/signing.js';
 import { EXIT, UsageError, type CliIo } from './io.js';
+import { describeInterrupt, runWithProgress, type OnProgress, type ProgressOutcome } from './progress.js';
 import { loadCliConfig } from './objects.js';
 import { LIST_FORMATS, toCsv, toJsonLines, toJsonPage, toTable, type ListFormat } from './output.js';
 import type { Command } from './command.js';
+import { createAuditClient, type AuditClient } from './remote.js';
 
 type Options = NonNullable<ParseArgsConfig['options']>;
 type Values = Record<string, unknown>;
@@ -40,7 +49,11 @@ function filterOptions(keys: readonly FilterKey[]): Options {
 }
 
 const STORE_OPTION: Options = { store: { type: 'string' } };
+/** A running webhook's audit API instead of the database (remote.ts); the token also from TZW_TOKEN. */
+export const SERVER_OPTIONS: Options = { server: { type: 'string' }, 'token-file': { type: 'string' }, cacert: { type: 'string' } };
 const KEY_OPTIONS: Options = { jwks: { type: 'string' }, config: { type: 'string', short: 'c' } };
+/** Long commands: `--quiet` silences the progress line (cli/progress.ts); results and errors still print. */
+const QUIET_OPTION: Options = { quiet: { type: 'boolean', short: 'q' } };
 
 /** The parser's messages name the API parameter (`serviceAccount`); on the CLI, name the flag. */
 function toFlagMessage(message: string): string {
@@ -87,6 +100,109 @@ async function withStore<T>(values: Values, io: CliIo, fn: (store: VerifiableSto
   }
 }
 
+/** Reads a small file the user named (token, CA), resolved against the working directory; errors name the flag. */
+function readNamedFile(io: CliIo, flag: string, file: string): string {
+  const path = resolve(io.cwd, file);
+  try {
+    return io.readFile(path);
+  } catch (err) {
+    throw Object.assign(new Error(`--${flag} ${path} cannot be read (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`), { code: 'ERR_USAGE_FILE' });
+  }
+}
+
+/**
+ * Runs `fn` with a client of the audit API at --server. The token comes from --token-file (the
+ * file's text, surrounding whitespace trimmed, as `kubectl create token > F` writes it), else from
+ * TZW_TOKEN, else none (a loopback server in auth mode none needs none).
+ */
+export async function withClient<T>(values: Values, io: CliIo, fn: (client: AuditClient) => Promise<T>): Promise<T> {
+  const server = requireString(values, 'server', 'https://HOST:PORT');
+  const token = typeof values['token-file'] === 'string' ? readNamedFile(io, 'token-file', values['token-file']).trim() : io.env.TZW_TOKEN?.trim();
+  if (typeof values['token-file'] === 'string' && !token) throw new UsageError(`--token-file ${values['token-file']} is empty`);
+  const caPem = typeof values.cacert === 'string' ? readNamedFile(io, 'cacert', values.cacert) : undefined;
+  let client: AuditClient;
+  try {
+    client = createAuditClient({ server, ...(token ? { token } : {}), ...(caPem ? { caPem } : {}) });
+  } catch (err) {
+    throw new UsageError((err as Error).message);
+  }
+  try {
+    return await fn(client);
+  } finally {
+    await client.close();
+  }
+}
+
+/** Where records come from: the database (--store) or a running webhook (--server); `label` names it. */
+interface RecordSource {
+  label: string;
+  page(filter: DecisionFilter): Promise<DecisionPage>;
+  get(id: string): Promise<ChainedRecord | undefined>;
+}
+
+function checkOneSource(values: Values): 'store' | 'server' {
+  if (values.store !== undefined && values.server !== undefined) throw new UsageError('give one of --store URL or --server URL, not both');
+  if (values.server === undefined) {
+    for (const flag of ['token-file', 'cacert']) if (values[flag] !== undefined) throw new UsageError(`--${flag} applies to --server only`);
+    if (values.store === undefined) throw new UsageError('--store URL (sqlite:PATH or postgres://…) is required, or --server https://HOST:PORT for a running webhook');
+    return 'store';
+  }
+  return 'server';
+}
+
+/** Runs `fn` on the records of --store or --server: the commands render both alike, so the bytes are the same. */
+async function withSource<T>(values: Values, io: CliIo, fn: (source: RecordSource) => Promise<T>): Promise<T> {
+  if (checkOneSource(values) === 'store') return withStore(values, io, (store, url) => fn({ label: url, page: (f) => store.query(f), get: (id) => store.get(id) }));
+  return withClient(values, io, (client) => fn({ label: client.server, page: (f) => client.fetchPage(f), get: (id) => client.fetchRecord(id) }));
+}
+
+/**
+ * Saves a bundle stream to `outPath` (atomically: `outPath.tmp`, then renamed) and counts its lines
+ * by type, reporting them to `onProgress` as they arrive (the server sends no total). The header
+ * line says whether the bundle is complete. Errors: the stream's, fs errors, or the callback's
+ * (Ctrl-C); the temporary file is removed on any of them.
+ */
+async function saveBundle(body: Readable, outPath: string, onProgress?: OnProgress): Promise<{ path: string; records: number; checkpoints: number; anchors: number; complete: boolean; format: string }> {
+  const tmp = `${outPath}.tmp`;
+  const counts: Record<string, number> = {};
+  let complete = false;
+  let format = '';
+  let first = true;
+  const out = createWriteStream(tmp, { encoding: 'utf8' });
+  try {
+    const lines = createInterface({ input: body, crlfDelay: Infinity });
+    await pipeline(
+      (async function* () {
+        for await (const line of lines) {
+          if (first) {
+            first = false;
+            try {
+              const header = JSON.parse(line) as { complete?: unknown; format?: unknown };
+              complete = header.complete === true;
+              format = typeof header.format === 'string' ? header.format : '';
+            } catch {
+              throw Object.assign(new Error('the server sent something that is not a decision bundle'), { code: 'ERR_REMOTE_BAD_RESPONSE' });
+            }
+          } else {
+            const type = /^\{"type":"([a-z-]+)"/.exec(line)?.[1] ?? 'other';
+            counts[type] = (counts[type] ?? 0) + 1;
+            const waiting = onProgress?.({ phase: type === 'other' ? 'lines' : type === 'quarantined' ? type : `${type}s`, done: counts[type] });
+            if (waiting) await waiting;
+          }
+          yield line + '\n';
+        }
+      })(),
+      out,
+    );
+    if (first) throw Object.assign(new Error('the server sent an empty export'), { code: 'ERR_REMOTE_BAD_RESPONSE' });
+    await rename(tmp, outPath);
+  } catch (err) {
+    await rm(tmp, { force: true });
+    throw err;
+  }
+  return { path: outPath, records: counts.record ?? 0, checkpoints: counts.checkpoint ?? 0, anchors: counts.anchor ?? 0, complete, format };
+}
+
 /**
  * The public keys that verify checkpoints: `--jwks FILE` (e.g. saved from GET /api/v1/jwks), else
  * the public half of the configured signing key (`--config`/TZW_* → signing.keyFile, else the key
@@ -130,12 +246,12 @@ function moreHint(io: CliIo, nextCursor: string | null): void {
 }
 
 const list: Command = {
-  options: { ...STORE_OPTION, ...filterOptions(FILTER_KEYS), output: { type: 'string', short: 'o' } },
+  options: { ...STORE_OPTION, ...SERVER_OPTIONS, ...filterOptions(FILTER_KEYS), output: { type: 'string', short: 'o' } },
   async run({ values, positionals }, io) {
     noArguments(positionals);
     const format = outputFormat<ListFormat>(values, LIST_FORMATS, 'table');
     const filter = toDecisionFilter(values);
-    const page = await withStore(values, io, (store) => store.query(filter));
+    const page = await withSource(values, io, (source) => source.page(filter));
     switch (format) {
       case 'json':
         io.stdout(toJsonPage(page));
@@ -157,12 +273,12 @@ const list: Command = {
 };
 
 const get: Command = {
-  options: { ...STORE_OPTION, output: { type: 'string', short: 'o' } },
+  options: { ...STORE_OPTION, ...SERVER_OPTIONS, output: { type: 'string', short: 'o' } },
   async run({ values, positionals }, io) {
     if (positionals.length !== 1) throw new UsageError(`decisions get takes exactly one decision ID, got ${positionals.length}`);
     const id = positionals[0] ?? '';
     const format = outputFormat(values, ['table', 'json'] as const, 'table');
-    const found = await withStore(values, io, async (store, url) => ({ record: await store.get(id), url }));
+    const found = await withSource(values, io, async (source) => ({ record: await source.get(id), url: source.label }));
     if (!found.record) {
       io.stderr(`tzw: no decision with id ${JSON.stringify(id)} in ${found.url}\n`);
       return EXIT.PROBLEMS;
@@ -173,11 +289,29 @@ const get: Command = {
 };
 
 const exportCommand: Command = {
-  options: { ...STORE_OPTION, ...filterOptions(SELECT_KEYS), ...KEY_OPTIONS, out: { type: 'string' } },
+  options: { ...STORE_OPTION, ...SERVER_OPTIONS, ...filterOptions(SELECT_KEYS), ...KEY_OPTIONS, ...QUIET_OPTION, out: { type: 'string' } },
   async run({ values, positionals }, io) {
     noArguments(positionals);
     const out = resolve(io.cwd, requireString(values, 'out', 'FILE'));
     const { limit: _limit, cursor: _cursor, ...filter } = toDecisionFilter(values, SELECT_KEYS);
+    const progress = { title: 'export', quiet: values.quiet === true };
+    // Both paths write to a temporary name and remove it when Ctrl-C unwinds them.
+    const interrupted = (outcome: { last: Parameters<typeof describeInterrupt>[0]['last']; elapsedMs: number }): number => {
+      io.stderr(describeInterrupt(outcome, 'export', `Nothing was written to ${out}.`));
+      return EXIT.INTERRUPTED;
+    };
+    if (checkOneSource(values) === 'server') {
+      // The server writes its own public keys into the bundle header; keys given here would not be used.
+      for (const flag of ['jwks', 'config']) if (values[flag] !== undefined) throw new UsageError(`--${flag} does not apply to export --server: the bundle carries the server's public keys`);
+      const outcome = await runWithProgress(io, progress, (onProgress) => withClient(values, io, async (client) => saveBundle(await client.fetchBundle(filter), out, onProgress)));
+      if (!outcome.ok) return interrupted(outcome);
+      const saved = outcome.value;
+      io.stdout(`Wrote ${saved.records} records, ${saved.checkpoints} checkpoints and ${saved.anchors} anchors to ${saved.path}.\n`);
+      if (!saved.complete && saved.format !== NAMESPACE_BUNDLE_FORMAT) {
+        io.stderr('Note: this is a filtered export: evidence of the selected records, but not a verifiable chain. Export without filters for a bundle that "tzw decisions verify --bundle" can check.\n');
+      }
+      return EXIT.OK;
+    }
     const { jwks } = await loadKeys(values, io);
     const range = toNamespaceRange(filter);
     if (range) {
@@ -186,7 +320,9 @@ const exportCommand: Command = {
       io.stdout(`Wrote ${ns.records} records of namespace ${range.namespace} and ${ns.checkpoints} checkpoints of ${ns.writers} writer(s) to ${ns.path}. Verify it with: tzw decisions verify --bundle ${ns.path} --jwks JWKS.json\n`);
       return EXIT.OK;
     }
-    const summary = await withStore(values, io, (store) => writeBundle(store, filter, out, jwks));
+    const outcome = await runWithProgress(io, progress, (onProgress) => withStore(values, io, (store) => writeBundle(store, filter, out, jwks, { onProgress })));
+    if (!outcome.ok) return interrupted(outcome);
+    const summary = outcome.value;
     io.stdout(`Wrote ${summary.records} records, ${summary.checkpoints} checkpoints and ${summary.anchors} anchors to ${summary.path}.\n`);
     if (summary.quarantined > 0) {
       io.stderr(`Note: the bundle also holds ${summary.quarantined} quarantined record(s): decisions a replica's spool could not forward without breaking a chain, kept outside the chain; "tzw decisions verify --bundle" lists them with the reason.\n`);
@@ -220,16 +356,45 @@ export function toVerifyReport(result: VerifyResult, source: string): string {
 }
 
 const verify: Command = {
-  options: { ...STORE_OPTION, ...KEY_OPTIONS, bundle: { type: 'string' }, output: { type: 'string', short: 'o' } },
+  options: { ...STORE_OPTION, ...SERVER_OPTIONS, ...filterOptions(SELECT_KEYS), ...KEY_OPTIONS, ...QUIET_OPTION, bundle: { type: 'string' }, output: { type: 'string', short: 'o' } },
   async run({ values, positionals }, io) {
     noArguments(positionals);
     const format = outputFormat(values, ['text', 'json'] as const, 'text');
-    const hasStore = values.store !== undefined;
-    const hasBundle = values.bundle !== undefined;
-    if (hasStore === hasBundle) throw new UsageError('give exactly one of --store URL or --bundle FILE');
-    let result: VerifyResult;
+    const given = (['store', 'bundle', 'server'] as const).filter((k) => values[k] !== undefined);
+    if (given.length !== 1) throw new UsageError('give exactly one of --store URL, --bundle FILE or --server URL');
+    if (values.server === undefined) {
+      for (const flag of ['token-file', 'cacert', ...SELECT_KEYS.map(toFlagName)]) {
+        if (values[flag] !== undefined) throw new UsageError(`--${flag} applies to verify --server only`);
+      }
+    }
+    const progress = { title: 'verify', quiet: values.quiet === true };
+    let outcome: ProgressOutcome<VerifyResult | { namespaceReport: string; exit: number }>;
     let source: string;
-    if (hasBundle) {
+    if (values.server !== undefined) {
+      // Streamed to a private temporary file (verification reads a bundle twice), verified here
+      // against --jwks/--config when given, else the server's published keys; then deleted.
+      const { limit: _limit, cursor: _cursor, ...filter } = toDecisionFilter(values, SELECT_KEYS);
+      const keys = typeof values.jwks === 'string' || typeof values.config === 'string' ? await loadKeys(values, io) : undefined;
+      source = `server ${String(values.server)}`;
+      outcome = await runWithProgress(io, progress, (onProgress) => withClient(values, io, async (client) => {
+        source = `server ${client.server}`;
+        const jwks = keys?.jwks ?? (await client.fetchJwks());
+        const dir = await mkdtemp(join(tmpdir(), 'tzw-verify-'));
+        try {
+          const saved = await saveBundle(await client.fetchBundle(filter), join(dir, 'bundle.jsonl'), (e) => onProgress({ ...e, phase: `downloading ${e.phase}`, unit: e.phase }));
+          if (saved.format === NAMESPACE_BUNDLE_FORMAT) {
+            const ns = await verifyNamespaceBundleFile(saved.path, jwks);
+            const report = toNamespaceVerifyReport(ns, source);
+            return { namespaceReport: format === 'json' ? JSON.stringify({ source, ...ns }, null, 2) + '\n' : report.text, exit: report.exit };
+          }
+          const verified = await verifyBundle(saved.path, jwks, { onProgress });
+          const warning = `verified with the public keys ${client.server}/api/v1/jwks serves; pass --jwks FILE with keys you hold independently to rule out a server that re-signed its records`;
+          return verified.ok && !keys ? { ...verified, warnings: [...verified.warnings, warning] } : verified;
+        } finally {
+          await rm(dir, { recursive: true, force: true });
+        }
+      }));
+    } else if (values.bundle !== undefined) {
       const path = resolve(io.cwd, requireString(values, 'bundle', 'FILE'));
       // --jwks or --config name whose keys to trust; with neither, the bundle's own keys (and a warning).
       const keys = typeof values.jwks === 'string' || typeof values.config === 'string' ? await loadKeys(values, io) : undefined;
@@ -241,13 +406,23 @@ const verify: Command = {
           io.stdout(format === 'json' ? JSON.stringify({ source, ...ns }, null, 2) + '\n' : report.text);
           return report.exit;
         }
-        result = await verifyBundle(path, keys?.jwks);
+        outcome = await runWithProgress(io, progress, (onProgress) => verifyBundle(path, keys?.jwks, { onProgress }));
       } catch (err) {
         throw Object.assign(new Error(`cannot read bundle ${path}: ${(err as Error).message}`), { code: (err as { code?: string }).code });
       }
     } else {
       const { jwks } = await loadKeys(values, io);
-      ({ result, source } = await withStore(values, io, async (store, url) => ({ result: await verifyStore(store, jwks), source: `store ${url}` })));
+      source = `store ${redactUrl(requireString(values, 'store', 'URL (sqlite:PATH or postgres://…)'))}`;
+      outcome = await runWithProgress(io, progress, (onProgress) => withStore(values, io, (store) => verifyStore(store, jwks, { onProgress })));
+    }
+    if (!outcome.ok) {
+      io.stderr(describeInterrupt(outcome, 'verify', `Verification of ${source} did not finish; nothing was changed.`));
+      return EXIT.INTERRUPTED;
+    }
+    const result = outcome.value;
+    if ('namespaceReport' in result) {
+      io.stdout(result.namespaceReport);
+      return result.exit;
     }
     io.stdout(format === 'json' ? JSON.stringify({ source, ...result }, null, 2) + '\n' : toVerifyReport(result, source));
     return result.ok ? EXIT.OK : EXIT.TAMPERED;

@@ -8,15 +8,20 @@ Usage:
   tzw serve [--config FILE] [--seed-reviews DIR]
   tzw simulate -f OBJECT.yaml [--objects DIR]... [--namespace NS] [-o text|json|yaml] [--config FILE]
   tzw mappings check [--objects DIR]... [-o text|json] [--config FILE]
-  tzw decisions list   --store URL [--namespace NS] [--service-account SA] [--verdict V] [--kind K]
-                       [--task-run N] [--pipeline-run N] [--since T] [--until T] [--limit N] [--cursor C]
-                       [-o table|json|jsonl|csv]
-  tzw decisions get ID --store URL [-o table|json]
-  tzw decisions export --store URL --out FILE [filters] [--jwks FILE] [--config FILE]
-  tzw decisions verify (--store URL | --bundle FILE) [--jwks FILE] [--config FILE] [-o text|json]
+  tzw namespaces readiness [--since 7d] (--store URL | --server URL [--token-file F] [--cacert F]) [-o text|json]
+  tzw decisions list   (--store URL | --server URL) [--namespace NS] [--service-account SA] [--verdict V]
+                       [--kind K] [--task-run N] [--pipeline-run N] [--since T] [--until T] [--limit N]
+                       [--cursor C] [-o table|json|jsonl|csv]
+  tzw decisions get ID (--store URL | --server URL) [-o table|json]
+  tzw decisions export (--store URL [--jwks FILE] [--config FILE] | --server URL) --out FILE [filters] [--quiet]
+  tzw decisions verify (--store URL | --bundle FILE | --server URL [filters]) [--jwks FILE] [--config FILE] [-o text|json] [--quiet]
   tzw version
 
-Exit codes: 0 ok, 1 problems found or failure, 2 usage error, 3 verification failed.
+--server https://HOST:PORT reads a running webhook's audit API instead of the database:
+  [--token-file FILE] (else the token in TZW_TOKEN) [--cacert FILE]
+
+Long commands (export, verify) show a progress line on a terminal's stderr; --quiet: none.
+Exit codes: 0 ok, 1 problems found or failure, 2 usage error, 3 verification failed, 130 interrupted (Ctrl-C).
 `;
 
 /**
@@ -27,6 +32,7 @@ const COMMANDS: ReadonlyMap<string, () => Promise<Command>> = new Map<string, ()
   ['serve', async () => (await import('./serve.js')).serveCommand],
   ['simulate', async () => (await import('./simulate.js')).simulateCommand],
   ['mappings check', async () => (await import('./mappings.js')).mappingsCheckCommand],
+  ['namespaces readiness', async () => (await import('./namespaces.js')).namespacesReadinessCommand],
   ['decisions list', async () => (await import('./decisions.js')).decisionsCommands.list],
   ['decisions get', async () => (await import('./decisions.js')).decisionsCommands.get],
   ['decisions export', async () => (await import('./decisions.js')).decisionsCommands.export],

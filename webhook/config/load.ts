@@ -17,9 +17,9 @@ export interface LoadInput {
 
 type JsonSchema = { type?: string; enum?: readonly string[]; properties?: Record<string, JsonSchema>; items?: JsonSchema };
 
-/** `auditApi.auth.mode` → `TZW_AUDIT_API_AUTH_MODE`. */
+/** `auditApi.auth.mode` → `TZW_AUDIT_API_AUTH_MODE`; `admission.tls.clientCAFile` → `TZW_ADMISSION_TLS_CLIENT_CA_FILE`. */
 export function envNameFor(path: string[]): string {
-  return 'TZW_' + path.map((p) => p.replace(/([a-z0-9])([A-Z])/g, '$1_$2').toUpperCase()).join('_');
+  return 'TZW_' + path.map((p) => p.replace(/([a-z0-9])([A-Z])/g, '$1_$2').replace(/([A-Z])([A-Z][a-z])/g, '$1_$2').toUpperCase()).join('_');
 }
 
 /** Every settable leaf of the schema with its env name and type (also the README's config table). */
@@ -161,6 +161,17 @@ export function loadConfig(input: LoadInput): LoadResult {
       }
     }
   }
+  const admissionTls = config.admission.tls;
+  if (admissionTls?.clientNames !== undefined && admissionTls.clientCAFile === undefined) {
+    errors.push('admission.tls.clientNames needs admission.tls.clientCAFile (the CA that signs those client certificates)');
+  }
+  if (admissionTls?.clientCAFile !== undefined) {
+    try {
+      input.readFile(admissionTls.clientCAFile);
+    } catch (err) {
+      errors.push(`admission.tls: ${admissionTls.clientCAFile} cannot be read (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`);
+    }
+  }
   const ports = new Map<string, string>();
   for (const [name, l] of [['admission.listen', config.admission.listen], ['auditApi.listen', config.auditApi.listen], ['metrics.listen', config.metrics.listen]] as const) {
     const port = l.slice(l.lastIndexOf(':') + 1);
@@ -171,7 +182,8 @@ export function loadConfig(input: LoadInput): LoadResult {
 }
 
 /** TZW_ variables that are not config settings: read by the tests and the bench only, never by the server. */
-const ENV_NOT_CONFIG = new Set(['TZW_CORPUS_DIR', 'TZW_TEST_PG_URL', 'TZW_BENCH_PG_URL']);
+// TZW_TOKEN is the CLI's bearer token for --server (cli/decisions.ts), never a server setting.
+const ENV_NOT_CONFIG = new Set(['TZW_CORPUS_DIR', 'TZW_TEST_PG_URL', 'TZW_BENCH_PG_URL', 'TZW_TOKEN']);
 
 /**
  * Names people reach for that are not settings, with the one that is. TZW_PG_URL is refused rather

@@ -18,6 +18,8 @@ export const DEFAULT_BODY_LIMIT_BYTES = 7 * 1024 * 1024;
 export const DEFAULT_STORE_URL = 'sqlite:.tzw/decisions.db';
 export const DEFAULT_STATE_DIR = '.tzw';
 export const DEFAULT_EXAMPLES_PATH = 'manifests/examples';
+/** Who may call the admission listener when admission.tls.clientCAFile is set (the API server's usual CN). */
+export const DEFAULT_CLIENT_NAMES: readonly string[] = ['kube-apiserver'];
 export const DEFAULT_SIDECAR_IMAGE = 'zscaler/zpa-connector-tunnel:1.0.0';
 export const DEFAULT_LEASE_NAME = 'tekton-zscaler-webhook-status';
 export const DEFAULT_LEASE_NAMESPACE = 'tekton-zscaler';
@@ -28,7 +30,12 @@ export interface Config {
   replica: string;
   logLevel: 'trace' | 'debug' | 'info' | 'warn' | 'error' | 'fatal' | 'silent';
   stateDir: string;
-  admission: { listen: string; tls?: { certFile: string; keyFile: string }; deadlineMs: number; bodyLimitBytes: number };
+  admission: {
+    listen: string;
+    tls?: { certFile: string; keyFile: string; clientCAFile?: string; clientNames?: string[] };
+    deadlineMs: number;
+    bodyLimitBytes: number;
+  };
   auditApi: {
     listen: string;
     tls?: { certFile: string; keyFile: string };
@@ -65,6 +72,18 @@ const tls = {
   type: 'object', additionalProperties: false, required: ['certFile', 'keyFile'],
   properties: { certFile: { type: 'string', minLength: 1, description: 'PEM certificate (reloaded on change)' }, keyFile: { type: 'string', minLength: 1, description: 'PEM private key (reloaded on change)' } },
 };
+/** The admission listener's TLS: the serving pair plus, optionally, the API server's client certificates. */
+const admissionTls = {
+  ...tls,
+  properties: {
+    ...tls.properties,
+    clientCAFile: { type: 'string', minLength: 1, description: 'PEM CA bundle; when set, only clients with a certificate from it are served (reloaded on change)' },
+    clientNames: {
+      type: 'array', minItems: 1, items: { type: 'string', minLength: 1, pattern: '^[^*\\s]+$' },
+      description: `Client certificate CN or DNS SAN allowed (exact, no wildcards; default ${DEFAULT_CLIENT_NAMES.join(', ')})`,
+    },
+  },
+};
 const k8sObject = { type: 'object' };
 
 export const CONFIG_SCHEMA = {
@@ -77,7 +96,7 @@ export const CONFIG_SCHEMA = {
     admission: {
       type: 'object', additionalProperties: false,
       properties: {
-        listen, tls,
+        listen, tls: admissionTls,
         deadlineMs: { type: 'integer', minimum: 100, maximum: 29000, description: 'Internal deadline per admission' },
         bodyLimitBytes: { type: 'integer', minimum: 4194304, description: 'Largest AdmissionReview accepted' },
       },

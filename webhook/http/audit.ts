@@ -5,12 +5,15 @@
  *   GET /api/v1/checkpoints      signed checkpoints and retention anchors
  *   GET /api/v1/jwks             public keys that verify them (public: no token needed)
  *   GET /api/v1/export           the evidence bundle for a filter (the format of `tzw decisions export`)
+ *   GET /api/v1/stats            filters + bucket=hour|day → aggregates counted by the store (Overview)
  *   GET /, /overview, /decisions/:id, /console/*   the auditor console (console.ts; pages without data)
  * Every other route needs a bearer token (auth.ts) unless auth mode is none. Errors are
  * `{code, message}` JSON. Filters are parsed by the one parser the CLI uses too (store/query.ts).
  */
 import { Readable } from 'node:stream';
+import rateLimit from '@fastify/rate-limit';
 import Fastify, { LogController, type FastifyError, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
+import type { SecureContextOptions } from 'node:tls';
 import type { Logger } from 'pino';
 import { DEFAULT_DOMAIN } from '../core/keys.js';
 import type { ChainedRecord } from '../core/record.js';
@@ -21,8 +24,51 @@ import type { KubeReviews } from '../kube/reviews.js';
 import { authorize, AuthError, callerOf, createBearerAuth, createNoAuth, registerAuth, type AuditAuth } from './auth.js';
 import { createKubernetesAuth } from './auth-kubernetes.js';
 import { loadBundleLines } from '../store/evidence/bundle.js';
+import { toNamespaceBundleLines } from '../store/evidence/namespace-bundle.js';
+import { toNamespaceEvidenceSource, toNamespaceRange } from '../store/namespace-source.js';
 import type { Jwks } from '../store/evidence/signing.js';
 import { consoleRoutes } from './console.js';
+import { parseStatsQuery } from '../store/stats.js';
+import type { Metrics } from './metrics.js';
+import { HANDSHAKE_TIMEOUT_MS, MIN_TLS_VERSION } from './tls.js';
+
+/**
+ * Limits of the audit listener (issue 13): it shares the event loop with admissions, so a slow or
+ * abusive client must neither hold sockets forever nor queue unbounded work.
+ */
+export const AUDIT_LIMITS = {
+  /** A TCP connection must finish its TLS handshake within this. */
+  handshakeTimeoutMs: HANDSHAKE_TIMEOUT_MS,
+  /** Whole request headers must arrive within this (slowloris); checked every checkIntervalMs. */
+  headersTimeoutMs: 10_000,
+  /** Whole request (GETs: headers only) must arrive within this. */
+  requestTimeoutMs: 30_000,
+  checkIntervalMs: 1_000,
+  /** A socket with no traffic either way for this long is closed (also a stalled export reader). */
+  idleTimeoutMs: 60_000,
+  keepAliveTimeoutMs: 5_000,
+  maxHeaderBytes: 16 * 1024,
+  /** Every route is a GET: a body is never needed. */
+  bodyLimitBytes: 16 * 1024,
+  maxConnections: 256,
+  /** Requests being answered at once (exports stream for a while); beyond it: 503 + Retry-After. */
+  maxInFlight: 32,
+  /**
+   * Store reads (pages, exports) running at once; the others wait their turn (within maxInFlight).
+   * Each read is synchronous SQLite work plus serialisation on the shared event loop: two lanes
+   * leave room for admissions between their chunks.
+   */
+  readLanes: 2,
+  /** Failed authentications (401) per client address and window before the address gets 429. */
+  authFailures: 10,
+  authFailureWindowMs: 60_000,
+};
+export type AuditLimits = typeof AUDIT_LIMITS;
+
+/** A namespace as part of a download's file name: DNS-label characters only ('' → cluster). */
+function toFileNamePart(namespace: string): string {
+  return namespace === '' ? 'cluster' : namespace.replace(/[^A-Za-z0-9.-]/g, '_').slice(0, 63);
+}
 
 export const AUDIT_PATHS = {
   decisions: '/api/v1/decisions',
@@ -30,6 +76,7 @@ export const AUDIT_PATHS = {
   checkpoints: '/api/v1/checkpoints',
   jwks: '/api/v1/jwks',
   export: '/api/v1/export',
+  stats: '/api/v1/stats',
 } as const;
 
 export interface AuditAuthConfig {
@@ -55,8 +102,11 @@ export interface AuditDeps {
   /** Epoch ms for the auth caches (tests move it); default Date.now. */
   now?: () => number;
   logger: Logger;
+  metrics?: Pick<Metrics, 'auditAuthLockouts'>;
+  /** Overrides of AUDIT_LIMITS (tests). */
+  limits?: Partial<AuditLimits>;
   /** Serving certificate; absent in inject() tests. */
-  https?: { cert: string | Buffer; key: string | Buffer };
+  https?: SecureContextOptions;
 }
 
 /** Query parameters of GET /decisions that are not filters. */
@@ -142,20 +192,109 @@ function createAuditAuth(deps: AuditDeps): AuditAuth {
 }
 
 /**
+ * Rate limits failed authentication in a scope: an address whose requests were answered 401
+ * `limits.authFailures` times within the window is answered 429 for the rest of the window, before
+ * any token is checked. Only failures are counted: `count` (@fastify/rate-limit's limiter) is fed
+ * from onSend, and only for a 401 — whichever auth mode produced it. Register it before the auth hook.
+ */
+function registerFailedAuthLimit(
+  scope: FastifyInstance,
+  opts: { count: (req: FastifyRequest) => Promise<{ isAllowed: true } | { isAllowed: false; isExceeded: boolean; ttl: number }>; limits: AuditLimits; logger: Logger; onRefused: () => void },
+): void {
+  const MAX_TRACKED = 10_000;
+  const lockedUntil = new Map<string, number>();
+  const refused = new WeakSet<FastifyRequest>();
+  scope.addHook('onRequest', async (req, reply) => {
+    const until = lockedUntil.get(req.ip);
+    if (until === undefined) return undefined;
+    const left = until - Date.now();
+    if (left <= 0) {
+      lockedUntil.delete(req.ip);
+      return undefined;
+    }
+    refused.add(req);
+    opts.onRefused();
+    return reply.code(429).header('retry-after', String(Math.ceil(left / 1000))).header('cache-control', 'no-store')
+      .send({ code: 'ERR_TOO_MANY_AUTH_FAILURES', message: `too many failed authentications from this address; retry in ${Math.ceil(left / 1000)} s` });
+  });
+  // onSend runs before the answer leaves, so the next request from that address already sees the lock.
+  scope.addHook('onSend', async (req, reply, payload) => {
+    if (reply.statusCode !== 401 || refused.has(req)) return payload;
+    const limit = await opts.count(req);
+    if (limit.isAllowed || !limit.isExceeded) return payload;
+    const now = Date.now();
+    if (lockedUntil.size >= MAX_TRACKED) for (const [k, v] of lockedUntil) if (v <= now) lockedUntil.delete(k);
+    if (lockedUntil.size < MAX_TRACKED) {
+      lockedUntil.set(req.ip, now + limit.ttl);
+      opts.logger.warn({ audit: { remoteAddress: req.ip, failures: opts.limits.authFailures, windowSeconds: opts.limits.authFailureWindowMs / 1000 } }, 'audit API: too many failed authentications; address refused for the rest of the window');
+    }
+    return payload;
+  });
+}
+
+/**
  * Builds the audit API (never listens: the server does, tests use inject()). Throws ERR_AUTH_CONFIG
  * when auth mode is oidc and an option is missing. The loopback-only rule for mode none is the
  * config loader's: the listen address is not known here.
  */
 export async function buildAuditApp(deps: AuditDeps): Promise<FastifyInstance> {
   const { store, logger } = deps;
-  const auth = createAuditAuth(deps);
+  const L: AuditLimits = { ...AUDIT_LIMITS, ...deps.limits };
+  // node:http options; the https server takes them as well (fastify passes `https` through).
+  const httpLimits = { headersTimeout: L.headersTimeoutMs, connectionsCheckingInterval: L.checkIntervalMs, maxHeaderSize: L.maxHeaderBytes };
   const app = Fastify({
-    ...(deps.https ? { https: { ...deps.https, minVersion: 'TLSv1.2' as const } } : {}),
+    ...(deps.https
+      ? { https: { ...deps.https, minVersion: MIN_TLS_VERSION, handshakeTimeout: L.handshakeTimeoutMs, ...httpLimits } }
+      : { http: httpLimits }),
+    requestTimeout: L.requestTimeoutMs,
+    connectionTimeout: L.idleTimeoutMs,
+    keepAliveTimeout: L.keepAliveTimeoutMs,
+    bodyLimit: L.bodyLimitBytes,
     loggerInstance: logger,
     // Our own onResponse line replaces fastify's request logging (it adds the caller).
     logController: new LogController({ disableRequestLogging: true }),
     return503OnClosing: true,
   }) as unknown as FastifyInstance;
+  app.server.maxConnections = L.maxConnections;
+
+  // Requests in flight, across the listener; an export holds its slot until its stream ends.
+  let inFlight = 0;
+  app.addHook('onRequest', async (_req, reply) => {
+    if (inFlight >= L.maxInFlight) {
+      return reply.code(503).header('retry-after', '5').send({ code: 'ERR_BUSY', message: `the audit API is answering ${L.maxInFlight} requests already; retry shortly` });
+    }
+    inFlight += 1;
+    reply.raw.once('close', () => (inFlight -= 1));
+    return undefined;
+  });
+
+  // Store reads take a lane (after auth, so an unauthenticated client never holds one).
+  let lanesFree = L.readLanes;
+  const waiting: Array<() => void> = [];
+  const takeLane = (reply: FastifyReply): Promise<void> => new Promise<void>((resolve) => {
+    const grant = (): void => {
+      // Its client left while it waited: no lane to hold (a 'close' already fired would never free it).
+      if (reply.raw.socket === null || reply.raw.socket.destroyed) {
+        waiting.shift()?.();
+        resolve();
+        return;
+      }
+      lanesFree -= 1;
+      reply.raw.once('close', () => {
+        lanesFree += 1;
+        waiting.shift()?.();
+      });
+      resolve();
+    };
+    if (lanesFree > 0) grant();
+    else waiting.push(grant);
+  });
+
+  // Failed authentication is rate limited per client address with @fastify/rate-limit's counter,
+  // fed only 401s: an auditor with a valid token is never slowed, a token guesser is cut off.
+  await app.register(rateLimit, { global: false });
+  const countAuthFailure = app.createRateLimit({ max: L.authFailures, timeWindow: L.authFailureWindowMs, keyGenerator: (req) => req.ip });
+  const auth = createAuditAuth(deps);
 
   app.setErrorHandler((err: FastifyError | HttpError | AuthError, req, reply) => {
     if (err instanceof AuthError) return reply.code(err.statusCode).headers(err.headers).send(err.toBody());
@@ -183,7 +322,9 @@ export async function buildAuditApp(deps: AuditDeps): Promise<FastifyInstance> {
   });
 
   await app.register(async (scope) => {
+    registerFailedAuthLimit(scope, { count: countAuthFailure, limits: L, logger, onRefused: () => deps.metrics?.auditAuthLockouts.inc() });
     registerAuth(scope, auth, logger);
+    scope.addHook('preHandler', async (_req, reply) => takeLane(reply));
     scope.addHook('onSend', async (_req, reply, payload) => {
       reply.header('cache-control', 'no-store');
       return payload;
@@ -227,8 +368,10 @@ export async function buildAuditApp(deps: AuditDeps): Promise<FastifyInstance> {
       return record;
     });
 
-    // The bundle for a filter: complete (verifiable as a chain) when unfiltered, else marked
-    // incomplete exactly as `tzw decisions export` with filters; one renderer (loadBundleLines).
+    // The bundle for a filter, exactly as `tzw decisions export` writes it: complete (verifiable as
+    // a chain) when unfiltered; a namespace bundle (provably complete for that namespace, nothing of
+    // any other) when the filter is one namespace with an optional since/until; else marked
+    // incomplete. One renderer each (loadBundleLines, toNamespaceBundleLines).
     scope.get(AUDIT_PATHS.export, async (req, reply) => {
       const params = toQueryParams(req.query);
       const errors: string[] = [];
@@ -240,7 +383,9 @@ export async function buildAuditApp(deps: AuditDeps): Promise<FastifyInstance> {
       if (errors.length || !parsed.ok) throw new HttpError(400, 'ERR_BAD_FILTER', `invalid query: ${errors.join('; ')}`, errors);
       await authorize(req, { verb: 'list', resource: 'decisions', namespace: parsed.filter.namespace ?? '' });
       const { limit: _limit, cursor: _cursor, ...filter } = parsed.filter;
-      const lines = loadBundleLines(store, filter, deps.jwks());
+      // One namespace (and a time range): the namespace bundle its auditor can prove complete.
+      const range = toNamespaceRange(filter);
+      const lines = range ? toNamespaceBundleLines(toNamespaceEvidenceSource(store), range, deps.jwks(), new Date().toISOString()) : loadBundleLines(store, filter, deps.jwks());
       // The header line needs the checkpoints: a store that fails at once still gets a clean 500.
       const first = await lines.next();
       const body = Readable.from(
@@ -253,8 +398,16 @@ export async function buildAuditApp(deps: AuditDeps): Promise<FastifyInstance> {
       const stamp = new Date().toISOString().replace(/[-:]/g, '').replace(/\.\d+Z$/, 'Z');
       return reply
         .header('content-type', 'application/x-ndjson; charset=utf-8')
-        .header('content-disposition', `attachment; filename="tzw-decisions-${stamp}.jsonl"`)
+        .header('content-disposition', `attachment; filename="${range ? `tzw-namespace-${toFileNamePart(range.namespace)}` : 'tzw-decisions'}-${stamp}.jsonl"`)
         .send(body);
+    });
+
+    // The Overview's numbers: GROUP BY in the store (loadStats), never records shipped to the browser.
+    scope.get(AUDIT_PATHS.stats, async (req) => {
+      const parsed = parseStatsQuery(toQueryParams(req.query));
+      if (!parsed.ok) throw new HttpError(400, 'ERR_BAD_FILTER', `invalid query: ${parsed.errors.join('; ')}`, parsed.errors);
+      await authorize(req, { verb: 'list', resource: 'decisions', namespace: parsed.filter.namespace ?? '' });
+      return store.loadStats(parsed.filter, parsed.bucket);
     });
 
     scope.get(AUDIT_PATHS.checkpoints, async (req) => {

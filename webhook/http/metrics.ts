@@ -19,6 +19,8 @@ export interface Metrics {
   statusWrites: Counter<'result'>;
   events: Counter<'reason'>;
   eventsDropped: Counter;
+  tlsClientRejections: Counter<'listener' | 'reason'>;
+  auditAuthLockouts: Counter;
 }
 
 /** Buckets from 0.25 ms to 10 s: admission latency budgets are in milliseconds. */
@@ -36,7 +38,13 @@ export function createMetrics(opts: { defaultMetrics?: boolean } = {}): Metrics 
     cacheObjects: new Gauge({ name: 'tzw_cache_objects', help: 'Objects held in the in-memory cache by kind', labelNames: ['kind'], registers }),
     sourceSynced: new Gauge({ name: 'tzw_source_synced', help: '1 when namespaces, ServiceAccounts and IdentityMappings are loaded', registers }),
     mappingProblems: new Gauge({ name: 'tzw_identitymapping_problems', help: 'IdentityMapping problems by kind: invalid (mappings), conflict (ServiceAccounts claimed twice)', labelNames: ['kind'], registers }),
-    certExpiry: new Gauge({ name: 'tzw_certificate_expiry_timestamp_seconds', help: 'notAfter of the serving certificate, as a Unix time', labelNames: ['listener'], registers }),
+    certExpiry: new Gauge({ name: 'tzw_certificate_expiry_timestamp_seconds', help: 'notAfter of the serving certificate of each listener (admission, audit), as a Unix time', labelNames: ['listener'], registers }),
+    tlsClientRejections: new Counter({
+      name: 'tzw_tls_client_rejections_total',
+      help: 'TLS connections refused: reason no_certificate, untrusted (not from the client CA), name_not_allowed, or handshake (failed handshake, e.g. below TLS 1.2)',
+      labelNames: ['listener', 'reason'], registers,
+    }),
+    auditAuthLockouts: new Counter({ name: 'tzw_audit_auth_rate_limited_total', help: 'Audit API requests refused (429) because their client failed authentication too often', registers }),
     storeBacklog: new Gauge({ name: 'tzw_store_backlog_records', help: 'Decisions spooled locally and not yet forwarded to the shared store', registers }),
     storeQuarantined: new Gauge({ name: 'tzw_store_quarantined_records', help: 'Decisions the shared store refused, kept in the local spool quarantine (never deleted; see tzw decisions export)', registers }),
     statusLeader: new Gauge({ name: 'tzw_status_writer_leader', help: '1 while this replica holds the Lease and writes IdentityMapping status', registers }),

@@ -5,6 +5,7 @@
  */
 import type { ChainedRecord, DecisionRecord } from '../core/record.js';
 import type { Verdict } from '../core/verdict.js';
+import type { DecisionStats, StatsBucket, StatsFilter } from './stats.js';
 
 /** Filters shared by the audit API and the CLI (parsed by `parseDecisionFilter` in query.ts). */
 export interface DecisionFilter {
@@ -118,6 +119,8 @@ export interface QuarantinedRecord {
   record: ChainedRecord;
   reason: string;
   time: string;
+  /** Only for a record that could not be read at all: the stored text as found (`record` then holds id, replica, seq and hash only). */
+  body?: string;
 }
 
 /** What verification, export and retention need on top of the request-path port. */
@@ -125,8 +128,15 @@ export interface VerifiableStore extends DecisionStore {
   /** Quarantined records (PostgreSQL behind a spool only; absent or empty elsewhere), oldest first. */
   quarantined?(): Promise<QuarantinedRecord[]>;
   anchors(): Promise<Anchor[]>;
+  /** How many records the store holds (a cheap COUNT), for progress totals; optional. */
+  count?(): Promise<number>;
   /** Every record, ordered by writer then seq (chain order), with flat memory. */
   streamChain(): AsyncIterable<ChainEntry>;
+  /**
+   * Verdict counts per time bucket and namespace, the top unmapped ServiceAccounts and the records
+   * per writer for a filter (GET /api/v1/stats): SQL GROUP BY in the database, no records shipped.
+   */
+  loadStats(filter: StatsFilter, bucket: StatsBucket): Promise<DecisionStats>;
   /** Deletes records whose `time` is before `olderThan` (RFC 3339) and writes a signed anchor per writer. */
   prune(olderThan: string): Promise<PruneResult>;
   /** v2: the namespace heads the checkpoint (writer, size) committed to, as persisted with it ([] for a v1 checkpoint). */

@@ -26,6 +26,7 @@ import type { Anchor, AppendOptions, ChainEntry, Checkpoint, DecisionFilter, Dec
 import { createPostgresStore, parsePostgresUrl, type PostgresStore, type PostgresStoreOptions } from './store.js';
 import type { SigningKey, Signer } from '../evidence/signing.js';
 import { createSpool, type Spool, type SpooledEntry } from './spool.js';
+import type { DecisionStats, StatsBucket, StatsFilter } from '../stats.js';
 import type { StoreLogger } from '../sqlite/store.js';
 
 export const MIN_BACKOFF_MS = 100;
@@ -279,7 +280,7 @@ class SpooledStore implements SpooledPostgresStore {
     const unshared = this.spool.quarantined(true);
     if (unshared.length === 0) return;
     try {
-      await pg.appendQuarantined(unshared.map(({ record, reason, time }) => ({ record, reason, time })));
+      await pg.appendQuarantined(unshared.map(({ pos: _pos, ...q }) => q));
       this.spool.markShared(unshared.map((e) => e.pos));
       this.shareFailing = false;
     } catch (err) {
@@ -336,7 +337,7 @@ class SpooledStore implements SpooledPostgresStore {
   }
 
   async quarantined(): Promise<QuarantinedRecord[]> {
-    const local = this.spool.quarantined().map(({ record, reason, time }) => ({ record, reason, time }));
+    const local = this.spool.quarantined().map(({ pos: _pos, ...q }) => q);
     let shared: QuarantinedRecord[] = [];
     try {
       shared = this.pg ? await this.pg.quarantined() : [];
@@ -413,6 +414,10 @@ class SpooledStore implements SpooledPostgresStore {
 
   streamChain(): AsyncIterable<ChainEntry> {
     return this.reader().streamChain();
+  }
+
+  loadStats(filter: StatsFilter, bucket: StatsBucket): Promise<DecisionStats> {
+    return this.reader().loadStats(filter, bucket);
   }
 
   async checkpoints(): Promise<Checkpoint[]> {

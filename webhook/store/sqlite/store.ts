@@ -21,6 +21,7 @@ import { fromStoredBody } from '../evidence/body-codec.js';
 import type { NamespaceHead } from '../evidence/merkle.js';
 import { SLOT_CANCELLED, SLOT_PENDING, type AppendItem, type CheckpointClaimsNow, type WriterConfig, type WriterOp, type WriterReply, type WriterRequest } from './writer.js';
 import { toCanonicalTime, type Cursor } from '../query.js';
+import { toDecisionStats, toStatsSql, type DecisionStats, type SqlQuery, type StatsBucket, type StatsFilter, type StatsRows } from '../stats.js';
 import { ANCHOR_TYP, CHECKPOINT_TYP, type Signer } from '../evidence/signing.js';
 
 export const DEFAULT_CHECKPOINT_RECORDS = 1000;
@@ -699,6 +700,15 @@ class SqliteDecisionStore implements SqliteStore {
     }
   }
 
+  async loadStats(filter: StatsFilter, bucket: StatsBucket): Promise<DecisionStats> {
+    const q = toStatsSql('sqlite', { decisions: 'decisions', sas: 'decision_sas', checkpoints: 'checkpoints' }, filter, bucket);
+    const all = <T>(x: SqlQuery) => this.stmt(x.sql).all(...x.params) as T[];
+    // One read transaction: the four aggregates see the same snapshot.
+    return this.db.transaction(() =>
+      toDecisionStats({ buckets: all(q.buckets), namespaces: all(q.namespaces), unmapped: all(q.unmapped), writers: all(q.writers) } as StatsRows, bucket),
+    )();
+  }
+
   async checkpoints(): Promise<Checkpoint[]> {
     const rows = this.stmt('SELECT writer, size, head_hash, time, jws, ns_root, ns_size FROM checkpoints ORDER BY writer, size').all() as Array<{ writer: string; size: number; head_hash: string; time: string; jws: string; ns_root: string | null; ns_size: number | null }>;
     return rows.map((r) => ({ writer: r.writer, size: r.size, headHash: r.head_hash, time: r.time, jws: r.jws, ...(r.ns_root !== null ? { nsRoot: r.ns_root, nsSize: r.ns_size ?? 0 } : {}) }));
@@ -725,6 +735,10 @@ class SqliteDecisionStore implements SqliteStore {
 
   async anchors(): Promise<Anchor[]> {
     return this.stmt('SELECT writer, seq, hash, time, jws FROM anchors ORDER BY writer, seq').all() as Anchor[];
+  }
+
+  async count(): Promise<number> {
+    return (this.stmt('SELECT count(*) AS n FROM decisions').get() as { n: number }).n;
   }
 
   prune(olderThan: string): Promise<PruneResult> {

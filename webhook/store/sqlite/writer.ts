@@ -45,13 +45,24 @@ export interface AppendItem {
 /** Reason codes whose `serviceAccount` is an unmapped (or wrongly mapped) account: the `unmapped` column stats read. */
 const UNMAPPED_CODES = new Set(['TASKRUN_SA_UNMAPPED', 'PIPELINERUN_SA_UNMAPPED', 'POD_SA_UNMAPPED', 'MAPPING_CONFLICT', 'MAPPING_INVALID']);
 
+/**
+ * The `unmapped` column: a JSON array of the ServiceAccount each unmapped/mapping reason is about
+ * (null when none) — the reason's `serviceAccount`, else (records from before reasons carried it)
+ * the record's only ServiceAccount, else the account named in the rules' "ServiceAccount ns/name has
+ * no IdentityMapping" message. The same derivation as stats.ts applies to v1 rows' JSON.
+ */
 function unmappedOf(r: DecisionRecord): string | null {
-  let out: string | null = null;
   if (!Array.isArray(r.reasons)) return null;
-  for (const reason of r.reasons as Array<{ code?: unknown; serviceAccount?: unknown }>) {
-    if (typeof reason?.serviceAccount === 'string' && UNMAPPED_CODES.has(reason.code as string)) out = out === null ? reason.serviceAccount : `${out}\n${reason.serviceAccount}`;
+  const out: string[] = [];
+  for (const reason of r.reasons as Array<{ code?: unknown; serviceAccount?: unknown; message?: unknown }>) {
+    if (!UNMAPPED_CODES.has(reason?.code as string)) continue;
+    let sa: string | undefined;
+    if (typeof reason.serviceAccount === 'string') sa = reason.serviceAccount;
+    else if (r.serviceAccounts.length === 1) sa = r.serviceAccounts[0];
+    else if (typeof reason.message === 'string') sa = /^ServiceAccount (.*?) has no IdentityMapping/.exec(reason.message)?.[1];
+    if (sa !== undefined) out.push(sa);
   }
-  return out;
+  return out.length ? JSON.stringify(out) : null;
 }
 
 export type WriterRequest =

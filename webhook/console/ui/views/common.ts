@@ -109,13 +109,20 @@ export function exportButton(ctx: ViewContext): HTMLElement {
       a.click();
       a.remove();
       setTimeout(() => URL.revokeObjectURL(url), 60_000);
-      const complete = toSelection(ctx.search).size === 0;
+      const selection = toSelection(ctx.search);
+      const complete = selection.size === 0;
+      // One namespace (with an optional time range) exports a namespace bundle (the server decides
+      // the same way: store/namespace-source.ts toNamespaceRange).
+      const keys = [...selection.keys()];
+      const oneNamespace = selection.getAll('namespace').length === 1 && keys.every((k) => k === 'namespace' || k === 'since' || k === 'until');
       replaceChildren(
         status,
         `Downloaded ${fileName} (${formatBytes(blob.size)}). `,
         complete
           ? 'Verify it offline: tzw decisions verify --bundle FILE --jwks JWKS'
-          : 'A filtered export is evidence of the selected records, not a verifiable chain.',
+          : oneNamespace
+            ? `A namespace bundle: tzw decisions verify --bundle FILE --jwks JWKS proves offline that no decision of namespace ${selection.get('namespace') ?? ''} in the range is missing.`
+            : 'A filtered export is evidence of the selected records, not a verifiable chain.',
       );
     } catch (err) {
       rethrowUnauthenticated(err);
