@@ -116,6 +116,8 @@ export interface VerifiableStore extends DecisionStore {
   /** Quarantined records (PostgreSQL behind a spool only; absent or empty elsewhere), oldest first. */
   quarantined?(): Promise<QuarantinedRecord[]>;
   anchors(): Promise<Anchor[]>;
+  /** How many records the store holds (a cheap COUNT), for progress totals; optional. */
+  count?(): Promise<number>;
   /** Every record, ordered by writer then seq (chain order), with flat memory. */
   streamChain(): AsyncIterable<ChainEntry>;
   /**
