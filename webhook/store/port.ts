@@ -109,6 +109,8 @@ export interface QuarantinedRecord {
   record: ChainedRecord;
   reason: string;
   time: string;
+  /** Only for a record that could not be read at all: the stored text as found (`record` then holds id, replica, seq and hash only). */
+  body?: string;
 }
 
 /** What verification, export and retention need on top of the request-path port. */
