@@ -14,11 +14,14 @@ import { run } from '../../webhook/cli/run.js';
 import type { CliIo } from '../../webhook/cli/io.js';
 import { createSqliteStore } from '../../webhook/store/sqlite/store.js';
 import { loadOrCreateSigningKey, toJwks } from '../../webhook/store/evidence/signing.js';
+import type { DecisionRecord } from '../../webhook/core/record.js';
 import { aRecord, WRITER } from '../store/builders.js';
 
 const REPO = fileURLToPath(new URL('../../', import.meta.url));
 const MAIN = join(REPO, 'webhook/main.ts');
 const RECORDS = 6000;
+/** Every third record: a run an audit namespace admitted that enforce would deny (what readiness lists). */
+const WARNED: Partial<DecisionRecord> = { namespace: 'data-science', verdict: 'warned', mode: 'audit', mapping: null, patch: [], serviceAccounts: ['data-science/trainer'], reasons: [{ code: 'POD_SA_UNMAPPED', message: 'ServiceAccount data-science/trainer has no IdentityMapping.' }] };
 
 /** One store for the whole file (filling it is the slow part): RECORDS records, a checkpoint every 500. */
 const dir = mkdtempSync(join(tmpdir(), 'tzw-progress-'));
@@ -32,7 +35,7 @@ t.before(async () => {
   writeFileSync(jwksPath, JSON.stringify(toJwks(key.publicJwk)));
   const store = await createSqliteStore({ path: dbPath, replica: WRITER, signer: key, checkpointEvery: { records: 500, seconds: 3600 } });
   for (let i = 1; i <= RECORDS; i += 500) {
-    await Promise.all(Array.from({ length: 500 }, (_, j) => store.append(aRecord({ n: i + j }))));
+    await Promise.all(Array.from({ length: 500 }, (_, j) => store.append(aRecord({ n: i + j, ...((i + j) % 3 === 0 ? WARNED : {}) }))));
   }
   await store.checkpointNow();
   await store.close();
@@ -89,25 +92,31 @@ t.test('verify --store, verify --bundle and export: identical stdout on a fake T
     ['verify --store -o json', ['decisions', 'verify', '--store', url, '--jwks', jwksPath, '-o', 'json']],
     ['verify --bundle', ['decisions', 'verify', '--bundle', 'bundle.jsonl', '--jwks', jwksPath]],
     ['export', ['decisions', 'export', '--store', url, '--jwks', jwksPath, '--out', 'again.jsonl']],
+    ['namespaces readiness', ['namespaces', 'readiness', '--store', url, '--since', '2025-01-01T00:00:00Z']],
   ];
   for (const [name, argv] of commands) {
     const tty = await tzw('tty', argv);
     const pipe = await tzw('pipe', argv);
     const quiet = await tzw('tty', [...argv, '--quiet']);
-    t.equal(tty.code, 0, `${name}: ${tty.stderr}`);
+    t.equal(tty.code, name === 'namespaces readiness' ? 1 : 0, `${name}: ${tty.stderr}`);
     t.equal(pipe.stdout, tty.stdout, `${name}: stdout byte-identical on a pipe and a TTY`);
     t.equal(quiet.stdout, tty.stdout, `${name}: and with --quiet`);
-    t.match(tty.stdout, name.startsWith('export') ? `Wrote ${RECORDS} records` : /records/);
+    t.match(tty.stdout, name.startsWith('export') ? `Wrote ${RECORDS} records` : name.startsWith('namespaces') ? `data-science  ${RECORDS / 3}  data-science/trainer` : /records/);
 
     const lines = tty.log.filter(([k, s]) => k === 'stderr' && s !== CLEAR);
     t.ok(lines.length >= 2, `${name}: ${lines.length} progress lines on the TTY`);
-    for (const [, s] of lines) t.match(s, /^\r\x1b\[1m(verify|export)\x1b\[22m: (records|checkpoints|anchors) [\d,.]+( MB)?\/[\d,.]+( MB)?( \(\d+%\).*)?\x1b\[K$/, `${name}: one updating line`);
-    t.ok(lines.some(([, s]) => s.includes(`/${RECORDS.toLocaleString('en-US')} (`)), `${name}: done/total of records`);
+    if (name === 'namespaces readiness') {
+      // A filtered query has no cheap total: done and rate only.
+      for (const [, s] of lines) t.match(s, /^\r\x1b\[1mreadiness\x1b\[22m: warned records [\d,]+(, [\d,]+\/s)?\x1b\[K$/, `${name}: one updating line`);
+    } else {
+      for (const [, s] of lines) t.match(s, /^\r\x1b\[1m(verify|export)\x1b\[22m: (records|checkpoints|anchors) [\d,.]+( MB)?\/[\d,.]+( MB)?( \(\d+%\).*)?\x1b\[K$/, `${name}: one updating line`);
+      t.ok(lines.some(([, s]) => s.includes(`/${RECORDS.toLocaleString('en-US')} (`)), `${name}: done/total of records`);
+    }
     const firstOut = tty.log.findIndex(([k]) => k === 'stdout');
     t.strictSame(tty.log[firstOut - 1], ['stderr', CLEAR], `${name}: the line is erased just before the result`);
     t.equal(tty.log.filter(([k, s]) => k === 'stderr' && s === CLEAR).length, 1, `${name}: erased once`);
     t.notOk(/[\r\x1b]/.test(pipe.stderr), `${name}: no \\r animation or escapes on a pipe`);
-    for (const line of pipe.stderr.split('\n').slice(0, -1)) t.match(line, /^(verify|export): .* elapsed$/, `${name}: at most plain lines on a pipe`);
+    for (const line of pipe.stderr.split('\n').slice(0, -1)) t.match(line, /^(verify|export|readiness): .* elapsed$/, `${name}: at most plain lines on a pipe`);
     t.equal(quiet.stderr, '', `${name}: nothing with --quiet`);
   }
   const strip = (f: string): string[] => readFileSync(join(dir, f), 'utf8').split('\n').slice(1);
@@ -126,6 +135,13 @@ t.test('verify on a pipe for a long time: plain lines, at most one per ~10 s, no
   t.ok(err.length >= 2, `${err.length} plain lines`);
   for (const s of err) t.match(s, /^verify: (records|checkpoints) [\d,]+\/[\d,]+ \(\d+%\).*, [\d.:]+( s)? elapsed\n$/);
   t.notOk(err.join('').includes('\r'));
+});
+
+t.test('Ctrl-C during namespaces readiness (in process): exit 130 and no report', async (t) => {
+  const r = await tzw('tty', ['namespaces', 'readiness', '--store', url, '--since', '2025-01-01T00:00:00Z'], { sigint: true });
+  t.equal(r.code, 130);
+  t.equal(r.stdout, '');
+  t.match(r.stderr, /Interrupted after [\d.]+ s: readiness had (reached warned records [\d,]+|not started)\. No report for store sqlite:.*\.\n$/);
 });
 
 t.test('Ctrl-C during verify (in process): exit 130, how far it got, no result on stdout, the handler removed', async (t) => {

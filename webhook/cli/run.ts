@@ -8,7 +8,7 @@ Usage:
   tzw serve [--config FILE] [--seed-reviews DIR]
   tzw simulate -f OBJECT.yaml [--objects DIR]... [--namespace NS] [-o text|json|yaml] [--config FILE]
   tzw mappings check [--objects DIR]... [-o text|json] [--config FILE]
-  tzw namespaces readiness [--since 7d] (--store URL | --server URL [--token-file F] [--cacert F]) [-o text|json]
+  tzw namespaces readiness [--since 7d] (--store URL | --server URL [--token-file F] [--cacert F]) [-o text|json] [--quiet]
   tzw decisions list   (--store URL | --server URL) [--namespace NS] [--service-account SA] [--verdict V]
                        [--kind K] [--task-run N] [--pipeline-run N] [--since T] [--until T] [--limit N]
                        [--cursor C] [-o table|json|jsonl|csv]
@@ -20,7 +20,7 @@ Usage:
 --server https://HOST:PORT reads a running webhook's audit API instead of the database:
   [--token-file FILE] (else the token in TZW_TOKEN) [--cacert FILE]
 
-Long commands (export, verify) show a progress line on a terminal's stderr; --quiet: none.
+Long commands (export, verify, readiness) show a progress line on a terminal's stderr; --quiet: none.
 Exit codes: 0 ok, 1 problems found or failure, 2 usage error, 3 verification failed, 130 interrupted (Ctrl-C).
 `;
 

@@ -286,14 +286,17 @@ export async function verifyBundle(path: string, jwksOverride?: Jwks, opts: Evid
  */
 export function toQuarantineWarning(q: QuarantinedRecord): string {
   const r = q.record;
-  let intact: string;
+  return `quarantined record ${String(r.id)} (writer ${String(r.replica)}, seq ${String(r.seq)}), outside every chain and not covered by a checkpoint; ${toIntegrity(q)}; quarantined ${q.time}: ${q.reason}`;
+}
+
+function toIntegrity(q: QuarantinedRecord): string {
+  if (q.body !== undefined) return 'it could not be read (its stored text is in the bundle as found)';
+  const { hash, ...rest } = q.record;
   try {
-    const { hash, ...rest } = r;
-    intact = typeof r.prevHash === 'string' && hashRecord(r.prevHash, rest) === hash ? 'its hash matches its content' : 'its hash does NOT match its content';
+    return typeof rest.prevHash === 'string' && hashRecord(rest.prevHash, rest) === hash ? 'its hash matches its content' : 'its hash does NOT match its content';
   } catch {
-    intact = 'its hash cannot be recomputed (no canonical JSON)';
+    return 'its hash cannot be recomputed (no canonical JSON)';
   }
-  return `quarantined record ${String(r.id)} (writer ${String(r.replica)}, seq ${String(r.seq)}), outside every chain and not covered by a checkpoint; ${intact}; quarantined ${q.time}: ${q.reason}`;
 }
 
 /**
