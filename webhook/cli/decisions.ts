@@ -49,7 +49,7 @@ function filterOptions(keys: readonly FilterKey[]): Options {
 
 const STORE_OPTION: Options = { store: { type: 'string' } };
 /** A running webhook's audit API instead of the database (remote.ts); the token also from TZW_TOKEN. */
-const SERVER_OPTIONS: Options = { server: { type: 'string' }, 'token-file': { type: 'string' }, cacert: { type: 'string' } };
+const SERVER_OPTIONS: Options = { server: { type: 'string' }, 'token-file': { type: 'string' }, cacert: { type: 'string' }, 'tls-server-name': { type: 'string' } };
 const KEY_OPTIONS: Options = { jwks: { type: 'string' }, config: { type: 'string', short: 'c' } };
 
 /** The parser's messages name the API parameter (`serviceAccount`); on the CLI, name the flag. */
@@ -119,7 +119,8 @@ async function withClient<T>(values: Values, io: CliIo, fn: (client: AuditClient
   const caPem = typeof values.cacert === 'string' ? readNamedFile(io, 'cacert', values.cacert) : undefined;
   let client: AuditClient;
   try {
-    client = createAuditClient({ server, ...(token ? { token } : {}), ...(caPem ? { caPem } : {}) });
+    const servername = typeof values['tls-server-name'] === 'string' ? values['tls-server-name'] : undefined;
+    client = createAuditClient({ server, ...(token ? { token } : {}), ...(caPem ? { caPem } : {}), ...(servername ? { servername } : {}) });
   } catch (err) {
     throw new UsageError((err as Error).message);
   }
@@ -140,7 +141,7 @@ interface RecordSource {
 function checkOneSource(values: Values): 'store' | 'server' {
   if (values.store !== undefined && values.server !== undefined) throw new UsageError('give one of --store URL or --server URL, not both');
   if (values.server === undefined) {
-    for (const flag of ['token-file', 'cacert']) if (values[flag] !== undefined) throw new UsageError(`--${flag} applies to --server only`);
+    for (const flag of ['token-file', 'cacert', 'tls-server-name']) if (values[flag] !== undefined) throw new UsageError(`--${flag} applies to --server only`);
     if (values.store === undefined) throw new UsageError('--store URL (sqlite:PATH or postgres://…) is required, or --server https://HOST:PORT for a running webhook');
     return 'store';
   }
@@ -346,7 +347,7 @@ const verify: Command = {
     const given = (['store', 'bundle', 'server'] as const).filter((k) => values[k] !== undefined);
     if (given.length !== 1) throw new UsageError('give exactly one of --store URL, --bundle FILE or --server URL');
     if (values.server === undefined) {
-      for (const flag of ['token-file', 'cacert', ...SELECT_KEYS.map(toFlagName)]) {
+      for (const flag of ['token-file', 'cacert', 'tls-server-name', ...SELECT_KEYS.map(toFlagName)]) {
         if (values[flag] !== undefined) throw new UsageError(`--${flag} applies to verify --server only`);
       }
     }
