@@ -214,6 +214,47 @@ t.test('Export: the unfiltered bundle verifies with the CLI; a filtered one is m
   t.strictSame(problems, []);
 });
 
+t.test('Overview: a uPlot chart with data, denials by namespace, the unmapped ServiceAccounts, writers', async (t) => {
+  const { page, problems } = await signedInPage();
+  await page.goto(`${server.url}/overview?bucket=hour`);
+  await page.getByRole('heading', { name: 'Verdicts over time' }).waitFor();
+  const canvas = page.locator('.chart canvas');
+  await canvas.waitFor();
+  // Pixels actually drawn: uPlot paints axes and one line per verdict onto the canvas.
+  const painted = Number(
+    await page.evaluate(`(() => { const c = document.querySelector('.chart canvas'); const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data; let n = 0; for (let i = 3; i < d.length; i += 4) if (d[i] > 0) n++; return n; })()`),
+  );
+  t.ok(painted > 2000, `the chart canvas is drawn (${painted} painted pixels)`);
+  t.equal(await page.locator('.u-legend .u-series').count() > 3, true, 'a legend entry per verdict');
+  // The same numbers as a table (for screen readers): one row per hour with decisions, 60 in all.
+  const hours = await page.getByRole('table', { name: 'Decisions per hour and verdict', includeHidden: true }).locator('tbody tr').evaluateAll((trs) =>
+    trs.map((tr) => [...tr.querySelectorAll('td')].reduce((a, td) => a + Number(td.textContent), 0)),
+  );
+  t.equal(hours.reduce((a, b) => a + b, 0), REVIEWS, 'every decision is in a bucket');
+  t.ok(hours.length >= 40, `${hours.length} hourly buckets over two days`);
+
+  // Every 4th review is the unmapped TaskRun in "payments" (denied) except the three moved to
+  // "sandbox"; every 4th is the audit-mode PipelineRun (warned), whose mapped notebook-runner is
+  // not on the to-do list.
+  const ns = page.getByRole('table', { name: /per namespace/ });
+  t.strictSame(await ns.getByRole('row', { name: /^payments/ }).getByRole('cell').allTextContents(), ['12', '0', '39']);
+  t.strictSame(await ns.getByRole('row', { name: /^data-science/ }).getByRole('cell').allTextContents(), ['0', '15', '15']);
+  const todo = page.getByRole('table', { name: /without an IdentityMapping/ });
+  t.strictSame(await todo.locator('tbody tr').evaluateAll((trs) => trs.map((tr) => (tr.textContent ?? '').trim())), ['payments/default120', 'data-science/default015']);
+  const writers = page.getByRole('table', { name: /writer/ });
+  await writers.getByText(/signature valid/).waitFor();
+  t.strictSame(await writers.locator('tbody tr th, tbody tr td').allTextContents().then((c) => c.slice(0, 2)), ['tzw-0', String(REVIEWS)]);
+  mkdirSync(DOCS, { recursive: true });
+  await page.screenshot({ path: join(DOCS, 'console-overview.png'), fullPage: true });
+
+  // The unmapped ServiceAccount links to its decisions.
+  await todo.getByRole('link', { name: 'payments/default' }).click();
+  await page.waitForURL((u) => u.pathname === '/' && u.searchParams.get('serviceAccount') === 'payments/default');
+  const rows = await tableRows(page);
+  t.equal(rows.length, 12);
+  t.strictSame(problems, []);
+});
+
 t.test('403: a token without the auditor group sees the missing permission', async (t) => {
   const { page } = await signedInPage(undefined, await issuer.mint({ groups: ['developers'] }));
   await page.goto(`${server.url}/`);

@@ -111,3 +111,28 @@ t.test('a store that fails at once answers a clean 500, not a cut bundle', async
   t.equal(res.statusCode, 500);
   t.equal(res.json().code, 'ERR_INTERNAL');
 });
+
+t.test('GET /api/v1/stats: the aggregates the store counted for a filter; bad input is 400', async (t) => {
+  const { app, store } = await setup(t);
+  const res = await app.inject({ url: '/api/v1/stats?namespace=payments&bucket=hour' });
+  t.equal(res.statusCode, 200);
+  t.equal(res.headers['cache-control'], 'no-store');
+  t.strictSame(res.json(), await store.loadStats({ namespace: 'payments' }, 'hour'), 'what the store counted');
+  t.strictSame(res.json().namespaces, [{ namespace: 'payments', counts: { denied: 1, patched: 3 } }]);
+  t.strictSame((await app.inject({ url: '/api/v1/stats' })).json().buckets, [{ start: '2026-01-01T00:00:00Z', counts: { denied: 1, patched: 6 } }], 'bucket defaults to day');
+  const cases: Array<[string, RegExp]> = [
+    ['?bucket=week', /bucket "week" is not one of hour, day/],
+    ['?bucket=hour&bucket=day', /bucket is given 2 times/],
+    ['?limit=5', /limit does not apply to stats/],
+    ['?cursor=x', /cursor does not apply to stats/],
+    ['?until=tomorrow', /until "tomorrow" is not an RFC 3339 date-time/],
+    ['?format=csv', /unknown filter "format"/],
+  ];
+  for (const [q, message] of cases) {
+    const r = await app.inject({ url: `/api/v1/stats${q}` });
+    t.equal(r.statusCode, 400, q);
+    t.match(r.json(), { code: 'ERR_BAD_FILTER', message }, q);
+  }
+  const oidc = await setup(t, 'oidc');
+  t.equal((await oidc.app.inject({ url: '/api/v1/stats' })).statusCode, 401, 'needs a token like every data route');
+});

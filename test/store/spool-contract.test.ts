@@ -37,6 +37,7 @@ function readYourWrites(s: SpooledPostgresStore): VerifiableStore {
     checkpoints: async () => (await sync(), s.checkpoints()),
     anchors: async () => (await sync(), s.anchors()),
     prune: async (olderThan) => (await sync(), s.prune(olderThan)),
+    loadStats: async (f, b) => (await sync(), s.loadStats(f, b)),
     writable: () => s.writable(),
     close: () => s.close(),
   };

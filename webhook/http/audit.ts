@@ -5,6 +5,7 @@
  *   GET /api/v1/checkpoints      signed checkpoints and retention anchors
  *   GET /api/v1/jwks             public keys that verify them (public: no token needed)
  *   GET /api/v1/export           the evidence bundle for a filter (the format of `tzw decisions export`)
+ *   GET /api/v1/stats            filters + bucket=hour|day → aggregates counted by the store (Overview)
  *   GET /, /overview, /decisions/:id, /console/*   the auditor console (console.ts; pages without data)
  * Every other route needs a bearer token (auth.ts) unless auth mode is none. Errors are
  * `{code, message}` JSON. Filters are parsed by the one parser the CLI uses too (store/query.ts).
@@ -27,6 +28,7 @@ import { toNamespaceBundleLines } from '../store/evidence/namespace-bundle.js';
 import { toNamespaceEvidenceSource, toNamespaceRange } from '../store/namespace-source.js';
 import type { Jwks } from '../store/evidence/signing.js';
 import { consoleRoutes } from './console.js';
+import { parseStatsQuery } from '../store/stats.js';
 import type { Metrics } from './metrics.js';
 import { HANDSHAKE_TIMEOUT_MS, MIN_TLS_VERSION } from './tls.js';
 
@@ -66,6 +68,7 @@ export const AUDIT_PATHS = {
   checkpoints: '/api/v1/checkpoints',
   jwks: '/api/v1/jwks',
   export: '/api/v1/export',
+  stats: '/api/v1/stats',
 } as const;
 
 export interface AuditAuthConfig {
@@ -375,6 +378,14 @@ export async function buildAuditApp(deps: AuditDeps): Promise<FastifyInstance> {
         .header('content-type', 'application/x-ndjson; charset=utf-8')
         .header('content-disposition', `attachment; filename="${range ? `tzw-namespace-${toFileNamePart(range.namespace)}` : 'tzw-decisions'}-${stamp}.jsonl"`)
         .send(body);
+    });
+
+    // The Overview's numbers: GROUP BY in the store (loadStats), never records shipped to the browser.
+    scope.get(AUDIT_PATHS.stats, async (req) => {
+      const parsed = parseStatsQuery(toQueryParams(req.query));
+      if (!parsed.ok) throw new HttpError(400, 'ERR_BAD_FILTER', `invalid query: ${parsed.errors.join('; ')}`, parsed.errors);
+      await authorize(req, { verb: 'list', resource: 'decisions', namespace: parsed.filter.namespace ?? '' });
+      return store.loadStats(parsed.filter, parsed.bucket);
     });
 
     scope.get(AUDIT_PATHS.checkpoints, async (req) => {

@@ -5,6 +5,7 @@
  */
 import type { ChainedRecord, DecisionRecord } from '../core/record.js';
 import type { Verdict } from '../core/verdict.js';
+import type { DecisionStats, StatsBucket, StatsFilter } from './stats.js';
 
 /** Filters shared by the audit API and the CLI (parsed by `parseDecisionFilter` in query.ts). */
 export interface DecisionFilter {
@@ -117,6 +118,11 @@ export interface VerifiableStore extends DecisionStore {
   anchors(): Promise<Anchor[]>;
   /** Every record, ordered by writer then seq (chain order), with flat memory. */
   streamChain(): AsyncIterable<ChainEntry>;
+  /**
+   * Verdict counts per time bucket and namespace, the top unmapped ServiceAccounts and the records
+   * per writer for a filter (GET /api/v1/stats): SQL GROUP BY in the database, no records shipped.
+   */
+  loadStats(filter: StatsFilter, bucket: StatsBucket): Promise<DecisionStats>;
   /** Deletes records whose `time` is before `olderThan` (RFC 3339) and writes a signed anchor per writer. */
   prune(olderThan: string): Promise<PruneResult>;
 }

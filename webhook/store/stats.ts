@@ -48,3 +48,127 @@ export function parseStatsQuery(params: FilterParams): StatsQuery {
   const { limit: _limit, cursor: _cursor, ...filter } = parsed.filter;
   return { ok: true, filter, bucket };
 }
+
+/** Reason codes that name a ServiceAccount without an IdentityMapping (the Overview's to-do list). */
+export const UNMAPPED_CODES = ['TASKRUN_SA_UNMAPPED', 'PIPELINERUN_SA_UNMAPPED', 'POD_SA_UNMAPPED'] as const;
+
+export type StatsDialect = 'sqlite' | 'postgres';
+
+export interface StatsTables {
+  decisions: string;
+  sas: string;
+  checkpoints: string;
+}
+
+export interface SqlQuery {
+  sql: string;
+  params: unknown[];
+}
+
+/** The four GROUP BY queries of one stats call; each adapter runs them on its own connection. */
+export interface StatsSql {
+  buckets: SqlQuery;
+  namespaces: SqlQuery;
+  unmapped: SqlQuery;
+  writers: SqlQuery;
+}
+
+/** Characters of the canonical time that name the bucket: `YYYY-MM-DDTHH` or `YYYY-MM-DD`. */
+const BUCKET_PREFIX: Record<StatsBucket, number> = { hour: 13, day: 10 };
+
+/**
+ * Builds the stats queries for a dialect: every aggregate is a GROUP BY over the filtered records in
+ * the database, served by the same (column, time, id) indexes as the decision list. `toText` maps a
+ * filter value to its stored index text (PostgreSQL escapes values it cannot store). Pure.
+ *
+ * Unmapped ServiceAccounts come from the reasons: a reason's `serviceAccount` when it names one;
+ * for records written before reasons carried it, the record's only ServiceAccount, else the
+ * `ServiceAccount ns/name has no IdentityMapping` message the rules have always written.
+ */
+export function toStatsSql(dialect: StatsDialect, t: StatsTables, filter: StatsFilter, bucket: StatsBucket, toText: (v: string) => string = (v) => v): StatsSql {
+  const params: unknown[] = [];
+  const p = (v: unknown): string => {
+    params.push(v);
+    return dialect === 'sqlite' ? '?' : `$${params.length}`;
+  };
+  const where: string[] = [];
+  if (filter.serviceAccount !== undefined) where.push(`d.id IN (SELECT s.decision_id FROM ${t.sas} s WHERE s.key = ${p(toText(filter.serviceAccount))})`);
+  const eq: Array<[keyof StatsFilter, string]> = [
+    ['namespace', 'd.namespace'],
+    ['verdict', 'd.verdict'],
+    ['kind', 'd.kind'],
+    ['taskRun', 'd.task_run'],
+    ['pipelineRun', 'd.pipeline_run'],
+  ];
+  for (const [key, col] of eq) {
+    const v = filter[key];
+    if (v !== undefined) where.push(`${col} = ${p(toText(String(v)))}`);
+  }
+  if (filter.since !== undefined) where.push(`d.time >= ${p(filter.since)}`);
+  if (filter.until !== undefined) where.push(`d.time < ${p(filter.until)}`);
+  const filterParams = [...params];
+  const whereSql = where.length ? ` WHERE ${where.join(' AND ')}` : '';
+  // Each query repeats the filter with its own copy of the parameters (numbered alike in each).
+  const again = (extra: string[] = []): SqlQuery => ({
+    sql: whereSql + (extra.length ? `${where.length ? ' AND' : ' WHERE'} ${extra.join(' AND ')}` : ''),
+    params: [...filterParams],
+  });
+  const base = again();
+  const codes = UNMAPPED_CODES.map((c) => `'${c}'`).join(', ');
+  const unmappedWhere = again([`d.verdict IN ('denied', 'warned')`]);
+  const unmappedSql =
+    dialect === 'sqlite'
+      ? `SELECT sa, sum(verdict = 'denied') AS denied, sum(verdict = 'warned') AS warned FROM (
+           SELECT d.verdict AS verdict, COALESCE(json_extract(r.value, '$.serviceAccount'),
+             CASE WHEN json_array_length(d.record, '$.serviceAccounts') = 1 THEN json_extract(d.record, '$.serviceAccounts[0]')
+                  WHEN json_extract(r.value, '$.message') LIKE 'ServiceAccount % has no IdentityMapping%'
+                  THEN substr(json_extract(r.value, '$.message'), 16, instr(json_extract(r.value, '$.message'), ' has no IdentityMapping') - 16) END) AS sa
+           FROM ${t.decisions} d, json_each(d.record, '$.reasons') r${unmappedWhere.sql} AND json_extract(r.value, '$.code') IN (${codes})
+         ) WHERE sa IS NOT NULL GROUP BY sa ORDER BY denied DESC, warned DESC, sa LIMIT ${UNMAPPED_LIMIT}`
+      : `SELECT sa, count(*) FILTER (WHERE verdict = 'denied') AS denied, count(*) FILTER (WHERE verdict = 'warned') AS warned FROM (
+           SELECT d.verdict AS verdict, COALESCE(r.value ->> 'serviceAccount',
+             CASE WHEN jsonb_array_length(j.rec -> 'serviceAccounts') = 1 THEN j.rec -> 'serviceAccounts' ->> 0
+                  WHEN r.value ->> 'message' LIKE 'ServiceAccount % has no IdentityMapping%'
+                  THEN substr(r.value ->> 'message', 16, strpos(r.value ->> 'message', ' has no IdentityMapping') - 16) END) AS sa
+           FROM ${t.decisions} d CROSS JOIN LATERAL (SELECT d.record::jsonb AS rec) j CROSS JOIN LATERAL jsonb_array_elements(j.rec -> 'reasons') AS r(value)${unmappedWhere.sql}
+             AND r.value ->> 'code' IN (${codes})
+         ) u WHERE sa IS NOT NULL GROUP BY sa ORDER BY denied DESC, warned DESC, sa LIMIT ${UNMAPPED_LIMIT}`;
+  const len = BUCKET_PREFIX[bucket];
+  return {
+    buckets: { sql: `SELECT substr(d.time, 1, ${len}) AS start, d.verdict AS verdict, count(*) AS n FROM ${t.decisions} d${base.sql} GROUP BY 1, 2 ORDER BY 1, 2`, params: base.params },
+    namespaces: { sql: `SELECT d.namespace AS namespace, d.verdict AS verdict, count(*) AS n FROM ${t.decisions} d${base.sql} GROUP BY 1, 2 ORDER BY 1, 2`, params: base.params },
+    unmapped: { sql: unmappedSql, params: unmappedWhere.params },
+    writers: {
+      sql: `SELECT w.writer AS writer, w.n AS n, c.size AS size, c.time AS time FROM (SELECT d.writer AS writer, count(*) AS n FROM ${t.decisions} d${base.sql} GROUP BY 1) w
+        LEFT JOIN ${t.checkpoints} c ON c.writer = w.writer AND c.size = (SELECT max(size) FROM ${t.checkpoints} m WHERE m.writer = w.writer) ORDER BY 1`,
+      params: base.params,
+    },
+  };
+}
+
+export interface StatsRows {
+  buckets: Array<{ start: string; verdict: string; n: number | string }>;
+  namespaces: Array<{ namespace: string; verdict: string; n: number | string }>;
+  unmapped: Array<{ sa: string; denied: number | string; warned: number | string }>;
+  writers: Array<{ writer: string; n: number | string; size: number | string | null; time: string | null }>;
+}
+
+/** Rows of the four queries → the API's shape (PostgreSQL's bigint counts arrive as strings). Pure. */
+export function toDecisionStats(rows: StatsRows, bucket: StatsBucket): DecisionStats {
+  const suffix = bucket === 'hour' ? ':00:00Z' : 'T00:00:00Z';
+  const group = <K extends string>(list: Array<{ verdict: string; n: number | string } & Record<K, string>>, key: K) => {
+    const out = new Map<string, VerdictCounts>();
+    for (const r of list) {
+      const counts = out.get(r[key]) ?? {};
+      counts[r.verdict as Verdict] = Number(r.n);
+      out.set(r[key], counts);
+    }
+    return out;
+  };
+  return {
+    buckets: [...group(rows.buckets, 'start')].map(([start, counts]) => ({ start: start + suffix, counts })),
+    namespaces: [...group(rows.namespaces, 'namespace')].map(([namespace, counts]) => ({ namespace, counts })),
+    unmapped: rows.unmapped.map((r) => ({ serviceAccount: r.sa, denied: Number(r.denied), warned: Number(r.warned) })),
+    writers: rows.writers.map((r) => ({ writer: r.writer, records: Number(r.n), checkpoint: r.size === null || r.time === null ? null : { size: Number(r.size), time: r.time } })),
+  };
+}

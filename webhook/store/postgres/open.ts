@@ -25,6 +25,7 @@ import type { Anchor, ChainEntry, Checkpoint, DecisionFilter, DecisionPage, Prun
 import { createPostgresStore, parsePostgresUrl, type PostgresStore, type PostgresStoreOptions } from './store.js';
 import type { SigningKey, Signer } from '../evidence/signing.js';
 import { createSpool, type Spool, type SpooledEntry } from './spool.js';
+import type { DecisionStats, StatsBucket, StatsFilter } from '../stats.js';
 import type { StoreLogger } from '../sqlite/store.js';
 
 export const MIN_BACKOFF_MS = 100;
@@ -402,6 +403,10 @@ class SpooledStore implements SpooledPostgresStore {
 
   streamChain(): AsyncIterable<ChainEntry> {
     return this.reader().streamChain();
+  }
+
+  loadStats(filter: StatsFilter, bucket: StatsBucket): Promise<DecisionStats> {
+    return this.reader().loadStats(filter, bucket);
   }
 
   async checkpoints(): Promise<Checkpoint[]> {

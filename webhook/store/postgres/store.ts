@@ -20,6 +20,7 @@ import { canonicalJson, chainRecord, GENESIS_HASH, toChainedRecord, sha256Hex, t
 import type { Anchor, ChainEntry, Checkpoint, DecisionFilter, DecisionPage, PruneResult, VerifiableStore } from '../port.js';
 import { checkRecordShape as checkSharedShape, duplicateIdError, SA_INDEX_PROBLEM, storeError, toChainEntry, toChained, toColumnsProblem, toPage, toPageRequest, unchainableError, type DecisionRow, type StoreError } from '../rows.js';
 import { toCanonicalTime, type Cursor } from '../query.js';
+import { toDecisionStats, toStatsSql, type DecisionStats, type StatsBucket, type StatsFilter, type StatsRows } from '../stats.js';
 import { ANCHOR_TYP, CHECKPOINT_TYP, type Signer } from '../evidence/signing.js';
 import type { StoreLogger } from '../sqlite/store.js';
 import { appendQuarantined, readQuarantined } from './quarantine.js';
@@ -762,6 +763,26 @@ class PostgresDecisionStore implements PostgresStore {
     const sql = `SELECT ${t} AS time, ${i} AS id, d.record AS record, d.hash AS hash FROM ${from}${where.length ? ` WHERE ${where.join(' AND ')}` : ''} ORDER BY ${t}, ${i} LIMIT ${p(limit)}`;
     const res = await this.read(() => this.pool.query<{ time: string; id: string; record: string; hash: string }>(sql, params));
     return res.rows;
+  }
+
+  async loadStats(filter: StatsFilter, bucket: StatsBucket): Promise<DecisionStats> {
+    const q = toStatsSql('postgres', { decisions: this.t.decisions, sas: this.t.sas, checkpoints: this.t.checkpoints }, filter, bucket, toIndexText);
+    // One REPEATABLE READ transaction: the four aggregates see the same snapshot.
+    return this.read(async () => {
+      const { client, done } = await checkout(this.pool);
+      try {
+        await client.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
+        const rows: Partial<StatsRows> = {};
+        for (const k of ['buckets', 'namespaces', 'unmapped', 'writers'] as const) rows[k] = (await client.query(q[k].sql, q[k].params)).rows as never;
+        await client.query('COMMIT');
+        done();
+        return toDecisionStats(rows as StatsRows, bucket);
+      } catch (err) {
+        await client.query('ROLLBACK').catch(() => undefined);
+        done(true);
+        throw err;
+      }
+    });
   }
 
   async query(filter: DecisionFilter): Promise<DecisionPage> {

@@ -19,6 +19,7 @@ import { cancelledError, checkRecordShape, SA_INDEX_PROBLEM, storeError, toChain
 import { createWriterThread } from '../thread.js';
 import { SLOT_CANCELLED, SLOT_PENDING, type AppendItem, type WriterConfig, type WriterOp, type WriterReply, type WriterRequest } from './writer.js';
 import { toCanonicalTime, type Cursor } from '../query.js';
+import { toDecisionStats, toStatsSql, type DecisionStats, type SqlQuery, type StatsBucket, type StatsFilter, type StatsRows } from '../stats.js';
 import { ANCHOR_TYP, CHECKPOINT_TYP, type Signer } from '../evidence/signing.js';
 
 export const DEFAULT_CHECKPOINT_RECORDS = 1000;
@@ -635,6 +636,15 @@ class SqliteDecisionStore implements SqliteStore {
       writer = last.writer;
       seq = last.seq;
     }
+  }
+
+  async loadStats(filter: StatsFilter, bucket: StatsBucket): Promise<DecisionStats> {
+    const q = toStatsSql('sqlite', { decisions: 'decisions', sas: 'decision_sas', checkpoints: 'checkpoints' }, filter, bucket);
+    const all = <T>(x: SqlQuery) => this.stmt(x.sql).all(...x.params) as T[];
+    // One read transaction: the four aggregates see the same snapshot.
+    return this.db.transaction(() =>
+      toDecisionStats({ buckets: all(q.buckets), namespaces: all(q.namespaces), unmapped: all(q.unmapped), writers: all(q.writers) } as StatsRows, bucket),
+    )();
   }
 
   async checkpoints(): Promise<Checkpoint[]> {

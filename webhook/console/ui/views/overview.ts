@@ -71,6 +71,8 @@ function chart(stats: DecisionStats, bucket: keyof typeof BUCKET_SECONDS): HTMLE
         width: width(),
         height: 260,
         scales: { x: { time: true } },
+        // Buckets are UTC hours/days: label them in UTC whatever the browser's zone.
+        tzDate: (ts: number) => uPlot.tzDate(new Date(ts * 1000), 'Etc/UTC'),
         axes: [{}, { label: 'decisions' }],
         series: [{ label: 'time' }, ...data.series.map((s) => ({ label: s.verdict, stroke: COLOURS[s.verdict] ?? '#555', width: 2, points: { show: true, size: 5 } }))],
       },
@@ -179,7 +181,7 @@ async function writersTable(stats: DecisionStats): Promise<HTMLElement> {
               h('th', { scope: 'row' }, w.writer),
               h('td', {}, String(w.records)),
               h('td', {}, w.checkpoint ? `size ${w.checkpoint.size}, ${shortTime(w.checkpoint.time)}` : 'none yet'),
-              h('td', {}, w.checkpoint ? (checks.get(w.writer) ?? 'not checked') : 'nothing signed yet'),
+              h('td', { class: 'break' }, w.checkpoint ? (checks.get(w.writer) ?? 'not checked') : 'nothing signed yet'),
             ),
           ),
         ),
