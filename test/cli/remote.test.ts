@@ -188,6 +188,12 @@ t.test('export --server and verify --server: the bundle of GET /api/v1/export, v
   const lines = (f: string) => readFileSync(join(s.dir, f), 'utf8').split('\n').map((l, i) => (i === 0 ? l.replace(/"created":"[^"]+"/, '') : l));
   t.strictSame(lines('server.jsonl'), lines('store.jsonl'));
   t.notOk(existsSync(join(s.dir, 'server.jsonl.tmp')), 'no partial file left');
+  // One namespace: a namespace bundle, announced with the same line either way.
+  const nsStore = await tzw(s.dir, {}, 'decisions', 'export', '--store', s.store, '--jwks', 'jwks.json', '--namespace', 'payments', '--out', 'ns.jsonl');
+  const nsServer = await tzw(s.dir, {}, 'decisions', 'export', ...remote, '--namespace', 'payments', '--out', 'ns.jsonl');
+  t.equal(nsServer.code, 0, nsServer.stderr);
+  t.strictSame(nsServer, nsStore, 'namespace export: same exit code, stdout and stderr');
+  t.match(nsServer.stdout, /^Wrote \d+ records of namespace payments and \d+ checkpoints of 1 writer\(s\)/);
   const filtered = await tzw(s.dir, {}, 'decisions', 'export', ...remote, '--verdict', 'denied', '--out', 'denied.jsonl');
   t.equal(filtered.code, 0);
   t.match(filtered.stdout, /^Wrote 1 records/);

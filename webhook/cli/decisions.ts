@@ -154,15 +154,25 @@ async function withSource<T>(values: Values, io: CliIo, fn: (source: RecordSourc
   return withClient(values, io, (client) => fn({ label: client.server, page: (f) => client.fetchPage(f), get: (id) => client.fetchRecord(id) }));
 }
 
+/** The line `export` prints for a namespace bundle (--store and --server alike). */
+function toNamespaceExportLine(records: number, namespace: string, checkpoints: number, writers: number, path: string): string {
+  return `Wrote ${records} records of namespace ${namespace} and ${checkpoints} checkpoints of ${writers} writer(s) to ${path}. Verify it with: tzw decisions verify --bundle ${path} --jwks JWKS.json\n`;
+}
+
 /**
  * Saves a bundle stream to `outPath` (atomically: `outPath.tmp`, then renamed) and counts its lines
  * by type. The header line says whether the bundle is complete. Errors: the stream's, or fs errors.
  */
-async function saveBundle(body: Readable, outPath: string): Promise<{ path: string; records: number; checkpoints: number; anchors: number; complete: boolean; format: string }> {
+async function saveBundle(
+  body: Readable,
+  outPath: string,
+): Promise<{ path: string; records: number; checkpoints: number; anchors: number; complete: boolean; format: string; namespace: string; writers: number }> {
   const tmp = `${outPath}.tmp`;
   const counts: Record<string, number> = {};
   let complete = false;
   let format = '';
+  let namespace = '';
+  const writers = new Set<string>();
   let first = true;
   const out = createWriteStream(tmp, { encoding: 'utf8' });
   try {
@@ -173,15 +183,20 @@ async function saveBundle(body: Readable, outPath: string): Promise<{ path: stri
           if (first) {
             first = false;
             try {
-              const header = JSON.parse(line) as { complete?: unknown; format?: unknown };
+              const header = JSON.parse(line) as { complete?: unknown; format?: unknown; namespace?: unknown };
               complete = header.complete === true;
               format = typeof header.format === 'string' ? header.format : '';
+              namespace = typeof header.namespace === 'string' ? header.namespace : '';
             } catch {
               throw Object.assign(new Error('the server sent something that is not a decision bundle'), { code: 'ERR_REMOTE_BAD_RESPONSE' });
             }
           } else {
             const type = /^\{"type":"([a-z-]+)"/.exec(line)?.[1] ?? 'other';
             counts[type] = (counts[type] ?? 0) + 1;
+            if (type === 'checkpoint') {
+              const writer = (JSON.parse(line) as { checkpoint?: { writer?: unknown } }).checkpoint?.writer;
+              if (typeof writer === 'string') writers.add(writer);
+            }
           }
           yield line + '\n';
         }
@@ -194,7 +209,7 @@ async function saveBundle(body: Readable, outPath: string): Promise<{ path: stri
     await rm(tmp, { force: true });
     throw err;
   }
-  return { path: outPath, records: counts.record ?? 0, checkpoints: counts.checkpoint ?? 0, anchors: counts.anchor ?? 0, complete, format };
+  return { path: outPath, records: counts.record ?? 0, checkpoints: counts.checkpoint ?? 0, anchors: counts.anchor ?? 0, complete, format, namespace, writers: writers.size };
 }
 
 /**
@@ -292,6 +307,10 @@ const exportCommand: Command = {
       // The server writes its own public keys into the bundle header; keys given here would not be used.
       for (const flag of ['jwks', 'config']) if (values[flag] !== undefined) throw new UsageError(`--${flag} does not apply to export --server: the bundle carries the server's public keys`);
       const saved = await withClient(values, io, async (client) => saveBundle(await client.fetchBundle(filter), out));
+      if (saved.format === NAMESPACE_BUNDLE_FORMAT) {
+        io.stdout(toNamespaceExportLine(saved.records, saved.namespace, saved.checkpoints, saved.writers, saved.path));
+        return EXIT.OK;
+      }
       io.stdout(`Wrote ${saved.records} records, ${saved.checkpoints} checkpoints and ${saved.anchors} anchors to ${saved.path}.\n`);
       if (!saved.complete && saved.format !== NAMESPACE_BUNDLE_FORMAT) {
         io.stderr('Note: this is a filtered export: evidence of the selected records, but not a verifiable chain. Export without filters for a bundle that "tzw decisions verify --bundle" can check.\n');
@@ -303,7 +322,7 @@ const exportCommand: Command = {
     if (range) {
       // One namespace (and a time range): a bundle its auditor can prove complete offline.
       const ns = await withStore(values, io, (store) => writeNamespaceBundle(toNamespaceEvidenceSource(store), range, out, jwks));
-      io.stdout(`Wrote ${ns.records} records of namespace ${range.namespace} and ${ns.checkpoints} checkpoints of ${ns.writers} writer(s) to ${ns.path}. Verify it with: tzw decisions verify --bundle ${ns.path} --jwks JWKS.json\n`);
+      io.stdout(toNamespaceExportLine(ns.records, range.namespace, ns.checkpoints, ns.writers, ns.path));
       return EXIT.OK;
     }
     const summary = await withStore(values, io, (store) => writeBundle(store, filter, out, jwks));
