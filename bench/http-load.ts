@@ -2,6 +2,10 @@
  * HTTP load with autocannon (HTTPS, keep-alive, fixed connection count) and one-off probes.
  * Latencies are taken from autocannon's per-response events at full precision: its own histogram
  * keeps whole milliseconds, too coarse for a 5 ms p99 budget.
+ *
+ * With `expect`, every answer is checked (its verdict, so an `errored` answer never counts as
+ * throughput) and the decision id of each expected answer is kept, so the caller can check that
+ * the store holds a record for each one. Only expected answers count in rps, latencies and `ok`.
  */
 import { request } from 'node:https';
 // autocannon ships no types; the part used here is typed below.
@@ -28,8 +32,12 @@ export interface LoadResult {
   p90Ms: number;
   p99Ms: number;
   maxMs: number;
-  /** 2xx responses. */
+  /** 2xx responses that were what `expect` wanted (all 2xx without `expect`). */
   ok: number;
+  /** 2xx responses `expect` refused (e.g. verdict errored instead of patched): any is a failed run. */
+  unexpected: number;
+  /** Decision ids of the expected answers (empty without `expect`). */
+  ids: string[];
   /** Non-2xx responses, socket errors and timeouts: any is a failed run. */
   failed: number;
   seconds: number;
@@ -43,6 +51,29 @@ export interface LoadOptions {
   seconds: number;
   /** Offered load in requests/s over all connections (autocannon overallRate); unset = as fast as possible. */
   rate?: number;
+  /** Checks one 2xx answer body: the decision id when it is the expected answer, else undefined. */
+  expect?: (body: string) => string | undefined;
+}
+
+const DECISION_ID_KEY = '"auditAnnotations":{"decision-id":"';
+const UUID_LENGTH = 36;
+
+/**
+ * An `expect` for the webhook's AdmissionReview answers: allowed, with this verdict in the audit
+ * annotations. A substring check of the one renderer's output (webhook/http/admission.ts
+ * toReviewJson: `"allowed":true,"auditAnnotations":{"decision-id":"<id>","verdict":"<v>"}`), not
+ * a JSON.parse: the client shares the cores with the server, and parsing every 10 kB answer would
+ * cost the server measurable CPU. bench/run.ts checks it against fully parsed probe answers first.
+ */
+export function expectVerdict(verdict: string): (body: string) => string | undefined {
+  const tail = `","verdict":"${verdict}"}`;
+  return (body) => {
+    const at = body.indexOf(`"allowed":true,${DECISION_ID_KEY}`);
+    if (at < 0) return undefined;
+    const idAt = at + '"allowed":true,'.length + DECISION_ID_KEY.length;
+    if (!body.startsWith(tail, idAt + UUID_LENGTH)) return undefined;
+    return body.slice(idAt, idAt + UUID_LENGTH);
+  };
 }
 
 /** Runs autocannon against https://127.0.0.1:port/path for `seconds` and summarises it. */
@@ -50,6 +81,18 @@ export function runLoad(o: LoadOptions): Promise<LoadResult> {
   // Sized for ~20k responses/s; grows if needed.
   let latencies = new Float64Array(Math.max(1024, o.seconds * 20_000));
   let n = 0;
+  let unexpected = 0;
+  const ids: string[] = [];
+  /** Latency of the 2xx answer whose body verifyBody is about to see (NaN: not a 2xx). */
+  let pendingMs = NaN;
+  const record = (ms: number): void => {
+    if (n === latencies.length) {
+      const grown = new Float64Array(latencies.length * 2);
+      grown.set(latencies);
+      latencies = grown;
+    }
+    latencies[n++] = ms;
+  };
   return new Promise((resolve, reject) => {
     const instance = autocannon(
       {
@@ -62,6 +105,24 @@ export function runLoad(o: LoadOptions): Promise<LoadResult> {
         duration: o.seconds,
         timeout: 10,
         ...(o.rate ? { overallRate: o.rate } : {}),
+        // autocannon calls verifyBody right after it emits 'response' for the same answer, in one
+        // synchronous step (lib/httpClient.js kOnMessageComplete), so pendingMs is this answer's.
+        ...(o.expect
+          ? {
+              verifyBody: (body: string) => {
+                if (!Number.isNaN(pendingMs)) {
+                  const id = o.expect!(body);
+                  if (id === undefined) unexpected++;
+                  else {
+                    record(pendingMs);
+                    ids.push(id);
+                  }
+                }
+                pendingMs = NaN;
+                return true;
+              },
+            }
+          : {}),
       },
       (err, result) => {
         if (err) return reject(err);
@@ -73,6 +134,8 @@ export function runLoad(o: LoadOptions): Promise<LoadResult> {
           p99Ms: percentile(sorted, 0.99),
           maxMs: n > 0 ? sorted[n - 1]! : NaN,
           ok: n,
+          unexpected,
+          ids,
           failed: result.non2xx + result.errors + result.timeouts,
           seconds: result.duration,
         });
@@ -80,18 +143,14 @@ export function runLoad(o: LoadOptions): Promise<LoadResult> {
     );
     instance.on('response', (_client, statusCode, _bytes, ms) => {
       if (statusCode < 200 || statusCode >= 300) return;
-      if (n === latencies.length) {
-        const grown = new Float64Array(latencies.length * 2);
-        grown.set(latencies);
-        latencies = grown;
-      }
-      latencies[n++] = ms;
+      if (o.expect) pendingMs = ms;
+      else record(ms);
     });
   });
 }
 
-/** One POST over HTTPS, trusting only `caPem`; resolves with the status and the parsed JSON body. */
-export function postJson(port: number, path: string, body: string, caPem: string): Promise<{ status: number; json: unknown }> {
+/** One POST over HTTPS, trusting only `caPem`; resolves with the status, the parsed JSON body and the raw text. */
+export function postJson(port: number, path: string, body: string, caPem: string): Promise<{ status: number; json: unknown; text: string }> {
   return new Promise((resolve, reject) => {
     const req = request(
       { host: '127.0.0.1', port, path, method: 'POST', ca: caPem, servername: 'localhost', headers: { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) }, agent: false },
@@ -100,7 +159,8 @@ export function postJson(port: number, path: string, body: string, caPem: string
         res.on('data', (c: Buffer) => chunks.push(c));
         res.on('end', () => {
           try {
-            resolve({ status: res.statusCode ?? 0, json: JSON.parse(Buffer.concat(chunks).toString('utf8')) });
+            const text = Buffer.concat(chunks).toString('utf8');
+            resolve({ status: res.statusCode ?? 0, json: JSON.parse(text), text });
           } catch (err) {
             reject(new Error(`POST ${path}: the response is not JSON: ${(err as Error).message}`));
           }

@@ -8,8 +8,14 @@
  *   - /mutate (corpus pod 02) and /validate (its PipelineRun) with the durable SQLite store and
  *     with a store that does nothing, 10 IdentityMappings loaded;
  *   - /mutate with 100,000 IdentityMappings and ServiceAccounts loaded, and that server's RSS;
+ *   - /mutate with the PostgreSQL (spooled) store when TZW_BENCH_PG_URL is set (a fresh schema,
+ *     dropped at the end), else skipped with the reason;
  *   - auditor queries and verification over a store of 1,000,000 records (100,000 with --quick).
  * Baseline and candidate runs alternate (B C, then C B) so their ratio holds on a noisy machine.
+ * Every answer is checked: only the expected one (allowed, verdict patched for /mutate, allowed
+ * for /validate; never errored) counts in rps, ratios and latencies; any other is counted in
+ * `unexpectedAnswers`. At the end each store must hold exactly one record per counted answer
+ * (`recordsMissing`). Either above 0 fails the run (exit 1, after the report).
  *
  * Prints a table, then as its LAST stdout line one JSON object; writes bench/out/results.json.
  * Progress goes to stderr. --profile writes each server's CPU profile to bench/out/profiles/
@@ -22,9 +28,9 @@ import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { defaultConfig, type Config } from '../webhook/config/schema.js';
-import { postJson, runLoad, type LoadResult } from './http-load.js';
+import { expectVerdict, postJson, runLoad, type LoadResult } from './http-load.js';
 import { mutateReviewBody, validateReviewBody } from './fixtures.js';
-import type { ServerCpu, ServerMemory, ServerReady } from './server.js';
+import type { ServerCpu, ServerIds, ServerMemory, ServerReady } from './server.js';
 import { median, round } from './stats.js';
 import { runStoreBench, type StoreBenchResult } from './store-bench.js';
 import { runNamespaceBench, toNamespaceBenchLines, type NamespaceBenchResult } from './namespace-bench.js';
@@ -135,6 +141,12 @@ async function cpuMicrosOf(s: Server): Promise<number> {
   return (await reply).micros;
 }
 
+async function storedIdsOf(s: Server): Promise<string[] | null> {
+  const reply = nextMessage<ServerIds>(s.child, 'ids', 300_000);
+  s.child.send({ type: 'ids' });
+  return (await reply).ids;
+}
+
 async function stopServer(s: Server): Promise<void> {
   if (s.child.exitCode !== null) return;
   const exited = new Promise<void>((r) => s.child.once('exit', () => r()));
@@ -146,19 +158,31 @@ async function stopServer(s: Server): Promise<void> {
 
 // ------------------------------------------------------------------ checks
 
-function assertAdmission(what: string, r: { status: number; json: unknown }, expectPatch: boolean): void {
-  const resp = (r.json as { response?: { allowed?: boolean; patch?: string; patchType?: string; status?: unknown } }).response;
+/** The answer each path must give under load; anything else (errored above all) is unexpected. */
+const EXPECTED_VERDICT = { '/mutate': 'patched', '/validate': 'allowed' } as const;
+
+/**
+ * Checks a probe answer in full (parsed), and that the cheap check the load uses (expectVerdict)
+ * agrees with it: same verdict, same decision id.
+ */
+function assertAdmission(what: string, r: { status: number; json: unknown; text: string }, path: keyof typeof EXPECTED_VERDICT): void {
+  const resp = (r.json as { response?: { allowed?: boolean; patch?: string; patchType?: string; status?: unknown; auditAnnotations?: Record<string, string> } }).response;
   if (r.status !== 200 || resp?.allowed !== true) throw new Error(`${what}: expected 200 and allowed, got ${r.status} ${JSON.stringify(r.json).slice(0, 500)}`);
-  if (expectPatch) {
+  if (path === '/mutate') {
     const ops = resp.patch ? (JSON.parse(Buffer.from(resp.patch, 'base64').toString('utf8')) as unknown[]) : [];
     if (resp.patchType !== 'JSONPatch' || ops.length === 0) throw new Error(`${what}: expected a JSON Patch, got ${JSON.stringify(resp).slice(0, 500)}`);
   }
+  const verdict = EXPECTED_VERDICT[path];
+  if (resp.auditAnnotations?.verdict !== verdict) throw new Error(`${what}: expected verdict ${verdict}, got ${JSON.stringify(resp.auditAnnotations)}`);
+  const id = expectVerdict(verdict)(r.text);
+  if (id === undefined || id !== resp.auditAnnotations['decision-id']) throw new Error(`${what}: the load's answer check does not recognise this answer (got ${String(id)}): bench/http-load.ts expectVerdict is out of date with the renderer`);
+  if (expectVerdict(verdict === 'patched' ? 'allowed' : 'patched')(r.text) !== undefined) throw new Error(`${what}: the load's answer check accepts a wrong verdict`);
 }
 
 // ------------------------------------------------------------------ HTTP part
 
 interface Case {
-  id: 'mutate' | 'mutateNoStore' | 'validate' | 'validateNoStore' | 'mutate100k';
+  id: 'mutate' | 'mutateNoStore' | 'validate' | 'validateNoStore' | 'mutate100k' | 'mutatePostgres';
   label: string;
   server: Server;
   path: '/mutate' | '/validate';
@@ -182,15 +206,61 @@ interface CaseResult {
 }
 
 /** A load result plus the server's own CPU time per answered request (robust to a busy machine). */
-type Measured = LoadResult & { serverCpuUsPerReq: number };
+type Measured = Omit<LoadResult, 'ids'> & { serverCpuUsPerReq: number };
 
-async function load(server: Server, path: string, body: string, seconds: number, rate?: number): Promise<Measured> {
+/** Answers checked over the whole run: unexpected ones, and the decision ids counted per server. */
+const answers = { unexpected: 0, unexpectedBy: new Map<string, number>(), counted: new Map<Server, string[]>() };
+
+async function load(server: Server, path: keyof typeof EXPECTED_VERDICT, body: string, seconds: number, rate?: number): Promise<Measured> {
   const cpu0 = await cpuMicrosOf(server);
-  const r = await runLoad({ port: server.ready.port, path, body, connections: CONNECTIONS, seconds, ...(rate ? { rate } : {}) });
+  const expect = server.ready.variant === 'app' ? expectVerdict(EXPECTED_VERDICT[path]) : undefined;
+  const { ids, ...r } = await runLoad({ port: server.ready.port, path, body, connections: CONNECTIONS, seconds, ...(rate ? { rate } : {}), ...(expect ? { expect } : {}) });
   const cpu1 = await cpuMicrosOf(server);
   if (r.failed > 0) throw new Error(`${server.name} ${path}: ${r.failed} failed responses (non-2xx, errors or timeouts) in ${seconds} s`);
+  if (r.unexpected > 0) {
+    answers.unexpected += r.unexpected;
+    const key = `${server.name} ${path}`;
+    answers.unexpectedBy.set(key, (answers.unexpectedBy.get(key) ?? 0) + r.unexpected);
+    log(`${key}: ${r.unexpected} answers were not ${EXPECTED_VERDICT[path]} (not counted)`);
+  }
+  if (expect) {
+    const list = answers.counted.get(server) ?? [];
+    for (const id of ids) list.push(id);
+    answers.counted.set(server, list);
+  }
   return { ...r, serverCpuUsPerReq: r.ok > 0 ? (cpu1 - cpu0) / r.ok : NaN };
 }
+
+/** Per store: every counted answer has exactly one record (ids are unique in every store). */
+interface RecordsCheck {
+  server: string;
+  counted: number;
+  stored: number;
+  /** Counted answers with no record. */
+  missing: number;
+  /** Ids answered more than once, or stored more than once. */
+  duplicated: number;
+}
+
+async function checkRecords(servers: Server[]): Promise<RecordsCheck[]> {
+  const out: RecordsCheck[] = [];
+  for (const s of servers) {
+    const counted = answers.counted.get(s);
+    if (!counted) continue;
+    const stored = await storedIdsOf(s);
+    if (stored === null) continue; // the store that does nothing
+    const storedSet = new Set(stored);
+    const countedSet = new Set(counted);
+    let missing = 0;
+    for (const id of countedSet) if (!storedSet.has(id)) missing++;
+    const check = { server: s.name, counted: counted.length, stored: stored.length, missing, duplicated: counted.length - countedSet.size + (stored.length - storedSet.size) };
+    log(`${s.name}: ${check.counted} counted answers, ${check.stored} records stored (probes and answers still in flight when a run ended are extra), ${missing} counted answers without a record, ${check.duplicated} duplicated`);
+    out.push(check);
+  }
+  return out;
+}
+
+const PG_SKIP_REASON = 'skipped: TZW_BENCH_PG_URL is not set (postgres://USER:PASSWORD@HOST:PORT/DB; the bench creates and drops its own schema)';
 
 async function runHttp(o: { seconds: number; warmupSeconds: number; rounds: number; profileDir: string | undefined; runDir: string }) {
   const mutateBody = mutateReviewBody();
@@ -210,21 +280,24 @@ async function runHttp(o: { seconds: number; warmupSeconds: number; rounds: numb
     servers.push(noStore);
     const big = await startServer('app-sqlite-100k', ['--variant', 'app', '--store', 'sqlite', '--mappings', '100000', '--dir', dir('sqlite-100k')], o.profileDir);
     servers.push(big);
+    const spooled = process.env.TZW_BENCH_PG_URL ? await startServer('app-postgres-10', ['--variant', 'app', '--store', 'postgres', '--mappings', '10', '--dir', dir('postgres-10')], o.profileDir) : undefined;
+    if (spooled) servers.push(spooled);
+    else log(`PostgreSQL (spooled) store ${PG_SKIP_REASON}`);
     const baselineIdle = await memoryOf(baseline);
     const bigIdle = await memoryOf(big);
     const smallIdle = await memoryOf(durable);
 
     const ca = (s: Server) => s.ready.caPem;
-    for (const s of [durable, noStore, big]) {
-      assertAdmission(`${s.name} /mutate`, await postJson(s.ready.port, '/mutate', mutateBody, ca(s)), true);
-      assertAdmission(`${s.name} /validate`, await postJson(s.ready.port, '/validate', validateBody, ca(s)), false);
+    for (const s of [durable, noStore, big, ...(spooled ? [spooled] : [])]) {
+      assertAdmission(`${s.name} /mutate`, await postJson(s.ready.port, '/mutate', mutateBody, ca(s)), '/mutate');
+      assertAdmission(`${s.name} /validate`, await postJson(s.ready.port, '/validate', validateBody, ca(s)), '/validate');
     }
     const b = await postJson(baseline.ready.port, '/mutate', mutateBody, ca(baseline));
     if (b.status !== 200) throw new Error(`baseline answered ${b.status}`);
     log(`probes ok; warming up (${o.warmupSeconds} s per server and path)`);
     for (const s of servers) {
       await load(s, '/mutate', mutateBody, o.warmupSeconds);
-      if (s !== big) await load(s, '/validate', validateBody, o.warmupSeconds);
+      if (s !== big && s !== spooled) await load(s, '/validate', validateBody, o.warmupSeconds);
     }
 
     const cases: Case[] = [
@@ -233,6 +306,7 @@ async function runHttp(o: { seconds: number; warmupSeconds: number; rounds: numb
       { id: 'validate', label: '/validate, durable store', server: durable, path: '/validate', body: validateBody },
       { id: 'validateNoStore', label: '/validate, store off', server: noStore, path: '/validate', body: validateBody },
       { id: 'mutate100k', label: '/mutate, durable, 100k mappings', server: big, path: '/mutate', body: mutateBody },
+      ...(spooled ? [{ id: 'mutatePostgres', label: '/mutate, PostgreSQL (spooled) store', server: spooled, path: '/mutate', body: mutateBody } satisfies Case] : []),
     ];
     const runs = new Map<Case['id'], CaseResult['runs']>(cases.map((c) => [c.id, []]));
     for (let round = 1; round <= o.rounds; round++) {
@@ -283,8 +357,11 @@ async function runHttp(o: { seconds: number; warmupSeconds: number; rounds: numb
         baselineCpuUsPerReq: median(r.map((x) => x.baseline.serverCpuUsPerReq)),
       };
     });
+    const records = await checkRecords(servers);
     return {
       results,
+      records,
+      pgSkipped: spooled ? null : PG_SKIP_REASON,
       atRate,
       memory: { baselineIdle, baselineLoaded, bigIdle, bigLoaded, smallIdle, smallLoaded, noStoreLoaded },
       loadMs100k: big.ready.loadMs,
@@ -411,6 +488,12 @@ async function main(): Promise<void> {
       ['100k SAs + mappings, after the runs', fmt(mem.bigLoaded.rssMb, 1), fmt(mem.bigLoaded.heapUsedMb, 1), fmt(mem.bigLoaded.heapTotalMb, 1), `max<=${TARGETS.rss100kMb} ${mark(rss100kMb! <= TARGETS.rss100kMb)}`],
     ]));
     lines.push(`100k mappings loaded into the facts index in ${fmt(http.loadMs100k)} ms; server code ${serverCode!.how}`);
+    if (http.pgSkipped) lines.push(`PostgreSQL (spooled) store: ${http.pgSkipped}`);
+    lines.push('');
+    lines.push(`answers checked: ${fmt(answers.unexpected)} unexpected (target 0) ${mark(answers.unexpected === 0)}${answers.unexpected ? ` — ${[...answers.unexpectedBy].map(([k, v]) => `${k}: ${v}`).join(', ')}` : ''}`);
+    for (const r of http.records) {
+      lines.push(`records in ${r.server}: ${fmt(r.counted)} counted answers, ${fmt(r.stored)} stored, ${fmt(r.missing)} without a record, ${fmt(r.duplicated)} duplicated ${mark(r.missing === 0 && r.duplicated === 0)}`);
+    }
   }
   if (store) {
     lines.push('');
@@ -454,6 +537,12 @@ async function main(): Promise<void> {
     validateP99Ms: validate ? round(validate.p99Ms) : null,
     validateNoStoreRps: by('validateNoStore') ? round(by('validateNoStore')!.rps, 0) : null,
     validateNoStoreRatio: by('validateNoStore') ? round(by('validateNoStore')!.ratio, 3) : null,
+    unexpectedAnswers: http ? answers.unexpected : null,
+    recordsMissing: http ? http.records.reduce((n, r) => n + r.missing + r.duplicated, 0) : null,
+    mutatePostgresRps: by('mutatePostgres') ? round(by('mutatePostgres')!.rps, 0) : null,
+    mutatePostgresRatio: by('mutatePostgres') ? round(by('mutatePostgres')!.ratio, 3) : null,
+    mutatePostgresP99Ms: by('mutatePostgres') ? round(by('mutatePostgres')!.p99Ms) : null,
+    postgres: http ? (http.pgSkipped ?? 'measured') : null,
     mutateRps100k: m100k ? round(m100k.rps, 0) : null,
     mutateRatio100k: m100k ? round(m100k.ratio, 3) : null,
     mutate100kVsMutate: mutate100kVsMutate !== undefined ? round(mutate100kVsMutate, 3) : null,
@@ -470,9 +559,14 @@ async function main(): Promise<void> {
     verifyVia: store?.verifyVia ?? null,
     totalSeconds: round((Date.now() - started) / 1000, 0),
   };
-  writeFileSync(join(OUT, 'results.json'), `${JSON.stringify({ ...summary, detail: { http: http?.results, atRate: http?.atRate, memory: http?.memory, store, namespaceCost } }, null, 2)}\n`);
+  writeFileSync(join(OUT, 'results.json'), `${JSON.stringify({ ...summary, detail: { http: http?.results, atRate: http?.atRate, memory: http?.memory, records: http?.records, store, namespaceCost } }, null, 2)}
+`);
   if (profileDir) lines.push(`CPU profiles in ${profileDir}: npx tsx bench/profile-summary.ts ${join(profileDir, 'app-sqlite-10.cpuprofile')} --bundle ${join(profileDir, 'server.mjs')}`);
   process.stdout.write(`${lines.join('\n')}\n${JSON.stringify(summary)}\n`);
+  if ((summary.unexpectedAnswers ?? 0) !== 0 || (summary.recordsMissing ?? 0) !== 0) {
+    process.stderr.write('bench failed its answer checks: unexpectedAnswers and recordsMissing must be 0 (see above)\n');
+    process.exitCode = 1;
+  }
 }
 
 const killChildren = () => {

@@ -6,13 +6,17 @@
  *   --variant baseline   a bare fastify HTTPS server answering every POST with one constant AdmissionReview
  *   --variant app        buildApp(deps) as webhook/server.ts wires it: real facts index, pino at info,
  *                        metrics with default collectors, UUIDv7 ids
- *   --store sqlite|off   sqlite: createSqliteStore (WAL, synchronous=FULL, signed checkpoints) in --dir;
- *                        off: a store whose append resolves at once
+ *   --store sqlite|postgres|off
+ *                        sqlite: createSqliteStore (WAL, synchronous=FULL, signed checkpoints) in --dir;
+ *                        postgres: the spooled PostgreSQL store as the server runs it (spool in --dir,
+ *                        forwarder to TZW_BENCH_PG_URL, in a fresh schema tzw_bench_<random> that
+ *                        is dropped at stop); off: a store whose append resolves at once
  *   --mappings N         IdentityMappings (and as many ServiceAccounts) loaded before listening
  *
  * IPC: child → parent {type:'ready', port, ...} or {type:'error', message}; parent → child
- * {type:'memory'} (answered after a full GC), {type:'cpu'} (CPU time used so far) and {type:'stop'} (closes the app and the store, then
- * exits 0, which is when `--cpu-prof` writes its profile).
+ * {type:'memory'} (answered after a full GC), {type:'cpu'} (CPU time used so far), {type:'ids'} (every
+ * decision id the store holds, after the spool drained; null for the store that does nothing) and
+ * {type:'stop'} (closes the app and the store, then exits 0, which is when `--cpu-prof` writes its profile).
  */
 import { join } from 'node:path';
 import { toDecideOptions } from '../webhook/config/options.js';
@@ -52,6 +56,12 @@ export interface ServerMemory {
   externalMb: number;
 }
 
+/** Every decision id the store holds (null: store off), to check one record per counted answer. */
+export interface ServerIds {
+  type: 'ids';
+  ids: string[] | null;
+}
+
 /** CPU time the server process has used so far (user + system), for CPU cost per request. */
 export interface ServerCpu {
   type: 'cpu';
@@ -72,20 +82,74 @@ function createMicrosClock(): () => bigint {
 }
 
 /** "Store off": nothing is written; append resolves at once (the floor the durable store is compared with). */
-function createNullStore(): Pick<DecisionStore, 'append' | 'close' | 'writable'> {
+function createNullStore(): BenchStore {
   let seq = 0;
   return {
     append: async (r: DecisionRecord): Promise<ChainedRecord> => ({ ...r, seq: ++seq, prevHash: '', hash: '' }),
     close: async () => undefined,
     writable: () => true,
+    ids: async () => null,
   };
 }
 
-async function openSqlite(dir: string): Promise<Pick<DecisionStore, 'append' | 'close' | 'writable'>> {
+type BenchStore = Pick<DecisionStore, 'append' | 'close' | 'writable'> & { ids(): Promise<string[] | null> };
+
+async function openSqlite(dir: string): Promise<BenchStore> {
   const { createSqliteStore } = await import('../webhook/store/sqlite/store.js');
   const { loadOrCreateSigningKey } = await import('../webhook/store/evidence/signing.js');
+  const { default: Database } = await import('better-sqlite3');
   const signer = await loadOrCreateSigningKey(join(dir, 'signing-key.pem'), { create: true });
-  return createSqliteStore({ path: join(dir, 'decisions.db'), replica: REPLICA, signer });
+  const path = join(dir, 'decisions.db');
+  const store = await createSqliteStore({ path, replica: REPLICA, signer });
+  return Object.assign(store, {
+    async ids() {
+      // A second, read-only connection: WAL lets it read what the store committed.
+      const db = new Database(path, { readonly: true });
+      try {
+        return db.prepare('SELECT id FROM decisions').pluck().all() as string[];
+      } finally {
+        db.close();
+      }
+    },
+  });
+}
+
+/** The spooled PostgreSQL store (webhook/store/postgres/open.ts) in a fresh schema of TZW_BENCH_PG_URL. */
+async function openPostgres(dir: string): Promise<BenchStore> {
+  const base = process.env.TZW_BENCH_PG_URL;
+  if (!base) throw new Error('--store postgres needs TZW_BENCH_PG_URL=postgres://USER:PASSWORD@HOST:PORT/DB');
+  const { createSpooledPostgresStore } = await import('../webhook/store/postgres/open.js');
+  const { loadOrCreateSigningKey } = await import('../webhook/store/evidence/signing.js');
+  const { default: pg } = await import('pg');
+  const { randomBytes } = await import('node:crypto');
+  const schema = `tzw_bench_${randomBytes(6).toString('hex')}`;
+  const url = new URL(base);
+  url.searchParams.set('schema', schema);
+  const signer = await loadOrCreateSigningKey(join(dir, 'signing-key.pem'), { create: true });
+  const store = await createSpooledPostgresStore({
+    postgres: { url: url.toString(), replica: REPLICA, signer },
+    spool: { path: join(dir, 'spool.db'), maxBytes: 1024 * 1024 * 1024 },
+    drainTimeoutMs: 60_000,
+  });
+  if (!store.pgConnected()) {
+    await store.close();
+    throw new Error(`PostgreSQL at TZW_BENCH_PG_URL is not reachable`);
+  }
+  const admin = new pg.Pool({ connectionString: base, max: 1 });
+  return {
+    append: (r) => store.append(r),
+    writable: () => store.writable(),
+    async ids() {
+      await store.drained(120_000);
+      const res = await admin.query<{ id: string }>(`SELECT id FROM "${schema}".decisions WHERE writer = $1`, [REPLICA]);
+      return res.rows.map((r) => r.id);
+    },
+    async close() {
+      await store.close();
+      await admin.query(`DROP SCHEMA IF EXISTS "${schema}" CASCADE`);
+      await admin.end();
+    },
+  };
 }
 
 const CONSTANT_REVIEW = {
@@ -108,8 +172,8 @@ async function main(): Promise<void> {
   const storeKind = values.store;
   const mappings = Number(values.mappings);
   if (variant !== 'app' && variant !== 'baseline') throw new Error(`--variant must be app or baseline, got ${variant}`);
-  if (storeKind !== 'off' && storeKind !== 'sqlite') throw new Error(`--store must be sqlite or off, got ${storeKind}`);
-  if (storeKind === 'sqlite' && !values.dir) throw new Error('--store sqlite needs --dir');
+  if (storeKind !== 'off' && storeKind !== 'sqlite' && storeKind !== 'postgres') throw new Error(`--store must be sqlite, postgres or off, got ${storeKind}`);
+  if (storeKind !== 'off' && !values.dir) throw new Error(`--store ${storeKind} needs --dir`);
 
   const ca = await createCertificateAuthority({ commonName: 'tzw bench CA', days: 2 });
   const leaf = await createServingCertificate(ca, { dnsNames: ['localhost'], ipAddresses: ['127.0.0.1'], days: 1 });
@@ -117,7 +181,7 @@ async function main(): Promise<void> {
   const https = { cert: leaf.certPem, key: leaf.keyPem };
 
   let app: FastifyInstance;
-  let store: Pick<DecisionStore, 'append' | 'close' | 'writable'> | undefined;
+  let store: BenchStore | undefined;
   let loadMs = 0;
   if (variant === 'baseline') {
     app = Fastify({ https: { ...https, minVersion: 'TLSv1.2' }, bodyLimit: config.admission.bodyLimitBytes, keepAliveTimeout: 75_000 }) as unknown as FastifyInstance;
@@ -128,7 +192,7 @@ async function main(): Promise<void> {
     const problems = loadBenchFacts(index, mappings);
     loadMs = performance.now() - t0;
     if (problems > 0) throw new Error(`the facts index reported ${problems} problem(s) for the bench mappings`);
-    store = storeKind === 'sqlite' ? await openSqlite(values.dir!) : createNullStore();
+    store = storeKind === 'sqlite' ? await openSqlite(values.dir!) : storeKind === 'postgres' ? await openPostgres(values.dir!) : createNullStore();
     const options = toDecideOptions(config);
     // As production logs: one info line per decision, with the same redaction, to a discarded fd.
     const logger = pino(
@@ -168,6 +232,14 @@ async function main(): Promise<void> {
     } else if (msg.type === 'cpu') {
       const u = process.cpuUsage();
       send({ type: 'cpu', micros: u.user + u.system } satisfies ServerCpu);
+    } else if (msg.type === 'ids') {
+      void (async () => {
+        try {
+          send({ type: 'ids', ids: store ? await store.ids() : null } satisfies ServerIds);
+        } catch (err) {
+          send({ type: 'error', message: `listing the stored decision ids failed: ${(err as Error).message}` });
+        }
+      })();
     } else if (msg.type === 'stop') {
       void (async () => {
         await app.close();

@@ -49,7 +49,7 @@ function filterOptions(keys: readonly FilterKey[]): Options {
 
 const STORE_OPTION: Options = { store: { type: 'string' } };
 /** A running webhook's audit API instead of the database (remote.ts); the token also from TZW_TOKEN. */
-const SERVER_OPTIONS: Options = { server: { type: 'string' }, 'token-file': { type: 'string' }, cacert: { type: 'string' }, 'tls-server-name': { type: 'string' } };
+export const SERVER_OPTIONS: Options = { server: { type: 'string' }, 'token-file': { type: 'string' }, cacert: { type: 'string' }, 'tls-server-name': { type: 'string' } };
 const KEY_OPTIONS: Options = { jwks: { type: 'string' }, config: { type: 'string', short: 'c' } };
 
 /** The parser's messages name the API parameter (`serviceAccount`); on the CLI, name the flag. */
@@ -112,7 +112,7 @@ function readNamedFile(io: CliIo, flag: string, file: string): string {
  * file's text, surrounding whitespace trimmed, as `kubectl create token > F` writes it), else from
  * TZW_TOKEN, else none (a loopback server in auth mode none needs none).
  */
-async function withClient<T>(values: Values, io: CliIo, fn: (client: AuditClient) => Promise<T>): Promise<T> {
+export async function withClient<T>(values: Values, io: CliIo, fn: (client: AuditClient) => Promise<T>): Promise<T> {
   const server = requireString(values, 'server', 'https://HOST:PORT');
   const token = typeof values['token-file'] === 'string' ? readNamedFile(io, 'token-file', values['token-file']).trim() : io.env.TZW_TOKEN?.trim();
   if (typeof values['token-file'] === 'string' && !token) throw new UsageError(`--token-file ${values['token-file']} is empty`);

@@ -8,6 +8,7 @@ Usage:
   tzw serve [--config FILE] [--seed-reviews DIR]
   tzw simulate -f OBJECT.yaml [--objects DIR]... [--namespace NS] [-o text|json|yaml] [--config FILE]
   tzw mappings check [--objects DIR]... [-o text|json] [--config FILE]
+  tzw namespaces readiness [--since 7d] (--store URL | --server URL [--token-file F] [--cacert F]) [-o text|json]
   tzw decisions list   (--store URL | --server URL) [--namespace NS] [--service-account SA] [--verdict V]
                        [--kind K] [--task-run N] [--pipeline-run N] [--since T] [--until T] [--limit N]
                        [--cursor C] [-o table|json|jsonl|csv]
@@ -30,6 +31,7 @@ const COMMANDS: ReadonlyMap<string, () => Promise<Command>> = new Map<string, ()
   ['serve', async () => (await import('./serve.js')).serveCommand],
   ['simulate', async () => (await import('./simulate.js')).simulateCommand],
   ['mappings check', async () => (await import('./mappings.js')).mappingsCheckCommand],
+  ['namespaces readiness', async () => (await import('./namespaces.js')).namespacesReadinessCommand],
   ['decisions list', async () => (await import('./decisions.js')).decisionsCommands.list],
   ['decisions get', async () => (await import('./decisions.js')).decisionsCommands.get],
   ['decisions export', async () => (await import('./decisions.js')).decisionsCommands.export],

@@ -4,7 +4,7 @@
  * and `namespaceRecords(writer, namespace, afterNsSeq)` (the (replica, namespace, nsSeq) index) —
  * and otherwise derives the same answers from the chain and the namespace filter (slower: a scan).
  */
-import type { NamespaceHead } from './evidence/merkle.js';
+import { toNamespaceRoot, type NamespaceHead } from './evidence/merkle.js';
 import type { NamespaceEvidenceSource, NamespaceRange, NsCheckpoint, NsRecord } from './evidence/namespace-bundle.js';
 import type { DecisionFilter, VerifiableStore } from './port.js';
 
@@ -29,13 +29,25 @@ async function scanHeads(store: VerifiableStore, writer: string, size: number): 
   return [...heads.values()];
 }
 
+/**
+ * The exporter's source over `store`. Heads a store answers are checked against the checkpoint's
+ * signed nsRoot; when they do not match (e.g. the rows were not kept), they are rebuilt from the
+ * chain, so a store's shortcut can cost time, never a wrong bundle.
+ */
 export function toNamespaceEvidenceSource(store: VerifiableStore): NamespaceEvidenceSource {
+  let known: NsCheckpoint[] | undefined;
   return {
     async checkpoints() {
-      return (await store.checkpoints()) as NsCheckpoint[];
+      known = (await store.checkpoints()) as NsCheckpoint[];
+      return known;
     },
-    checkpointHeads(writer, size) {
-      return has(store, 'checkpointHeads') ? store.checkpointHeads(writer, size) : scanHeads(store, writer, size);
+    async checkpointHeads(writer, size) {
+      if (has(store, 'checkpointHeads')) {
+        const heads = await store.checkpointHeads(writer, size);
+        const cp = known?.find((c) => c.writer === writer && c.size === size);
+        if (cp?.nsRoot === undefined || toNamespaceRoot(heads).nsRoot === cp.nsRoot) return heads;
+      }
+      return scanHeads(store, writer, size);
     },
     async writers(namespace) {
       const found = new Set<string>();

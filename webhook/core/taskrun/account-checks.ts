@@ -107,6 +107,17 @@ export function toProblemReasons(namespace: string, problems: readonly AccountPr
   });
 }
 
+const PROBLEM_ACCOUNT = /^ServiceAccount (\S+) (?:has no IdentityMapping|is claimed by)/;
+const PROBLEM_CODES: ReadonlySet<string> = new Set(['TASKRUN_SA_UNMAPPED', 'PIPELINERUN_SA_UNMAPPED', 'POD_SA_UNMAPPED', 'MAPPING_CONFLICT', 'MAPPING_INVALID']);
+
+/**
+ * The `namespace/name` a reason from `toProblemReasons` is about (also for recorded reasons), or
+ * undefined for any other reason. The inverse of the messages built above, kept beside them.
+ */
+export function toProblemAccount(r: Reason): string | undefined {
+  return PROBLEM_CODES.has(r.code) ? PROBLEM_ACCOUNT.exec(r.message)?.[1] : undefined;
+}
+
 const quoteList = (names: readonly string[]): string => names.map((n) => `"${n}"`).join(', ');
 
 function describeAccount(a: AccountUse): string {

@@ -99,7 +99,7 @@ export interface WriterPlan {
   writer: string;
   /** The first checkpoint that signs namespace heads. */
   first?: NsCheckpoint;
-  /** Namespace checkpoints before `since`, latest first: the lower boundary is the first of them where the namespace has a head. */
+  /** Namespace checkpoints before `since`, latest first: the first one is the lower boundary when the namespace has a head there. */
   lowerCandidates: NsCheckpoint[];
   /** The latest namespace checkpoint (the covering one). */
   upper?: NsCheckpoint;
@@ -160,12 +160,14 @@ export async function* toNamespaceBundleLines(
     let after = 0;
     if (plan.latestV1) put(plan.latestV1);
     if (plan.first) put(plan.first);
-    for (const cp of plan.lowerCandidates) {
-      const head = toNamespaceInclusion(await source.checkpointHeads(writer, cp.size), range.namespace);
+    // Heads only grow: when the namespace has no head at the latest namespace checkpoint before
+    // `since`, it had none at any earlier one, and its chain on this writer starts after it (genesis).
+    const lower = plan.lowerCandidates[0];
+    if (lower) {
+      const head = toNamespaceInclusion(await source.checkpointHeads(writer, lower.size), range.namespace);
       if (head) {
-        put(cp).head = head;
+        put(lower).head = head;
         after = head.head.nsSeq;
-        break;
       }
     }
     if (plan.upper) {
