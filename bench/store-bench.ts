@@ -21,6 +21,8 @@ const FILL_VERSION = 2;
 const FILL_REPLICA = 'bench-fill-0';
 /** Appends queued per group commit while filling. */
 const FILL_BATCH = 10_000;
+/** Unfiltered stats scan every record: a few runs show the cost (their p99 is the slowest run). */
+const STATS_CLUSTER_RUNS = 5;
 const HERE = dirname(fileURLToPath(import.meta.url));
 const ROOT = resolve(HERE, '..');
 
@@ -36,6 +38,14 @@ export interface StoreBenchResult {
   getP50Ms: number;
   getP99Ms: number;
   deniedQueryP99Ms: number;
+  /** GET /api/v1/stats (loadStats) for one namespace, the whole month by day: a namespaced auditor's Overview. */
+  statsP50Ms: number;
+  statsP99Ms: number;
+  statsQueries: number;
+  /** loadStats with no filter, the whole month by day: a cluster auditor's Overview. */
+  statsClusterP50Ms: number;
+  statsClusterP99Ms: number;
+  statsClusterQueries: number;
   verifySeconds: number;
   /** Process CPU time during verification: the wall time a quiet machine would show. */
   verifyCpuSeconds: number;
@@ -169,6 +179,8 @@ export async function runStoreBench(o: { outDir: string; records: number; querie
   let q: Awaited<ReturnType<typeof timeEach<number>>>;
   let g: Awaited<ReturnType<typeof timeEach<boolean>>>;
   let d: Awaited<ReturnType<typeof timeEach<number>>>;
+  let st: Awaited<ReturnType<typeof timeEach<number>>>;
+  let sc: Awaited<ReturnType<typeof timeEach<number>>>;
   try {
     const rnd = createRandom(42);
     const spanDays = FILL_DAYS - 1;
@@ -192,6 +204,9 @@ export async function runStoreBench(o: { outDir: string; records: number; querie
     if (g.results.some((found) => !found)) throw new Error('an id lookup did not find a stored record');
     // A selective filter: denied decisions (3%) of one namespace over the whole month.
     d = await timeEach(Math.min(100, o.queries), async () => (await store.query(filterFor({ namespace: randomNamespace(), verdict: 'denied', limit: '100' }))).items.length);
+    // The Overview: GROUP BY in the store over every matching record (no limit), by day.
+    st = await timeEach(Math.min(100, o.queries), async () => (await store.loadStats({ namespace: randomNamespace() }, 'day')).buckets.length);
+    sc = await timeEach(STATS_CLUSTER_RUNS, async () => (await store.loadStats({}, 'day')).buckets.length);
   } finally {
     await store.close();
   }
@@ -220,6 +235,12 @@ export async function runStoreBench(o: { outDir: string; records: number; querie
     getP50Ms: percentile(g.sorted, 0.5),
     getP99Ms: percentile(g.sorted, 0.99),
     deniedQueryP99Ms: percentile(d.sorted, 0.99),
+    statsP50Ms: percentile(st.sorted, 0.5),
+    statsP99Ms: percentile(st.sorted, 0.99),
+    statsQueries: st.sorted.length,
+    statsClusterP50Ms: percentile(sc.sorted, 0.5),
+    statsClusterP99Ms: percentile(sc.sorted, 0.99),
+    statsClusterQueries: sc.sorted.length,
     verifySeconds,
     verifyCpuSeconds,
     verifyMsPerMillion: (verifySeconds * 1000 * 1_000_000) / o.records,

@@ -13,6 +13,10 @@ const code = await run(process.argv.slice(2), {
   readFile: (p) => readFileSync(p, 'utf8'),
   // `on`, not `once`: under npm/tsx a Ctrl-C reaches the process twice (from the terminal and relayed
   // by the wrapper); a second signal must not kill it halfway through draining.
-  onSignal: (sig, fn) => process.on(sig, fn),
+  onSignal: (sig, fn) => {
+    process.on(sig, fn);
+    return () => process.off(sig, fn);
+  },
+  stderrTerminal: process.stderr.isTTY ? { isTTY: true, columns: process.stderr.columns } : undefined,
 });
 process.exitCode = code;

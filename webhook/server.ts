@@ -26,7 +26,7 @@ import { createClusterWriters } from './kube/cluster-writers.js';
 import { createKubeSource, loadKubeConfig } from './kube/informers.js';
 import { openStore, type OpenedStore } from './store/open.js';
 import { createCertificateAuthority, createServingCertificate } from '../certs/lib.js';
-import { buildAuditApp } from './http/audit.js';
+import { buildAuditApp, type AuditLimits } from './http/audit.js';
 import { PATHS } from './config/schema.js';
 import { createKubeReviews, type KubeReviews } from './kube/reviews.js';
 
@@ -58,6 +58,8 @@ export interface ServerOptions {
    * is empty, so they become real recorded decisions (`npm start`: the console has data to show).
    */
   seedReviews?: string;
+  /** Overrides of the audit listener's limits (tests and the soak run use shorter timeouts). */
+  auditLimits?: Partial<AuditLimits>;
 }
 
 /**
@@ -266,7 +268,7 @@ export async function startServer(config: Config, opts: ServerOptions = {}): Pro
   }
   const auditApp = await buildAuditApp({
     store, jwks: opened.jwks, auth: config.auditApi.auth, domain: config.domain, ...(kubeReviews ? { kubeReviews } : {}), logger, metrics,
-    https: toSecureContextOptions(auditTls),
+    https: toSecureContextOptions(auditTls), ...(opts.auditLimits ? { limits: opts.auditLimits } : {}),
   });
   for (const [listener, server] of [['admission', app.server], ['audit', auditApp.server]] as const) {
     // A handshake that fails (below TLS 1.2, no shared cipher, garbage, abandoned): counted, not an error.

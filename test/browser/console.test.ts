@@ -10,6 +10,9 @@ import { join } from 'node:path';
 import type { BrowserContext, Page, Request } from 'playwright-core';
 import { run } from '../../webhook/cli/run.js';
 import type { CliIo } from '../../webhook/cli/io.js';
+import { parseAllDocuments } from 'yaml';
+import { createKubeReviews } from '../../webhook/kube/reviews.js';
+import { startFakeApiServer } from '../kube/fake-api-server.js';
 import { AUDIENCE, GROUP, ISSUER, REVIEWS, ROOT, launchChromium, startConsoleServer, startIssuer } from './support.js';
 
 const DOCS = join(ROOT, 'docs');
@@ -260,6 +263,41 @@ t.test('403: a token without the auditor group sees the missing permission', asy
   await page.goto(`${server.url}/`);
   await t.resolves(page.getByRole('alert').filter({ hasText: `requires group "${GROUP}"` }).waitFor());
   t.match((await page.getByRole('alert').textContent()) ?? '', /^Not allowed: /);
+});
+
+t.test('kubernetes sign-in: a namespaced auditor is told to add namespace=, then sees only theirs; API server down → 503 message', async (t) => {
+  const api = await startFakeApiServer();
+  t.teardown(() => api.close());
+  const rbac = ['manifests/base/audit-rbac.yaml', 'manifests/examples/auditor-rbac.yaml'].flatMap((f) =>
+    parseAllDocuments(readFileSync(join(ROOT, f), 'utf8')).map((d) => d.toJS() as Record<string, unknown>).filter((o) => o !== null),
+  );
+  api.authz.apply(...(rbac as Parameters<typeof api.authz.apply>));
+  // alice@example.com may list decisions in "payments" only (the example namespaced Role).
+  const alice = api.authz.issueToken({ username: 'alice@example.com', uid: 'uid-alice' });
+  const kube = await startConsoleServer(t, { mode: 'kubernetes', audiences: [], groupsClaim: 'groups' }, { kubeReviews: createKubeReviews(api.kubeConfig()) });
+
+  const { page } = await openPage();
+  await page.goto(`${kube.url}/`);
+  await signIn(page, 'not-a-token-the-api-server-issued');
+  await t.resolves(page.getByRole('alert').filter({ hasText: 'Signed out' }).waitFor(), 'an unknown token is refused by TokenReview: back to sign-in');
+  await signIn(page, alice);
+  const denied = page.getByRole('alert').filter({ hasText: 'Not allowed' });
+  await denied.waitFor();
+  t.match((await denied.textContent()) ?? '', /add namespace=<namespace>/, 'the 403 names the missing permission and what to do');
+  t.match((await denied.textContent()) ?? '', /list decisions/);
+
+  await page.goto(`${kube.url}/?namespace=payments`);
+  const rows = await tableRows(page);
+  t.ok(rows.length > 0 && rows.every((r) => r[2] === 'payments'), 'with namespace=payments: her namespace');
+  await page.goto(`${kube.url}/overview?namespace=payments`);
+  await page.getByRole('heading', { name: 'Top unmapped ServiceAccounts' }).waitFor();
+  await t.resolves(page.getByRole('alert').filter({ hasText: /Signatures not checked: Not allowed/ }).waitFor(), 'checkpoints are cluster-wide: not hers, and the Overview says so');
+  t.strictSame(await page.getByRole('table', { name: /without an IdentityMapping/ }).locator('tbody th').allTextContents(), ['payments/default']);
+
+  await api.close();
+  await page.goto(`${kube.url}/?namespace=data-science`);
+  await t.resolves(page.getByRole('alert').filter({ hasText: 'cannot reach the Kubernetes API to check your token; retry' }).waitFor(), '503 shown as DESIGN words it');
+  t.equal(await page.getByRole('button', { name: 'Retry' }).count(), 1, 'with a Retry button');
 });
 
 t.test('390 px wide: no sideways page scroll, filters and table usable; screenshots for the README', async (t) => {

@@ -16,7 +16,7 @@ import { v7 as uuidv7 } from 'uuid';
 import { exportJWK, generateKeyPair, SignJWT, type CryptoKey, type JWK } from 'jose';
 import { chromium, type Browser } from 'playwright-core';
 import { buildApp } from '../../webhook/app.js';
-import { buildAuditApp, type AuditAuthConfig } from '../../webhook/http/audit.js';
+import { buildAuditApp, type AuditAuthConfig, type AuditDeps } from '../../webhook/http/audit.js';
 import { createFactsIndex } from '../../webhook/core/mapping-index.js';
 import { createMetrics } from '../../webhook/http/metrics.js';
 import { createFileSource } from '../../webhook/kube/files.js';
@@ -109,7 +109,7 @@ export interface ConsoleServer {
  * Records REVIEWS decisions through the real admission app (the example reviews in turn, every
  * tenth moved to the unenrolled namespace "sandbox"), then serves the audit app over HTTPS.
  */
-export async function startConsoleServer(t: Test, auth: AuditAuthConfig): Promise<ConsoleServer> {
+export async function startConsoleServer(t: Test, auth: AuditAuthConfig, extra: Partial<AuditDeps> = {}): Promise<ConsoleServer> {
   const dir = t.testdir({});
   const logs: string[] = [];
   const logger = pino({ level: 'info' }, new Writable({ write(chunk, _e, cb) { logs.push(String(chunk)); cb(); } }));
@@ -147,7 +147,7 @@ export async function startConsoleServer(t: Test, auth: AuditAuthConfig): Promis
   const ca = await createCertificateAuthority({ commonName: 'browser test CA', days: 2 });
   const leaf = await createServingCertificate(ca, { dnsNames: ['localhost'], ipAddresses: ['127.0.0.1'], days: 1 });
   const jwks = toJwks(signer.publicJwk);
-  const audit = await buildAuditApp({ store, jwks: () => jwks, auth, logger, https: { cert: leaf.certPem, key: leaf.keyPem } });
+  const audit = await buildAuditApp({ store, jwks: () => jwks, auth, logger, https: { cert: leaf.certPem, key: leaf.keyPem }, ...extra });
   const url = await audit.listen({ host: '127.0.0.1', port: 0 });
   t.teardown(() => audit.close());
   return { url, store, jwks, dir, logs };

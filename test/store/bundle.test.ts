@@ -1,9 +1,9 @@
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import t from 'tap';
 import type { ChainedRecord } from '../../webhook/core/record.js';
-import { verifyBundle, writeBundle, type BundleHeader } from '../../webhook/store/evidence/bundle.js';
+import { verifyBundle, verifyStore, writeBundle, type BundleHeader } from '../../webhook/store/evidence/bundle.js';
 import { createSqliteStore } from '../../webhook/store/sqlite/store.js';
 import { loadOrCreateSigningKey, toJwks } from '../../webhook/store/evidence/signing.js';
 import { aRecord, timeAt, WRITER } from './builders.js';
@@ -104,4 +104,54 @@ t.test('a filtered export is evidence, not a verifiable bundle', async (t) => {
 
 t.test('a failed write leaves no bundle behind', async (t) => {
   await t.rejects(writeBundle(second, undefined, join(dir, 'missing-dir', 'b.jsonl'), jwks), { code: 'ENOENT' });
+});
+
+t.test('progress: export and verify report every record against the store\'s count; a callback that throws stops the export with no file', async (t) => {
+  type Event = { phase: string; done: number; total?: number; unit?: string };
+  const collect = (): { events: Event[]; onProgress: (e: Event) => void } => {
+    const events: Event[] = [];
+    return { events, onProgress: (e) => void events.push(e) };
+  };
+  t.equal(await second.count?.(), 13, 'count(): the records in the file, every writer');
+
+  const exp = collect();
+  const path = join(dir, 'progress.jsonl');
+  await writeBundle(second, undefined, path, jwks, { onProgress: exp.onProgress });
+  const recordEvents = exp.events.filter((e) => e.phase === 'records');
+  t.strictSame(recordEvents.map((e) => e.done), Array.from({ length: 14 }, (_, i) => i), 'export: 0, then once per record');
+  t.ok(recordEvents.every((e) => e.total === 13), 'with the count as total');
+  t.strictSame(exp.events.filter((e) => e.phase !== 'records'), [
+    { phase: 'checkpoints', done: 0, total: 3, unit: undefined }, { phase: 'checkpoints', done: 1, total: 3, unit: undefined },
+    { phase: 'checkpoints', done: 2, total: 3, unit: undefined }, { phase: 'checkpoints', done: 3, total: 3, unit: undefined },
+    { phase: 'anchors', done: 0, total: 1, unit: undefined }, { phase: 'anchors', done: 1, total: 1, unit: undefined },
+  ]);
+  t.strictSame(readFileSync(path, 'utf8').split('\n').slice(1), lines.slice(1).concat(''), 'the same bundle as without a callback');
+
+  const filtered = collect();
+  await writeBundle(second, { namespace: 'web' }, join(dir, 'progress-web.jsonl'), jwks, { onProgress: filtered.onProgress });
+  const web = records.filter((r) => r.namespace === 'web' && !(r.replica === WRITER && r.seq <= 3)).length;
+  t.strictSame(filtered.events.filter((e) => e.phase === 'records').at(-1), { phase: 'records', done: web, total: undefined, unit: undefined }, 'a filtered export: no total');
+
+  const ver = collect();
+  t.match(await verifyStore(second, jwks, { onProgress: ver.onProgress }), { ok: true, records: 13 });
+  t.strictSame(ver.events[0], { phase: 'checkpoints', done: 0, total: 4, unit: undefined }, 'verify --store: signatures first (3 checkpoints, 1 anchor)');
+  t.strictSame(ver.events.filter((e) => e.phase === 'records').map((e) => [e.done, e.total]), Array.from({ length: 14 }, (_, i) => [i, 13]));
+
+  const vb = collect();
+  t.match(await verifyBundle(path, jwks, { onProgress: vb.onProgress }), { ok: true, records: 13 });
+  const scan = vb.events.filter((e) => e.phase === 'checkpoints');
+  t.ok(scan.every((e) => e.unit === 'bytes' && e.total === readFileSync(path).length), 'verify --bundle: first pass in bytes of the file');
+  t.equal(scan.at(-1)?.done, readFileSync(path).length, 'to the end of the file');
+  t.strictSame(vb.events.filter((e) => e.phase === 'records').map((e) => [e.done, e.total]), Array.from({ length: 14 }, (_, i) => [i, 13]), 'then records, counted in the first pass');
+
+  const stopped = join(dir, 'stopped.jsonl');
+  const stop = Object.assign(new Error('stop'), { code: 'ERR_INTERRUPTED' });
+  await t.rejects(writeBundle(second, undefined, stopped, jwks, { onProgress: (e) => { if (e.phase === 'records' && e.done === 6) throw stop; } }), stop);
+  t.notOk(existsSync(stopped), 'nothing under the final name');
+  t.notOk(existsSync(`${stopped}.tmp`), 'no temporary file left');
+  const waited: string[] = [];
+  await writeBundle(second, undefined, join(dir, 'waited.jsonl'), jwks, {
+    onProgress: (e) => (e.done === 3 ? new Promise<void>((r) => setTimeout(() => { waited.push('slept'); r(); }, 20)) : undefined),
+  });
+  t.strictSame(waited, ['slept', 'slept'], 'a returned promise is awaited (at records 3 and checkpoints 3)');
 });

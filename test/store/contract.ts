@@ -155,6 +155,7 @@ export function runStoreContract(t: Test, name: string, makeStore: MakeStore): v
     const reimported = await h.store.append({ ...ra, id: idOf(3), seq: 40, prevHash: 'x', hash: 'y' } as DecisionRecord);
     t.match(reimported, { id: idOf(3), seq: 3, prevHash: rb.hash }, 'stale chain fields are replaced');
     t.match(await verifyStore(h.store, h.jwks), { ok: true, records: 3 });
+    if (h.store.count) t.equal(await h.store.count(), 3, 'count() (progress totals)');
     const path = join(t.testdir({}), 'b.jsonl');
     await writeBundle(h.store, undefined, path, h.jwks);
     t.match(await verifyBundle(path, h.jwks), { ok: true, records: 3 });

@@ -150,6 +150,21 @@ t.test('head moves and re-chaining after the shared store\'s head', async (t) =>
   t.equal(stale.rebase('other-writer', { seq: 0, hash: GENESIS_HASH }), 0, 'nothing of another writer');
 });
 
+t.test('a spooled row that is not JSON at all is quarantined by peek, kept as found, and forwarding goes on', async (t) => {
+  const path = join(tmp(t), 'spool.db');
+  const spool = open(t, path);
+  const stored = await Promise.all([1, 2, 3].map((n) => spool.append(aRecord({ n }))));
+  const db = new Database(path);
+  t.equal(db.prepare("UPDATE pending SET body = 'garbage{' WHERE id = ?").run(idOf(2)).changes, 1);
+  db.close();
+  t.strictSame(spool.peek(10).map((e) => e.record), [stored[0], stored[2]], 'the readable ones are still forwarded');
+  t.equal(spool.backlog(), 2);
+  t.equal(spool.quarantinedCount(), 1);
+  const [q] = spool.quarantined();
+  t.match(q, { record: { id: idOf(2), replica: WRITER, seq: 2, hash: stored[1]!.hash }, body: 'garbage{', reason: /^unreadable in the spool \(its body is not JSON/ });
+  t.strictSame(spool.peek(10).map((e) => e.pos), spool.peek(10).map((e) => e.pos), 'peek is stable once it is set aside');
+});
+
 t.test('opening fails with a clear code naming the spool', async (t) => {
   const dir = tmp(t);
   writeFileSync(join(dir, 'a-file'), 'x');

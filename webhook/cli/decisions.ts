@@ -24,6 +24,7 @@ import type { DecisionFilter, DecisionPage, VerifiableStore } from '../store/por
 import { FILTER_KEYS, parseDecisionFilter, type FilterParams } from '../store/query.js';
 import { loadOrCreateSigningKey, parseJwks, toJwks, type Jwks } from '../store/evidence/signing.js';
 import { EXIT, UsageError, type CliIo } from './io.js';
+import { describeInterrupt, runWithProgress, type OnProgress, type ProgressOutcome } from './progress.js';
 import { loadCliConfig } from './objects.js';
 import { LIST_FORMATS, toCsv, toJsonLines, toJsonPage, toTable, type ListFormat } from './output.js';
 import type { Command } from './command.js';
@@ -51,6 +52,8 @@ const STORE_OPTION: Options = { store: { type: 'string' } };
 /** A running webhook's audit API instead of the database (remote.ts); the token also from TZW_TOKEN. */
 export const SERVER_OPTIONS: Options = { server: { type: 'string' }, 'token-file': { type: 'string' }, cacert: { type: 'string' } };
 const KEY_OPTIONS: Options = { jwks: { type: 'string' }, config: { type: 'string', short: 'c' } };
+/** Long commands: `--quiet` silences the progress line (cli/progress.ts); results and errors still print. */
+const QUIET_OPTION: Options = { quiet: { type: 'boolean', short: 'q' } };
 
 /** The parser's messages name the API parameter (`serviceAccount`); on the CLI, name the flag. */
 function toFlagMessage(message: string): string {
@@ -155,9 +158,11 @@ async function withSource<T>(values: Values, io: CliIo, fn: (source: RecordSourc
 
 /**
  * Saves a bundle stream to `outPath` (atomically: `outPath.tmp`, then renamed) and counts its lines
- * by type. The header line says whether the bundle is complete. Errors: the stream's, or fs errors.
+ * by type, reporting them to `onProgress` as they arrive (the server sends no total). The header
+ * line says whether the bundle is complete. Errors: the stream's, fs errors, or the callback's
+ * (Ctrl-C); the temporary file is removed on any of them.
  */
-async function saveBundle(body: Readable, outPath: string): Promise<{ path: string; records: number; checkpoints: number; anchors: number; complete: boolean; format: string }> {
+async function saveBundle(body: Readable, outPath: string, onProgress?: OnProgress): Promise<{ path: string; records: number; checkpoints: number; anchors: number; complete: boolean; format: string }> {
   const tmp = `${outPath}.tmp`;
   const counts: Record<string, number> = {};
   let complete = false;
@@ -181,6 +186,8 @@ async function saveBundle(body: Readable, outPath: string): Promise<{ path: stri
           } else {
             const type = /^\{"type":"([a-z-]+)"/.exec(line)?.[1] ?? 'other';
             counts[type] = (counts[type] ?? 0) + 1;
+            const waiting = onProgress?.({ phase: type === 'other' ? 'lines' : type === 'quarantined' ? type : `${type}s`, done: counts[type] });
+            if (waiting) await waiting;
           }
           yield line + '\n';
         }
@@ -282,15 +289,23 @@ const get: Command = {
 };
 
 const exportCommand: Command = {
-  options: { ...STORE_OPTION, ...SERVER_OPTIONS, ...filterOptions(SELECT_KEYS), ...KEY_OPTIONS, out: { type: 'string' } },
+  options: { ...STORE_OPTION, ...SERVER_OPTIONS, ...filterOptions(SELECT_KEYS), ...KEY_OPTIONS, ...QUIET_OPTION, out: { type: 'string' } },
   async run({ values, positionals }, io) {
     noArguments(positionals);
     const out = resolve(io.cwd, requireString(values, 'out', 'FILE'));
     const { limit: _limit, cursor: _cursor, ...filter } = toDecisionFilter(values, SELECT_KEYS);
+    const progress = { title: 'export', quiet: values.quiet === true };
+    // Both paths write to a temporary name and remove it when Ctrl-C unwinds them.
+    const interrupted = (outcome: { last: Parameters<typeof describeInterrupt>[0]['last']; elapsedMs: number }): number => {
+      io.stderr(describeInterrupt(outcome, 'export', `Nothing was written to ${out}.`));
+      return EXIT.INTERRUPTED;
+    };
     if (checkOneSource(values) === 'server') {
       // The server writes its own public keys into the bundle header; keys given here would not be used.
       for (const flag of ['jwks', 'config']) if (values[flag] !== undefined) throw new UsageError(`--${flag} does not apply to export --server: the bundle carries the server's public keys`);
-      const saved = await withClient(values, io, async (client) => saveBundle(await client.fetchBundle(filter), out));
+      const outcome = await runWithProgress(io, progress, (onProgress) => withClient(values, io, async (client) => saveBundle(await client.fetchBundle(filter), out, onProgress)));
+      if (!outcome.ok) return interrupted(outcome);
+      const saved = outcome.value;
       io.stdout(`Wrote ${saved.records} records, ${saved.checkpoints} checkpoints and ${saved.anchors} anchors to ${saved.path}.\n`);
       if (!saved.complete && saved.format !== NAMESPACE_BUNDLE_FORMAT) {
         io.stderr('Note: this is a filtered export: evidence of the selected records, but not a verifiable chain. Export without filters for a bundle that "tzw decisions verify --bundle" can check.\n');
@@ -305,7 +320,9 @@ const exportCommand: Command = {
       io.stdout(`Wrote ${ns.records} records of namespace ${range.namespace} and ${ns.checkpoints} checkpoints of ${ns.writers} writer(s) to ${ns.path}. Verify it with: tzw decisions verify --bundle ${ns.path} --jwks JWKS.json\n`);
       return EXIT.OK;
     }
-    const summary = await withStore(values, io, (store) => writeBundle(store, filter, out, jwks));
+    const outcome = await runWithProgress(io, progress, (onProgress) => withStore(values, io, (store) => writeBundle(store, filter, out, jwks, { onProgress })));
+    if (!outcome.ok) return interrupted(outcome);
+    const summary = outcome.value;
     io.stdout(`Wrote ${summary.records} records, ${summary.checkpoints} checkpoints and ${summary.anchors} anchors to ${summary.path}.\n`);
     if (summary.quarantined > 0) {
       io.stderr(`Note: the bundle also holds ${summary.quarantined} quarantined record(s): decisions a replica's spool could not forward without breaking a chain, kept outside the chain; "tzw decisions verify --bundle" lists them with the reason.\n`);
@@ -339,7 +356,7 @@ export function toVerifyReport(result: VerifyResult, source: string): string {
 }
 
 const verify: Command = {
-  options: { ...STORE_OPTION, ...SERVER_OPTIONS, ...filterOptions(SELECT_KEYS), ...KEY_OPTIONS, bundle: { type: 'string' }, output: { type: 'string', short: 'o' } },
+  options: { ...STORE_OPTION, ...SERVER_OPTIONS, ...filterOptions(SELECT_KEYS), ...KEY_OPTIONS, ...QUIET_OPTION, bundle: { type: 'string' }, output: { type: 'string', short: 'o' } },
   async run({ values, positionals }, io) {
     noArguments(positionals);
     const format = outputFormat(values, ['text', 'json'] as const, 'text');
@@ -350,35 +367,33 @@ const verify: Command = {
         if (values[flag] !== undefined) throw new UsageError(`--${flag} applies to verify --server only`);
       }
     }
-    let result: VerifyResult;
+    const progress = { title: 'verify', quiet: values.quiet === true };
+    let outcome: ProgressOutcome<VerifyResult | { namespaceReport: string; exit: number }>;
     let source: string;
     if (values.server !== undefined) {
       // Streamed to a private temporary file (verification reads a bundle twice), verified here
       // against --jwks/--config when given, else the server's published keys; then deleted.
       const { limit: _limit, cursor: _cursor, ...filter } = toDecisionFilter(values, SELECT_KEYS);
       const keys = typeof values.jwks === 'string' || typeof values.config === 'string' ? await loadKeys(values, io) : undefined;
-      const checked: { result?: VerifyResult; source: string; namespace?: { ns: Awaited<ReturnType<typeof verifyNamespaceBundleFile>>; report: ReturnType<typeof toNamespaceVerifyReport> } } = await withClient(values, io, async (client) => {
+      source = `server ${String(values.server)}`;
+      outcome = await runWithProgress(io, progress, (onProgress) => withClient(values, io, async (client) => {
+        source = `server ${client.server}`;
         const jwks = keys?.jwks ?? (await client.fetchJwks());
         const dir = await mkdtemp(join(tmpdir(), 'tzw-verify-'));
         try {
-          const saved = await saveBundle(await client.fetchBundle(filter), join(dir, 'bundle.jsonl'));
-          const label = `server ${client.server}`;
+          const saved = await saveBundle(await client.fetchBundle(filter), join(dir, 'bundle.jsonl'), (e) => onProgress({ ...e, phase: `downloading ${e.phase}`, unit: e.phase }));
           if (saved.format === NAMESPACE_BUNDLE_FORMAT) {
             const ns = await verifyNamespaceBundleFile(saved.path, jwks);
-            return { namespace: { ns, report: toNamespaceVerifyReport(ns, label) }, source: label };
+            const report = toNamespaceVerifyReport(ns, source);
+            return { namespaceReport: format === 'json' ? JSON.stringify({ source, ...ns }, null, 2) + '\n' : report.text, exit: report.exit };
           }
-          const verified = await verifyBundle(saved.path, jwks);
+          const verified = await verifyBundle(saved.path, jwks, { onProgress });
           const warning = `verified with the public keys ${client.server}/api/v1/jwks serves; pass --jwks FILE with keys you hold independently to rule out a server that re-signed its records`;
-          return { result: verified.ok && !keys ? { ...verified, warnings: [...verified.warnings, warning] } : verified, source: label };
+          return verified.ok && !keys ? { ...verified, warnings: [...verified.warnings, warning] } : verified;
         } finally {
           await rm(dir, { recursive: true, force: true });
         }
-      });
-      if (checked.namespace) {
-        io.stdout(format === 'json' ? JSON.stringify({ source: checked.source, ...checked.namespace.ns }, null, 2) + '\n' : checked.namespace.report.text);
-        return checked.namespace.report.exit;
-      }
-      ({ result, source } = checked as { result: VerifyResult; source: string });
+      }));
     } else if (values.bundle !== undefined) {
       const path = resolve(io.cwd, requireString(values, 'bundle', 'FILE'));
       // --jwks or --config name whose keys to trust; with neither, the bundle's own keys (and a warning).
@@ -391,13 +406,23 @@ const verify: Command = {
           io.stdout(format === 'json' ? JSON.stringify({ source, ...ns }, null, 2) + '\n' : report.text);
           return report.exit;
         }
-        result = await verifyBundle(path, keys?.jwks);
+        outcome = await runWithProgress(io, progress, (onProgress) => verifyBundle(path, keys?.jwks, { onProgress }));
       } catch (err) {
         throw Object.assign(new Error(`cannot read bundle ${path}: ${(err as Error).message}`), { code: (err as { code?: string }).code });
       }
     } else {
       const { jwks } = await loadKeys(values, io);
-      ({ result, source } = await withStore(values, io, async (store, url) => ({ result: await verifyStore(store, jwks), source: `store ${url}` })));
+      source = `store ${redactUrl(requireString(values, 'store', 'URL (sqlite:PATH or postgres://…)'))}`;
+      outcome = await runWithProgress(io, progress, (onProgress) => withStore(values, io, (store) => verifyStore(store, jwks, { onProgress })));
+    }
+    if (!outcome.ok) {
+      io.stderr(describeInterrupt(outcome, 'verify', `Verification of ${source} did not finish; nothing was changed.`));
+      return EXIT.INTERRUPTED;
+    }
+    const result = outcome.value;
+    if ('namespaceReport' in result) {
+      io.stdout(result.namespaceReport);
+      return result.exit;
     }
     io.stdout(format === 'json' ? JSON.stringify({ source, ...result }, null, 2) + '\n' : toVerifyReport(result, source));
     return result.ok ? EXIT.OK : EXIT.TAMPERED;

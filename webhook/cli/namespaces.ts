@@ -16,6 +16,7 @@ import { MAX_LIMIT, toCanonicalTime } from '../store/query.js';
 import type { Command } from './command.js';
 import { SERVER_OPTIONS, withClient } from './decisions.js';
 import { EXIT, UsageError, type CliIo } from './io.js';
+import { describeInterrupt, runWithProgress, type OnProgress } from './progress.js';
 
 export const DEFAULT_SINCE = '7d';
 const UNITS: Record<string, number> = { m: 60_000, h: 3_600_000, d: 86_400_000, w: 604_800_000 };
@@ -43,9 +44,15 @@ async function* pages(next: (cursor: string | undefined) => Promise<Page>): Asyn
   } while (cursor !== undefined);
 }
 
-async function collect(it: AsyncIterable<ChainedRecord>): Promise<ChainedRecord[]> {
+/** Every record of `it`, each one reported to `onProgress` (the progress line; Ctrl-C stops here). */
+async function collect(it: AsyncIterable<ChainedRecord>, onProgress: OnProgress): Promise<ChainedRecord[]> {
   const out: ChainedRecord[] = [];
-  for await (const r of it) out.push(r);
+  await onProgress({ phase: 'warned records', done: 0, unit: 'records' });
+  for await (const r of it) {
+    out.push(r);
+    const waiting = onProgress({ phase: 'warned records', done: out.length, unit: 'records' });
+    if (waiting) await waiting;
+  }
   return out;
 }
 
@@ -70,6 +77,7 @@ export const namespacesReadinessCommand: Command = {
     store: { type: 'string' },
     ...SERVER_OPTIONS,
     output: { type: 'string', short: 'o', default: 'text' },
+    quiet: { type: 'boolean', short: 'q' },
   },
   async run({ values, positionals }, io) {
     if (positionals.length > 0) throw new UsageError(`unexpected argument "${positionals[0]}"`);
@@ -79,23 +87,26 @@ export const namespacesReadinessCommand: Command = {
     const hasServer = typeof values.server === 'string';
     if (hasStore === hasServer) throw new UsageError('give exactly one of --store URL or --server https://HOST:PORT');
     const since = parseSince(values.since as string, new Date());
-    let records: ChainedRecord[];
-    let source: string;
-    if (hasStore) {
-      const url = values.store as string;
-      const store = await openStoreForRead(url, { cwd: io.cwd });
-      source = `store ${redactUrl(url)}`;
-      try {
-        records = await collect(pages((cursor) => store.query({ verdict: 'warned', since, limit: MAX_LIMIT, ...(cursor ? { cursor } : {}) })));
-      } finally {
-        await store.close();
+    let source = hasStore ? `store ${redactUrl(values.store as string)}` : `server ${String(values.server)}`;
+    const outcome = await runWithProgress(io, { title: 'readiness', quiet: values.quiet === true }, async (onProgress) => {
+      if (hasStore) {
+        const store = await openStoreForRead(values.store as string, { cwd: io.cwd });
+        try {
+          return await collect(pages((cursor) => store.query({ verdict: 'warned', since, limit: MAX_LIMIT, ...(cursor ? { cursor } : {}) })), onProgress);
+        } finally {
+          await store.close();
+        }
       }
-    } else {
-      ({ records, source } = await withClient(values, io, async (client) => ({
-        records: await collect(pages((cursor) => client.fetchPage({ verdict: 'warned', since, limit: MAX_LIMIT, ...(cursor ? { cursor } : {}) }))),
-        source: `server ${client.server}`,
-      })));
+      return withClient(values, io, async (client) => {
+        source = `server ${client.server}`;
+        return collect(pages((cursor) => client.fetchPage({ verdict: 'warned', since, limit: MAX_LIMIT, ...(cursor ? { cursor } : {}) })), onProgress);
+      });
+    });
+    if (!outcome.ok) {
+      io.stderr(describeInterrupt(outcome, 'readiness', `No report for ${source}.`));
+      return EXIT.INTERRUPTED;
     }
+    const records = outcome.value;
     const report = toNamespaceReadiness(records);
     io.stdout(output === 'json' ? JSON.stringify({ since, source, namespaces: report }, null, 2) + '\n' : toReadinessText(report, since, source));
     return report.length === 0 ? EXIT.OK : EXIT.PROBLEMS;

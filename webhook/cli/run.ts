@@ -8,19 +8,20 @@ Usage:
   tzw serve [--config FILE] [--seed-reviews DIR]
   tzw simulate -f OBJECT.yaml [--objects DIR]... [--namespace NS] [-o text|json|yaml] [--config FILE]
   tzw mappings check [--objects DIR]... [-o text|json] [--config FILE]
-  tzw namespaces readiness [--since 7d] (--store URL | --server URL [--token-file F] [--cacert F]) [-o text|json]
+  tzw namespaces readiness [--since 7d] (--store URL | --server URL [--token-file F] [--cacert F]) [-o text|json] [--quiet]
   tzw decisions list   (--store URL | --server URL) [--namespace NS] [--service-account SA] [--verdict V]
                        [--kind K] [--task-run N] [--pipeline-run N] [--since T] [--until T] [--limit N]
                        [--cursor C] [-o table|json|jsonl|csv]
   tzw decisions get ID (--store URL | --server URL) [-o table|json]
-  tzw decisions export (--store URL [--jwks FILE] [--config FILE] | --server URL) --out FILE [filters]
-  tzw decisions verify (--store URL | --bundle FILE | --server URL [filters]) [--jwks FILE] [--config FILE] [-o text|json]
+  tzw decisions export (--store URL [--jwks FILE] [--config FILE] | --server URL) --out FILE [filters] [--quiet]
+  tzw decisions verify (--store URL | --bundle FILE | --server URL [filters]) [--jwks FILE] [--config FILE] [-o text|json] [--quiet]
   tzw version
 
 --server https://HOST:PORT reads a running webhook's audit API instead of the database:
   [--token-file FILE] (else the token in TZW_TOKEN) [--cacert FILE]
 
-Exit codes: 0 ok, 1 problems found or failure, 2 usage error, 3 verification failed.
+Long commands (export, verify, readiness) show a progress line on a terminal's stderr; --quiet: none.
+Exit codes: 0 ok, 1 problems found or failure, 2 usage error, 3 verification failed, 130 interrupted (Ctrl-C).
 `;
 
 /**

@@ -37,6 +37,8 @@ import { HANDSHAKE_TIMEOUT_MS, MIN_TLS_VERSION } from './tls.js';
  * abusive client must neither hold sockets forever nor queue unbounded work.
  */
 export const AUDIT_LIMITS = {
+  /** A TCP connection must finish its TLS handshake within this. */
+  handshakeTimeoutMs: HANDSHAKE_TIMEOUT_MS,
   /** Whole request headers must arrive within this (slowloris); checked every checkIntervalMs. */
   headersTimeoutMs: 10_000,
   /** Whole request (GETs: headers only) must arrive within this. */
@@ -51,6 +53,12 @@ export const AUDIT_LIMITS = {
   maxConnections: 256,
   /** Requests being answered at once (exports stream for a while); beyond it: 503 + Retry-After. */
   maxInFlight: 32,
+  /**
+   * Store reads (pages, exports) running at once; the others wait their turn (within maxInFlight).
+   * Each read is synchronous SQLite work plus serialisation on the shared event loop: two lanes
+   * leave room for admissions between their chunks.
+   */
+  readLanes: 2,
   /** Failed authentications (401) per client address and window before the address gets 429. */
   authFailures: 10,
   authFailureWindowMs: 60_000,
@@ -184,48 +192,44 @@ function createAuditAuth(deps: AuditDeps): AuditAuth {
 }
 
 /**
- * Wraps an AuditAuth so that an address whose authentications failed (401) `limits.authFailures`
- * times within the window is answered 429 for the rest of the window, before any token is checked.
- * Only failures are counted (`count` is @fastify/rate-limit's limiter, called on a 401 only).
+ * Rate limits failed authentication in a scope: an address whose requests were answered 401
+ * `limits.authFailures` times within the window is answered 429 for the rest of the window, before
+ * any token is checked. Only failures are counted: `count` (@fastify/rate-limit's limiter) is fed
+ * from onSend, and only for a 401 — whichever auth mode produced it. Register it before the auth hook.
  */
-function withFailedAuthLimit(
-  auth: AuditAuth,
+function registerFailedAuthLimit(
+  scope: FastifyInstance,
   opts: { count: (req: FastifyRequest) => Promise<{ isAllowed: true } | { isAllowed: false; isExceeded: boolean; ttl: number }>; limits: AuditLimits; logger: Logger; onRefused: () => void },
-): AuditAuth {
+): void {
   const MAX_TRACKED = 10_000;
   const lockedUntil = new Map<string, number>();
-  const onFailure = async (req: FastifyRequest): Promise<void> => {
+  const refused = new WeakSet<FastifyRequest>();
+  scope.addHook('onRequest', async (req, reply) => {
+    const until = lockedUntil.get(req.ip);
+    if (until === undefined) return undefined;
+    const left = until - Date.now();
+    if (left <= 0) {
+      lockedUntil.delete(req.ip);
+      return undefined;
+    }
+    refused.add(req);
+    opts.onRefused();
+    return reply.code(429).header('retry-after', String(Math.ceil(left / 1000))).header('cache-control', 'no-store')
+      .send({ code: 'ERR_TOO_MANY_AUTH_FAILURES', message: `too many failed authentications from this address; retry in ${Math.ceil(left / 1000)} s` });
+  });
+  // onSend runs before the answer leaves, so the next request from that address already sees the lock.
+  scope.addHook('onSend', async (req, reply, payload) => {
+    if (reply.statusCode !== 401 || refused.has(req)) return payload;
     const limit = await opts.count(req);
-    if (limit.isAllowed || !limit.isExceeded) return;
+    if (limit.isAllowed || !limit.isExceeded) return payload;
     const now = Date.now();
     if (lockedUntil.size >= MAX_TRACKED) for (const [k, v] of lockedUntil) if (v <= now) lockedUntil.delete(k);
-    if (lockedUntil.size >= MAX_TRACKED) return;
-    lockedUntil.set(req.ip, now + limit.ttl);
-    opts.logger.warn({ audit: { remoteAddress: req.ip, failures: opts.limits.authFailures, windowSeconds: opts.limits.authFailureWindowMs / 1000 } }, 'audit API: too many failed authentications; address refused for the rest of the window');
-  };
-  return {
-    authorize: (req, access) => auth.authorize(req, access),
-    authenticate: async (req, reply) => {
-      const until = lockedUntil.get(req.ip);
-      if (until !== undefined) {
-        const left = until - Date.now();
-        if (left > 0) {
-          opts.onRefused();
-          return reply.code(429).header('retry-after', String(Math.ceil(left / 1000))).header('cache-control', 'no-store')
-            .send({ code: 'ERR_TOO_MANY_AUTH_FAILURES', message: `too many failed authentications from this address; retry in ${Math.ceil(left / 1000)} s` });
-        }
-        lockedUntil.delete(req.ip);
-      }
-      try {
-        const answered = await auth.authenticate(req, reply);
-        if (reply.sent && reply.statusCode === 401) await onFailure(req);
-        return answered;
-      } catch (err) {
-        if (err instanceof AuthError && err.statusCode === 401) await onFailure(req);
-        throw err;
-      }
-    },
-  };
+    if (lockedUntil.size < MAX_TRACKED) {
+      lockedUntil.set(req.ip, now + limit.ttl);
+      opts.logger.warn({ audit: { remoteAddress: req.ip, failures: opts.limits.authFailures, windowSeconds: opts.limits.authFailureWindowMs / 1000 } }, 'audit API: too many failed authentications; address refused for the rest of the window');
+    }
+    return payload;
+  });
 }
 
 /**
@@ -236,16 +240,12 @@ function withFailedAuthLimit(
 export async function buildAuditApp(deps: AuditDeps): Promise<FastifyInstance> {
   const { store, logger } = deps;
   const L: AuditLimits = { ...AUDIT_LIMITS, ...deps.limits };
+  // node:http options; the https server takes them as well (fastify passes `https` through).
+  const httpLimits = { headersTimeout: L.headersTimeoutMs, connectionsCheckingInterval: L.checkIntervalMs, maxHeaderSize: L.maxHeaderBytes };
   const app = Fastify({
     ...(deps.https
-      ? {
-        https: {
-          ...deps.https, minVersion: MIN_TLS_VERSION, handshakeTimeout: HANDSHAKE_TIMEOUT_MS,
-          // node:http options the https server takes as well (fastify passes them through).
-          headersTimeout: L.headersTimeoutMs, connectionsCheckingInterval: L.checkIntervalMs, maxHeaderSize: L.maxHeaderBytes,
-        },
-      }
-      : {}),
+      ? { https: { ...deps.https, minVersion: MIN_TLS_VERSION, handshakeTimeout: L.handshakeTimeoutMs, ...httpLimits } }
+      : { http: httpLimits }),
     requestTimeout: L.requestTimeoutMs,
     connectionTimeout: L.idleTimeoutMs,
     keepAliveTimeout: L.keepAliveTimeoutMs,
@@ -268,13 +268,33 @@ export async function buildAuditApp(deps: AuditDeps): Promise<FastifyInstance> {
     return undefined;
   });
 
+  // Store reads take a lane (after auth, so an unauthenticated client never holds one).
+  let lanesFree = L.readLanes;
+  const waiting: Array<() => void> = [];
+  const takeLane = (reply: FastifyReply): Promise<void> => new Promise<void>((resolve) => {
+    const grant = (): void => {
+      // Its client left while it waited: no lane to hold (a 'close' already fired would never free it).
+      if (reply.raw.socket === null || reply.raw.socket.destroyed) {
+        waiting.shift()?.();
+        resolve();
+        return;
+      }
+      lanesFree -= 1;
+      reply.raw.once('close', () => {
+        lanesFree += 1;
+        waiting.shift()?.();
+      });
+      resolve();
+    };
+    if (lanesFree > 0) grant();
+    else waiting.push(grant);
+  });
+
   // Failed authentication is rate limited per client address with @fastify/rate-limit's counter,
   // fed only 401s: an auditor with a valid token is never slowed, a token guesser is cut off.
   await app.register(rateLimit, { global: false });
-  const auth = withFailedAuthLimit(createAuditAuth(deps), {
-    count: app.createRateLimit({ max: L.authFailures, timeWindow: L.authFailureWindowMs, keyGenerator: (req) => req.ip }),
-    limits: L, logger, onRefused: () => deps.metrics?.auditAuthLockouts.inc(),
-  });
+  const countAuthFailure = app.createRateLimit({ max: L.authFailures, timeWindow: L.authFailureWindowMs, keyGenerator: (req) => req.ip });
+  const auth = createAuditAuth(deps);
 
   app.setErrorHandler((err: FastifyError | HttpError | AuthError, req, reply) => {
     if (err instanceof AuthError) return reply.code(err.statusCode).headers(err.headers).send(err.toBody());
@@ -302,7 +322,9 @@ export async function buildAuditApp(deps: AuditDeps): Promise<FastifyInstance> {
   });
 
   await app.register(async (scope) => {
+    registerFailedAuthLimit(scope, { count: countAuthFailure, limits: L, logger, onRefused: () => deps.metrics?.auditAuthLockouts.inc() });
     registerAuth(scope, auth, logger);
+    scope.addHook('preHandler', async (_req, reply) => takeLane(reply));
     scope.addHook('onSend', async (_req, reply, payload) => {
       reply.header('cache-control', 'no-store');
       return payload;

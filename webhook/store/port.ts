@@ -109,6 +109,8 @@ export interface QuarantinedRecord {
   record: ChainedRecord;
   reason: string;
   time: string;
+  /** Only for a record that could not be read at all: the stored text as found (`record` then holds id, replica, seq and hash only). */
+  body?: string;
 }
 
 /** What verification, export and retention need on top of the request-path port. */
@@ -116,6 +118,8 @@ export interface VerifiableStore extends DecisionStore {
   /** Quarantined records (PostgreSQL behind a spool only; absent or empty elsewhere), oldest first. */
   quarantined?(): Promise<QuarantinedRecord[]>;
   anchors(): Promise<Anchor[]>;
+  /** How many records the store holds (a cheap COUNT), for progress totals; optional. */
+  count?(): Promise<number>;
   /** Every record, ordered by writer then seq (chain order), with flat memory. */
   streamChain(): AsyncIterable<ChainEntry>;
   /**

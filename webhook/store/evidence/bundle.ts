@@ -19,7 +19,7 @@
  * verifiable bundle; verifyBundle says so instead of reporting gaps.
  */
 import { createReadStream, createWriteStream } from 'node:fs';
-import { rename, rm } from 'node:fs/promises';
+import { rename, rm, stat } from 'node:fs/promises';
 import { once } from 'node:events';
 import { createInterface } from 'node:readline';
 import type { ChainedRecord } from '../../core/record.js';
@@ -54,6 +54,30 @@ export interface BundleSummary {
 
 const RECORD_PREFIX = '{"type":"record",';
 
+/**
+ * Progress of a long export or verification, for the CLI's progress line: called once per item
+ * (and at each phase start) with the phase (`records`, `checkpoints`, `anchors`), how many are
+ * done and, where known, how many there are. It may return a promise (await it: the CLI uses that
+ * to let signals through) and may throw to stop the work (the error propagates; an export then
+ * leaves no file).
+ */
+export type EvidenceProgress = (event: { phase: string; done: number; total?: number; unit?: string }) => void | Promise<void>;
+
+export interface EvidenceRunOptions {
+  onProgress?: EvidenceProgress;
+}
+
+/** Calls `onProgress` and waits only when it asked to (a bare call per record costs next to nothing). */
+async function report(onProgress: EvidenceProgress | undefined, phase: string, done: number, total?: number, unit?: string): Promise<void> {
+  const waiting = onProgress?.({ phase, done, total, unit });
+  if (waiting) await waiting;
+}
+
+/** The store's record count for a progress total, when it can count (a cheap COUNT); else undefined. */
+async function countFor(store: VerifiableStore, onProgress: EvidenceProgress | undefined): Promise<number | undefined> {
+  return onProgress && store.count ? store.count() : undefined;
+}
+
 function bundleProblem(problem: string): VerifyResult {
   return { ok: false, firstBad: { kind: 'bundle', id: '', writer: '', seq: 0, problem } };
 }
@@ -63,19 +87,24 @@ function bundleProblem(problem: string): VerifyResult {
  * is empty or undefined), streamed with flat memory: the one renderer of the format behind the
  * CLI's file export and GET /api/v1/export. Checkpoints and anchors are read before the records,
  * so every checkpoint in the bundle covers records that are in it. `summary` is filled as lines are
- * produced. Errors: the store's.
+ * produced; `opts.onProgress` sees each record, checkpoint and anchor (see EvidenceProgress), with
+ * the store's count as the records' total for a complete bundle. Errors: the store's, or the
+ * callback's.
  */
 export async function* loadBundleLines(
   store: VerifiableStore,
   filter: Omit<DecisionFilter, 'limit' | 'cursor'> | undefined,
   jwks: Jwks,
-  opts: { clock?: () => Date; summary?: Omit<BundleSummary, 'path'> } = {},
+  opts: { clock?: () => Date; summary?: Omit<BundleSummary, 'path'> } & EvidenceRunOptions = {},
 ): AsyncGenerator<string> {
+  const { onProgress } = opts;
   const complete = isUnfiltered(filter);
   const summary = opts.summary ?? { records: 0, checkpoints: 0, anchors: 0, quarantined: 0, complete };
   summary.complete = complete;
   const [checkpoints, anchors] = await Promise.all([store.checkpoints(), store.anchors()]);
   const quarantined = complete && store.quarantined ? await store.quarantined() : [];
+  // Counted after the checkpoints were read, so records appended meanwhile can only make `done` pass it.
+  const total = complete ? await countFor(store, onProgress) : undefined;
   const header: BundleHeader = {
     type: 'header',
     format: BUNDLE_FORMAT,
@@ -86,20 +115,31 @@ export async function* loadBundleLines(
     jwks,
   };
   yield JSON.stringify(header);
+  await report(onProgress, 'records', 0, total);
   if (complete) {
     for await (const e of store.streamChain()) {
       yield `${RECORD_PREFIX}"record":${JSON.stringify(e.record)}}`;
       summary.records++;
+      await report(onProgress, 'records', summary.records, total);
     }
   } else {
     for await (const r of store.stream(filter ?? {})) {
       yield `${RECORD_PREFIX}"record":${JSON.stringify(r)}}`;
       summary.records++;
+      await report(onProgress, 'records', summary.records, total);
     }
   }
-  for (const checkpoint of checkpoints) yield JSON.stringify({ type: 'checkpoint', checkpoint });
+  await report(onProgress, 'checkpoints', 0, checkpoints.length);
+  for (const checkpoint of checkpoints) {
+    yield JSON.stringify({ type: 'checkpoint', checkpoint });
+    await report(onProgress, 'checkpoints', ++summary.checkpoints, checkpoints.length);
+  }
   summary.checkpoints = checkpoints.length;
-  for (const anchor of anchors) yield JSON.stringify({ type: 'anchor', anchor });
+  await report(onProgress, 'anchors', 0, anchors.length);
+  for (const anchor of anchors) {
+    yield JSON.stringify({ type: 'anchor', anchor });
+    await report(onProgress, 'anchors', ++summary.anchors, anchors.length);
+  }
   summary.anchors = anchors.length;
   for (const q of quarantined) yield JSON.stringify({ type: 'quarantined', quarantined: q });
   summary.quarantined = quarantined.length;
@@ -115,7 +155,7 @@ export async function writeBundle(
   filter: Omit<DecisionFilter, 'limit' | 'cursor'> | undefined,
   outPath: string,
   jwks: Jwks,
-  opts: { clock?: () => Date } = {},
+  opts: { clock?: () => Date } & EvidenceRunOptions = {},
 ): Promise<BundleSummary> {
   const summary = { records: 0, checkpoints: 0, anchors: 0, quarantined: 0, complete: isUnfiltered(filter) };
   const tmp = `${outPath}.tmp`;
@@ -138,8 +178,9 @@ export async function writeBundle(
   return { path: outPath, ...summary };
 }
 
-function lines(path: string): AsyncIterable<string> {
-  return createInterface({ input: createReadStream(path, { encoding: 'utf8' }), crlfDelay: Infinity });
+function lines(path: string): AsyncIterable<string> & { bytesRead(): number } {
+  const input = createReadStream(path, { encoding: 'utf8' });
+  return Object.assign(createInterface({ input, crlfDelay: Infinity }), { bytesRead: () => input.bytesRead });
 }
 
 function isObject(v: unknown): v is Record<string, unknown> {
@@ -154,15 +195,22 @@ function isObject(v: unknown): v is Record<string, unknown> {
  * malformed line, filtered export) come back as `firstBad.kind: 'bundle'`. Throws only when the
  * file cannot be opened (fs error codes).
  */
-export async function verifyBundle(path: string, jwksOverride?: Jwks): Promise<VerifyResult> {
+export async function verifyBundle(path: string, jwksOverride?: Jwks, opts: EvidenceRunOptions = {}): Promise<VerifyResult> {
+  const { onProgress } = opts;
   let header: BundleHeader | undefined;
   const checkpoints: Checkpoint[] = [];
   const anchors: Anchor[] = [];
   const quarantined: QuarantinedRecord[] = [];
   const oddRecordLines = new Set<number>();
   let n = 0;
-  for await (const line of lines(path)) {
+  let recordLines = 0;
+  // Pass 1 reads the whole file for its checkpoints and anchors: progress in bytes of the file.
+  const size = onProgress ? (await stat(path)).size : 0;
+  const pass1 = lines(path);
+  await report(onProgress, 'checkpoints', 0, size, 'bytes');
+  for await (const line of pass1) {
     n++;
+    await report(onProgress, 'checkpoints', pass1.bytesRead(), size, 'bytes');
     if (n === 1) {
       let h: unknown;
       try {
@@ -175,6 +223,7 @@ export async function verifyBundle(path: string, jwksOverride?: Jwks): Promise<V
       header = h as unknown as BundleHeader;
       continue;
     }
+    if (line.startsWith(RECORD_PREFIX)) recordLines++;
     if (line === '' || line.startsWith(RECORD_PREFIX)) continue;
     let v: unknown;
     try {
@@ -186,7 +235,10 @@ export async function verifyBundle(path: string, jwksOverride?: Jwks): Promise<V
     if (v.type === 'checkpoint' && isObject(v.checkpoint)) checkpoints.push(v.checkpoint as unknown as Checkpoint);
     else if (v.type === 'anchor' && isObject(v.anchor)) anchors.push(v.anchor as unknown as Anchor);
     else if (v.type === 'quarantined' && isObject(v.quarantined) && isObject(v.quarantined.record)) quarantined.push(v.quarantined as unknown as QuarantinedRecord);
-    else if (v.type === 'record') oddRecordLines.add(n); // same record, other key order: still verified
+    else if (v.type === 'record') {
+      oddRecordLines.add(n); // same record, other key order: still verified
+      recordLines++;
+    }
     else return bundleProblem(`line ${n} has unknown type ${JSON.stringify(v.type)}`);
   }
   if (!header) return bundleProblem('the file is empty: this is not a decision bundle');
@@ -207,9 +259,12 @@ export async function verifyBundle(path: string, jwksOverride?: Jwks): Promise<V
 
   const verifier = await createChainVerifier(checkpoints, anchors, jwks);
   n = 0;
+  let done = 0;
+  await report(onProgress, 'records', 0, recordLines);
   for await (const line of lines(path)) {
     n++;
     if (n === 1 || !(line.startsWith(RECORD_PREFIX) || oddRecordLines.has(n))) continue;
+    await report(onProgress, 'records', ++done, recordLines);
     let v: unknown;
     try {
       v = JSON.parse(line);
@@ -231,19 +286,41 @@ export async function verifyBundle(path: string, jwksOverride?: Jwks): Promise<V
  */
 export function toQuarantineWarning(q: QuarantinedRecord): string {
   const r = q.record;
-  let intact: string;
-  try {
-    const { hash, ...rest } = r;
-    intact = typeof r.prevHash === 'string' && hashRecord(r.prevHash, rest) === hash ? 'its hash matches its content' : 'its hash does NOT match its content';
-  } catch {
-    intact = 'its hash cannot be recomputed (no canonical JSON)';
-  }
-  return `quarantined record ${String(r.id)} (writer ${String(r.replica)}, seq ${String(r.seq)}), outside every chain and not covered by a checkpoint; ${intact}; quarantined ${q.time}: ${q.reason}`;
+  return `quarantined record ${String(r.id)} (writer ${String(r.replica)}, seq ${String(r.seq)}), outside every chain and not covered by a checkpoint; ${toIntegrity(q)}; quarantined ${q.time}: ${q.reason}`;
 }
 
-/** Verifies a live store: its records in chain order against its checkpoints and anchors. */
-export async function verifyStore(store: VerifiableStore, jwks: Jwks): Promise<VerifyResult> {
+function toIntegrity(q: QuarantinedRecord): string {
+  if (q.body !== undefined) return 'it could not be read (its stored text is in the bundle as found)';
+  const { hash, ...rest } = q.record;
+  try {
+    return typeof rest.prevHash === 'string' && hashRecord(rest.prevHash, rest) === hash ? 'its hash matches its content' : 'its hash does NOT match its content';
+  } catch {
+    return 'its hash cannot be recomputed (no canonical JSON)';
+  }
+}
+
+/**
+ * Verifies a live store: its records in chain order against its checkpoints and anchors.
+ * `opts.onProgress` sees `checkpoints` (their signatures are checked up front) and then `records`,
+ * with the store's count as the total when it can count.
+ */
+export async function verifyStore(store: VerifiableStore, jwks: Jwks, opts: EvidenceRunOptions = {}): Promise<VerifyResult> {
+  const { onProgress } = opts;
   // Checkpoints first: any checkpoint read then covers records that the stream will see.
   const [checkpoints, anchors] = await Promise.all([store.checkpoints(), store.anchors()]);
-  return verifyEntries(store.streamChain(), checkpoints, jwks, anchors);
+  if (!onProgress) return verifyEntries(store.streamChain(), checkpoints, jwks, anchors);
+  const total = await countFor(store, onProgress);
+  // verifyEntries checks every checkpoint and anchor signature before the first record.
+  await report(onProgress, 'checkpoints', 0, checkpoints.length + anchors.length);
+  return verifyEntries(counted(store.streamChain(), onProgress, total), checkpoints, jwks, anchors);
+}
+
+/** Passes `entries` through, reporting each one as done. */
+async function* counted<T>(entries: AsyncIterable<T>, onProgress: EvidenceProgress, total: number | undefined): AsyncIterable<T> {
+  let done = 0;
+  await report(onProgress, 'records', 0, total);
+  for await (const e of entries) {
+    yield e;
+    await report(onProgress, 'records', ++done, total);
+  }
 }

@@ -279,7 +279,7 @@ class SpooledStore implements SpooledPostgresStore {
     const unshared = this.spool.quarantined(true);
     if (unshared.length === 0) return;
     try {
-      await pg.appendQuarantined(unshared.map(({ record, reason, time }) => ({ record, reason, time })));
+      await pg.appendQuarantined(unshared.map(({ pos: _pos, ...q }) => q));
       this.spool.markShared(unshared.map((e) => e.pos));
       this.shareFailing = false;
     } catch (err) {
@@ -336,7 +336,7 @@ class SpooledStore implements SpooledPostgresStore {
   }
 
   async quarantined(): Promise<QuarantinedRecord[]> {
-    const local = this.spool.quarantined().map(({ record, reason, time }) => ({ record, reason, time }));
+    const local = this.spool.quarantined().map(({ pos: _pos, ...q }) => q);
     let shared: QuarantinedRecord[] = [];
     try {
       shared = this.pg ? await this.pg.quarantined() : [];

@@ -21,6 +21,7 @@ function ddl(table: string): string {
     record text NOT NULL,
     reason text NOT NULL,
     time text NOT NULL,
+    body text,
     PRIMARY KEY (writer, seq, hash)
   )`;
 }
@@ -40,8 +41,8 @@ export async function appendQuarantined(pool: pg.Pool, q: string, entries: Quara
     await client.query('SELECT pg_advisory_xact_lock(hashtext($1))', [`tekton-zscaler-webhook:quarantine:${q}`]);
     await client.query(ddl(table));
     await client.query(
-      `INSERT INTO ${table} (writer, seq, hash, id, record, reason, time)
-       SELECT * FROM unnest($1::text[], $2::bigint[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[])
+      `INSERT INTO ${table} (writer, seq, hash, id, record, reason, time, body)
+       SELECT * FROM unnest($1::text[], $2::bigint[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[])
        ON CONFLICT DO NOTHING`,
       [
         entries.map((e) => String(e.record.replica)),
@@ -51,6 +52,7 @@ export async function appendQuarantined(pool: pg.Pool, q: string, entries: Quara
         entries.map((e) => JSON.stringify(e.record)),
         entries.map((e) => e.reason),
         entries.map((e) => e.time),
+        entries.map((e) => e.body ?? null),
       ],
     );
     await client.query('COMMIT');
@@ -69,6 +71,6 @@ export async function readQuarantined(pool: pg.Pool, q: string): Promise<Quarant
   const table = `${q}${QUARANTINE_TABLE}`;
   const exists = await pool.query<{ t: string | null }>('SELECT to_regclass($1) AS t', [table]);
   if (!exists.rows[0]?.t) return [];
-  const res = await pool.query<{ record: string; reason: string; time: string }>(`SELECT record, reason, time FROM ${table} ORDER BY time, writer, seq`);
-  return res.rows.map((r) => ({ record: JSON.parse(r.record) as ChainedRecord, reason: r.reason, time: r.time }));
+  const res = await pool.query<{ record: string; reason: string; time: string; body: string | null }>(`SELECT record, reason, time, body FROM ${table} ORDER BY time, writer, seq`);
+  return res.rows.map((r) => ({ record: JSON.parse(r.record) as ChainedRecord, reason: r.reason, time: r.time, ...(r.body === null ? {} : { body: r.body }) }));
 }

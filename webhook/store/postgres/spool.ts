@@ -354,11 +354,23 @@ class SqliteSpool implements Spool {
   peek(limit: number): SpooledEntry[] {
     if (!this.db.open) return [];
     const rows = this.st.peek.all(limit) as Array<{ pos: number; body: string; hash: string }>;
-    return rows.map((r) => {
-      const record = JSON.parse(r.body) as ChainedRecord;
-      record.hash = r.hash;
-      return { pos: r.pos, record };
-    });
+    const out: SpooledEntry[] = [];
+    const unreadable: Array<{ pos: number; reason: string }> = [];
+    for (const r of rows) {
+      try {
+        const record = JSON.parse(r.body) as ChainedRecord;
+        record.hash = r.hash;
+        out.push({ pos: r.pos, record });
+      } catch (err) {
+        unreadable.push({ pos: r.pos, reason: `unreadable in the spool (its body is not JSON: ${(err as Error).message}); kept as stored` });
+      }
+    }
+    // A row that cannot be read would stop the forwarder at it for good: set it aside, keep it.
+    if (unreadable.length > 0) {
+      this.quarantine(unreadable, new Date().toISOString());
+      this.log.error({ spool: this.path, positions: unreadable.map((u) => u.pos) }, 'spooled decision(s) unreadable (body not JSON); quarantined in the spool, kept as stored');
+    }
+    return out;
   }
 
   removeThrough(pos: number): number {
@@ -410,9 +422,16 @@ class SqliteSpool implements Spool {
     if (!this.db.open) return [];
     const rows = (unsharedOnly ? this.st.unshared : this.st.quarantined).all() as Array<{ pos: number; body: string; hash: string; reason: string; time: string }>;
     return rows.map((r) => {
-      const record = JSON.parse(r.body) as ChainedRecord;
-      record.hash = r.hash;
-      return { pos: r.pos, record, reason: r.reason, time: r.time };
+      try {
+        const record = JSON.parse(r.body) as ChainedRecord;
+        record.hash = r.hash;
+        return { pos: r.pos, record, reason: r.reason, time: r.time };
+      } catch {
+        // Unreadable when quarantined: what the row's columns say, and the stored text as found.
+        const row = this.db.prepare('SELECT id, writer, seq FROM quarantine WHERE pos = ?').get(r.pos) as { id: string; writer: string; seq: number };
+        const record = { id: row.id, replica: row.writer, seq: row.seq, hash: r.hash } as ChainedRecord;
+        return { pos: r.pos, record, reason: r.reason, time: r.time, body: r.body };
+      }
     });
   }
 

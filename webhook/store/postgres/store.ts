@@ -829,6 +829,11 @@ class PostgresDecisionStore implements PostgresStore {
     return res.rows.map((r) => ({ writer: r.writer, seq: Number(r.seq), hash: r.hash, time: r.time, jws: r.jws }));
   }
 
+  async count(): Promise<number> {
+    const res = await this.read(() => this.pool.query<{ n: string }>(`SELECT count(*) AS n FROM ${this.t.decisions}`));
+    return Number(res.rows[0]?.n ?? 0);
+  }
+
   async prune(olderThan: string): Promise<PruneResult> {
     const cutoff = toCanonicalTime(olderThan);
     if (!cutoff) throw storeError('ERR_STORE_BAD_FILTER', `prune: "${olderThan}" is not an RFC 3339 date-time`);

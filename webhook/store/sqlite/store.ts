@@ -656,6 +656,10 @@ class SqliteDecisionStore implements SqliteStore {
     return this.stmt('SELECT writer, seq, hash, time, jws FROM anchors ORDER BY writer, seq').all() as Anchor[];
   }
 
+  async count(): Promise<number> {
+    return (this.stmt('SELECT count(*) AS n FROM decisions').get() as { n: number }).n;
+  }
+
   prune(olderThan: string): Promise<PruneResult> {
     const run = this.pruning.then(() => this.pruneNow(olderThan));
     this.pruning = run.catch(() => undefined);
