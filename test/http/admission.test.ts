@@ -227,10 +227,19 @@ t.test('toReviewJson writes exactly what JSON.stringify would, for every verdict
   t.pass('500 random cases × 6 verdicts identical');
 });
 
-t.test('objectDigest is the sha256 of the AdmissionReview bytes as received', async (t) => {
+t.test('objectDigest is sha256 of the RFC 8785 JSON of request.object (independent canonicalize), whatever the envelope', async (t) => {
   const { createHash } = await import('node:crypto');
+  const { default: canonicalize } = (await import('canonicalize')) as unknown as { default: (v: unknown) => string };
   const { app, records } = await createTestApp(t);
-  const body = JSON.stringify(review(aTaskRun({ serviceAccountName: 'ci-builder' })), null, 1);
-  await post(app, '/validate', body);
-  t.equal((await records())[0]!.objectDigest, createHash('sha256').update(body).digest('hex'));
+  const object = aTaskRun({ serviceAccountName: 'ci-builder' });
+  const want = createHash('sha256').update(canonicalize(object)).digest('hex');
+  // Same object, different envelope and formatting: same digest.
+  await post(app, '/validate', JSON.stringify(review(object), null, 1));
+  await post(app, '/validate', JSON.stringify(review(object, { uid: 'other-uid' })));
+  const [a, b] = await records();
+  t.equal(a!.objectDigest, want);
+  t.equal(b!.objectDigest, want);
+  const del = await post(app, '/validate', review(null, { operation: 'DELETE', oldObject: object }));
+  t.equal(del.statusCode, 200);
+  t.equal((await records())[2]!.objectDigest, null, 'no object, no digest');
 });
