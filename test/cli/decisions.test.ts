@@ -15,6 +15,7 @@ import { CSV_COLUMNS } from '../../webhook/cli/output.js';
 import { buildAuditApp } from '../../webhook/http/audit.js';
 import type { ChainedRecord, DecisionRecord } from '../../webhook/core/record.js';
 import { createSqliteStore } from '../../webhook/store/sqlite/store.js';
+import { fromStoredBody, toStoredBody } from '../../webhook/store/evidence/body-codec.js';
 import { loadOrCreateSigningKey, toJwks } from '../../webhook/store/evidence/signing.js';
 import { aRecord, idOf, timeAt, WRITER } from '../store/builders.js';
 
@@ -253,7 +254,9 @@ t.test('verify --store: 0 when intact, 3 naming the first record edited in the d
   t.match(JSON.parse(json.stdout), { source: `store ${url}`, ok: true, records: 6, writers: 1, checkpoints: 2 });
 
   const db = new Database(dbPath);
-  db.prepare("UPDATE decisions SET record = replace(record, '\"verdict\":\"denied\"', '\"verdict\":\"allowed\"') WHERE id = ?").run(idOf(3));
+  // The stored body (compressed canonical JSON) rewritten the way the writer would, one word changed.
+  const stored = db.prepare('SELECT body FROM decisions WHERE id = ?').get(idOf(3)) as { body: Buffer };
+  db.prepare('UPDATE decisions SET body = ? WHERE id = ?').run(toStoredBody(fromStoredBody(stored.body).replace('"verdict":"denied"', '"verdict":"allowed"')), idOf(3));
   db.close();
   const bad = await tzw(dir, 'decisions', 'verify', '--store', url, '--jwks', jwksPath);
   t.equal(bad.code, 3);
@@ -343,15 +346,19 @@ t.test('verify --bundle --config trusts the config\'s signing key, not the keys 
   t.match(missing.stderr, /config file .*absent\.yaml: cannot be read/);
 });
 
-t.test('a filtered export is evidence, not a verifiable bundle', async (t) => {
+t.test('a filtered export is evidence, not a verifiable bundle; a one-namespace export of v2 records proves itself complete', async (t) => {
   const { dir, url } = await setup(t);
-  // (One namespace alone, with or without since/until, makes a namespace bundle instead:
-  // test/cli/namespace-evidence.test.ts, test/store/namespace-store.test.ts.)
-  const exp = await tzw(dir, 'decisions', 'export', '--store', url, '--out', 'ds.jsonl', '--namespace', 'data-science', '--verdict', 'warned');
+  const exp = await tzw(dir, 'decisions', 'export', '--store', url, '--out', 'denied.jsonl', '--namespace', 'data-science', '--verdict', 'warned');
   t.equal(exp.code, 0);
   t.match(exp.stdout, /^Wrote 1 records/);
   t.match(exp.stderr, /filtered export/);
-  const res = await tzw(dir, 'decisions', 'verify', '--bundle', 'ds.jsonl');
+  const res = await tzw(dir, 'decisions', 'verify', '--bundle', 'denied.jsonl');
   t.equal(res.code, 3);
   t.match(res.stdout, /First bad bundle: this bundle is a filtered export/);
+  // The writer thread writes record format v2 (namespace chains, checkpoints over namespace heads).
+  const ns = await tzw(dir, 'decisions', 'export', '--store', url, '--out', 'ds.jsonl', '--namespace', 'data-science');
+  t.equal(ns.code, 0, ns.stderr);
+  const nsRes = await tzw(dir, 'decisions', 'verify', '--bundle', 'ds.jsonl');
+  t.equal(nsRes.code, 0, nsRes.stdout);
+  t.match(nsRes.stdout, /complete for namespace data-science/);
 });

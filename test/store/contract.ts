@@ -26,6 +26,8 @@ export interface StoreHarness {
   breakWrites(): Promise<() => Promise<void>>;
   /** Closes whatever is open and removes the data. */
   cleanup(): Promise<void>;
+  /** The adapter writes record format v2 (RECORD-V2.md: nsSeq/nsPrevHash, checkpoints with nsRoot). */
+  v2?: boolean;
 }
 
 export interface HarnessOptions {
@@ -145,9 +147,11 @@ export function runStoreContract(t: Test, name: string, makeStore: MakeStore): v
     const ra = await h.store.append(a);
     const rb = await h.store.append(b);
     const { hash: hashA, ...restA } = ra;
-    t.strictSame(restA, { ...a, seq: 1, prevHash: GENESIS_HASH });
+    const nsA = h.v2 ? { nsSeq: 1, nsPrevHash: GENESIS_HASH } : {};
+    t.strictSame(restA, { ...a, seq: 1, prevHash: GENESIS_HASH, ...nsA });
     t.equal(hashA, hashRecord(GENESIS_HASH, restA));
-    t.match(rb, { ...b, seq: 2, prevHash: hashA });
+    // Same namespace: b is the next link of a's namespace chain.
+    t.match(rb, { ...b, seq: 2, prevHash: hashA, ...(h.v2 ? { nsSeq: 2, nsPrevHash: hashA } : {}) });
     t.strictSame(await h.store.get(a.id), ra);
     t.strictSame(await h.store.get(b.id), rb);
     t.equal(await h.store.get(idOf(99)), undefined);

@@ -19,6 +19,8 @@ export async function createTestSigner(t: { teardown(fn: () => void): void }, pr
 }
 
 export interface HarnessParts {
+  /** The adapter writes record format v2. */
+  v2?: boolean;
   /** Opens the store on the same data and writer each time. */
   open(): Promise<VerifiableStore>;
   jwks: Jwks;
@@ -30,6 +32,7 @@ export interface HarnessParts {
 /** A StoreHarness over `open`: reopen closes the store and opens it again, cleanup closes it and removes the data. */
 export async function createHarness(parts: HarnessParts): Promise<StoreHarness> {
   const h: StoreHarness = {
+    ...(parts.v2 ? { v2: true } : {}),
     store: await parts.open(),
     jwks: parts.jwks,
     async reopen() {

@@ -19,6 +19,7 @@ const makeSqlite: MakeStore = async (opts) => {
   const dir = tmpStoreDir();
   const path = join(dir, 'decisions.db');
   return createHarness({
+    v2: true,
     open: () => createSqliteStore({ path, replica: opts.replica, signer, checkpointEvery: opts.checkpointEvery, busyTimeoutMs: 50, recoveryProbeMs: 20 }),
     jwks,
     // Another connection holding the write lock: the store's writes time out with SQLITE_BUSY.
@@ -74,11 +75,10 @@ t.test('schema: WAL, synchronous=FULL, versioned', async (t) => {
   t.equal(db.pragma('user_version', { simple: true }), SCHEMA_VERSION);
   // synchronous is per connection (another connection reads its own default): ask the store's own
   // connection, the one that commits. 2 = FULL (https://www.sqlite.org/pragma.html#pragma_synchronous).
-  const own = (store as unknown as { db: Database.Database }).db;
-  t.equal(own.pragma('synchronous', { simple: true }), 2, 'the committing connection runs synchronous=FULL');
-  t.equal(own.pragma('journal_mode', { simple: true }), 'wal');
+  // The committing connection is the writer thread's.
+  t.strictSame(await store.writerSettings(), { synchronous: 2, journalMode: 'wal' }, 'the committing connection runs synchronous=FULL, WAL');
   const tables = (db.prepare("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name").all() as Array<{ name: string }>).map((r) => r.name);
-  t.strictSame(tables, ['anchors', 'checkpoints', 'decision_sas', 'decisions', 'store_meta']);
+  t.strictSame(tables, ['anchors', 'checkpoint_ns_heads', 'checkpoints', 'decision_sas', 'decisions', 'ns_heads', 'store_meta']);
 });
 
 t.test('every filter is served by an index in (time, id) order, without a sort', async (t) => {

@@ -8,6 +8,7 @@ import { join } from 'node:path';
 import t from 'tap';
 import Database from 'better-sqlite3';
 import type { ChainedRecord } from '../../webhook/core/record.js';
+import { fromStoredBody, toStoredBody } from '../../webhook/store/evidence/body-codec.js';
 import { verifyStore } from '../../webhook/store/evidence/bundle.js';
 import { canonicalJson, sha256Hex, type ChainProblem } from '../../webhook/store/evidence/chain.js';
 import { createSqliteStore } from '../../webhook/store/sqlite/store.js';
@@ -53,17 +54,29 @@ t.test('the untouched store verifies', async (t) => {
   t.match(await verifyEdited(() => undefined), { ok: true, records: 30, checkpoints: 3, unsigned: 0 });
 });
 
+/** The canonical body of record `seq` as stored (v2: compressed bytes, evidence/body-codec.ts). */
+function readBody(db: Database.Database, seq: number): string {
+  const row = db.prepare('SELECT record, body FROM decisions WHERE writer = ? AND seq = ?').get(WRITER, seq) as { record: string; body: Buffer | null };
+  return row.body ? fromStoredBody(row.body) : row.record;
+}
+
+/** Stores `text` as record `seq`'s body the way the writer does (an attacker has the code). */
+function writeBody(db: Database.Database, seq: number, text: string): void {
+  db.prepare('UPDATE decisions SET body = ? WHERE writer = ? AND seq = ?').run(toStoredBody(text), WRITER, seq);
+}
+
 /** Recomputes body, prev_hash and hash from `fromSeq` on, as an attacker with the code but not the key would. */
 function rewriteFrom(db: Database.Database, fromSeq: number, change: (r: Record<string, unknown>) => void) {
-  const rows = db.prepare('SELECT seq, record FROM decisions WHERE writer = ? AND seq >= ? ORDER BY seq').all(WRITER, fromSeq) as Array<{ seq: number; record: string }>;
+  const seqs = db.prepare('SELECT seq FROM decisions WHERE writer = ? AND seq >= ? ORDER BY seq').all(WRITER, fromSeq) as Array<{ seq: number }>;
   let prev = records[fromSeq - 2]?.hash ?? '0'.repeat(64);
-  for (const row of rows) {
-    const r = JSON.parse(row.record) as Record<string, unknown>;
-    if (row.seq === fromSeq) change(r);
+  for (const { seq } of seqs) {
+    const r = JSON.parse(readBody(db, seq)) as Record<string, unknown>;
+    if (seq === fromSeq) change(r);
     r.prevHash = prev;
     const body = canonicalJson(r);
     const hash = sha256Hex(prev + body);
-    db.prepare('UPDATE decisions SET record = ?, prev_hash = ?, hash = ?, verdict = ? WHERE seq = ?').run(body, prev, hash, r.verdict, row.seq);
+    writeBody(db, seq, body);
+    db.prepare('UPDATE decisions SET prev_hash = ?, hash = ?, verdict = ? WHERE seq = ?').run(prev, hash, r.verdict, seq);
     prev = hash;
   }
 }
@@ -76,7 +89,7 @@ t.test('each edit is caught and the first bad record named', async (t) => {
   const cases: Array<[string, (db: Database.Database) => void | Promise<void>, Omit<ChainProblem, 'problem'>, RegExp]> = [
     [
       'a field changed inside the record JSON',
-      (db) => db.prepare(`UPDATE decisions SET record = replace(record, '"verdict":"patched"', '"verdict":"allowed"') WHERE seq = 5`).run(),
+      (db) => writeBody(db, 5, readBody(db, 5).replace('"verdict":"patched"', '"verdict":"allowed"')),
       { kind: 'record', id: id(5), writer: WRITER, seq: 5 },
       /hash mismatch/,
     ],
@@ -110,7 +123,7 @@ t.test('each edit is caught and the first bad record named', async (t) => {
     ],
     [
       'the record JSON made unreadable',
-      (db) => db.prepare(`UPDATE decisions SET record = substr(record, 1, 40) WHERE seq = 3`).run(),
+      (db) => db.prepare(`UPDATE decisions SET body = substr(body, 1, 40) WHERE seq = 3`).run(),
       { kind: 'record', id: id(3), writer: WRITER, seq: 3 },
       /hash mismatch/,
     ],
@@ -128,7 +141,7 @@ t.test('each edit is caught and the first bad record named', async (t) => {
     ],
     [
       'a forged checkpoint claiming more records',
-      async (db) => db.prepare('INSERT INTO checkpoints VALUES (?, 40, ?, ?, ?)').run(WRITER, 'f'.repeat(64), timeAt(40_000), await forgedJws(40)),
+      async (db) => db.prepare('INSERT INTO checkpoints (writer, size, head_hash, time, jws) VALUES (?, 40, ?, ?, ?)').run(WRITER, 'f'.repeat(64), timeAt(40_000), await forgedJws(40)),
       { kind: 'checkpoint', id: id(30), writer: WRITER, seq: 40 },
       /not trustworthy/,
     ],

@@ -30,11 +30,11 @@ export interface DecisionRecord {
   /** The JSON Patch we returned. It never carries secret values: only names, ARNs, paths, tags. */
   patch: AddOperation[];
   /**
-   * sha256 hex of the exact HTTP request body bytes as received (the whole AdmissionReview JSON,
-   * after transfer decoding, before any parsing; so it covers request.object and also the envelope:
-   * uid, userInfo, oldObject…). Null when request.object was absent/null (DELETE) and for input
-   * rejected before the envelope could be read. Hashing the bytes, not a re-serialisation, lets an
-   * auditor holding the body the API server sent check it byte for byte.
+   * sha256 lowercase hex of the RFC 8785 canonical JSON of request.object (DESIGN "Decision
+   * records"), reproducible from any copy of the object: `tzw decisions digest -f FILE`. Null when
+   * request.object was absent/null (DELETE) and for input rejected before the envelope could be
+   * read. The store computes it from the review body (AppendOptions.review), off the request path.
+   * Records written before record format v2 hold the sha256 of the whole request body instead.
    */
   objectDigest: string | null;
   tekton: TektonLinks;
@@ -54,6 +54,10 @@ export interface ChainedRecord extends DecisionRecord {
   seq: number;
   prevHash: string;
   hash: string;
+  /** v2 (RECORD-V2.md): place in the namespace chain of this writer, 1, 2, ... */
+  nsSeq?: number;
+  /** v2: hash of the previous record of the same (replica, namespace); 64 zeros for the first. */
+  nsPrevHash?: string;
 }
 
 export interface RecordMeta {

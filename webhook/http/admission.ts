@@ -2,7 +2,6 @@
  * The admission routes: gather (in-memory facts) → decide (pure core) → record (store, durable before
  * the response) → render (the one renderer). Thin: no policy lives here.
  */
-import { createHash } from 'node:crypto';
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { Logger } from 'pino';
 import { decideAdmission } from '../core/admit.js';
@@ -46,7 +45,7 @@ class DeadlineError extends Error {
  * not taken it into a transaction yet (the store then rejects with ERR_STORE_CANCELLED: nothing
  * was stored); otherwise this rejects with ERR_STORE_DEADLINE while the commit may still land.
  */
-function appendWithin(store: Pick<DecisionStore, 'append'>, rec: DecisionRecord, ms: number): Promise<unknown> {
+function appendWithin(store: Pick<DecisionStore, 'append'>, rec: DecisionRecord, review: Buffer | undefined, ms: number): Promise<unknown> {
   const ac = new AbortController();
   let timer: NodeJS.Timeout | undefined;
   const deadline = new Promise<never>((_, reject) => {
@@ -56,16 +55,7 @@ function appendWithin(store: Pick<DecisionStore, 'append'>, rec: DecisionRecord,
       reject(new DeadlineError(`the decision store did not commit within ${ms} ms`));
     }, ms);
   });
-  return Promise.race([store.append(rec, { signal: ac.signal }), deadline]).finally(() => clearTimeout(timer));
-}
-
-/**
- * See DecisionRecord.objectDigest for exactly what is hashed. The bytes as received rather than the
- * re-serialised object: JSON.stringify of a 9 kB pod then sha256 cost ~30 µs, sha256 of the 10 kB
- * body ~13 µs; slicing out `request.object` needs a JS byte scan (~20 µs) that eats the gain.
- */
-function digest(object: unknown, body: Buffer | undefined): string | null {
-  return object == null || body === undefined ? null : createHash('sha256').update(body).digest('hex');
+  return Promise.race([store.append(rec, review ? { signal: ac.signal, review } : { signal: ac.signal }), deadline]).finally(() => clearTimeout(timer));
 }
 
 /**
@@ -97,7 +87,7 @@ export async function admissionRoutes(app: FastifyInstance, deps: AdmissionDeps)
   const rawBodies = new WeakMap<FastifyRequest, Buffer>();
 
   /** Logs one line, writes the record (unless dry run), then counts it. Throws only ERR_STORE_*. */
-  async function record(rec: DecisionRecord, decision: Decision): Promise<void> {
+  async function record(rec: DecisionRecord, decision: Decision, review?: Buffer): Promise<void> {
     const warn = decision.verdict === 'errored' || decision.verdict === 'rejected';
     // Build the log line only when the level is on (at info it always is in production).
     if (decisionLog.isLevelEnabled(warn ? 'warn' : 'info')) {
@@ -115,16 +105,17 @@ export async function admissionRoutes(app: FastifyInstance, deps: AdmissionDeps)
     }
     if (!rec.dryRun) {
       const t0 = performance.now();
-      await appendWithin(deps.store, rec, deps.deadlineMs);
+      await appendWithin(deps.store, rec, review, deps.deadlineMs);
       storeWrite.observe((performance.now() - t0) / 1000);
     }
     // Counted once the verdict stands: a failed write turns it into `errored`, counted by the caller.
     metrics.decisions.inc({ endpoint: rec.endpoint, verdict: rec.verdict, namespace: rec.namespace });
   }
 
-  function meta(id: string, endpoint: Endpoint, started: bigint, object: unknown, body: Buffer | undefined) {
+  /** objectDigest is left to the store: it hashes request.object from the review body (AppendOptions.review) off the request path. */
+  function meta(id: string, endpoint: Endpoint, started: bigint) {
     return {
-      id, endpoint, replica: deps.replica, objectDigest: digest(object, body),
+      id, endpoint, replica: deps.replica, objectDigest: null,
       time: formatMicros(started), durationMs: Number(deps.nowMicros() - started) / 1000,
     };
   }
@@ -152,10 +143,11 @@ export async function admissionRoutes(app: FastifyInstance, deps: AdmissionDeps)
         decision = errored([reason('INTERNAL_ERROR', `internal error in tekton-zscaler-webhook (decision ${id})`)], `internal error in tekton-zscaler-webhook; decision ${id}`);
       }
     }
-    const rec = toRecord(meta(id, endpoint, started, req.object, rawBodies.get(request)), decision, req);
+    const rec = toRecord(meta(id, endpoint, started), decision, req);
+    const body = req.object == null ? undefined : rawBodies.get(request);
     let answerId = id;
     try {
-      await record(rec, decision);
+      await record(rec, decision, body);
       deps.onDecision?.(rec);
     } catch (err) {
       const code = (err as { code?: string }).code ?? 'ERR_STORE_UNAVAILABLE';
@@ -172,9 +164,9 @@ export async function admissionRoutes(app: FastifyInstance, deps: AdmissionDeps)
           : `the decision store did not commit decision ${id} within ${deps.deadlineMs} ms; this record supersedes it`)],
         `tekton-zscaler-webhook could not record the decision within ${deps.deadlineMs} ms, so the request is refused; retry later`, keep);
         logger.error({ err: { code, message: (err as Error).message }, decisionId: id, answerId, requestUid: req.uid }, 'decision record not committed within the deadline; failing closed');
-        const answer: DecisionRecord = { ...toRecord(meta(answerId, endpoint, started, req.object, rawBodies.get(request)), decision, req), ...(cancelled ? {} : { supersedes: id }) };
+        const answer: DecisionRecord = { ...toRecord(meta(answerId, endpoint, started), decision, req), ...(cancelled ? {} : { supersedes: id }) };
         if (!answer.dryRun) {
-          deps.store.append(answer).catch((e: Error) => {
+          deps.store.append(answer, body ? { review: body } : undefined).catch((e: Error) => {
             logger.error({ err: { code: (e as { code?: string }).code, message: e.message }, decisionId: answerId, supersedes: cancelled ? undefined : id }, 'errored record after the deadline not written');
           });
         }
@@ -191,7 +183,7 @@ export async function admissionRoutes(app: FastifyInstance, deps: AdmissionDeps)
 
   async function recordRejection(endpoint: Endpoint, started: bigint, id: string, message: string, uid: string | undefined, code: ReasonCode = 'REVIEW_MALFORMED'): Promise<void> {
     const decision = rejected([reason(code, message)], message);
-    const rec = toRecord(meta(id, endpoint, started, null, undefined), decision, undefined, uid ?? '');
+    const rec = toRecord(meta(id, endpoint, started), decision, undefined, uid ?? '');
     try {
       await record(rec, decision);
     } catch (err) {

@@ -38,8 +38,12 @@ export interface Checkpoint {
   size: number;
   headHash: string;
   time: string;
-  /** Compact JWS over the canonical JSON of {writer,size,headHash,time}. */
+  /** Compact JWS over the canonical JSON of {writer,size,headHash,time} (v2: also nsRoot, nsSize). */
   jws: string;
+  /** v2: RFC 9162 Merkle root (hex) over the writer's namespace heads at `size` (evidence/merkle.ts). */
+  nsRoot?: string;
+  /** v2: number of namespace heads (leaves) under nsRoot. */
+  nsSize?: number;
 }
 
 export interface AppendOptions {
@@ -50,6 +54,12 @@ export interface AppendOptions {
    * Adapters that cannot cancel ignore the signal (the caller must then assume a late commit).
    */
   signal?: AbortSignal;
+  /**
+   * The AdmissionReview body as received. When given, the store sets the record's objectDigest to
+   * sha256 of the RFC 8785 JSON of its request.object (null without one), off the request path
+   * where the adapter can (the SQLite writer thread); the record's own objectDigest is then ignored.
+   */
+  review?: Uint8Array;
 }
 
 export interface DecisionStore {
@@ -129,4 +139,6 @@ export interface VerifiableStore extends DecisionStore {
   loadStats(filter: StatsFilter, bucket: StatsBucket): Promise<DecisionStats>;
   /** Deletes records whose `time` is before `olderThan` (RFC 3339) and writes a signed anchor per writer. */
   prune(olderThan: string): Promise<PruneResult>;
+  /** v2: the namespace heads the checkpoint (writer, size) committed to, as persisted with it ([] for a v1 checkpoint). */
+  checkpointHeads?(writer: string, size: number): Promise<Array<{ namespace: string; nsSeq: number; nsHeadHash: string }>>;
 }

@@ -118,12 +118,16 @@ export function toStatsSql(dialect: StatsDialect, t: StatsTables, filter: StatsF
   const unmappedWhere = again([`d.verdict IN ('denied', 'warned')`]);
   const unmappedSql =
     dialect === 'sqlite'
-      ? `SELECT sa, sum(verdict = 'denied') AS denied, sum(verdict = 'warned') AS warned FROM (
+      ? // v1 rows (record JSON text) as above; v2 rows (compressed body) carry the same accounts,
+        // derived by the writer thread the same way, as a JSON array in the \`unmapped\` column.
+        `SELECT sa, sum(verdict = 'denied') AS denied, sum(verdict = 'warned') AS warned FROM (
            SELECT d.verdict AS verdict, COALESCE(json_extract(r.value, '$.serviceAccount'),
              CASE WHEN json_array_length(d.record, '$.serviceAccounts') = 1 THEN json_extract(d.record, '$.serviceAccounts[0]')
                   WHEN json_extract(r.value, '$.message') LIKE 'ServiceAccount % has no IdentityMapping%'
                   THEN substr(json_extract(r.value, '$.message'), 16, instr(json_extract(r.value, '$.message'), ' has no IdentityMapping') - 16) END) AS sa
-           FROM ${t.decisions} d, json_each(d.record, '$.reasons') r${unmappedWhere.sql} AND json_extract(r.value, '$.code') IN (${codes})
+           FROM ${t.decisions} d, json_each(d.record, '$.reasons') r${unmappedWhere.sql} AND d.body IS NULL AND json_extract(r.value, '$.code') IN (${codes})
+           UNION ALL
+           SELECT d.verdict AS verdict, u.value AS sa FROM ${t.decisions} d, json_each(d.unmapped) u${unmappedWhere.sql} AND d.body IS NOT NULL
          ) WHERE sa IS NOT NULL GROUP BY sa ORDER BY denied DESC, warned DESC, sa LIMIT ${UNMAPPED_LIMIT}`
       : `SELECT sa, count(*) FILTER (WHERE verdict = 'denied') AS denied, count(*) FILTER (WHERE verdict = 'warned') AS warned FROM (
            SELECT d.verdict AS verdict, COALESCE(r.value ->> 'serviceAccount',
@@ -137,7 +141,7 @@ export function toStatsSql(dialect: StatsDialect, t: StatsTables, filter: StatsF
   return {
     buckets: { sql: `SELECT substr(d.time, 1, ${len}) AS start, d.verdict AS verdict, count(*) AS n FROM ${t.decisions} d${base.sql} GROUP BY 1, 2 ORDER BY 1, 2`, params: base.params },
     namespaces: { sql: `SELECT d.namespace AS namespace, d.verdict AS verdict, count(*) AS n FROM ${t.decisions} d${base.sql} GROUP BY 1, 2 ORDER BY 1, 2`, params: base.params },
-    unmapped: { sql: unmappedSql, params: unmappedWhere.params },
+    unmapped: { sql: unmappedSql, params: dialect === 'sqlite' ? [...unmappedWhere.params, ...unmappedWhere.params] : unmappedWhere.params },
     writers: {
       sql: `SELECT w.writer AS writer, w.n AS n, c.size AS size, c.time AS time FROM (SELECT d.writer AS writer, count(*) AS n FROM ${t.decisions} d${base.sql} GROUP BY 1) w
         LEFT JOIN ${t.checkpoints} c ON c.writer = w.writer AND c.size = (SELECT max(size) FROM ${t.checkpoints} m WHERE m.writer = w.writer) ORDER BY 1`,

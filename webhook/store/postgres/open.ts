@@ -21,7 +21,8 @@ import { mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
 import type { Config } from '../../config/schema.js';
 import type { ChainedRecord, DecisionRecord } from '../../core/record.js';
-import type { Anchor, ChainEntry, Checkpoint, DecisionFilter, DecisionPage, PruneResult, QuarantinedRecord, VerifiableStore } from '../port.js';
+import { toObjectDigest } from '../evidence/object-digest.js';
+import type { Anchor, AppendOptions, ChainEntry, Checkpoint, DecisionFilter, DecisionPage, PruneResult, QuarantinedRecord, VerifiableStore } from '../port.js';
 import { createPostgresStore, parsePostgresUrl, type PostgresStore, type PostgresStoreOptions } from './store.js';
 import type { SigningKey, Signer } from '../evidence/signing.js';
 import { createSpool, type Spool, type SpooledEntry } from './spool.js';
@@ -374,8 +375,18 @@ class SpooledStore implements SpooledPostgresStore {
     return this.spool.writable() && !this.closing;
   }
 
-  append(record: DecisionRecord): Promise<ChainedRecord> {
+  append(record: DecisionRecord, opts?: AppendOptions): Promise<ChainedRecord> {
     if (this.closing) return Promise.reject(storeError('ERR_STORE_UNAVAILABLE', `the decision store (spool ${this.spoolPath}) is closed`));
+    if (opts?.review) {
+      // The spool commits on this thread (no writer thread yet), so the digest is computed here.
+      let objectDigest: string | null;
+      try {
+        objectDigest = toObjectDigest(opts.review);
+      } catch (err) {
+        return Promise.reject(storeError('ERR_STORE_INVALID_RECORD', `invalid decision record ${record.id}: the review body is not JSON: ${(err as Error).message}`, err));
+      }
+      return this.spool.append({ ...record, objectDigest });
+    }
     return this.spool.append(record);
   }
 

@@ -17,7 +17,9 @@ import { GENESIS_HASH, toChainedRecord } from '../evidence/chain.js';
 import type { Anchor, AppendOptions, ChainEntry, Checkpoint, DecisionFilter, DecisionPage, PruneResult, VerifiableStore } from '../port.js';
 import { cancelledError, checkRecordShape, SA_INDEX_PROBLEM, storeError, toChainEntry, toChained, toColumnsProblem, toPage, toPageRequest, unchainableError, type DecisionRow } from '../rows.js';
 import { createWriterThread } from '../thread.js';
-import { SLOT_CANCELLED, SLOT_PENDING, type AppendItem, type WriterConfig, type WriterOp, type WriterReply, type WriterRequest } from './writer.js';
+import { fromStoredBody } from '../evidence/body-codec.js';
+import type { NamespaceHead } from '../evidence/merkle.js';
+import { SLOT_CANCELLED, SLOT_PENDING, type AppendItem, type CheckpointClaimsNow, type WriterConfig, type WriterOp, type WriterReply, type WriterRequest } from './writer.js';
 import { toCanonicalTime, type Cursor } from '../query.js';
 import { toDecisionStats, toStatsSql, type DecisionStats, type SqlQuery, type StatsBucket, type StatsFilter, type StatsRows } from '../stats.js';
 import { ANCHOR_TYP, CHECKPOINT_TYP, type Signer } from '../evidence/signing.js';
@@ -75,6 +77,8 @@ export interface SqliteStore extends VerifiableStore {
   checkpointNow(): Promise<Checkpoint | undefined>;
   /** Group-commit counters since open: transactions committed, records in them, failed commits. */
   stats(): { commits: number; records: number; failedCommits: number };
+  /** The committing (writer thread's) connection's synchronous (2 = FULL) and journal mode. */
+  writerSettings(): Promise<{ synchronous: number; journalMode: string }>;
   /** SQLite's plan for a query page (diagnostics: shows which index a filter uses). */
   queryPlan(filter: Omit<DecisionFilter, 'limit' | 'cursor'>, after?: Cursor): string[];
 }
@@ -130,6 +134,32 @@ const MIGRATIONS: string[] = [
   );
   CREATE TABLE store_meta (key TEXT PRIMARY KEY NOT NULL, value TEXT NOT NULL);
   `,
+  // Record format v2 (RECORD-V2.md): namespace chains, a compressed stored body (evidence/body-codec.ts;
+  // \`record\` is '' on v2 rows, the v1 text stays as it was), the unmapped ServiceAccounts stats
+  // read, and the namespace heads each checkpoint commits to.
+  `
+  ALTER TABLE decisions ADD COLUMN ns_seq INTEGER;
+  ALTER TABLE decisions ADD COLUMN body BLOB;
+  ALTER TABLE decisions ADD COLUMN unmapped TEXT;
+  CREATE INDEX decisions_ns_chain ON decisions (writer, namespace, ns_seq) WHERE ns_seq IS NOT NULL;
+  CREATE TABLE ns_heads (
+    writer TEXT NOT NULL,
+    namespace TEXT NOT NULL,
+    ns_seq INTEGER NOT NULL,
+    hash TEXT NOT NULL,
+    PRIMARY KEY (writer, namespace)
+  ) WITHOUT ROWID;
+  ALTER TABLE checkpoints ADD COLUMN ns_root TEXT;
+  ALTER TABLE checkpoints ADD COLUMN ns_size INTEGER;
+  CREATE TABLE checkpoint_ns_heads (
+    writer TEXT NOT NULL,
+    size INTEGER NOT NULL,
+    namespace TEXT NOT NULL,
+    ns_seq INTEGER NOT NULL,
+    ns_head_hash TEXT NOT NULL,
+    PRIMARY KEY (writer, size, namespace)
+  ) WITHOUT ROWID;
+  `,
 ];
 export const SCHEMA_VERSION = MIGRATIONS.length;
 
@@ -137,6 +167,7 @@ interface Pending {
   record: DecisionRecord;
   time: string;
   saKeys: string[];
+  review?: Uint8Array;
   /** Index of its cancellation flag, -1 when it cannot be cancelled. */
   slot: number;
   /** Rejected by its caller's signal; the writer's answer is then ignored. */
@@ -145,11 +176,24 @@ interface Pending {
   reject(e: Error): void;
 }
 
-type RawDecisionRow = [string, number, string, string, string, string, string, string, string | null, string | null, string, string, string, string | null];
+type RawDecisionRow = [string, number, string, string, string, string, string, string, string | null, string | null, string, string, string, string | null, Uint8Array | null, number | null];
 
-function toDecisionRow(r: RawDecisionRow): DecisionRow {
-  const [writer, seq, id, time, namespace, kind, verdict, service_accounts, task_run, pipeline_run, prev_hash, hash, record, sa_keys] = r;
-  return { writer, seq, id, time, namespace, kind, verdict, service_accounts, task_run, pipeline_run, prev_hash, hash, record, sa_keys };
+type SqliteDecisionRow = DecisionRow & { ns_seq: number | null };
+
+/** The canonical body of a row: the v1 text as stored, or the v2 stored bytes inflated. */
+function bodyOf(record: string, body: Uint8Array | null): string {
+  if (body === null) return record;
+  try {
+    return fromStoredBody(body);
+  } catch (err) {
+    // Not JSON either: the row is reported as a bad record (toChainEntry), naming why.
+    return `(${(err as Error).message})`;
+  }
+}
+
+function toDecisionRow(r: RawDecisionRow): SqliteDecisionRow {
+  const [writer, seq, id, time, namespace, kind, verdict, service_accounts, task_run, pipeline_run, prev_hash, hash, record, sa_keys, body, ns_seq] = r;
+  return { writer, seq, id, time, namespace, kind, verdict, service_accounts, task_run, pipeline_run, prev_hash, hash, record: bodyOf(record, body), sa_keys, ns_seq };
 }
 
 const noopLogger: StoreLogger = { info() {}, warn() {}, error() {} };
@@ -183,6 +227,10 @@ function invalid(message: string): Promise<never> {
 }
 
 type ScanFilter = Omit<DecisionFilter, 'limit' | 'cursor'>;
+function toItem(p: Pending): AppendItem {
+  return p.review ? { record: p.record, time: p.time, saKeys: p.saKeys, slot: p.slot, review: p.review } : { record: p.record, time: p.time, saKeys: p.saKeys, slot: p.slot };
+}
+
 /** Cancellable appends in flight at once (one shared Int32 flag each); beyond that an append is not cancellable. */
 const CANCEL_SLOTS = 4096;
 
@@ -310,7 +358,11 @@ class SqliteDecisionStore implements SqliteStore {
             if (!r) this.settle(p, undefined, storeError('ERR_STORE_UNAVAILABLE', 'the writer thread returned no result'));
             else if (r.ok) {
               this.counters.records++;
-              this.settle(p, toChainedRecord(p.record, { seq: r.seq, prevHash: r.prevHash, hash: r.hash, body: '' }));
+              const out = toChainedRecord(p.record, { seq: r.seq, prevHash: r.prevHash, hash: r.hash, body: '' });
+              out.objectDigest = r.objectDigest;
+              out.nsSeq = r.nsSeq;
+              out.nsPrevHash = r.nsPrevHash;
+              this.settle(p, out);
             } else this.settle(p, undefined, storeError(r.code, r.message));
           });
         }
@@ -416,7 +468,7 @@ class SqliteDecisionStore implements SqliteStore {
     if (signal?.aborted) return Promise.reject(cancelledError(record.id));
     const { time } = shape;
     return new Promise<ChainedRecord>((resolve, reject) => {
-      const p: Pending = { record, time, saKeys: saKeysOf(record.serviceAccounts), slot: -1, resolve, reject };
+      const p: Pending = { record, time, saKeys: saKeysOf(record.serviceAccounts), slot: -1, review: opts?.review, resolve, reject };
       if (signal) {
         p.slot = this.freeSlots.pop() ?? -1;
         if (p.slot >= 0) {
@@ -486,7 +538,7 @@ class SqliteDecisionStore implements SqliteStore {
       return;
     }
     const id = this.nextBatch++;
-    const items: AppendItem[] = batch.map((p) => ({ record: p.record, time: p.time, saKeys: p.saKeys, slot: p.slot }));
+    const items: AppendItem[] = batch.map(toItem);
     try {
       worker.postMessage({ t: 'append', batch: id, items } satisfies WriterRequest);
       this.inFlight.set(id, { items: batch });
@@ -496,7 +548,7 @@ class SqliteDecisionStore implements SqliteStore {
       for (const p of batch) {
         const one = this.nextBatch++;
         try {
-          worker.postMessage({ t: 'append', batch: one, items: [{ record: p.record, time: p.time, saKeys: p.saKeys, slot: p.slot }] } satisfies WriterRequest);
+          worker.postMessage({ t: 'append', batch: one, items: [toItem(p)] } satisfies WriterRequest);
           this.inFlight.set(one, { items: [p] });
         } catch (err) {
           this.settle(p, undefined, unchainableError(p.record.id, err));
@@ -520,19 +572,27 @@ class SqliteDecisionStore implements SqliteStore {
   }
 
   private async writeCheckpoint(): Promise<Checkpoint | undefined> {
-    const { seq: size, hash: headHash } = this.chainHead;
-    if (size === 0 || size <= this.lastCheckpointSize || !this.signer) return undefined;
-    const time = this.nowText();
+    if (!this.signer || !this.worker) return undefined;
     try {
-      const jws = await this.signer.sign({ writer: this.replica, size, headHash, time }, CHECKPOINT_TYP);
+      // Claims from the writer (its head, not this thread's view of it); the time is taken after
+      // them, so every record in the prefix is timed before the checkpoint (RECORD-V2 refinement 2).
+      const claims = await this.callWriter<CheckpointClaimsNow>({ op: 'checkpointClaims' });
+      const { size, headHash, nsRoot, nsSize } = claims;
+      if (size === 0 || size <= this.lastCheckpointSize) return undefined;
+      const time = this.nowText();
+      const jws = await this.signer.sign({ writer: this.replica, size, headHash, time, nsRoot, nsSize }, CHECKPOINT_TYP);
       if (!this.worker) return undefined;
-      await this.callWriter({ op: 'insertCheckpoint', writer: this.replica, size, headHash, time, jws });
+      await this.callWriter({ op: 'insertCheckpoint', writer: this.replica, size, headHash, time, jws, nsRoot, nsSize });
       this.lastCheckpointSize = Math.max(this.lastCheckpointSize, size);
-      return { writer: this.replica, size, headHash, time, jws };
+      return { writer: this.replica, size, headHash, time, jws, nsRoot, nsSize } as Checkpoint;
     } catch (err) {
-      this.log.error({ err, path: this.path, size }, 'could not write a decision checkpoint');
+      this.log.error({ err, path: this.path }, 'could not write a decision checkpoint');
       return undefined;
     }
+  }
+
+  writerSettings(): Promise<{ synchronous: number; journalMode: string }> {
+    return this.callWriter({ op: 'settings' });
   }
 
   async checkpointNow(): Promise<Checkpoint | undefined> {
@@ -546,8 +606,8 @@ class SqliteDecisionStore implements SqliteStore {
   }
 
   async get(id: string): Promise<ChainedRecord | undefined> {
-    const row = this.stmt('SELECT record, hash FROM decisions WHERE id = ?').get(id) as { record: string; hash: string } | undefined;
-    return row ? toChained(row.record, row.hash) : undefined;
+    const row = this.stmt('SELECT record, body, hash FROM decisions WHERE id = ?').get(id) as { record: string; body: Uint8Array | null; hash: string } | undefined;
+    return row ? toChained(bodyOf(row.record, row.body), row.hash) : undefined;
   }
 
   /** SQL for one page in (time, id) order after `after`; every filter has an index in that order. */
@@ -588,14 +648,16 @@ class SqliteDecisionStore implements SqliteStore {
       where.push(`(${t}, ${i}) > (?, ?)`);
       params.push(after.time, after.id);
     }
-    const sql = `SELECT ${t} AS time, ${i} AS id, d.record AS record, d.hash AS hash FROM ${from}${where.length ? ` WHERE ${where.join(' AND ')}` : ''} ORDER BY ${t}, ${i} LIMIT ?`;
+    const sql = `SELECT ${t} AS time, ${i} AS id, d.record AS record, d.body AS body, d.hash AS hash FROM ${from}${where.length ? ` WHERE ${where.join(' AND ')}` : ''} ORDER BY ${t}, ${i} LIMIT ?`;
     params.push(limit);
     return { sql, params };
   }
 
   private page(filter: ScanFilter, after: Cursor | undefined, limit: number): Array<{ time: string; id: string; record: string; hash: string }> {
     const { sql, params } = this.pageSql(filter, after, limit);
-    return this.stmt(sql).all(...params) as Array<{ time: string; id: string; record: string; hash: string }>;
+    const rows = this.stmt(sql).all(...params) as Array<{ time: string; id: string; record: string; body: Uint8Array | null; hash: string }>;
+    for (const r of rows) if (r.body !== null) r.record = bodyOf(r.record, r.body);
+    return rows;
   }
 
   queryPlan(filter: ScanFilter, after?: Cursor): string[] {
@@ -621,7 +683,7 @@ class SqliteDecisionStore implements SqliteStore {
 
   async *streamChain(): AsyncIterable<ChainEntry> {
     const sql = `SELECT d.writer, d.seq, d.id, d.time, d.namespace, d.kind, d.verdict, d.service_accounts, d.task_run, d.pipeline_run, d.prev_hash, d.hash, d.record,
-        (SELECT group_concat(s.key || char(9) || s.time, char(10)) FROM decision_sas s WHERE s.decision_id = d.id) AS sa_keys
+        (SELECT group_concat(s.key || char(9) || s.time, char(10)) FROM decision_sas s WHERE s.decision_id = d.id) AS sa_keys, d.body, d.ns_seq
       FROM decisions d WHERE (d.writer, d.seq) > (?, ?) ORDER BY d.writer, d.seq LIMIT ?`;
     // Raw arrays: better-sqlite3 builds row objects far more slowly (several µs per row here).
     const stmt = this.stmt(sql).raw(true);
@@ -648,8 +710,27 @@ class SqliteDecisionStore implements SqliteStore {
   }
 
   async checkpoints(): Promise<Checkpoint[]> {
-    const rows = this.stmt('SELECT writer, size, head_hash, time, jws FROM checkpoints ORDER BY writer, size').all() as Array<{ writer: string; size: number; head_hash: string; time: string; jws: string }>;
-    return rows.map((r) => ({ writer: r.writer, size: r.size, headHash: r.head_hash, time: r.time, jws: r.jws }));
+    const rows = this.stmt('SELECT writer, size, head_hash, time, jws, ns_root, ns_size FROM checkpoints ORDER BY writer, size').all() as Array<{ writer: string; size: number; head_hash: string; time: string; jws: string; ns_root: string | null; ns_size: number | null }>;
+    return rows.map((r) => ({ writer: r.writer, size: r.size, headHash: r.head_hash, time: r.time, jws: r.jws, ...(r.ns_root !== null ? { nsRoot: r.ns_root, nsSize: r.ns_size ?? 0 } : {}) }));
+  }
+
+  /** The namespace heads checkpoint (writer, size) committed to (empty for a v1 checkpoint). */
+  async checkpointHeads(writer: string, size: number): Promise<NamespaceHead[]> {
+    const rows = this.stmt('SELECT namespace, ns_seq, ns_head_hash FROM checkpoint_ns_heads WHERE writer = ? AND size = ? ORDER BY namespace').all(writer, size) as Array<{ namespace: string; ns_seq: number; ns_head_hash: string }>;
+    return rows.map((r) => ({ namespace: r.namespace, nsSeq: r.ns_seq, nsHeadHash: r.ns_head_hash }));
+  }
+
+  /** The v2 records of `namespace` on `writer` after nsSeq `afterNsSeq`, in nsSeq order (the (writer, namespace, ns_seq) index). */
+  async *namespaceRecords(writer: string, namespace: string, afterNsSeq: number): AsyncIterable<ChainedRecord> {
+    let after = afterNsSeq;
+    const stmt = this.stmt('SELECT ns_seq, record, body, hash FROM decisions WHERE writer = ? AND namespace = ? AND ns_seq > ? ORDER BY ns_seq LIMIT ?');
+    for (;;) {
+      const rows = stmt.all(writer, namespace, after, READ_CHUNK) as Array<{ ns_seq: number; record: string; body: Uint8Array | null; hash: string }>;
+      for (const r of rows) yield toChained(bodyOf(r.record, r.body), r.hash);
+      const last = rows[rows.length - 1];
+      if (!last || rows.length < READ_CHUNK) return;
+      after = last.ns_seq;
+    }
   }
 
   async anchors(): Promise<Anchor[]> {
@@ -743,7 +824,7 @@ class SqliteDecisionStore implements SqliteStore {
  * so an edited column could hide a record from queries). No per-column arrays on the happy path:
  * this runs once per record during verification.
  */
-function columnProblem(row: DecisionRow, r: ChainedRecord): string | undefined {
+function columnProblem(row: SqliteDecisionRow, r: ChainedRecord): string | undefined {
   // Records written by this store carry canonical times already: skip re-parsing those.
   const time = row.time === r.time ? r.time : typeof r.time === 'string' ? toCanonicalTime(r.time) : undefined;
   if (
@@ -757,7 +838,8 @@ function columnProblem(row: DecisionRow, r: ChainedRecord): string | undefined {
     row.verdict !== r.verdict ||
     row.service_accounts !== JSON.stringify(r.serviceAccounts) ||
     row.task_run !== (r.tekton?.taskRun ?? null) ||
-    row.pipeline_run !== (r.tekton?.pipelineRun ?? null)
+    row.pipeline_run !== (r.tekton?.pipelineRun ?? null) ||
+    row.ns_seq !== ((r as { nsSeq?: number }).nsSeq ?? null)
   ) {
     const cols: Array<[string, unknown, unknown]> = [
       ['id', row.id, r.id],
@@ -771,6 +853,7 @@ function columnProblem(row: DecisionRow, r: ChainedRecord): string | undefined {
       ['service_accounts', row.service_accounts, JSON.stringify(r.serviceAccounts)],
       ['task_run', row.task_run, r.tekton?.taskRun ?? null],
       ['pipeline_run', row.pipeline_run, r.tekton?.pipelineRun ?? null],
+      ['ns_seq', row.ns_seq, (r as { nsSeq?: number }).nsSeq ?? null],
     ];
     return toColumnsProblem(cols.filter(([, col, want]) => col !== want).map(([name]) => name));
   }

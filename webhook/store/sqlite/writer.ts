@@ -15,6 +15,9 @@ import { parentPort, workerData } from 'node:worker_threads';
 import Database from 'better-sqlite3';
 import type { DecisionRecord } from '../../core/record.js';
 import { chainRecord, GENESIS_HASH, type ChainLink } from '../evidence/link.js';
+import { toStoredBody } from '../evidence/body-codec.js';
+import { toNamespaceRoot, type NamespaceHead } from '../evidence/merkle.js';
+import { toObjectDigest } from '../evidence/object-digest.js';
 
 export interface WriterConfig {
   path: string;
@@ -35,6 +38,31 @@ export interface AppendItem {
   time: string;
   saKeys: string[];
   slot: number;
+  /** The AdmissionReview body as received: the writer sets objectDigest from its request.object. */
+  review?: Uint8Array;
+}
+
+/** Reason codes whose `serviceAccount` is an unmapped (or wrongly mapped) account: the `unmapped` column stats read. */
+const UNMAPPED_CODES = new Set(['TASKRUN_SA_UNMAPPED', 'PIPELINERUN_SA_UNMAPPED', 'POD_SA_UNMAPPED', 'MAPPING_CONFLICT', 'MAPPING_INVALID']);
+
+/**
+ * The `unmapped` column: a JSON array of the ServiceAccount each unmapped/mapping reason is about
+ * (null when none) — the reason's `serviceAccount`, else (records from before reasons carried it)
+ * the record's only ServiceAccount, else the account named in the rules' "ServiceAccount ns/name has
+ * no IdentityMapping" message. The same derivation as stats.ts applies to v1 rows' JSON.
+ */
+function unmappedOf(r: DecisionRecord): string | null {
+  if (!Array.isArray(r.reasons)) return null;
+  const out: string[] = [];
+  for (const reason of r.reasons as Array<{ code?: unknown; serviceAccount?: unknown; message?: unknown }>) {
+    if (!UNMAPPED_CODES.has(reason?.code as string)) continue;
+    let sa: string | undefined;
+    if (typeof reason.serviceAccount === 'string') sa = reason.serviceAccount;
+    else if (r.serviceAccounts.length === 1) sa = r.serviceAccounts[0];
+    else if (typeof reason.message === 'string') sa = /^ServiceAccount (.*?) has no IdentityMapping/.exec(reason.message)?.[1];
+    if (sa !== undefined) out.push(sa);
+  }
+  return out.length ? JSON.stringify(out) : null;
 }
 
 export type WriterRequest =
@@ -43,13 +71,25 @@ export type WriterRequest =
   | { t: 'close' };
 
 export type WriterOp =
-  | { op: 'insertCheckpoint'; writer: string; size: number; headHash: string; time: string; jws: string }
+  | { op: 'checkpointClaims' }
+  | { op: 'settings' }
+  | { op: 'insertCheckpoint'; writer: string; size: number; headHash: string; time: string; jws: string; nsRoot: string; nsSize: number }
   | { op: 'insertAnchor'; writer: string; seq: number; hash: string; time: string; jws: string }
   | { op: 'deleteRange'; writer: string; lo: number; hi: number }
   | { op: 'deleteCheckpointsBelow'; writer: string; size: number };
 
 /** Per item of a batch: its link, or the error (code, message) it was refused with. */
-export type ItemResult = { ok: true; seq: number; prevHash: string; hash: string } | { ok: false; code: string; message: string };
+export type ItemResult =
+  | { ok: true; seq: number; prevHash: string; hash: string; nsSeq: number; nsPrevHash: string; objectDigest: string | null }
+  | { ok: false; code: string; message: string };
+
+/** What a checkpoint signs about this writer now: chain head and the namespace tree over its namespace heads. */
+export interface CheckpointClaimsNow {
+  size: number;
+  headHash: string;
+  nsRoot: string;
+  nsSize: number;
+}
 
 export type WriterReply =
   | { t: 'ready'; head: { seq: number; hash: string } }
@@ -59,6 +99,13 @@ export type WriterReply =
   | { t: 'log'; level: 'info' | 'warn' | 'error'; msg: string; err?: { message: string; code?: string } }
   | { t: 'result'; call: number; value?: unknown; error?: { message: string; code?: string } }
   | { t: 'closed' };
+
+interface BatchOut {
+  results: ItemResult[];
+  seq: number;
+  hash: string;
+  nsHeads: Map<string, { nsSeq: number; hash: string }>;
+}
 
 interface Queued {
   batch: number;
@@ -76,6 +123,10 @@ class Writer {
   private readonly flags: Int32Array;
   private readonly statements = new Map<string, Database.Statement>();
   private head = { seq: 0, hash: GENESIS_HASH };
+  /** Namespace chain heads of this writer (committed). */
+  private nsHeads = new Map<string, { nsSeq: number; hash: string }>();
+  /** Heads as of each checkpoint whose claims were handed out and not yet stored, by size. */
+  private readonly claimedHeads = new Map<number, NamespaceHead[]>();
   private queue: Queued[] = [];
   private flushScheduled = false;
   private isWritable = true;
@@ -83,7 +134,7 @@ class Writer {
   private busyNow: number;
   private probeTimer: NodeJS.Timeout | undefined;
   private lastProbeWarning = 0;
-  private readonly writeBatch: Database.Transaction<(items: AppendItem[]) => { results: ItemResult[]; seq: number; hash: string }>;
+  private readonly writeBatch: Database.Transaction<(items: AppendItem[]) => BatchOut>;
 
   constructor(cfg: WriterConfig, private readonly post: (m: WriterReply) => void) {
     this.cfg = cfg;
@@ -111,6 +162,10 @@ class Writer {
     const anchor = this.stmt('SELECT seq, hash FROM anchors WHERE writer = ? ORDER BY seq DESC LIMIT 1').get(this.cfg.replica) as { seq: number; hash: string } | undefined;
     const top = last && (!anchor || last.seq >= anchor.seq) ? last : anchor;
     this.head = top ? { seq: top.seq, hash: top.hash } : { seq: 0, hash: GENESIS_HASH };
+    this.nsHeads = new Map();
+    for (const r of this.stmt('SELECT namespace, ns_seq, hash FROM ns_heads WHERE writer = ?').all(this.cfg.replica) as Array<{ namespace: string; ns_seq: number; hash: string }>) {
+      this.nsHeads.set(r.namespace, { nsSeq: r.ns_seq, hash: r.hash });
+    }
   }
 
   enqueue(q: Queued): void {
@@ -123,14 +178,15 @@ class Writer {
   }
 
   /** Runs inside one transaction; throws (and so rolls back) on any database error. */
-  private insertItems(items: AppendItem[]): { results: ItemResult[]; seq: number; hash: string } {
+  private insertItems(items: AppendItem[]): BatchOut {
     const insert = this.stmt(
-      `INSERT INTO decisions (id, writer, seq, time, namespace, kind, verdict, service_accounts, task_run, pipeline_run, prev_hash, hash, record)
-       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+      `INSERT INTO decisions (id, writer, seq, time, namespace, kind, verdict, service_accounts, task_run, pipeline_run, prev_hash, hash, record, ns_seq, body, unmapped)
+       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, '', ?, ?, ?)`,
     );
     const insertSa = this.stmt('INSERT INTO decision_sas (key, time, decision_id) VALUES (?, ?, ?)');
     const results: ItemResult[] = [];
     const ids = new Set<string>();
+    const nsMoved = new Map<string, { nsSeq: number; hash: string }>();
     const duplicate = (id: string) => results.push({ ok: false, code: 'ERR_STORE_DUPLICATE_ID', message: `a decision with id ${id} is already stored` });
     let seq = this.head.seq;
     let prev = this.head.hash;
@@ -146,17 +202,22 @@ class Writer {
         duplicate(r.id);
         continue;
       }
+      const nsHead = nsMoved.get(r.namespace) ?? this.nsHeads.get(r.namespace) ?? { nsSeq: 0, hash: GENESIS_HASH };
       let link: ChainLink;
+      let objectDigest: string | null;
+      let stored: Buffer;
       try {
-        link = chainRecord(r, { seq, hash: prev });
+        objectDigest = p.review ? toObjectDigest(p.review) : r.objectDigest;
+        link = chainRecord({ ...r, objectDigest, nsSeq: nsHead.nsSeq + 1, nsPrevHash: nsHead.hash }, { seq, hash: prev });
+        stored = toStoredBody(link.body);
       } catch (err) {
         if (this.stmt('SELECT 1 FROM decisions WHERE id = ?').get(r.id)) duplicate(r.id);
         else results.push({ ok: false, code: 'ERR_STORE_INVALID_RECORD', message: `invalid decision record ${r.id}: ${(err as Error).message}` });
         continue;
       }
-      const { body, hash } = link;
+      const { hash } = link;
       try {
-        insert.run(r.id, this.cfg.replica, seq + 1, p.time, r.namespace, r.kind.kind, r.verdict, JSON.stringify(r.serviceAccounts), r.tekton?.taskRun ?? null, r.tekton?.pipelineRun ?? null, prev, hash, body);
+        insert.run(r.id, this.cfg.replica, seq + 1, p.time, r.namespace, r.kind.kind, r.verdict, JSON.stringify(r.serviceAccounts), r.tekton?.taskRun ?? null, r.tekton?.pipelineRun ?? null, prev, hash, nsHead.nsSeq + 1, stored, unmappedOf(r));
       } catch (err) {
         // The id's PRIMARY KEY finds a stored duplicate; the failed statement alone is undone.
         if ((err as { code?: unknown }).code === 'SQLITE_CONSTRAINT_PRIMARYKEY') {
@@ -167,11 +228,14 @@ class Writer {
       }
       seq++;
       for (const key of p.saKeys) insertSa.run(key, p.time, r.id);
-      results.push({ ok: true, seq, prevHash: prev, hash });
+      results.push({ ok: true, seq, prevHash: prev, hash, nsSeq: nsHead.nsSeq + 1, nsPrevHash: nsHead.hash, objectDigest });
+      nsMoved.set(r.namespace, { nsSeq: nsHead.nsSeq + 1, hash });
       ids.add(r.id);
       prev = hash;
     }
-    return { results, seq, hash: prev };
+    const upsertHead = this.stmt('INSERT INTO ns_heads (writer, namespace, ns_seq, hash) VALUES (?, ?, ?, ?) ON CONFLICT (writer, namespace) DO UPDATE SET ns_seq = excluded.ns_seq, hash = excluded.hash');
+    for (const [ns, h] of nsMoved) upsertHead.run(this.cfg.replica, ns, h.nsSeq, h.hash);
+    return { results, seq, hash: prev, nsHeads: nsMoved };
   }
 
   flush(): void {
@@ -180,7 +244,7 @@ class Writer {
     this.queue = [];
     if (queued.length === 0) return;
     const items = queued.length === 1 ? (queued[0] as Queued).items : queued.flatMap((q) => q.items);
-    let out: { results: ItemResult[]; seq: number; hash: string };
+    let out: BatchOut;
     try {
       // While unwritable, fail fast instead of waiting the busy timeout on every batch: the
       // requests fail closed either way, and the probe finds the recovery.
@@ -201,6 +265,7 @@ class Writer {
       return;
     }
     this.head = { seq: out.seq, hash: out.hash };
+    for (const [ns, h] of out.nsHeads) this.nsHeads.set(ns, h);
     this.markWritable();
     const batches: Array<{ batch: number; results: ItemResult[] }> = [];
     let at = 0;
@@ -259,8 +324,25 @@ class Writer {
   call(op: WriterOp): unknown {
     this.setBusyTimeout(this.cfg.busyTimeoutMs);
     switch (op.op) {
-      case 'insertCheckpoint':
-        return this.stmt('INSERT OR IGNORE INTO checkpoints (writer, size, head_hash, time, jws) VALUES (?, ?, ?, ?, ?)').run(op.writer, op.size, op.headHash, op.time, op.jws).changes;
+      case 'settings':
+        return { synchronous: this.db.pragma('synchronous', { simple: true }), journalMode: this.db.pragma('journal_mode', { simple: true }) };
+      case 'checkpointClaims': {
+        const heads = [...this.nsHeads].map(([namespace, h]): NamespaceHead => ({ namespace, nsSeq: h.nsSeq, nsHeadHash: h.hash }));
+        const { nsRoot, nsSize } = toNamespaceRoot(heads);
+        this.claimedHeads.set(this.head.seq, heads);
+        return { size: this.head.seq, headHash: this.head.hash, nsRoot, nsSize } satisfies CheckpointClaimsNow;
+      }
+      case 'insertCheckpoint': {
+        const heads = this.claimedHeads.get(op.size) ?? [];
+        this.claimedHeads.clear();
+        return this.db.transaction(() => {
+          const changes = this.stmt('INSERT OR IGNORE INTO checkpoints (writer, size, head_hash, time, jws, ns_root, ns_size) VALUES (?, ?, ?, ?, ?, ?, ?)').run(op.writer, op.size, op.headHash, op.time, op.jws, op.nsRoot, op.nsSize).changes;
+          if (changes === 0) return 0;
+          const put = this.stmt('INSERT OR IGNORE INTO checkpoint_ns_heads (writer, size, namespace, ns_seq, ns_head_hash) VALUES (?, ?, ?, ?, ?)');
+          for (const h of heads) put.run(op.writer, op.size, h.namespace, h.nsSeq, h.nsHeadHash);
+          return changes;
+        })();
+      }
       case 'insertAnchor':
         return this.stmt('INSERT OR IGNORE INTO anchors (writer, seq, hash, time, jws) VALUES (?, ?, ?, ?, ?)').run(op.writer, op.seq, op.hash, op.time, op.jws).changes;
       case 'deleteRange':
@@ -269,7 +351,10 @@ class Writer {
           return this.stmt('DELETE FROM decisions WHERE writer = ? AND seq BETWEEN ? AND ?').run(op.writer, op.lo, op.hi).changes;
         })();
       case 'deleteCheckpointsBelow':
-        return this.stmt('DELETE FROM checkpoints WHERE writer = ? AND size < ?').run(op.writer, op.size).changes;
+        return this.db.transaction(() => {
+          this.stmt('DELETE FROM checkpoint_ns_heads WHERE writer = ? AND size < ?').run(op.writer, op.size);
+          return this.stmt('DELETE FROM checkpoints WHERE writer = ? AND size < ?').run(op.writer, op.size).changes;
+        })();
     }
   }
 
