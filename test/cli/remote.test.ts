@@ -5,7 +5,9 @@
  * (loopback); signing in with Kubernetes tokens is tested in test/kube/audit-cli.test.ts.
  */
 import t, { type Test } from 'tap';
-import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import Database from 'better-sqlite3';
 import { join } from 'node:path';
 import { createServer, type AddressInfo } from 'node:net';
 import { once } from 'node:events';
@@ -65,6 +67,7 @@ async function setup(tt: Test): Promise<Server> {
   const leaf = await createServingCertificate(ca, { dnsNames: ['localhost'], ipAddresses: ['127.0.0.1'] });
   const caFile = join(dir, 'ca.crt');
   writeFileSync(caFile, ca.certPem);
+  writeFileSync(join(dir, 'jwks-from-server.json'), JSON.stringify(toJwks(key.publicJwk)));
   const store = await createSqliteStore({ path: join(dir, 'decisions.db'), replica: 'reader', readonly: true });
   tt.teardown(() => store.close());
   const app = await buildAuditApp({ store, jwks: () => toJwks(key.publicJwk), auth: { mode: 'none', groupsClaim: 'groups' }, logger: pino({ level: 'silent' }), https: { cert: leaf.certPem, key: leaf.keyPem } });
@@ -128,6 +131,12 @@ t.test('--server errors: TLS not trusted, not https, unreachable, wrong flags, u
   writeFileSync(join(s.dir, 'other-ca.crt'), otherCa.certPem);
   t.match((await tzw(s.dir, {}, 'decisions', 'list', '--server', s.server, '--cacert', 'other-ca.crt')).stderr, /over TLS: .*--cacert/);
 
+  // The certificate names localhost and 127.0.0.1: another expected name fails, a listed one works
+  // (how an auditor connects through port-forward to a certificate made for the Service name).
+  const wrongName = await tzw(s.dir, {}, 'decisions', 'list', '--server', s.server, '--cacert', s.caFile, '--tls-server-name', 'tekton-zscaler-webhook.tekton-zscaler.svc');
+  t.equal(wrongName.code, 1);
+  t.match(wrongName.stderr, /its certificate is not for this host name; pass --tls-server-name .*\(ERR_TLS_CERT_ALTNAME_INVALID\) \(ERR_REMOTE_TLS\)/);
+  t.equal((await tzw(s.dir, {}, 'decisions', 'list', '--server', s.server, '--cacert', s.caFile, '--tls-server-name', 'localhost')).code, 0);
   const probe = createServer().listen(0, '127.0.0.1');
   await once(probe, 'listening');
   const closedPort = (probe.address() as AddressInfo).port;
@@ -139,6 +148,7 @@ t.test('--server errors: TLS not trusted, not https, unreachable, wrong flags, u
     [['--server', s.server, '--store', s.store], 2, /one of --store URL or --server URL, not both/],
     [['--store', s.store, '--cacert', 'ca.crt'], 2, /--cacert applies to --server only/],
     [['--store', s.store, '--token-file', 't'], 2, /--token-file applies to --server only/],
+    [['--store', s.store, '--tls-server-name', 'x'], 2, /--tls-server-name applies to --server only/],
     [[], 2, /--store URL .* is required, or --server https:\/\/HOST:PORT/],
     [['--server', s.server, '--cacert', 'nope.crt'], 1, /--cacert .*nope\.crt cannot be read \(ENOENT\)/],
     [['--server', s.server, '--cacert', s.caFile, '--token-file', 'nope'], 1, /--token-file .*nope cannot be read \(ENOENT\)/],
@@ -162,4 +172,52 @@ t.test('toFilterQuery and parseServerUrl (pure)', async (t) => {
   t.equal(parseServerUrl('https://localhost:8444/').toString(), 'https://localhost:8444/');
   t.equal(parseServerUrl('https://proxy.example.com/tzw').pathname, '/tzw');
   t.throws(() => parseServerUrl('https://h:1/?namespace=x'), /must not carry a query/);
+});
+
+t.test('export --server and verify --server: the bundle of GET /api/v1/export, verified here', async (t) => {
+  const s = await setup(t);
+  const remote = ['--server', s.server, '--cacert', s.caFile];
+  writeFileSync(join(s.dir, 'jwks.json'), readFileSync(join(s.dir, 'jwks-from-server.json'), 'utf8'));
+
+  // Export: the same summary on stdout, the same bundle lines (only the header's creation time differs).
+  const byStore = await tzw(s.dir, {}, 'decisions', 'export', '--store', s.store, '--jwks', 'jwks.json', '--out', 'store.jsonl');
+  const byServer = await tzw(s.dir, {}, 'decisions', 'export', ...remote, '--out', 'server.jsonl');
+  t.equal(byServer.code, 0, byServer.stderr);
+  t.equal(byServer.stdout, byStore.stdout.replace('store.jsonl', 'server.jsonl'));
+  t.match(byServer.stdout, /^Wrote 9 records, \d+ checkpoints and 0 anchors to .*server\.jsonl\.\n$/);
+  const lines = (f: string) => readFileSync(join(s.dir, f), 'utf8').split('\n').map((l, i) => (i === 0 ? l.replace(/"created":"[^"]+"/, '') : l));
+  t.strictSame(lines('server.jsonl'), lines('store.jsonl'));
+  t.notOk(existsSync(join(s.dir, 'server.jsonl.tmp')), 'no partial file left');
+  // One namespace: a namespace bundle, announced with the same line either way.
+  const nsStore = await tzw(s.dir, {}, 'decisions', 'export', '--store', s.store, '--jwks', 'jwks.json', '--namespace', 'payments', '--out', 'ns.jsonl');
+  const nsServer = await tzw(s.dir, {}, 'decisions', 'export', ...remote, '--namespace', 'payments', '--out', 'ns.jsonl');
+  t.equal(nsServer.code, 0, nsServer.stderr);
+  t.strictSame(nsServer, nsStore, 'namespace export: same exit code, stdout and stderr');
+  t.match(nsServer.stdout, /^Wrote \d+ records of namespace payments and \d+ checkpoints of 1 writer\(s\)/);
+  const filtered = await tzw(s.dir, {}, 'decisions', 'export', ...remote, '--verdict', 'denied', '--out', 'denied.jsonl');
+  t.equal(filtered.code, 0);
+  t.match(filtered.stdout, /^Wrote 1 records/);
+  t.match(filtered.stderr, /filtered export/);
+  t.match((await tzw(s.dir, {}, 'decisions', 'export', ...remote, '--jwks', 'jwks.json', '--out', 'x.jsonl')).stderr, /--jwks does not apply to export --server/);
+
+  // Verify: intact, against the server's keys (said so) or keys the auditor holds.
+  const ok = await tzw(s.dir, {}, 'decisions', 'verify', ...remote);
+  t.equal(ok.code, 0, ok.stdout + ok.stderr);
+  t.match(ok.stdout, new RegExp(`^OK: server ${s.server.replace(/\./g, '\\.')} is intact\\.\\n  records verified:     9\\n`));
+  t.match(ok.stdout, /warning: verified with the public keys .*\/api\/v1\/jwks serves; pass --jwks FILE/);
+  const withKeys = await tzw(s.dir, {}, 'decisions', 'verify', ...remote, '--jwks', 'jwks.json', '-o', 'json');
+  t.equal(withKeys.code, 0);
+  t.strictSame(JSON.parse(withKeys.stdout).warnings, []);
+  t.strictSame(readdirSync(tmpdir()).filter((f) => f.startsWith('tzw-verify-')), [], 'the temporary bundle is gone');
+
+  // A record edited in the database: verify --server fails (exit 3) naming it, like --store.
+  const db = new Database(join(s.dir, 'decisions.db'));
+  db.prepare(`UPDATE decisions SET record = replace(record, '"verdict":"denied"', '"verdict":"allowed"') WHERE seq = 3`).run();
+  db.close();
+  const tampered = await tzw(s.dir, {}, 'decisions', 'verify', ...remote, '--jwks', 'jwks.json');
+  const local = await tzw(s.dir, {}, 'decisions', 'verify', '--store', s.store, '--jwks', 'jwks.json');
+  t.equal(tampered.code, 3);
+  t.equal(local.code, 3);
+  t.match(tampered.stdout, /^VERIFICATION FAILED: server https:\/\/127\.0\.0\.1:\d+\nFirst bad record 01944000-0000-7000-8000-000000000003 \(writer tzw-0, seq 3\)/);
+  t.equal(/First bad record (\S+)/.exec(tampered.stdout)?.[1], /First bad record (\S+)/.exec(local.stdout)?.[1], 'the same first bad record as --store');
 });

@@ -66,6 +66,7 @@ async function setup(tt: Test, opts: { audiences?: string[]; rbac?: boolean } = 
   for (const ns of ['payments', 'payments', 'data-science', 'sandbox', 'payments', 'data-science']) records.push(await store.append(aRecord({ n: ++n, namespace: ns })));
   // A review rejected before its namespace was known: only cluster-wide readers may get it.
   records.push(await store.append(aRecord({ n: ++n, namespace: '', verdict: 'rejected', serviceAccounts: [] })));
+  await store.checkpointNow();
 
   const logs: string[] = [];
   const logger = pino({ level: 'debug' }, new Writable({ write(chunk, _e, cb) { logs.push(String(chunk)); cb(); } }));
@@ -90,6 +91,17 @@ async function setup(tt: Test, opts: { audiences?: string[]; rbac?: boolean } = 
     return { status: res.statusCode, body, headers: res.headers, text: res.body };
   };
   return { api, app, records, clock, logs, tokens, get };
+}
+
+/** The namespaces of the records in a bundle (any bundle format: every line holding a `record`). */
+function bundleNamespaces(text: string): string[] {
+  const out = new Set<string>();
+  for (const line of text.split('\n')) {
+    if (!line) continue;
+    const v = JSON.parse(line) as { record?: { namespace?: string } };
+    if (v.record && typeof v.record.namespace === 'string') out.add(v.record.namespace);
+  }
+  return [...out].sort();
 }
 
 const sarCount = (s: Setup): number => s.api.authz.reviews.filter((r) => r.kind === 'SubjectAccessReview').length;
@@ -127,6 +139,16 @@ t.test('every status code, with the message an auditor acts on', async (t) => {
     { name: 'ServiceAccount bound to the ClusterRole in one namespace', url: '/api/v1/decisions?namespace=payments', token: tokens.saAuditor, status: 200 },
     { name: 'ServiceAccount, other namespace', url: '/api/v1/decisions?namespace=sandbox', token: tokens.saAuditor, status: 403, code: 'ERR_FORBIDDEN' },
     { name: 'jwks is public', url: '/api/v1/jwks', status: 200 },
+    { name: 'bundle export, own namespace', url: '/api/v1/export?namespace=payments', token: tokens.alice, status: 200 },
+    { name: 'bundle export without namespace=', url: '/api/v1/export', token: tokens.alice, status: 403, code: 'ERR_FORBIDDEN', message: /add namespace=/ },
+    { name: 'bundle export, other namespace', url: '/api/v1/export?namespace=sandbox', token: tokens.alice, status: 403, code: 'ERR_FORBIDDEN', message: /in namespace "sandbox"/ },
+    { name: 'bundle export, everything', url: '/api/v1/export', token: tokens.compliance, status: 200 },
+    { name: 'bundle export, bad time', url: '/api/v1/export?namespace=payments&until=noon', token: tokens.alice, status: 400, code: 'ERR_BAD_FILTER', message: /until "noon"/ },
+    { name: 'stats, own namespace', url: '/api/v1/stats?namespace=payments&bucket=hour', token: tokens.alice, status: 200 },
+    { name: 'stats without namespace=', url: '/api/v1/stats', token: tokens.alice, status: 403, code: 'ERR_FORBIDDEN', message: /add namespace=/ },
+    { name: 'stats, other namespace', url: '/api/v1/stats?namespace=data-science', token: tokens.alice, status: 403, code: 'ERR_FORBIDDEN', message: /in namespace "data-science"/ },
+    { name: 'stats, unknown filter', url: '/api/v1/stats?namespace=payments&colour=red', token: tokens.alice, status: 400, code: 'ERR_BAD_FILTER' },
+    { name: 'stats, no token', url: '/api/v1/stats?namespace=payments', status: 401, code: 'ERR_UNAUTHENTICATED' },
   ];
   for (const c of cases) {
     const res = await s.get(c.url, c.token);
@@ -145,6 +167,14 @@ t.test('every status code, with the message an auditor acts on', async (t) => {
   const exported = (await s.get('/api/v1/decisions?format=jsonl&namespace=payments', tokens.alice)).text.trim().split('\n').map((l) => JSON.parse(l).id);
   t.strictSame(exported.sort(), payments.map((r) => r.id).sort());
   t.equal((await s.get('/api/v1/decisions', tokens.compliance)).body.items.length, records.length);
+  // The bundle and the stats of a namespaced auditor hold their namespace only.
+  // (A one-namespace export is a namespace bundle: its header names the namespace; it holds no
+  // other namespace's record. Which of its records it holds is the namespace evidence's business.)
+  const nsBundle = (await s.get('/api/v1/export?namespace=payments', tokens.alice)).text;
+  t.equal(JSON.parse(nsBundle.split('\n')[0]!).namespace, 'payments');
+  t.ok(bundleNamespaces(nsBundle).every((ns) => ns === 'payments'), 'no record of another namespace');
+  const stats = (await s.get('/api/v1/stats?namespace=payments', tokens.alice)).body as { namespaces: Array<{ namespace: string }> };
+  t.strictSame(stats.namespaces.map((n) => n.namespace), ['payments']);
   const denied = await s.get('/api/v1/decisions?namespace=data-science', tokens.alice);
   t.strictSame(denied.body.missing, { group: GROUP, resource: 'decisions', verb: 'list', namespace: 'data-science' });
   t.equal(denied.headers['cache-control'], 'no-store');
@@ -160,13 +190,17 @@ t.test('a namespaced auditor sees exactly their namespaces, as `kubectl auth can
   for (const who of ['alice', 'saAuditor', 'compliance', 'bob'] as const) {
     for (const ns of [...NAMESPACES, '']) {
       const predicted = s.api.authz.canI(USERS[who], { group: GROUP, resource: 'decisions', verb: 'list', namespace: ns });
-      for (const url of [`/api/v1/decisions${ns ? `?namespace=${ns}` : ''}`, `/api/v1/decisions?format=jsonl${ns ? `&namespace=${ns}` : ''}`]) {
+      const q = ns ? `?namespace=${ns}` : '';
+      for (const url of [`/api/v1/decisions${q}`, `/api/v1/decisions?format=jsonl${ns ? `&namespace=${ns}` : ''}`, `/api/v1/export${q}`, `/api/v1/stats${q}`]) {
         const res = await s.get(url, s.tokens[who]);
         t.equal(res.status, predicted ? 200 : 403, `${who} ${url}: can-i says ${predicted ? 'yes' : 'no'}`);
       }
       if (!predicted) continue;
       const ids = (await s.get(`/api/v1/decisions${ns ? `?namespace=${ns}` : ''}`, s.tokens[who])).body.items.map((r: ChainedRecord) => r.id).sort();
       t.strictSame(ids, s.records.filter((r) => ns === '' || r.namespace === ns).map((r) => r.id).sort(), `${who} ${ns || '(all)'}: exactly these records`);
+      const bundle = (await s.get(`/api/v1/export${ns ? `?namespace=${ns}` : ''}`, s.tokens[who])).text;
+      if (ns === '') t.strictSame(bundleNamespaces(bundle), [...new Set(s.records.map((r) => r.namespace))].sort(), `${who} (all): every namespace in the bundle`);
+      else t.ok(bundleNamespaces(bundle).every((n) => n === ns), `${who} ${ns}: the bundle holds no other namespace's record`);
     }
     for (const r of s.records) {
       const predicted = s.api.authz.canI(USERS[who], { group: GROUP, resource: 'decisions', verb: 'get', namespace: r.namespace });

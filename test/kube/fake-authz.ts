@@ -164,6 +164,12 @@ export function createFakeAuthz(opts: { callerToken: string; caller: FakeUser })
   const handle = async (req: IncomingMessage, res: ServerResponse, kind: ReviewLog['kind']): Promise<void> => {
     const caller = callerOf(req);
     if (!caller) return send(res, 401, status(401, 'Unauthorized', 'Unauthorized'));
+    // This fake speaks JSON only; a real server answers an unsupported body type with 415.
+    const contentType = String(req.headers['content-type'] ?? '').split(';')[0]!.trim();
+    if (contentType !== 'application/json') {
+      req.resume();
+      return send(res, 415, status(415, 'UnsupportedMediaType', `the body of the request was in an unknown format - accepted media types include: application/json`));
+    }
     const body = (await readJson(req)) as Obj | undefined;
     const failure = failures.shift();
     if (failure !== undefined) return send(res, failure, status(failure, failure === 429 ? 'TooManyRequests' : failure >= 500 ? 'InternalError' : 'Forbidden', `injected failure ${failure}`));

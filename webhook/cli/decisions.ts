@@ -50,7 +50,7 @@ function filterOptions(keys: readonly FilterKey[]): Options {
 
 const STORE_OPTION: Options = { store: { type: 'string' } };
 /** A running webhook's audit API instead of the database (remote.ts); the token also from TZW_TOKEN. */
-export const SERVER_OPTIONS: Options = { server: { type: 'string' }, 'token-file': { type: 'string' }, cacert: { type: 'string' } };
+export const SERVER_OPTIONS: Options = { server: { type: 'string' }, 'token-file': { type: 'string' }, cacert: { type: 'string' }, 'tls-server-name': { type: 'string' } };
 const KEY_OPTIONS: Options = { jwks: { type: 'string' }, config: { type: 'string', short: 'c' } };
 /** Long commands: `--quiet` silences the progress line (cli/progress.ts); results and errors still print. */
 const QUIET_OPTION: Options = { quiet: { type: 'boolean', short: 'q' } };
@@ -122,7 +122,8 @@ export async function withClient<T>(values: Values, io: CliIo, fn: (client: Audi
   const caPem = typeof values.cacert === 'string' ? readNamedFile(io, 'cacert', values.cacert) : undefined;
   let client: AuditClient;
   try {
-    client = createAuditClient({ server, ...(token ? { token } : {}), ...(caPem ? { caPem } : {}) });
+    const servername = typeof values['tls-server-name'] === 'string' ? values['tls-server-name'] : undefined;
+    client = createAuditClient({ server, ...(token ? { token } : {}), ...(caPem ? { caPem } : {}), ...(servername ? { servername } : {}) });
   } catch (err) {
     throw new UsageError((err as Error).message);
   }
@@ -143,7 +144,7 @@ interface RecordSource {
 function checkOneSource(values: Values): 'store' | 'server' {
   if (values.store !== undefined && values.server !== undefined) throw new UsageError('give one of --store URL or --server URL, not both');
   if (values.server === undefined) {
-    for (const flag of ['token-file', 'cacert']) if (values[flag] !== undefined) throw new UsageError(`--${flag} applies to --server only`);
+    for (const flag of ['token-file', 'cacert', 'tls-server-name']) if (values[flag] !== undefined) throw new UsageError(`--${flag} applies to --server only`);
     if (values.store === undefined) throw new UsageError('--store URL (sqlite:PATH or postgres://…) is required, or --server https://HOST:PORT for a running webhook');
     return 'store';
   }
@@ -156,17 +157,28 @@ async function withSource<T>(values: Values, io: CliIo, fn: (source: RecordSourc
   return withClient(values, io, (client) => fn({ label: client.server, page: (f) => client.fetchPage(f), get: (id) => client.fetchRecord(id) }));
 }
 
+/** The line `export` prints for a namespace bundle (--store and --server alike). */
+function toNamespaceExportLine(records: number, namespace: string, checkpoints: number, writers: number, path: string): string {
+  return `Wrote ${records} records of namespace ${namespace} and ${checkpoints} checkpoints of ${writers} writer(s) to ${path}. Verify it with: tzw decisions verify --bundle ${path} --jwks JWKS.json\n`;
+}
+
 /**
  * Saves a bundle stream to `outPath` (atomically: `outPath.tmp`, then renamed) and counts its lines
  * by type, reporting them to `onProgress` as they arrive (the server sends no total). The header
  * line says whether the bundle is complete. Errors: the stream's, fs errors, or the callback's
  * (Ctrl-C); the temporary file is removed on any of them.
  */
-async function saveBundle(body: Readable, outPath: string, onProgress?: OnProgress): Promise<{ path: string; records: number; checkpoints: number; anchors: number; complete: boolean; format: string }> {
+async function saveBundle(
+  body: Readable,
+  outPath: string,
+  onProgress?: OnProgress,
+): Promise<{ path: string; records: number; checkpoints: number; anchors: number; complete: boolean; format: string; namespace: string; writers: number }> {
   const tmp = `${outPath}.tmp`;
   const counts: Record<string, number> = {};
   let complete = false;
   let format = '';
+  let namespace = '';
+  const writers = new Set<string>();
   let first = true;
   const out = createWriteStream(tmp, { encoding: 'utf8' });
   try {
@@ -177,15 +189,20 @@ async function saveBundle(body: Readable, outPath: string, onProgress?: OnProgre
           if (first) {
             first = false;
             try {
-              const header = JSON.parse(line) as { complete?: unknown; format?: unknown };
+              const header = JSON.parse(line) as { complete?: unknown; format?: unknown; namespace?: unknown };
               complete = header.complete === true;
               format = typeof header.format === 'string' ? header.format : '';
+              namespace = typeof header.namespace === 'string' ? header.namespace : '';
             } catch {
               throw Object.assign(new Error('the server sent something that is not a decision bundle'), { code: 'ERR_REMOTE_BAD_RESPONSE' });
             }
           } else {
             const type = /^\{"type":"([a-z-]+)"/.exec(line)?.[1] ?? 'other';
             counts[type] = (counts[type] ?? 0) + 1;
+            if (type === 'checkpoint') {
+              const writer = (JSON.parse(line) as { checkpoint?: { writer?: unknown } }).checkpoint?.writer;
+              if (typeof writer === 'string') writers.add(writer);
+            }
             const waiting = onProgress?.({ phase: type === 'other' ? 'lines' : type === 'quarantined' ? type : `${type}s`, done: counts[type] });
             if (waiting) await waiting;
           }
@@ -200,7 +217,7 @@ async function saveBundle(body: Readable, outPath: string, onProgress?: OnProgre
     await rm(tmp, { force: true });
     throw err;
   }
-  return { path: outPath, records: counts.record ?? 0, checkpoints: counts.checkpoint ?? 0, anchors: counts.anchor ?? 0, complete, format };
+  return { path: outPath, records: counts.record ?? 0, checkpoints: counts.checkpoint ?? 0, anchors: counts.anchor ?? 0, complete, format, namespace, writers: writers.size };
 }
 
 /**
@@ -306,6 +323,10 @@ const exportCommand: Command = {
       const outcome = await runWithProgress(io, progress, (onProgress) => withClient(values, io, async (client) => saveBundle(await client.fetchBundle(filter), out, onProgress)));
       if (!outcome.ok) return interrupted(outcome);
       const saved = outcome.value;
+      if (saved.format === NAMESPACE_BUNDLE_FORMAT) {
+        io.stdout(toNamespaceExportLine(saved.records, saved.namespace, saved.checkpoints, saved.writers, saved.path));
+        return EXIT.OK;
+      }
       io.stdout(`Wrote ${saved.records} records, ${saved.checkpoints} checkpoints and ${saved.anchors} anchors to ${saved.path}.\n`);
       if (!saved.complete && saved.format !== NAMESPACE_BUNDLE_FORMAT) {
         io.stderr('Note: this is a filtered export: evidence of the selected records, but not a verifiable chain. Export without filters for a bundle that "tzw decisions verify --bundle" can check.\n');
@@ -317,7 +338,7 @@ const exportCommand: Command = {
     if (range) {
       // One namespace (and a time range): a bundle its auditor can prove complete offline.
       const ns = await withStore(values, io, (store) => writeNamespaceBundle(toNamespaceEvidenceSource(store), range, out, jwks));
-      io.stdout(`Wrote ${ns.records} records of namespace ${range.namespace} and ${ns.checkpoints} checkpoints of ${ns.writers} writer(s) to ${ns.path}. Verify it with: tzw decisions verify --bundle ${ns.path} --jwks JWKS.json\n`);
+      io.stdout(toNamespaceExportLine(ns.records, range.namespace, ns.checkpoints, ns.writers, ns.path));
       return EXIT.OK;
     }
     const outcome = await runWithProgress(io, progress, (onProgress) => withStore(values, io, (store) => writeBundle(store, filter, out, jwks, { onProgress })));
@@ -363,7 +384,7 @@ const verify: Command = {
     const given = (['store', 'bundle', 'server'] as const).filter((k) => values[k] !== undefined);
     if (given.length !== 1) throw new UsageError('give exactly one of --store URL, --bundle FILE or --server URL');
     if (values.server === undefined) {
-      for (const flag of ['token-file', 'cacert', ...SELECT_KEYS.map(toFlagName)]) {
+      for (const flag of ['token-file', 'cacert', 'tls-server-name', ...SELECT_KEYS.map(toFlagName)]) {
         if (values[flag] !== undefined) throw new UsageError(`--${flag} applies to verify --server only`);
       }
     }

@@ -61,6 +61,12 @@ export interface ClientOptions {
   token?: string;
   /** PEM CA certificate(s) to trust besides the system's. */
   caPem?: string;
+  /**
+   * The name to expect in the server's certificate when it differs from the host connected to
+   * (kubectl's --tls-server-name): through port-forward the URL says localhost while the
+   * certificate names the Service.
+   */
+  servername?: string;
 }
 
 /** The query string of a filter (pure): the API's parameter names, values as the parser normalised them. */
@@ -95,7 +101,7 @@ const TLS_HINTS: Record<string, string> = {
   UNABLE_TO_GET_ISSUER_CERT_LOCALLY: 'its certificate is not signed by a CA you trust; pass --cacert FILE with the CA that signed it',
   SELF_SIGNED_CERT_IN_CHAIN: 'its certificate chain ends in a CA you do not trust; pass --cacert FILE with that CA',
   DEPTH_ZERO_SELF_SIGNED_CERT: 'its certificate is self-signed; pass --cacert FILE with that certificate (or the CA that signed it)',
-  ERR_TLS_CERT_ALTNAME_INVALID: 'its certificate is not for this host name; connect with a name the certificate lists (e.g. https://localhost:8444 through port-forward)',
+  ERR_TLS_CERT_ALTNAME_INVALID: 'its certificate is not for this host name; pass --tls-server-name with a name it lists (through port-forward: tekton-zscaler-webhook.tekton-zscaler.svc)',
   CERT_HAS_EXPIRED: 'its certificate has expired',
   CERT_NOT_YET_VALID: 'its certificate is not valid yet (check the clocks)',
   EPROTO: 'the TLS handshake failed (is it an https:// listener?)',
@@ -115,7 +121,10 @@ function causeCode(err: unknown): string {
 export function createAuditClient(opts: ClientOptions): AuditClient {
   const base = parseServerUrl(opts.server);
   const server = base.toString().replace(/\/$/, '');
-  const dispatcher = new Agent({ connect: opts.caPem ? { ca: opts.caPem } : {}, headersTimeout: REMOTE_TIMEOUT_MS });
+  const dispatcher = new Agent({
+    connect: { ...(opts.caPem ? { ca: opts.caPem } : {}), ...(opts.servername ? { servername: opts.servername } : {}) },
+    headersTimeout: REMOTE_TIMEOUT_MS,
+  });
   const headers: Record<string, string> = { accept: 'application/json' };
   if (opts.token) headers.authorization = `Bearer ${opts.token}`;
 

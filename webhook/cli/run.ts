@@ -19,7 +19,7 @@ Usage:
   tzw version
 
 --server https://HOST:PORT reads a running webhook's audit API instead of the database:
-  [--token-file FILE] (else the token in TZW_TOKEN) [--cacert FILE]
+  [--token-file FILE] (else the token in TZW_TOKEN) [--cacert FILE] [--tls-server-name NAME]
 
 Long commands (export, verify, readiness) show a progress line on a terminal's stderr; --quiet: none.
 Exit codes: 0 ok, 1 problems found or failure, 2 usage error, 3 verification failed, 130 interrupted (Ctrl-C).
