@@ -8,6 +8,7 @@ import t, { type Test } from 'tap';
 import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import Database from 'better-sqlite3';
+import { fromStoredBody, toStoredBody } from '../../webhook/store/evidence/body-codec.js';
 import { join } from 'node:path';
 import { createServer, type AddressInfo } from 'node:net';
 import { once } from 'node:events';
@@ -212,7 +213,11 @@ t.test('export --server and verify --server: the bundle of GET /api/v1/export, v
 
   // A record edited in the database: verify --server fails (exit 3) naming it, like --store.
   const db = new Database(join(s.dir, 'decisions.db'));
-  db.prepare(`UPDATE decisions SET record = replace(record, '"verdict":"denied"', '"verdict":"allowed"') WHERE seq = 3`).run();
+  // v2 rows keep the canonical body compressed (evidence/body-codec.ts); edit it as an attacker with the code would.
+  const row = db.prepare('SELECT body FROM decisions WHERE seq = 3').get() as { body: Buffer };
+  const edited = fromStoredBody(row.body).replace('"verdict":"denied"', '"verdict":"allowed"');
+  t.not(edited, fromStoredBody(row.body), 'record 3 is a denial to flip');
+  db.prepare('UPDATE decisions SET body = ? WHERE seq = 3').run(toStoredBody(edited));
   db.close();
   const tampered = await tzw(s.dir, {}, 'decisions', 'verify', ...remote, '--jwks', 'jwks.json');
   const local = await tzw(s.dir, {}, 'decisions', 'verify', '--store', s.store, '--jwks', 'jwks.json');
