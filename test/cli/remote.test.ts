@@ -20,6 +20,7 @@ import type { DecisionRecord } from '../../webhook/core/record.js';
 import { createSqliteStore } from '../../webhook/store/sqlite/store.js';
 import { loadOrCreateSigningKey, toJwks } from '../../webhook/store/evidence/signing.js';
 import { createCertificateAuthority, createServingCertificate } from '../../certs/lib.js';
+import { fromStoredBody, toStoredBody } from '../../webhook/store/evidence/body-codec.js';
 import { aRecord, timeAt, WRITER } from '../store/builders.js';
 
 interface Captured {
@@ -212,7 +213,11 @@ t.test('export --server and verify --server: the bundle of GET /api/v1/export, v
 
   // A record edited in the database: verify --server fails (exit 3) naming it, like --store.
   const db = new Database(join(s.dir, 'decisions.db'));
-  db.prepare(`UPDATE decisions SET record = replace(record, '"verdict":"denied"', '"verdict":"allowed"') WHERE seq = 3`).run();
+  // (as test/store/tamper.test.ts edits a body: decoded, changed, encoded back)
+  const row = db.prepare('SELECT record, body FROM decisions WHERE seq = 3').get() as { record: string | null; body: Buffer | null };
+  const text = (row.body ? fromStoredBody(row.body) : row.record!).replace('"verdict":"denied"', '"verdict":"allowed"');
+  if (row.body) db.prepare('UPDATE decisions SET body = ? WHERE seq = 3').run(toStoredBody(text));
+  else db.prepare('UPDATE decisions SET record = ? WHERE seq = 3').run(text);
   db.close();
   const tampered = await tzw(s.dir, {}, 'decisions', 'verify', ...remote, '--jwks', 'jwks.json');
   const local = await tzw(s.dir, {}, 'decisions', 'verify', '--store', s.store, '--jwks', 'jwks.json');
