@@ -14,6 +14,7 @@ Usage:
                        [--cursor C] [-o table|json|jsonl|csv]
   tzw decisions get ID (--store URL | --server URL) [-o table|json]
   tzw decisions export (--store URL [--jwks FILE] [--config FILE] | --server URL) --out FILE [filters] [--quiet]
+  tzw decisions digest -f OBJECT.json|yaml   (the objectDigest of that object, as records hold it)
   tzw decisions verify (--store URL | --bundle FILE | --server URL [filters]) [--jwks FILE] [--config FILE] [-o text|json] [--quiet]
   tzw version
 
@@ -37,6 +38,7 @@ const COMMANDS: ReadonlyMap<string, () => Promise<Command>> = new Map<string, ()
   ['decisions get', async () => (await import('./decisions.js')).decisionsCommands.get],
   ['decisions export', async () => (await import('./decisions.js')).decisionsCommands.export],
   ['decisions verify', async () => (await import('./decisions.js')).decisionsCommands.verify],
+  ['decisions digest', async () => (await import('./digest.js')).decisionsDigestCommand],
 ]);
 
 /** The command named by the first one or two words of argv (two-word commands win), or undefined. */

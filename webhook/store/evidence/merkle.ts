@@ -172,8 +172,15 @@ export function toSortedHeads(heads: Iterable<NamespaceHead>): NamespaceHead[] {
  * order (by nsKey), and the number of leaves. Throws MerkleInputError on a bad head or a duplicate namespace.
  */
 export function toNamespaceRoot(heads: Iterable<NamespaceHead>): { nsRoot: string; nsSize: number } {
-  const sorted = toSortedHeads(heads);
-  return { nsRoot: merkleRoot(sorted.map((h) => leafHash(toNamespaceLeaf(h)))).toString('hex'), nsSize: sorted.length };
+  // Each leaf's data starts with its sort key: build the leaves once and sort them by it.
+  const leaves = [...heads].map((h) => ({ h, leaf: toNamespaceLeaf(h) }));
+  leaves.sort((a, b) => Buffer.compare(a.leaf.subarray(0, HASH_BYTES), b.leaf.subarray(0, HASH_BYTES)));
+  for (let i = 1; i < leaves.length; i++) {
+    if (leaves[i - 1]!.leaf.subarray(0, HASH_BYTES).equals(leaves[i]!.leaf.subarray(0, HASH_BYTES))) {
+      throw new MerkleInputError(`namespace heads: ${JSON.stringify(leaves[i]!.h.namespace)} appears twice`);
+    }
+  }
+  return { nsRoot: merkleRoot(leaves.map((x) => leafHash(x.leaf))).toString('hex'), nsSize: leaves.length };
 }
 
 /** The inclusion proof of one namespace's head in the tree over `heads`, as a bundle carries it (hex). */
