@@ -16,6 +16,9 @@ import { startFakeApiServer } from '../kube/fake-api-server.js';
 import { AUDIENCE, GROUP, ISSUER, REVIEWS, ROOT, launchChromium, startConsoleServer, startIssuer } from './support.js';
 
 const DOCS = join(ROOT, 'docs');
+// A real browser plus a real fake API server going down (its client waits out a timeout): more than
+// tap's 120 s default on a loaded machine.
+t.setTimeout(360_000);
 
 function cliIo(cwd: string): CliIo & { out: string[]; err: string[] } {
   const out: string[] = [];
