@@ -8,6 +8,7 @@ import t, { type Test } from 'tap';
 import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import Database from 'better-sqlite3';
+import { fromStoredBody, toStoredBody } from '../../webhook/store/evidence/body-codec.js';
 import { join } from 'node:path';
 import { createServer, type AddressInfo } from 'node:net';
 import { once } from 'node:events';
@@ -20,7 +21,6 @@ import type { DecisionRecord } from '../../webhook/core/record.js';
 import { createSqliteStore } from '../../webhook/store/sqlite/store.js';
 import { loadOrCreateSigningKey, toJwks } from '../../webhook/store/evidence/signing.js';
 import { createCertificateAuthority, createServingCertificate } from '../../certs/lib.js';
-import { fromStoredBody, toStoredBody } from '../../webhook/store/evidence/body-codec.js';
 import { aRecord, timeAt, WRITER } from '../store/builders.js';
 
 interface Captured {
@@ -213,11 +213,11 @@ t.test('export --server and verify --server: the bundle of GET /api/v1/export, v
 
   // A record edited in the database: verify --server fails (exit 3) naming it, like --store.
   const db = new Database(join(s.dir, 'decisions.db'));
-  // (as test/store/tamper.test.ts edits a body: decoded, changed, encoded back)
-  const row = db.prepare('SELECT record, body FROM decisions WHERE seq = 3').get() as { record: string | null; body: Buffer | null };
-  const text = (row.body ? fromStoredBody(row.body) : row.record!).replace('"verdict":"denied"', '"verdict":"allowed"');
-  if (row.body) db.prepare('UPDATE decisions SET body = ? WHERE seq = 3').run(toStoredBody(text));
-  else db.prepare('UPDATE decisions SET record = ? WHERE seq = 3').run(text);
+  // v2 rows keep the canonical body compressed (evidence/body-codec.ts); edit it as an attacker with the code would.
+  const row = db.prepare('SELECT body FROM decisions WHERE seq = 3').get() as { body: Buffer };
+  const edited = fromStoredBody(row.body).replace('"verdict":"denied"', '"verdict":"allowed"');
+  t.not(edited, fromStoredBody(row.body), 'record 3 is a denial to flip');
+  db.prepare('UPDATE decisions SET body = ? WHERE seq = 3').run(toStoredBody(edited));
   db.close();
   const tampered = await tzw(s.dir, {}, 'decisions', 'verify', ...remote, '--jwks', 'jwks.json');
   const local = await tzw(s.dir, {}, 'decisions', 'verify', '--store', s.store, '--jwks', 'jwks.json');
