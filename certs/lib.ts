@@ -146,10 +146,24 @@ export async function createServingCertificate(
   if (first === undefined) {
     throw new CertsError('ERR_CERTS_INVALID_OPTION', 'a serving certificate needs at least one DNS name or IP address');
   }
-  const now = options.now ?? new Date();
+  const sans = [...dnsNames.map((value) => ({ type: 'dns' as const, value })), ...ipAddresses.map((value) => ({ type: 'ip' as const, value }))];
+  const leaf = await createLeafCertificate(ca, { commonName: first, usage: x509.ExtendedKeyUsage.serverAuth, sans, days: options.days, now: options.now });
+  return { ...leaf, dnsNames, ipAddresses };
+}
+
+/**
+ * A leaf certificate signed by `ca` for one extended key usage: subject CN = commonName, the given
+ * SANs (none: no SAN extension), valid for `days` but never past the CA. Throws
+ * ERR_CERTS_INVALID_OPTION for bad days or an expired CA, ERR_CERTS_INVALID_KEY for an unreadable CA.
+ */
+async function createLeafCertificate(
+  ca: Pick<CertificateAuthority, 'certPem' | 'keyPem'>,
+  leaf: { commonName: string; usage: string; sans: Array<{ type: 'dns' | 'ip'; value: string }>; days?: number; now?: Date },
+): Promise<{ certPem: string; keyPem: string; notBefore: Date; notAfter: Date }> {
+  const now = leaf.now ?? new Date();
   const caCert = parseCaCertificate(ca.certPem);
   const caKey = await importPrivateKey(ca.keyPem);
-  const validity = toValidity(options.days ?? DEFAULT_SERVING_DAYS, now, 'days');
+  const validity = toValidity(leaf.days ?? DEFAULT_SERVING_DAYS, now, 'days');
   // A leaf that outlives its CA would fail verification after the CA expires anyway; say so plainly.
   const notAfter = validity.notAfter > caCert.notAfter ? caCert.notAfter : validity.notAfter;
   if (notAfter <= now) {
@@ -159,7 +173,7 @@ export async function createServingCertificate(
   const cert = await x509.X509CertificateGenerator.create(
     {
       serialNumber: toSerialNumber(),
-      subject: `CN=${first}`,
+      subject: `CN=${leaf.commonName}`,
       issuer: caCert.subject,
       notBefore: validity.notBefore,
       notAfter,
@@ -169,25 +183,15 @@ export async function createServingCertificate(
       extensions: [
         new x509.BasicConstraintsExtension(false, undefined, true),
         new x509.KeyUsagesExtension(x509.KeyUsageFlags.digitalSignature, true),
-        new x509.ExtendedKeyUsageExtension([x509.ExtendedKeyUsage.serverAuth], false),
-        new x509.SubjectAlternativeNameExtension(
-          [...dnsNames.map((value) => ({ type: 'dns' as const, value })), ...ipAddresses.map((value) => ({ type: 'ip' as const, value }))],
-          false,
-        ),
+        new x509.ExtendedKeyUsageExtension([leaf.usage], false),
+        ...(leaf.sans.length > 0 ? [new x509.SubjectAlternativeNameExtension(leaf.sans, false)] : []),
         await x509.AuthorityKeyIdentifierExtension.create(caCert.publicKey, false, crypto),
         await x509.SubjectKeyIdentifierExtension.create(keys.publicKey, false, crypto),
       ],
     },
     crypto,
   );
-  return {
-    certPem: cert.toString('pem'),
-    keyPem: toPkcs8Pem(keys.privateKey),
-    dnsNames,
-    ipAddresses,
-    notBefore: validity.notBefore,
-    notAfter,
-  };
+  return { certPem: cert.toString('pem'), keyPem: toPkcs8Pem(keys.privateKey), notBefore: validity.notBefore, notAfter };
 }
 
 export interface ClientCertificateOptions {
@@ -217,35 +221,9 @@ export async function createClientCertificate(
   }
   const dnsNames = [...(options.dnsNames ?? [])];
   for (const name of dnsNames) assertDnsName('DNS name', name);
-  const now = options.now ?? new Date();
-  const caCert = parseCaCertificate(ca.certPem);
-  const caKey = await importPrivateKey(ca.keyPem);
-  const validity = toValidity(options.days ?? DEFAULT_SERVING_DAYS, now, 'days');
-  const notAfter = validity.notAfter > caCert.notAfter ? caCert.notAfter : validity.notAfter;
-  if (notAfter <= now) throw new CertsError('ERR_CERTS_INVALID_OPTION', `the CA expired on ${caCert.notAfter.toISOString()}; create a new CA`);
-  const keys = await generateKeyPair();
-  const cert = await x509.X509CertificateGenerator.create(
-    {
-      serialNumber: toSerialNumber(),
-      subject: `CN=${commonName}`,
-      issuer: caCert.subject,
-      notBefore: validity.notBefore,
-      notAfter,
-      publicKey: keys.publicKey,
-      signingKey: caKey,
-      signingAlgorithm: SIGNING_ALGORITHM,
-      extensions: [
-        new x509.BasicConstraintsExtension(false, undefined, true),
-        new x509.KeyUsagesExtension(x509.KeyUsageFlags.digitalSignature, true),
-        new x509.ExtendedKeyUsageExtension([x509.ExtendedKeyUsage.clientAuth], false),
-        ...(dnsNames.length > 0 ? [new x509.SubjectAlternativeNameExtension(dnsNames.map((value) => ({ type: 'dns' as const, value })), false)] : []),
-        await x509.AuthorityKeyIdentifierExtension.create(caCert.publicKey, false, crypto),
-        await x509.SubjectKeyIdentifierExtension.create(keys.publicKey, false, crypto),
-      ],
-    },
-    crypto,
-  );
-  return { certPem: cert.toString('pem'), keyPem: toPkcs8Pem(keys.privateKey), dnsNames, ipAddresses: [], notBefore: validity.notBefore, notAfter };
+  const sans = dnsNames.map((value) => ({ type: 'dns' as const, value }));
+  const leaf = await createLeafCertificate(ca, { commonName, usage: x509.ExtendedKeyUsage.clientAuth, sans, days: options.days, now: options.now });
+  return { ...leaf, dnsNames, ipAddresses: [] };
 }
 
 /**
