@@ -18,15 +18,15 @@
  * cannot be recomputed. A filtered export is evidence (each record still carries its hash), not a
  * verifiable bundle; verifyBundle says so instead of reporting gaps.
  */
-import { createReadStream, createWriteStream } from 'node:fs';
-import { rename, rm, stat } from 'node:fs/promises';
-import { once } from 'node:events';
+import { createReadStream } from 'node:fs';
+import { stat } from 'node:fs/promises';
 import { createInterface } from 'node:readline';
 import type { ChainedRecord } from '../../core/record.js';
 import { createChainVerifier, hashRecord, verifyEntries, type ChainProblem, type VerifyResult } from './chain.js';
 import type { Anchor, Checkpoint, DecisionFilter, QuarantinedRecord, VerifiableStore } from '../port.js';
 import { isUnfiltered } from '../query.js';
 import { parseJwks, type Jwks } from './signing.js';
+import { writeLinesAtomically } from './atomic-lines.js';
 
 export const BUNDLE_FORMAT = 'tzw-decision-bundle';
 export const BUNDLE_VERSION = 1;
@@ -158,23 +158,7 @@ export async function writeBundle(
   opts: { clock?: () => Date } & EvidenceRunOptions = {},
 ): Promise<BundleSummary> {
   const summary = { records: 0, checkpoints: 0, anchors: 0, quarantined: 0, complete: isUnfiltered(filter) };
-  const tmp = `${outPath}.tmp`;
-  const out = createWriteStream(tmp, { encoding: 'utf8' });
-  const failed = new Promise<never>((_, reject) => out.once('error', reject));
-  // Observed through Promise.race below; this handler only keeps an early error from being unhandled.
-  failed.catch(() => undefined);
-  try {
-    for await (const line of loadBundleLines(store, filter, jwks, { ...opts, summary })) {
-      if (!out.write(line + '\n')) await Promise.race([once(out, 'drain'), failed]);
-    }
-    out.end();
-    await Promise.race([once(out, 'finish'), failed]);
-    await rename(tmp, outPath);
-  } catch (err) {
-    out.destroy();
-    await rm(tmp, { force: true });
-    throw err;
-  }
+  await writeLinesAtomically(outPath, loadBundleLines(store, filter, jwks, { ...opts, summary }));
   return { path: outPath, ...summary };
 }
 

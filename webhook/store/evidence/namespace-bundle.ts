@@ -20,14 +20,13 @@
  * lines and verifying them is pure (toNamespaceBundleLines, verifyNamespaceBundleLines); the file
  * functions at the end do the I/O.
  */
-import { createReadStream, createWriteStream } from 'node:fs';
-import { rename, rm } from 'node:fs/promises';
-import { once } from 'node:events';
+import { createReadStream } from 'node:fs';
 import { createInterface } from 'node:readline';
 import type { ChainedRecord } from '../../core/record.js';
 import type { Checkpoint } from '../port.js';
 import { toCanonicalTime } from '../query.js';
 import { GENESIS_HASH, hashRecord } from './chain.js';
+import { writeLinesAtomically } from './atomic-lines.js';
 import {
   toNamespaceAbsence,
   toNamespaceInclusion,
@@ -588,29 +587,16 @@ export async function writeNamespaceBundle(
   jwks: Jwks,
   opts: { clock?: () => Date } = {},
 ): Promise<NamespaceBundleSummary> {
-  const tmp = `${outPath}.tmp`;
-  const out = createWriteStream(tmp, { encoding: 'utf8' });
-  const failed = new Promise<never>((_, reject) => out.once('error', reject));
-  failed.catch(() => undefined); // observed through Promise.race below
   const summary: NamespaceBundleSummary = { path: outPath, records: 0, checkpoints: 0, writers: 0 };
   const writers = new Set<string>();
-  try {
-    for await (const line of toNamespaceBundleLines(source, range, jwks, (opts.clock ?? (() => new Date()))().toISOString())) {
-      if (line.startsWith('{"type":"record"')) summary.records++;
-      else if (line.startsWith('{"type":"checkpoint"')) {
-        summary.checkpoints++;
-        writers.add((JSON.parse(line) as CheckpointLine).checkpoint.writer);
-      }
-      if (!out.write(line + '\n')) await Promise.race([once(out, 'drain'), failed]);
+  const lines = toNamespaceBundleLines(source, range, jwks, (opts.clock ?? (() => new Date()))().toISOString());
+  await writeLinesAtomically(outPath, lines, (line) => {
+    if (line.startsWith('{"type":"record"')) summary.records++;
+    else if (line.startsWith('{"type":"checkpoint"')) {
+      summary.checkpoints++;
+      writers.add((JSON.parse(line) as CheckpointLine).checkpoint.writer);
     }
-    out.end();
-    await Promise.race([once(out, 'finish'), failed]);
-    await rename(tmp, outPath);
-  } catch (err) {
-    out.destroy();
-    await rm(tmp, { force: true });
-    throw err;
-  }
+  });
   summary.writers = writers.size;
   return summary;
 }
