@@ -179,3 +179,15 @@ export function isUnfiltered(filter: Omit<DecisionFilter, 'limit' | 'cursor'> | 
   if (!filter) return true;
   return (['namespace', 'serviceAccount', 'verdict', 'kind', 'taskRun', 'pipelineRun', 'since', 'until'] as const).every((k) => filter[k] === undefined);
 }
+
+/**
+ * The equality filters and the `decisions` column (alias `d`) each one compares, shared by every SQL
+ * query builder (SQLite and PostgreSQL pages, streams and stats) so a new filter is added once.
+ */
+export const EQUALITY_FILTER_COLUMNS: ReadonlyArray<readonly ['namespace' | 'verdict' | 'kind' | 'taskRun' | 'pipelineRun', string]> = [
+  ['namespace', 'd.namespace'],
+  ['verdict', 'd.verdict'],
+  ['kind', 'd.kind'],
+  ['taskRun', 'd.task_run'],
+  ['pipelineRun', 'd.pipeline_run'],
+];

@@ -5,7 +5,7 @@
  */
 import type { Verdict } from '../core/verdict.js';
 import type { DecisionFilter } from './port.js';
-import { parseDecisionFilter, type FilterParams } from './query.js';
+import { EQUALITY_FILTER_COLUMNS, parseDecisionFilter, type FilterParams } from './query.js';
 
 export const STATS_BUCKETS = ['hour', 'day'] as const;
 export type StatsBucket = (typeof STATS_BUCKETS)[number];
@@ -93,14 +93,7 @@ export function toStatsSql(dialect: StatsDialect, t: StatsTables, filter: StatsF
   };
   const where: string[] = [];
   if (filter.serviceAccount !== undefined) where.push(`d.id IN (SELECT s.decision_id FROM ${t.sas} s WHERE s.key = ${p(toText(filter.serviceAccount))})`);
-  const eq: Array<[keyof StatsFilter, string]> = [
-    ['namespace', 'd.namespace'],
-    ['verdict', 'd.verdict'],
-    ['kind', 'd.kind'],
-    ['taskRun', 'd.task_run'],
-    ['pipelineRun', 'd.pipeline_run'],
-  ];
-  for (const [key, col] of eq) {
+  for (const [key, col] of EQUALITY_FILTER_COLUMNS) {
     const v = filter[key];
     if (v !== undefined) where.push(`${col} = ${p(toText(String(v)))}`);
   }

@@ -19,7 +19,7 @@ import type { ChainedRecord, DecisionRecord } from '../../core/record.js';
 import { canonicalJson, chainRecord, GENESIS_HASH, toChainedRecord, sha256Hex, type ChainLink } from '../evidence/chain.js';
 import type { Anchor, ChainEntry, Checkpoint, DecisionFilter, DecisionPage, PruneResult, VerifiableStore } from '../port.js';
 import { checkRecordShape as checkSharedShape, duplicateIdError, SA_INDEX_PROBLEM, storeError, toChainEntry, toChained, toColumnsProblem, toPage, toPageRequest, unchainableError, type DecisionRow, type StoreError } from '../rows.js';
-import { toCanonicalTime, type Cursor } from '../query.js';
+import { EQUALITY_FILTER_COLUMNS, toCanonicalTime, type Cursor } from '../query.js';
 import { toDecisionStats, toStatsSql, type DecisionStats, type StatsBucket, type StatsFilter, type StatsRows } from '../stats.js';
 import { ANCHOR_TYP, CHECKPOINT_TYP, type Signer } from '../evidence/signing.js';
 import type { StoreLogger } from '../sqlite/store.js';
@@ -745,14 +745,7 @@ class PostgresDecisionStore implements PostgresStore {
       i = 's.decision_id';
       where.push(`s.key = ${p(toIndexText(filter.serviceAccount))}`);
     }
-    const eq: Array<[keyof ScanFilter, string]> = [
-      ['namespace', 'd.namespace'],
-      ['verdict', 'd.verdict'],
-      ['kind', 'd.kind'],
-      ['taskRun', 'd.task_run'],
-      ['pipelineRun', 'd.pipeline_run'],
-    ];
-    for (const [key, col] of eq) {
+    for (const [key, col] of EQUALITY_FILTER_COLUMNS) {
       const v = filter[key];
       if (v === undefined) continue;
       where.push(`${col} = ${p(toIndexText(String(v)))}`);

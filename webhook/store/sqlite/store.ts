@@ -20,7 +20,7 @@ import { createWriterThread } from '../thread.js';
 import { fromStoredBody } from '../evidence/body-codec.js';
 import type { NamespaceHead } from '../evidence/merkle.js';
 import { SLOT_CANCELLED, SLOT_PENDING, type AppendItem, type CheckpointClaimsNow, type WriterConfig, type WriterOp, type WriterReply, type WriterRequest } from './writer.js';
-import { toCanonicalTime, type Cursor } from '../query.js';
+import { EQUALITY_FILTER_COLUMNS, toCanonicalTime, type Cursor } from '../query.js';
 import { toDecisionStats, toStatsSql, type DecisionStats, type SqlQuery, type StatsBucket, type StatsFilter, type StatsRows } from '../stats.js';
 import { ANCHOR_TYP, CHECKPOINT_TYP, type Signer } from '../evidence/signing.js';
 
@@ -624,14 +624,7 @@ class SqliteDecisionStore implements SqliteStore {
       where.push('s.key = ?');
       params.push(filter.serviceAccount);
     }
-    const eq: Array<[keyof ScanFilter, string]> = [
-      ['namespace', 'd.namespace'],
-      ['verdict', 'd.verdict'],
-      ['kind', 'd.kind'],
-      ['taskRun', 'd.task_run'],
-      ['pipelineRun', 'd.pipeline_run'],
-    ];
-    for (const [key, col] of eq) {
+    for (const [key, col] of EQUALITY_FILTER_COLUMNS) {
       if (filter[key] === undefined) continue;
       where.push(`${col} = ?`);
       params.push(filter[key]);
