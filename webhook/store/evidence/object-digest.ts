@@ -18,3 +18,14 @@ export function toObjectDigest(review: Uint8Array): string | null {
   const parsed = JSON.parse(Buffer.from(review.buffer, review.byteOffset, review.byteLength).toString('utf8')) as { request?: { object?: unknown } } | null;
   return toDigestOfObject(parsed?.request?.object);
 }
+
+const DIGEST_HEX = /^[0-9a-f]{64}$/;
+
+/**
+ * The 32 bytes the stores index a record's objectDigest as (the `object_digest` column the
+ * `objectDigest` filter compares), or null when it is not a sha256 hex digest (null, or a record
+ * from elsewhere). Verification derives it again from the record and compares.
+ */
+export function toDigestBytes(digest: unknown): Buffer | null {
+  return typeof digest === 'string' && DIGEST_HEX.test(digest) ? Buffer.from(digest, 'hex') : null;
+}

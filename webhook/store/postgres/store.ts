@@ -19,8 +19,9 @@ import type { ChainedRecord, DecisionRecord } from '../../core/record.js';
 import { canonicalJson, chainRecord, GENESIS_HASH, toChainedRecord, sha256Hex, type ChainLink } from '../evidence/chain.js';
 import type { Anchor, ChainEntry, Checkpoint, DecisionFilter, DecisionPage, PruneResult, VerifiableStore } from '../port.js';
 import { checkRecordShape as checkSharedShape, duplicateIdError, SA_INDEX_PROBLEM, storeError, toChainEntry, toChained, toColumnsProblem, toPage, toPageRequest, unchainableError, type DecisionRow, type StoreError } from '../rows.js';
-import { EQUALITY_FILTER_COLUMNS, toCanonicalTime, type Cursor } from '../query.js';
-import { toDecisionStats, toStatsSql, type DecisionStats, type StatsBucket, type StatsFilter, type StatsRows } from '../stats.js';
+import { EQUALITY_FILTER_COLUMNS, toCanonicalTime, toSqlParam, type Cursor } from '../query.js';
+import { toDecisionStats, toRollupDdl, toRollupDeltaSql, toStatsSql, type DecisionStats, type StatsBucket, type StatsFilter, type StatsRows, type StatsTables } from '../stats.js';
+import { toDigestBytes } from '../evidence/object-digest.js';
 import { ANCHOR_TYP, CHECKPOINT_TYP, type Signer } from '../evidence/signing.js';
 import type { StoreLogger } from '../sqlite/store.js';
 import { appendQuarantined, readQuarantined } from './quarantine.js';
@@ -76,6 +77,11 @@ const UNIQUE_VIOLATION = '23505';
 const PK_CONSTRAINT = 'decisions_pkey';
 const WRITER_SEQ_CONSTRAINT = 'decisions_writer_seq';
 
+/** The stats tables (stats.ts ROLLUPS) under schema prefix `q`. */
+function pgStatsTables(q: string): StatsTables {
+  return { decisions: `${q}decisions`, sas: `${q}decision_sas`, checkpoints: `${q}checkpoints`, hourly: `${q}counts_ns_hour`, daily: `${q}counts_ns_day`, cluster: `${q}counts_hour`, unmapped: `${q}unmapped_hour` };
+}
+
 /** SQL for each schema version; `q` is the quoted schema prefix (`"tzw".`) or ''. */
 const MIGRATIONS: Array<(q: string) => string> = [
   (q) => `
@@ -128,6 +134,37 @@ const MIGRATIONS: Array<(q: string) => string> = [
     PRIMARY KEY (writer, seq)
   );
   `,
+  // Queries at a million records (issues 10 and 11), as on SQLite (sqlite/store.ts migration 3):
+  // the objectDigest filter's column and index, the namespace and verdict indexes carrying the
+  // columns a second filter and the per-namespace stats read, and the stats rollups (stats.ts
+  // ROLLUPS), kept by statement triggers over the rows each INSERT/DELETE touched (same transaction,
+  // so exact), backfilled once here. The triggers read the stored record's JSON for the unmapped
+  // accounts (record format v1): a new record format must replace them in its migration.
+  (q) => {
+    const t = pgStatsTables(q);
+    const fn = (name: string, from: string, sign: 1 | -1) => `
+  CREATE FUNCTION ${q}${name}() RETURNS trigger LANGUAGE plpgsql AS $fn$
+  BEGIN
+    ${toRollupDeltaSql('postgres', t, from, 'true', sign).join(';\n    ')};
+    RETURN NULL;
+  END $fn$;`;
+    return `
+  ALTER TABLE ${q}decisions ADD COLUMN object_digest bytea;
+  UPDATE ${q}decisions SET object_digest = decode(record::jsonb ->> 'objectDigest', 'hex') WHERE (record::jsonb ->> 'objectDigest') ~ '^[0-9a-f]{64}$';
+  CREATE INDEX decisions_object_digest ON ${q}decisions (object_digest);
+  DROP INDEX ${q}decisions_namespace;
+  CREATE INDEX decisions_namespace ON ${q}decisions (namespace, time, id) INCLUDE (verdict, kind, writer);
+  DROP INDEX ${q}decisions_verdict;
+  CREATE INDEX decisions_verdict ON ${q}decisions (verdict, time, id) INCLUDE (namespace, kind);
+  ${toRollupDdl('postgres', t)}
+  ${toRollupDeltaSql('postgres', t, `${q}decisions d`, 'true', 1).join(';\n  ')};
+  ${fn('decisions_rollup_add', 'new_rows d', 1)}
+  ${fn('decisions_rollup_subtract', 'old_rows d', -1)}
+  CREATE TRIGGER decisions_rollup_add AFTER INSERT ON ${q}decisions REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION ${q}decisions_rollup_add();
+  CREATE TRIGGER decisions_rollup_subtract AFTER DELETE ON ${q}decisions REFERENCING OLD TABLE AS old_rows FOR EACH STATEMENT EXECUTE FUNCTION ${q}decisions_rollup_subtract();
+  ANALYZE ${q}decisions;
+  `;
+  },
 ];
 export const SCHEMA_VERSION = MIGRATIONS.length;
 
@@ -238,6 +275,13 @@ interface Row {
   hash: string;
   body: string;
   saKeys: string[];
+  /** The object_digest column as hex (decoded to bytes in SQL), null when the record has no sha256 digest. */
+  objectDigest: string | null;
+}
+
+/** The object_digest column's value (hex) for a record's objectDigest (toDigestBytes). */
+function digestHexOf(digest: unknown): string | null {
+  return toDigestBytes(digest) === null ? null : (digest as string);
 }
 
 const noopLogger: StoreLogger = { info() {}, warn() {}, error() {} };
@@ -294,6 +338,7 @@ function toRow(r: DecisionRecord, time: string, seq: number, prevHash: string, b
     hash,
     body,
     saKeys: saKeysOf(r.serviceAccounts),
+    objectDigest: digestHexOf(r.objectDigest),
   };
 }
 
@@ -355,8 +400,10 @@ class PostgresDecisionStore implements PostgresStore {
       // the rows really inserted (RETURNING), so a skipped duplicate adds none.
       insert: (ignore) => `
         WITH ins AS (
-          INSERT INTO ${D} (id, writer, seq, time, namespace, kind, verdict, service_accounts, task_run, pipeline_run, prev_hash, hash, record)
-          SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[], $9::text[], $10::text[], $11::text[], $12::text[], $13::text[])
+          INSERT INTO ${D} (id, writer, seq, time, namespace, kind, verdict, service_accounts, task_run, pipeline_run, prev_hash, hash, record, object_digest)
+          SELECT u.id, u.writer, u.seq, u.time, u.namespace, u.kind, u.verdict, u.sas, u.task_run, u.pipeline_run, u.prev_hash, u.hash, u.record, decode(u.digest, 'hex')
+          FROM unnest($1::text[], $2::text[], $3::bigint[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[], $9::text[], $10::text[], $11::text[], $12::text[], $13::text[], $16::text[])
+            AS u(id, writer, seq, time, namespace, kind, verdict, sas, task_run, pipeline_run, prev_hash, hash, record, digest)
           ${ignore ? 'ON CONFLICT (id) DO NOTHING' : ''}
           RETURNING id, time
         ), sas AS (
@@ -745,10 +792,10 @@ class PostgresDecisionStore implements PostgresStore {
       i = 's.decision_id';
       where.push(`s.key = ${p(toIndexText(filter.serviceAccount))}`);
     }
-    for (const [key, col] of EQUALITY_FILTER_COLUMNS) {
+    for (const [key, col, type] of EQUALITY_FILTER_COLUMNS) {
       const v = filter[key];
       if (v === undefined) continue;
-      where.push(`${col} = ${p(toIndexText(String(v)))}`);
+      where.push(`${col} = ${toSqlParam('postgres', type, p(type === 'text' ? toIndexText(String(v)) : v))}`);
     }
     if (filter.since !== undefined) where.push(`${t} >= ${p(toCanonicalTime(filter.since) ?? filter.since)}`);
     if (filter.until !== undefined) where.push(`${t} < ${p(toCanonicalTime(filter.until) ?? filter.until)}`);
@@ -759,7 +806,7 @@ class PostgresDecisionStore implements PostgresStore {
   }
 
   async loadStats(filter: StatsFilter, bucket: StatsBucket): Promise<DecisionStats> {
-    const q = toStatsSql('postgres', { decisions: this.t.decisions, sas: this.t.sas, checkpoints: this.t.checkpoints }, filter, bucket, toIndexText);
+    const q = toStatsSql('postgres', pgStatsTables(this.q), filter, bucket, toIndexText);
     // One REPEATABLE READ transaction: the four aggregates see the same snapshot.
     return this.read(async () => {
       const { client, done } = await checkout(this.pool);
@@ -796,7 +843,7 @@ class PostgresDecisionStore implements PostgresStore {
 
   async *streamChain(): AsyncIterable<ChainEntry> {
     const sql = `SELECT d.writer, d.seq, d.id, d.time, d.namespace, d.kind, d.verdict, d.service_accounts, d.task_run, d.pipeline_run, d.prev_hash, d.hash, d.record,
-        (SELECT string_agg(s.key || E'\\t' || s.time, E'\\n') FROM ${this.t.sas} s WHERE s.decision_id = d.id) AS sa_keys
+        (SELECT string_agg(s.key || E'\\t' || s.time, E'\\n') FROM ${this.t.sas} s WHERE s.decision_id = d.id) AS sa_keys, encode(d.object_digest, 'hex') AS object_digest
       FROM ${this.t.decisions} d WHERE (d.writer, d.seq) > ($1, $2) ORDER BY d.writer, d.seq LIMIT $3`;
     let writer = '';
     let seq = 0;
@@ -950,6 +997,7 @@ function insertParams(rows: Row[]): unknown[] {
     rows.map((r) => r.body),
     saIds,
     saKeys,
+    rows.map((r) => r.objectDigest),
   ];
 }
 
@@ -968,6 +1016,7 @@ function columnProblem(row: DecisionRow<string>, r: ChainedRecord): string | und
     ['service_accounts', row.service_accounts, JSON.stringify(r.serviceAccounts)],
     ['task_run', row.task_run, text(r.tekton?.taskRun ?? null)],
     ['pipeline_run', row.pipeline_run, text(r.tekton?.pipelineRun ?? null)],
+    ['object_digest', (row as { object_digest?: string | null }).object_digest, digestHexOf(r.objectDigest)],
   ];
   const bad = expected.filter(([, col, want]) => col !== want).map(([name]) => name);
   if (bad.length) return toColumnsProblem(bad);

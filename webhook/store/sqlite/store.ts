@@ -20,8 +20,10 @@ import { createWriterThread } from '../thread.js';
 import { fromStoredBody } from '../evidence/body-codec.js';
 import type { NamespaceHead } from '../evidence/merkle.js';
 import { SLOT_CANCELLED, SLOT_PENDING, type AppendItem, type CheckpointClaimsNow, type WriterConfig, type WriterOp, type WriterReply, type WriterRequest } from './writer.js';
-import { EQUALITY_FILTER_COLUMNS, toCanonicalTime, type Cursor } from '../query.js';
-import { toDecisionStats, toStatsSql, type DecisionStats, type SqlQuery, type StatsBucket, type StatsFilter, type StatsRows } from '../stats.js';
+import { EQUALITY_FILTER_COLUMNS, toCanonicalTime, toSqlParam, type Cursor } from '../query.js';
+import { toDecisionStats, toRollupDdl, toRollupDeltaSql, toStatsSql, type DecisionStats, type SqlQuery, type StatsBucket, type StatsFilter, type StatsRows } from '../stats.js';
+import { STATS_TABLES } from './tables.js';
+import { toDigestBytes } from '../evidence/object-digest.js';
 import { ANCHOR_TYP, CHECKPOINT_TYP, type Signer } from '../evidence/signing.js';
 
 export const DEFAULT_CHECKPOINT_RECORDS = 1000;
@@ -83,7 +85,8 @@ export interface SqliteStore extends VerifiableStore {
   queryPlan(filter: Omit<DecisionFilter, 'limit' | 'cursor'>, after?: Cursor): string[];
 }
 
-const MIGRATIONS: string[] = [
+/** Schema steps, SQL or a function on the connection; each runs in one transaction. */
+const MIGRATIONS: Array<string | ((db: Database.Database) => void)> = [
   `
   CREATE TABLE decisions (
     id TEXT PRIMARY KEY NOT NULL,
@@ -160,6 +163,46 @@ const MIGRATIONS: string[] = [
     PRIMARY KEY (writer, size, namespace)
   ) WITHOUT ROWID;
   `,
+  // Queries at a million records (issues 10 and 11): the objectDigest filter's column and index, the
+  // namespace and verdict indexes widened so a second filter (and the per-namespace stats) is
+  // answered inside the index, and the stats rollups, backfilled once from the records.
+  (db) => {
+    db.exec(`
+      ALTER TABLE decisions ADD COLUMN object_digest BLOB;
+      DROP INDEX decisions_namespace;
+      DROP INDEX decisions_verdict;
+      UPDATE decisions SET object_digest = unhex(json_extract(record, '$.objectDigest'))
+        WHERE body IS NULL AND json_valid(record) AND length(json_extract(record, '$.objectDigest')) = 64 AND json_extract(record, '$.objectDigest') NOT GLOB '*[^0-9a-f]*';
+    `);
+    // v2 rows keep the digest in the compressed body only: read each once.
+    const read = db.prepare('SELECT rowid AS r, body FROM decisions WHERE rowid > ? AND body IS NOT NULL ORDER BY rowid LIMIT 2000');
+    const write = db.prepare('UPDATE decisions SET object_digest = ? WHERE rowid = ?');
+    for (let after = 0; ; ) {
+      const rows = read.all(after) as Array<{ r: number; body: Uint8Array }>;
+      for (const row of rows) {
+        let digest: unknown;
+        try {
+          digest = (JSON.parse(fromStoredBody(row.body)) as { objectDigest?: unknown }).objectDigest;
+        } catch {
+          digest = undefined; // an unreadable body: verify reports it; no digest to index
+        }
+        const bytes = toDigestBytes(digest);
+        if (bytes) write.run(bytes, row.r);
+      }
+      const last = rows[rows.length - 1];
+      if (!last) break;
+      after = last.r;
+    }
+    db.exec(`
+      CREATE INDEX decisions_namespace ON decisions (namespace, time, id, verdict, kind, writer);
+      CREATE INDEX decisions_verdict ON decisions (verdict, time, id, namespace, kind);
+      CREATE INDEX decisions_object_digest ON decisions (object_digest);
+      ${toRollupDdl('sqlite', STATS_TABLES)}
+    `);
+    for (const sql of toRollupDeltaSql('sqlite', STATS_TABLES, 'decisions d', '1 = 1', 1)) db.exec(sql);
+    // Planner statistics for the new indexes (a sample: fast on millions of rows).
+    db.exec('PRAGMA analysis_limit = 1000; ANALYZE;');
+  },
 ];
 export const SCHEMA_VERSION = MIGRATIONS.length;
 
@@ -176,9 +219,9 @@ interface Pending {
   reject(e: Error): void;
 }
 
-type RawDecisionRow = [string, number, string, string, string, string, string, string, string | null, string | null, string, string, string, string | null, Uint8Array | null, number | null];
+type RawDecisionRow = [string, number, string, string, string, string, string, string, string | null, string | null, string, string, string, string | null, Uint8Array | null, number | null, Uint8Array | null];
 
-type SqliteDecisionRow = DecisionRow & { ns_seq: number | null };
+type SqliteDecisionRow = DecisionRow & { ns_seq: number | null; object_digest: string | null };
 
 /** The canonical body of a row: the v1 text as stored, or the v2 stored bytes inflated. */
 function bodyOf(record: string, body: Uint8Array | null): string {
@@ -192,8 +235,9 @@ function bodyOf(record: string, body: Uint8Array | null): string {
 }
 
 function toDecisionRow(r: RawDecisionRow): SqliteDecisionRow {
-  const [writer, seq, id, time, namespace, kind, verdict, service_accounts, task_run, pipeline_run, prev_hash, hash, record, sa_keys, body, ns_seq] = r;
-  return { writer, seq, id, time, namespace, kind, verdict, service_accounts, task_run, pipeline_run, prev_hash, hash, record: bodyOf(record, body), sa_keys, ns_seq };
+  const [writer, seq, id, time, namespace, kind, verdict, service_accounts, task_run, pipeline_run, prev_hash, hash, record, sa_keys, body, ns_seq, digest] = r;
+  const object_digest = digest === null ? null : Buffer.from(digest.buffer, digest.byteOffset, digest.byteLength).toString('hex');
+  return { writer, seq, id, time, namespace, kind, verdict, service_accounts, task_run, pipeline_run, prev_hash, hash, record: bodyOf(record, body), sa_keys, ns_seq, object_digest };
 }
 
 const noopLogger: StoreLogger = { info() {}, warn() {}, error() {} };
@@ -624,9 +668,9 @@ class SqliteDecisionStore implements SqliteStore {
       where.push('s.key = ?');
       params.push(filter.serviceAccount);
     }
-    for (const [key, col] of EQUALITY_FILTER_COLUMNS) {
+    for (const [key, col, type] of EQUALITY_FILTER_COLUMNS) {
       if (filter[key] === undefined) continue;
-      where.push(`${col} = ?`);
+      where.push(`${col} = ${toSqlParam('sqlite', type, '?')}`);
       params.push(filter[key]);
     }
     if (filter.since !== undefined) {
@@ -676,7 +720,7 @@ class SqliteDecisionStore implements SqliteStore {
 
   async *streamChain(): AsyncIterable<ChainEntry> {
     const sql = `SELECT d.writer, d.seq, d.id, d.time, d.namespace, d.kind, d.verdict, d.service_accounts, d.task_run, d.pipeline_run, d.prev_hash, d.hash, d.record,
-        (SELECT group_concat(s.key || char(9) || s.time, char(10)) FROM decision_sas s WHERE s.decision_id = d.id) AS sa_keys, d.body, d.ns_seq
+        (SELECT group_concat(s.key || char(9) || s.time, char(10)) FROM decision_sas s WHERE s.decision_id = d.id) AS sa_keys, d.body, d.ns_seq, d.object_digest
       FROM decisions d WHERE (d.writer, d.seq) > (?, ?) ORDER BY d.writer, d.seq LIMIT ?`;
     // Raw arrays: better-sqlite3 builds row objects far more slowly (several µs per row here).
     const stmt = this.stmt(sql).raw(true);
@@ -694,7 +738,7 @@ class SqliteDecisionStore implements SqliteStore {
   }
 
   async loadStats(filter: StatsFilter, bucket: StatsBucket): Promise<DecisionStats> {
-    const q = toStatsSql('sqlite', { decisions: 'decisions', sas: 'decision_sas', checkpoints: 'checkpoints' }, filter, bucket);
+    const q = toStatsSql('sqlite', STATS_TABLES, filter, bucket);
     const all = <T>(x: SqlQuery) => this.stmt(x.sql).all(...x.params) as T[];
     // One read transaction: the four aggregates see the same snapshot.
     return this.db.transaction(() =>
@@ -812,6 +856,11 @@ class SqliteDecisionStore implements SqliteStore {
   }
 }
 
+/** The object_digest column's value (hex) for a record's objectDigest: toDigestBytes, as hex. */
+function digestHexOf(digest: unknown): string | null {
+  return toDigestBytes(digest) === null ? null : (digest as string);
+}
+
 /**
  * Compares the indexed columns with the record they were derived from (filters read the columns,
  * so an edited column could hide a record from queries). No per-column arrays on the happy path:
@@ -832,7 +881,8 @@ function columnProblem(row: SqliteDecisionRow, r: ChainedRecord): string | undef
     row.service_accounts !== JSON.stringify(r.serviceAccounts) ||
     row.task_run !== (r.tekton?.taskRun ?? null) ||
     row.pipeline_run !== (r.tekton?.pipelineRun ?? null) ||
-    row.ns_seq !== ((r as { nsSeq?: number }).nsSeq ?? null)
+    row.ns_seq !== ((r as { nsSeq?: number }).nsSeq ?? null) ||
+    row.object_digest !== digestHexOf(r.objectDigest)
   ) {
     const cols: Array<[string, unknown, unknown]> = [
       ['id', row.id, r.id],
@@ -847,6 +897,7 @@ function columnProblem(row: SqliteDecisionRow, r: ChainedRecord): string | undef
       ['task_run', row.task_run, r.tekton?.taskRun ?? null],
       ['pipeline_run', row.pipeline_run, r.tekton?.pipelineRun ?? null],
       ['ns_seq', row.ns_seq, (r as { nsSeq?: number }).nsSeq ?? null],
+      ['object_digest', row.object_digest, digestHexOf(r.objectDigest)],
     ];
     return toColumnsProblem(cols.filter(([, col, want]) => col !== want).map(([name]) => name));
   }
@@ -907,9 +958,10 @@ export async function createSqliteStore(opts: SqliteStoreOptions): Promise<Sqlit
     if (version < SCHEMA_VERSION) {
       if (readonly) throw new Error(`its schema version ${version} is older than ${SCHEMA_VERSION}; open it read-write once to upgrade`);
       for (let v = version; v < SCHEMA_VERSION; v++) {
-        const sql = MIGRATIONS[v] ?? '';
+        const step = MIGRATIONS[v] ?? '';
         db.transaction(() => {
-          db.exec(sql);
+          if (typeof step === 'string') db.exec(step);
+          else step(db);
           db.pragma(`user_version = ${v + 1}`);
         })();
       }

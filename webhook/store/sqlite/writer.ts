@@ -17,7 +17,14 @@ import type { DecisionRecord } from '../../core/record.js';
 import { chainRecord, GENESIS_HASH, type ChainLink } from '../evidence/link.js';
 import { toStoredBody } from '../evidence/body-codec.js';
 import { toNamespaceRoot, type NamespaceHead } from '../evidence/merkle.js';
-import { toObjectDigest } from '../evidence/object-digest.js';
+import { toDigestBytes, toObjectDigest } from '../evidence/object-digest.js';
+import { toRollupDeltaSql } from '../stats.js';
+import { STATS_TABLES } from './tables.js';
+
+/** This writer's records with seq in (lo, hi]: what one batch added, or one prune chunk removes. */
+const SEQ_RANGE = 'd.writer = @writer AND d.seq > @lo AND d.seq <= @hi';
+const ROLLUP_ADD = toRollupDeltaSql('sqlite', STATS_TABLES, 'decisions d', SEQ_RANGE, 1);
+const ROLLUP_SUBTRACT = toRollupDeltaSql('sqlite', STATS_TABLES, 'decisions d', SEQ_RANGE, -1);
 
 export interface WriterConfig {
   path: string;
@@ -180,8 +187,8 @@ class Writer {
   /** Runs inside one transaction; throws (and so rolls back) on any database error. */
   private insertItems(items: AppendItem[]): BatchOut {
     const insert = this.stmt(
-      `INSERT INTO decisions (id, writer, seq, time, namespace, kind, verdict, service_accounts, task_run, pipeline_run, prev_hash, hash, record, ns_seq, body, unmapped)
-       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, '', ?, ?, ?)`,
+      `INSERT INTO decisions (id, writer, seq, time, namespace, kind, verdict, service_accounts, task_run, pipeline_run, prev_hash, hash, record, ns_seq, body, unmapped, object_digest)
+       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, '', ?, ?, ?, ?)`,
     );
     const insertSa = this.stmt('INSERT INTO decision_sas (key, time, decision_id) VALUES (?, ?, ?)');
     const results: ItemResult[] = [];
@@ -217,7 +224,7 @@ class Writer {
       }
       const { hash } = link;
       try {
-        insert.run(r.id, this.cfg.replica, seq + 1, p.time, r.namespace, r.kind.kind, r.verdict, JSON.stringify(r.serviceAccounts), r.tekton?.taskRun ?? null, r.tekton?.pipelineRun ?? null, prev, hash, nsHead.nsSeq + 1, stored, unmappedOf(r));
+        insert.run(r.id, this.cfg.replica, seq + 1, p.time, r.namespace, r.kind.kind, r.verdict, JSON.stringify(r.serviceAccounts), r.tekton?.taskRun ?? null, r.tekton?.pipelineRun ?? null, prev, hash, nsHead.nsSeq + 1, stored, unmappedOf(r), toDigestBytes(objectDigest));
       } catch (err) {
         // The id's PRIMARY KEY finds a stored duplicate; the failed statement alone is undone.
         if ((err as { code?: unknown }).code === 'SQLITE_CONSTRAINT_PRIMARYKEY') {
@@ -233,6 +240,8 @@ class Writer {
       ids.add(r.id);
       prev = hash;
     }
+    // The stats rollups count this batch's records (this writer's seqs after the old head), in this transaction.
+    if (seq > this.head.seq) for (const sql of ROLLUP_ADD) this.stmt(sql).run({ writer: this.cfg.replica, lo: this.head.seq, hi: seq });
     const upsertHead = this.stmt('INSERT INTO ns_heads (writer, namespace, ns_seq, hash) VALUES (?, ?, ?, ?) ON CONFLICT (writer, namespace) DO UPDATE SET ns_seq = excluded.ns_seq, hash = excluded.hash');
     for (const [ns, h] of nsMoved) upsertHead.run(this.cfg.replica, ns, h.nsSeq, h.hash);
     return { results, seq, hash: prev, nsHeads: nsMoved };
@@ -347,6 +356,7 @@ class Writer {
         return this.stmt('INSERT OR IGNORE INTO anchors (writer, seq, hash, time, jws) VALUES (?, ?, ?, ?, ?)').run(op.writer, op.seq, op.hash, op.time, op.jws).changes;
       case 'deleteRange':
         return this.db.transaction(() => {
+          for (const sql of ROLLUP_SUBTRACT) this.stmt(sql).run({ writer: op.writer, lo: op.lo - 1, hi: op.hi });
           this.stmt('DELETE FROM decision_sas WHERE decision_id IN (SELECT id FROM decisions WHERE writer = ? AND seq BETWEEN ? AND ?)').run(op.writer, op.lo, op.hi);
           return this.stmt('DELETE FROM decisions WHERE writer = ? AND seq BETWEEN ? AND ?').run(op.writer, op.lo, op.hi).changes;
         })();
