@@ -181,6 +181,45 @@ export function toRollupDeltaSql(dialect: StatsDialect, t: StatsTables, from: st
   return out;
 }
 
+/**
+ * One upsert per rollup (positional parameters: the key columns in ROLLUPS order, then n): what the
+ * writer runs per distinct key of a committed batch. The same counts as toRollupDeltaSql (tested).
+ */
+export function toRollupUpsertSql(dialect: StatsDialect, t: StatsTables): Record<RollupName, string> {
+  const out = {} as Record<RollupName, string>;
+  for (const name of Object.keys(ROLLUPS) as RollupName[]) {
+    const cols = ['period', ...ROLLUPS[name].dims, 'n'];
+    const values = cols.map((_, i) => (dialect === 'sqlite' ? '?' : `$${i + 1}`)).join(', ');
+    out[name] = `INSERT INTO ${t[name]} AS r (${cols.join(', ')}) VALUES (${values}) ON CONFLICT (${cols.slice(0, -1).join(', ')}) DO UPDATE SET n = r.n + excluded.n`;
+  }
+  return out;
+}
+
+/** The columns of one record the rollups count it by; `unmapped`: its unmapped ServiceAccounts (the `unmapped` column's array). */
+export interface RollupRecord {
+  time: string;
+  namespace: string;
+  kind: string;
+  verdict: string;
+  writer: string;
+  unmapped: readonly string[] | null;
+}
+
+/** Adds one record to `acc`: per rollup row it counts in, the key values (ROLLUPS order) → count. Pure but for acc. */
+export function addToRollups(acc: Map<string, { name: RollupName; key: string[]; n: number }>, r: RollupRecord): void {
+  const hour = r.time.slice(0, HOUR);
+  const add = (name: RollupName, key: string[]) => {
+    const id = `${name}\u0000${key.join('\u0000')}`;
+    const row = acc.get(id);
+    if (row) row.n++;
+    else acc.set(id, { name, key, n: 1 });
+  };
+  add('hourly', [hour, r.namespace, r.kind, r.verdict, r.writer]);
+  add('daily', [r.time.slice(0, DAY), r.namespace, r.kind, r.verdict, r.writer]);
+  add('cluster', [hour, r.kind, r.verdict, r.writer]);
+  if (r.unmapped && (r.verdict === 'denied' || r.verdict === 'warned')) for (const sa of r.unmapped) add('unmapped', [hour, sa, r.kind, r.verdict, r.writer]);
+}
+
 /** [from, to) on hour or day keys or times; undefined = unbounded. */
 interface Range {
   from?: string;

@@ -18,12 +18,12 @@ import { chainRecord, GENESIS_HASH, type ChainLink } from '../evidence/link.js';
 import { toStoredBody } from '../evidence/body-codec.js';
 import { toNamespaceRoot, type NamespaceHead } from '../evidence/merkle.js';
 import { toDigestBytes, toObjectDigest } from '../evidence/object-digest.js';
-import { toRollupDeltaSql } from '../stats.js';
+import { addToRollups, toRollupDeltaSql, toRollupUpsertSql, type RollupName } from '../stats.js';
 import { STATS_TABLES } from './tables.js';
 
-/** This writer's records with seq in (lo, hi]: what one batch added, or one prune chunk removes. */
+const ROLLUP_UPSERT = toRollupUpsertSql('sqlite', STATS_TABLES);
+/** This writer's records with seq in (lo, hi]: what one prune chunk removes. */
 const SEQ_RANGE = 'd.writer = @writer AND d.seq > @lo AND d.seq <= @hi';
-const ROLLUP_ADD = toRollupDeltaSql('sqlite', STATS_TABLES, 'decisions d', SEQ_RANGE, 1);
 const ROLLUP_SUBTRACT = toRollupDeltaSql('sqlite', STATS_TABLES, 'decisions d', SEQ_RANGE, -1);
 
 export interface WriterConfig {
@@ -58,7 +58,7 @@ const UNMAPPED_CODES = new Set(['TASKRUN_SA_UNMAPPED', 'PIPELINERUN_SA_UNMAPPED'
  * the record's only ServiceAccount, else the account named in the rules' "ServiceAccount ns/name has
  * no IdentityMapping" message. The same derivation as stats.ts applies to v1 rows' JSON.
  */
-function unmappedOf(r: DecisionRecord): string | null {
+function unmappedOf(r: DecisionRecord): string[] | null {
   if (!Array.isArray(r.reasons)) return null;
   const out: string[] = [];
   for (const reason of r.reasons as Array<{ code?: unknown; serviceAccount?: unknown; message?: unknown }>) {
@@ -69,7 +69,7 @@ function unmappedOf(r: DecisionRecord): string | null {
     else if (typeof reason.message === 'string') sa = /^ServiceAccount (.*?) has no IdentityMapping/.exec(reason.message)?.[1];
     if (sa !== undefined) out.push(sa);
   }
-  return out.length ? JSON.stringify(out) : null;
+  return out.length ? out : null;
 }
 
 export type WriterRequest =
@@ -194,6 +194,7 @@ class Writer {
     const results: ItemResult[] = [];
     const ids = new Set<string>();
     const nsMoved = new Map<string, { nsSeq: number; hash: string }>();
+    const rollups = new Map<string, { name: RollupName; key: string[]; n: number }>();
     const duplicate = (id: string) => results.push({ ok: false, code: 'ERR_STORE_DUPLICATE_ID', message: `a decision with id ${id} is already stored` });
     let seq = this.head.seq;
     let prev = this.head.hash;
@@ -223,8 +224,10 @@ class Writer {
         continue;
       }
       const { hash } = link;
+      let unmapped: string[] | null;
       try {
-        insert.run(r.id, this.cfg.replica, seq + 1, p.time, r.namespace, r.kind.kind, r.verdict, JSON.stringify(r.serviceAccounts), r.tekton?.taskRun ?? null, r.tekton?.pipelineRun ?? null, prev, hash, nsHead.nsSeq + 1, stored, unmappedOf(r), toDigestBytes(objectDigest));
+        unmapped = unmappedOf(r);
+        insert.run(r.id, this.cfg.replica, seq + 1, p.time, r.namespace, r.kind.kind, r.verdict, JSON.stringify(r.serviceAccounts), r.tekton?.taskRun ?? null, r.tekton?.pipelineRun ?? null, prev, hash, nsHead.nsSeq + 1, stored, unmapped ? JSON.stringify(unmapped) : null, toDigestBytes(objectDigest));
       } catch (err) {
         // The id's PRIMARY KEY finds a stored duplicate; the failed statement alone is undone.
         if ((err as { code?: unknown }).code === 'SQLITE_CONSTRAINT_PRIMARYKEY') {
@@ -235,13 +238,14 @@ class Writer {
       }
       seq++;
       for (const key of p.saKeys) insertSa.run(key, p.time, r.id);
+      addToRollups(rollups, { time: p.time, namespace: r.namespace, kind: r.kind.kind, verdict: r.verdict, writer: this.cfg.replica, unmapped });
       results.push({ ok: true, seq, prevHash: prev, hash, nsSeq: nsHead.nsSeq + 1, nsPrevHash: nsHead.hash, objectDigest });
       nsMoved.set(r.namespace, { nsSeq: nsHead.nsSeq + 1, hash });
       ids.add(r.id);
       prev = hash;
     }
-    // The stats rollups count this batch's records (this writer's seqs after the old head), in this transaction.
-    if (seq > this.head.seq) for (const sql of ROLLUP_ADD) this.stmt(sql).run({ writer: this.cfg.replica, lo: this.head.seq, hi: seq });
+    // The stats rollups count this batch's records, in this transaction: one upsert per row touched.
+    for (const { name, key, n } of rollups.values()) this.stmt(ROLLUP_UPSERT[name]).run(...key, n);
     const upsertHead = this.stmt('INSERT INTO ns_heads (writer, namespace, ns_seq, hash) VALUES (?, ?, ?, ?) ON CONFLICT (writer, namespace) DO UPDATE SET ns_seq = excluded.ns_seq, hash = excluded.hash');
     for (const [ns, h] of nsMoved) upsertHead.run(this.cfg.replica, ns, h.nsSeq, h.hash);
     return { results, seq, hash: prev, nsHeads: nsMoved };
