@@ -77,6 +77,9 @@ const UNIQUE_VIOLATION = '23505';
 const PK_CONSTRAINT = 'decisions_pkey';
 const WRITER_SEQ_CONSTRAINT = 'decisions_writer_seq';
 
+/** Client-side bound on one migration step (a backfill of millions of records takes minutes). */
+const MIGRATION_QUERY_TIMEOUT_MS = 6 * 3_600_000;
+
 /** The stats tables (stats.ts ROLLUPS) under schema prefix `q`. */
 function pgStatsTables(q: string): StatsTables {
   return { decisions: `${q}decisions`, sas: `${q}decision_sas`, checkpoints: `${q}checkpoints`, hourly: `${q}counts_ns_hour`, daily: `${q}counts_ns_day`, cluster: `${q}counts_hour`, unmapped: `${q}unmapped_hour` };
@@ -1038,8 +1041,12 @@ async function migrate(pool: pg.Pool, q: string, schema: string | undefined): Pr
     const res = await client.query<{ v: number | null }>(`SELECT max(version) AS v FROM ${q}schema_version`);
     const version = res.rows[0]?.v ?? 0;
     if (version > SCHEMA_VERSION) throw storeError('ERR_STORE_OPEN', `its schema version ${version} is newer than this build supports (${SCHEMA_VERSION})`);
+    if (version < SCHEMA_VERSION) {
+      // A migration may backfill every record (rollups, digests): not bound by the request-path timeout.
+      await client.query('SET LOCAL statement_timeout = 0');
+    }
     for (let v = version; v < SCHEMA_VERSION; v++) {
-      await client.query(MIGRATIONS[v]!(q));
+      await client.query({ text: MIGRATIONS[v]!(q), query_timeout: MIGRATION_QUERY_TIMEOUT_MS } as pg.QueryConfig);
       await client.query(`INSERT INTO ${q}schema_version (version, applied) VALUES ($1, $2)`, [v + 1, new Date().toISOString()]);
     }
     await client.query('COMMIT');
