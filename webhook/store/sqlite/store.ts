@@ -726,6 +726,12 @@ class SqliteDecisionStore implements SqliteStore {
     }
   }
 
+  /** The namespace's current head nsSeq per writer (ns_heads, kept by the writer with every record): who holds its v2 records, and how many. */
+  async namespaceHeads(namespace: string): Promise<Array<{ writer: string; nsSeq: number }>> {
+    const rows = this.stmt('SELECT writer, ns_seq FROM ns_heads WHERE namespace = ? ORDER BY writer').all(namespace) as Array<{ writer: string; ns_seq: number }>;
+    return rows.map((r) => ({ writer: r.writer, nsSeq: r.ns_seq }));
+  }
+
   async anchors(): Promise<Anchor[]> {
     return this.stmt('SELECT writer, seq, hash, time, jws FROM anchors ORDER BY writer, seq').all() as Anchor[];
   }
