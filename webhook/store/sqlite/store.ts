@@ -81,6 +81,15 @@ export interface SqliteStore extends VerifiableStore {
   writerSettings(): Promise<{ synchronous: number; journalMode: string }>;
   /** SQLite's plan for a query page (diagnostics: shows which index a filter uses). */
   queryPlan(filter: Omit<DecisionFilter, 'limit' | 'cursor'>, after?: Cursor): string[];
+  /**
+   * Caps the database at `pages` pages (PRAGMA max_page_count on the writer thread's connection;
+   * 0 lifts the cap): past it, commits fail with SQLITE_FULL as on a full disk. For tests that
+   * cannot mount a size-limited filesystem. Resolves with the cap SQLite applied (never below the
+   * file's current size).
+   */
+  capPages(pages: number): Promise<number>;
+  /** While not writable: "decision store PATH full (SQLITE_FULL)" or "… not writable". */
+  unwritableReason(): string | undefined;
 }
 
 const MIGRATIONS: string[] = [
@@ -254,6 +263,8 @@ class SqliteDecisionStore implements SqliteStore {
   private queue: Pending[] = [];
   private flushScheduled = false;
   private isWritable: boolean;
+  /** While unwritable because full: the code that said so (SQLITE_FULL, ENOSPC). */
+  private fullCode: string | undefined;
   private closed = false;
   private closing: Promise<void> | undefined;
   private cpInFlight: Promise<Checkpoint | undefined> | undefined;
@@ -349,6 +360,7 @@ class SqliteDecisionStore implements SqliteStore {
         this.chainHead = m.head;
         this.counters.commits++;
         this.isWritable = true;
+        this.fullCode = undefined;
         for (const { batch, results } of m.batches) {
           const f = this.inFlight.get(batch);
           if (!f) continue;
@@ -372,7 +384,10 @@ class SqliteDecisionStore implements SqliteStore {
       case 'failed': {
         this.counters.failedCommits++;
         this.isWritable = false;
-        const e = storeError('ERR_STORE_UNAVAILABLE', `the decision store ${this.path} could not commit ${m.records} record(s): ${m.message}`);
+        if (m.fullCode) this.fullCode = m.fullCode;
+        const e = storeError('ERR_STORE_UNAVAILABLE', m.fullCode
+          ? `the decision store ${this.path} is full (${m.fullCode}): could not commit ${m.records} record(s): ${m.message}`
+          : `the decision store ${this.path} could not commit ${m.records} record(s): ${m.message}`);
         for (const batch of m.batches) {
           const f = this.inFlight.get(batch);
           if (!f) continue;
@@ -383,9 +398,10 @@ class SqliteDecisionStore implements SqliteStore {
       }
       case 'writable':
         this.isWritable = m.writable;
+        this.fullCode = m.writable ? undefined : (m.fullCode ?? this.fullCode);
         break;
       case 'log': {
-        const obj = { err: m.err, path: this.path };
+        const obj = { ...m.fields, err: m.err, path: this.path };
         this.log[m.level](obj, m.msg);
         break;
       }
@@ -456,6 +472,16 @@ class SqliteDecisionStore implements SqliteStore {
 
   writable(): boolean {
     return this.isWritable && !this.closed;
+  }
+
+  unwritableReason(): string | undefined {
+    if (this.writable()) return undefined;
+    if (this.closed) return `decision store ${this.path} closed`;
+    return this.fullCode ? `decision store ${this.path} full (${this.fullCode})` : `decision store ${this.path} not writable`;
+  }
+
+  capPages(pages: number): Promise<number> {
+    return this.callWriter<number>({ op: 'maxPageCount', pages });
   }
 
   append(record: DecisionRecord, opts?: AppendOptions): Promise<ChainedRecord> {
