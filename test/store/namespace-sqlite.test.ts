@@ -130,7 +130,7 @@ t.test('SQLite: a record of N removed, swapped, edited, moved out of the range; 
   // The inclusion proof of B's head at the covering checkpoint, from the heads the store persisted.
   const cpIdx = lines.findIndex((l) => l.startsWith('{"type":"checkpoint"') && (JSON.parse(l) as { checkpoint: { size: number } }).checkpoint.size === 60);
   const cpLine = JSON.parse(lines[cpIdx]!) as { head: unknown; checkpoint: { size: number } };
-  const other = toNamespaceInclusion(await store.checkpointHeads('tzw-0', 60), B)!;
+  const other = toNamespaceInclusion(await store.checkpointHeads!('tzw-0', 60), B)!;
   const otherProof = [...lines];
   otherProof[cpIdx] = JSON.stringify({ ...cpLine, head: other });
   expectBad(t, await verify(otherProof), /another namespace's head/, "another namespace's head proof");
