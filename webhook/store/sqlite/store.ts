@@ -80,6 +80,15 @@ export interface SqliteStore extends VerifiableStore {
   writerSettings(): Promise<{ synchronous: number; journalMode: string }>;
   /** SQLite's plan for a query page (diagnostics: shows which index a filter uses). */
   queryPlan(filter: Omit<DecisionFilter, 'limit' | 'cursor'>, after?: Cursor): string[];
+  /**
+   * Caps the database at `pages` pages (PRAGMA max_page_count on the writer thread's connection;
+   * 0 lifts the cap): past it, commits fail with SQLITE_FULL as on a full disk. For tests that
+   * cannot mount a size-limited filesystem. Resolves with the cap SQLite applied (never below the
+   * file's current size).
+   */
+  capPages(pages: number): Promise<number>;
+  /** While not writable: "decision store PATH full (SQLITE_FULL)" or "… not writable". */
+  unwritableReason(): string | undefined;
 }
 
 const MIGRATIONS: string[] = [
@@ -242,6 +251,8 @@ class SqliteDecisionStore implements SqliteStore {
   private queue: Pending[] = [];
   private flushScheduled = false;
   private isWritable: boolean;
+  /** While unwritable because full: the code that said so (SQLITE_FULL, ENOSPC). */
+  private fullCode: string | undefined;
   private closed = false;
   private closing: Promise<void> | undefined;
   private cpInFlight: Promise<Checkpoint | undefined> | undefined;
@@ -337,6 +348,7 @@ class SqliteDecisionStore implements SqliteStore {
         this.chainHead = m.head;
         this.counters.commits++;
         this.isWritable = true;
+        this.fullCode = undefined;
         for (const { batch, results } of m.batches) {
           const f = this.inFlight.get(batch);
           if (!f) continue;
@@ -360,7 +372,10 @@ class SqliteDecisionStore implements SqliteStore {
       case 'failed': {
         this.counters.failedCommits++;
         this.isWritable = false;
-        const e = storeError('ERR_STORE_UNAVAILABLE', `the decision store ${this.path} could not commit ${m.records} record(s): ${m.message}`);
+        if (m.fullCode) this.fullCode = m.fullCode;
+        const e = storeError('ERR_STORE_UNAVAILABLE', m.fullCode
+          ? `the decision store ${this.path} is full (${m.fullCode}): could not commit ${m.records} record(s): ${m.message}`
+          : `the decision store ${this.path} could not commit ${m.records} record(s): ${m.message}`);
         for (const batch of m.batches) {
           const f = this.inFlight.get(batch);
           if (!f) continue;
@@ -371,9 +386,10 @@ class SqliteDecisionStore implements SqliteStore {
       }
       case 'writable':
         this.isWritable = m.writable;
+        this.fullCode = m.writable ? undefined : (m.fullCode ?? this.fullCode);
         break;
       case 'log': {
-        const obj = { err: m.err, path: this.path };
+        const obj = { ...m.fields, err: m.err, path: this.path };
         this.log[m.level](obj, m.msg);
         break;
       }
@@ -444,6 +460,16 @@ class SqliteDecisionStore implements SqliteStore {
 
   writable(): boolean {
     return this.isWritable && !this.closed;
+  }
+
+  unwritableReason(): string | undefined {
+    if (this.writable()) return undefined;
+    if (this.closed) return `decision store ${this.path} closed`;
+    return this.fullCode ? `decision store ${this.path} full (${this.fullCode})` : `decision store ${this.path} not writable`;
+  }
+
+  capPages(pages: number): Promise<number> {
+    return this.callWriter<number>({ op: 'maxPageCount', pages });
   }
 
   append(record: DecisionRecord, opts?: AppendOptions): Promise<ChainedRecord> {
@@ -712,6 +738,12 @@ class SqliteDecisionStore implements SqliteStore {
       if (!last || rows.length < READ_CHUNK) return;
       after = last.ns_seq;
     }
+  }
+
+  /** The namespace's current head nsSeq per writer (ns_heads, kept by the writer with every record): who holds its v2 records, and how many. */
+  async namespaceHeads(namespace: string): Promise<Array<{ writer: string; nsSeq: number }>> {
+    const rows = this.stmt('SELECT writer, ns_seq FROM ns_heads WHERE namespace = ? ORDER BY writer').all(namespace) as Array<{ writer: string; ns_seq: number }>;
+    return rows.map((r) => ({ writer: r.writer, nsSeq: r.ns_seq }));
   }
 
   async anchors(): Promise<Anchor[]> {
