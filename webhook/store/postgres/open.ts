@@ -437,6 +437,10 @@ class SpooledStore implements SpooledPostgresStore {
     return this.reader().namespaceRecords(writer, namespace, afterNsSeq);
   }
 
+  async namespaceHeads(namespace: string): Promise<Array<{ writer: string; nsSeq: number }>> {
+    return this.reader().namespaceHeads(namespace);
+  }
+
   async prune(olderThan: string): Promise<PruneResult> {
     return this.reader().prune(olderThan);
   }

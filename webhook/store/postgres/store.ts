@@ -202,6 +202,8 @@ export interface PostgresStore extends VerifiableStore {
   checkpointHeads(writer: string, size: number): Promise<NamespaceHead[]>;
   /** The v2 records of `namespace` on `writer` after nsSeq `afterNsSeq`, in nsSeq order. */
   namespaceRecords(writer: string, namespace: string, afterNsSeq: number): AsyncIterable<ChainedRecord>;
+  /** The namespace's current head nsSeq on every writer that has written v2 records of it (ns_heads). */
+  namespaceHeads(namespace: string): Promise<Array<{ writer: string; nsSeq: number }>>;
   /**
    * Stores records chained elsewhere (seq, prevHash, hash set), in one transaction, idempotent by id:
    * a record whose id is stored with the same writer, seq and hash is skipped. Errors (by `code`):
@@ -930,6 +932,11 @@ class PostgresDecisionStore implements PostgresStore {
       this.pool.query<{ namespace: string; ns_seq: string; ns_head_hash: string }>(`SELECT namespace, ns_seq, ns_head_hash FROM ${this.t.cpHeads} WHERE writer = $1 AND size = $2 ORDER BY namespace`, [toIndexText(writer), size]),
     );
     return res.rows.map((r) => ({ namespace: fromIndexText(r.namespace), nsSeq: Number(r.ns_seq), nsHeadHash: r.ns_head_hash }));
+  }
+
+  async namespaceHeads(namespace: string): Promise<Array<{ writer: string; nsSeq: number }>> {
+    const res = await this.read(() => this.pool.query<{ writer: string; ns_seq: string }>(`SELECT writer, ns_seq FROM ${this.t.nsHeads} WHERE namespace = $1 ORDER BY writer`, [toIndexText(namespace)]));
+    return res.rows.map((r) => ({ writer: r.writer, nsSeq: Number(r.ns_seq) }));
   }
 
   async *namespaceRecords(writer: string, namespace: string, afterNsSeq: number): AsyncIterable<ChainedRecord> {
