@@ -120,12 +120,6 @@ t.test('PostgreSQL: two replicas, one bundle covering both writers; a record mis
     await r1.close();
     await schema.drop();
   });
-  // The PostgreSQL adapter gets record format v2 (namespace chains, nsRoot checkpoints,
-  // checkpointHeads) after SQLite; until it has it, this case cannot run and says why.
-  if (typeof (r0 as { checkpointHeads?: unknown }).checkpointHeads !== 'function') {
-    t.plan(0, 'the PostgreSQL adapter does not write record format v2 (namespace chains) yet: notes/RECORD-V2.md, store helper');
-    return;
-  }
   // Interleaved writes on both replicas, checkpoints on each.
   for (let round = 0; round < 3; round++) {
     await Promise.all([appendMany(r0, 'tzw-0', round * 20_000, 9), appendMany(r1, 'tzw-1', round * 20_000 + 500, 9)]);
@@ -156,12 +150,32 @@ t.test('PostgreSQL: two replicas, one bundle covering both writers; a record mis
     const cut = await verifyNamespaceBundleLines(lines.filter((_, i) => i !== middleOf(writer).at), jwks);
     t.match(cut, { ok: false, firstBad: { writer, problem: /removed|missing/ } }, `a record of ${writer} left out of the bundle`);
   }
+  // The same through the CLI (tzw decisions export --namespace / verify --bundle) and the audit API.
+  const dir = t.testdir({});
+  writeFileSync(join(dir, 'jwks.json'), JSON.stringify(jwks));
+  const cliExport = (out: string) => tzw(dir, 'decisions', 'export', '--store', schema.url, '--namespace', A, '--since', range.since!, '--until', range.until!, '--jwks', 'jwks.json', '--out', out);
+  const exp = await cliExport('pg.jsonl');
+  t.equal(exp.code, 0, exp.stderr);
+  t.match(exp.stdout, /^Wrote \d+ records of namespace zq-team-a and \d+ checkpoints of 2 writer\(s\)/);
+  const ok = await tzw(dir, 'decisions', 'verify', '--bundle', 'pg.jsonl', '--jwks', 'jwks.json');
+  t.equal(ok.code, 0, ok.stdout);
+  for (const writer of ['tzw-0', 'tzw-1']) t.match(ok.stdout, new RegExp(`^complete for namespace ${A} from ${range.since} to ${range.until} \\(checkpoint size 27, writer ${writer}\\)$`, 'm'));
+  const app = await buildAuditApp({ store: r0, jwks: () => jwks, auth: { mode: 'none', groupsClaim: 'groups' }, logger: pino({ level: 'silent' }) });
+  t.teardown(() => app.close());
+  const res = await app.inject({ url: `/api/v1/export?namespace=${A}&since=${range.since}&until=${range.until}` });
+  t.equal(res.statusCode, 200);
+  t.match(await verifyNamespaceBundleLines(res.body.trimEnd().split('\n'), jwks), { ok: true, writers: [{ writer: 'tzw-0', status: 'complete' }, { writer: 'tzw-1', status: 'complete' }] }, 'the API export of a replica covers both writers');
+
   // Deleted in the database, then exported: tzw-1 first (tzw-0 still verifies, so the failure is
   // tzw-1's), then tzw-0 as well (writers are checked in order, so the failure is tzw-0's).
   for (const writer of ['tzw-1', 'tzw-0']) {
     await schema.pool.query('DELETE FROM decisions WHERE id = $1', [middleOf(writer).victim.id]);
     const after = await collect(toNamespaceBundleLines(toNamespaceEvidenceSource(reader), range, jwks, CREATED));
     t.match(await verifyNamespaceBundleLines(after, jwks), { ok: false, firstBad: { writer, problem: /removed|missing/ } }, `a record of ${writer} deleted in PostgreSQL`);
+    t.equal((await cliExport(`pg-${writer}.jsonl`)).code, 0);
+    const bad = await tzw(dir, 'decisions', 'verify', '--bundle', `pg-${writer}.jsonl`, '--jwks', 'jwks.json');
+    t.equal(bad.code, 3, `verify --bundle exits 3: ${bad.stdout}`);
+    t.match(bad.stdout, new RegExp(`VERIFICATION FAILED[^]*writer ${writer}, nsSeq \\d+`));
   }
 });
 
