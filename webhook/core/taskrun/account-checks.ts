@@ -108,7 +108,13 @@ export function toProblemReasons(namespace: string, problems: readonly AccountPr
 }
 
 const PROBLEM_ACCOUNT = /^ServiceAccount (\S+) (?:has no IdentityMapping|is claimed by)/;
-const PROBLEM_CODES: ReadonlySet<string> = new Set(['TASKRUN_SA_UNMAPPED', 'PIPELINERUN_SA_UNMAPPED', 'POD_SA_UNMAPPED', 'MAPPING_CONFLICT', 'MAPPING_INVALID']);
+/**
+ * The codes of the reasons `toProblemReasons` builds: a ServiceAccount with no usable mapping (none,
+ * claimed twice, claimed by an invalid one). Exactly these carry `serviceAccount`; the stats'
+ * `unmapped` list counts them (store/stats.ts, store/rows.ts).
+ */
+export const ACCOUNT_PROBLEM_CODES = ['TASKRUN_SA_UNMAPPED', 'PIPELINERUN_SA_UNMAPPED', 'POD_SA_UNMAPPED', 'MAPPING_CONFLICT', 'MAPPING_INVALID'] as const satisfies readonly ReasonCode[];
+const PROBLEM_CODES: ReadonlySet<string> = new Set(ACCOUNT_PROBLEM_CODES);
 
 /**
  * The `namespace/name` a reason from `toProblemReasons` is about, or undefined for any other
