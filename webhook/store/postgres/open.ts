@@ -23,6 +23,7 @@ import type { Config } from '../../config/schema.js';
 import type { ChainedRecord, DecisionRecord } from '../../core/record.js';
 import { toObjectDigest } from '../evidence/object-digest.js';
 import { toFullCode } from '../full.js';
+import type { NamespaceHead } from '../evidence/merkle.js';
 import type { Anchor, AppendOptions, ChainEntry, Checkpoint, DecisionFilter, DecisionPage, PruneResult, QuarantinedRecord, VerifiableStore } from '../port.js';
 import { createPostgresStore, parsePostgresUrl, type PostgresStore, type PostgresStoreOptions } from './store.js';
 import type { SigningKey, Signer } from '../evidence/signing.js';
@@ -152,7 +153,7 @@ class SpooledStore implements SpooledPostgresStore {
           // Continue the chain from max(spool head, PostgreSQL head): a spool that was lost (a new
           // emptyDir) or is older than the database must not restart this writer's chain.
           const base = await pg.writerHead(this.replica);
-          if (this.spool.advanceHead(this.replica, base)) this.log.info({ seq: base.seq }, 'decision chain continues from the PostgreSQL head');
+          if (this.spool.advanceHead(this.replica, base, await pg.writerNamespaceHeads(this.replica))) this.log.info({ seq: base.seq }, 'decision chain continues from the PostgreSQL head');
           if (this.stopped) {
             await pg.close();
             throw storeError('ERR_STORE_UNAVAILABLE', 'the decision store is closed');
@@ -330,7 +331,7 @@ class SpooledStore implements SpooledPostgresStore {
     this.spool.quarantine(quarantine, new Date().toISOString());
     for (const writer of writers) {
       const base = await pg.writerHead(writer);
-      const n = this.spool.rebase(writer, base);
+      const n = this.spool.rebase(writer, base, await pg.writerNamespaceHeads(writer));
       if (n > 0) this.log.warn({ writer, records: n, after: base.seq }, 'spooled decisions re-chained after the PostgreSQL head of their writer (the spool started from a stale head)');
     }
   }
@@ -438,6 +439,18 @@ class SpooledStore implements SpooledPostgresStore {
 
   async anchors(): Promise<Anchor[]> {
     return this.reader().anchors();
+  }
+
+  async checkpointHeads(writer: string, size: number): Promise<NamespaceHead[]> {
+    return this.reader().checkpointHeads(writer, size);
+  }
+
+  namespaceRecords(writer: string, namespace: string, afterNsSeq: number): AsyncIterable<ChainedRecord> {
+    return this.reader().namespaceRecords(writer, namespace, afterNsSeq);
+  }
+
+  async namespaceHeads(namespace: string): Promise<Array<{ writer: string; nsSeq: number }>> {
+    return this.reader().namespaceHeads(namespace);
   }
 
   async prune(olderThan: string): Promise<PruneResult> {

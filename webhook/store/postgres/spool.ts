@@ -12,7 +12,8 @@ import { accessSync, constants, statSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import Database from 'better-sqlite3';
 import type { ChainedRecord, DecisionRecord } from '../../core/record.js';
-import { chainRecord, GENESIS_HASH, toChainedRecord, type ChainLink } from '../evidence/chain.js';
+import { GENESIS_HASH, toChainedRecord } from '../evidence/chain.js';
+import { chainNamespaceRecord, type NamespaceChainHead, type NamespaceLink } from '../evidence/link.js';
 import { duplicateIdError, storeError, unchainableError, type StoreError } from '../rows.js';
 import { checkRecordShape } from './store.js';
 import type { StoreLogger } from '../sqlite/store.js';
@@ -29,7 +30,7 @@ const REOPEN_RATIO = 0.9;
 const PROBE_HEADROOM_BYTES = 256 * 1024;
 /** Rows re-chained per statement by rebase() (memory stays flat for a large spool). */
 const REBASE_CHUNK = 1000;
-const SCHEMA_VERSION = 2;
+const SCHEMA_VERSION = 3;
 const SCHEMA = `
   CREATE TABLE IF NOT EXISTS pending (
     pos INTEGER PRIMARY KEY,
@@ -56,6 +57,15 @@ const SCHEMA = `
     time TEXT NOT NULL,
     shared INTEGER NOT NULL DEFAULT 0
   );
+  -- Version 3 (record format v2): each writer's namespace chain heads, kept like its chain head.
+  -- Records spooled by an older build stay v1 and are forwarded as they are.
+  CREATE TABLE IF NOT EXISTS ns_heads (
+    writer TEXT NOT NULL,
+    namespace TEXT NOT NULL,
+    ns_seq INTEGER NOT NULL,
+    hash TEXT NOT NULL,
+    PRIMARY KEY (writer, namespace)
+  ) WITHOUT ROWID;
 `;
 
 export interface SpoolOptions {
@@ -81,7 +91,8 @@ export interface Spool {
   readonly path: string;
   readonly maxBytes: number;
   /**
-   * Chains `record` after this writer's head and commits it durably; resolves after the commit.
+   * Chains `record` after this writer's head (record format v2: and after its namespace's head on
+   * this writer) and commits it durably; resolves after the commit.
    * Errors (by `code`): ERR_STORE_INVALID_RECORD, ERR_STORE_DUPLICATE_ID (id already spooled),
    * ERR_STORE_UNAVAILABLE (spool full — the message names the spool and its limit — or a disk error).
    */
@@ -119,14 +130,14 @@ export interface Spool {
    * behind `base` moves up to it (a spool that was lost or is older than the database). Returns
    * true when it moved.
    */
-  advanceHead(writer: string, base: { seq: number; hash: string }): boolean;
+  advanceHead(writer: string, base: { seq: number; hash: string }, nsBase?: Map<string, NamespaceChainHead>): boolean;
   /**
-   * Re-chains every spooled record of `writer` after `base` (same order), when the shared store
-   * holds other records at their positions (the spool started from a stale head). Records not yet
-   * forwarded were seen by nobody but this process, so their chain position can still move.
-   * Returns how many records were re-chained.
+   * Re-chains every spooled record of `writer` after `base` and its namespace chains after
+   * `nsBase` (same order, record format v2), when the shared store holds other records at their
+   * positions (the spool started from a stale head). Records not yet forwarded were seen by nobody
+   * but this process, so their chain position can still move. Returns how many were re-chained.
    */
-  rebase(writer: string, base: { seq: number; hash: string }): number;
+  rebase(writer: string, base: { seq: number; hash: string }, nsBase?: Map<string, NamespaceChainHead>): number;
   /** Called after every commit that added records (wakes the forwarder). */
   onAppend(listener: () => void): void;
   /** Commits queued appends, then refuses new ones and closes the file. */
@@ -158,6 +169,8 @@ class SqliteSpool implements Spool {
   private readonly log: StoreLogger;
   private readonly probeMs: number;
   private readonly heads = new Map<string, { seq: number; hash: string }>();
+  /** Namespace chain heads by writer, then namespace. */
+  private readonly nsHeads = new Map<string, Map<string, NamespaceChainHead>>();
   private readonly listeners: Array<() => void> = [];
   private readonly pageSize: number;
   private queue: Pending[] = [];
@@ -172,8 +185,8 @@ class SqliteSpool implements Spool {
   private readonly reserve: Reserve;
   private probeTimer: NodeJS.Timeout | undefined;
   private quarantineCount: number;
-  private readonly st: Record<'exists' | 'insert' | 'setHead' | 'peek' | 'removeThrough' | 'removeOne' | 'get' | 'hasWriter' | 'ofWriter' | 'update' | 'pages' | 'free' | 'quarantineOne' | 'quarantined' | 'unshared' | 'shareOne', Database.Statement>;
-  private readonly writeBatch: (batch: Pending[]) => { done: Array<[Pending, ChainedRecord]>; rejected: Array<[Pending, Error]> };
+  private readonly st: Record<'exists' | 'insert' | 'setHead' | 'setNsHead' | 'clearNsHeads' | 'peek' | 'removeThrough' | 'removeOne' | 'get' | 'hasWriter' | 'ofWriter' | 'update' | 'pages' | 'free' | 'quarantineOne' | 'quarantined' | 'unshared' | 'shareOne', Database.Statement>;
+  private readonly writeBatch: (batch: Pending[]) => { done: Array<[Pending, ChainedRecord]>; rejected: Array<[Pending, Error]>; nsMoved: Map<string, NamespaceChainHead> };
 
   constructor(db: Database.Database, opts: SpoolOptions) {
     this.db = db;
@@ -187,6 +200,8 @@ class SqliteSpool implements Spool {
       exists: db.prepare('SELECT 1 FROM pending WHERE id = ?'),
       insert: db.prepare('INSERT INTO pending (id, writer, seq, body, hash) VALUES (?, ?, ?, ?, ?)'),
       setHead: db.prepare('INSERT INTO heads (writer, seq, hash) VALUES (?, ?, ?) ON CONFLICT (writer) DO UPDATE SET seq = excluded.seq, hash = excluded.hash'),
+      setNsHead: db.prepare('INSERT INTO ns_heads (writer, namespace, ns_seq, hash) VALUES (?, ?, ?, ?) ON CONFLICT (writer, namespace) DO UPDATE SET ns_seq = excluded.ns_seq, hash = excluded.hash'),
+      clearNsHeads: db.prepare('DELETE FROM ns_heads WHERE writer = ?'),
       peek: db.prepare('SELECT pos, body, hash FROM pending ORDER BY pos LIMIT ?'),
       removeThrough: db.prepare('DELETE FROM pending WHERE pos <= ?'),
       removeOne: db.prepare('DELETE FROM pending WHERE pos = ?'),
@@ -204,6 +219,9 @@ class SqliteSpool implements Spool {
     for (const h of db.prepare('SELECT writer, seq, hash FROM heads').all() as Array<{ writer: string; seq: number; hash: string }>) {
       this.heads.set(h.writer, { seq: h.seq, hash: h.hash });
     }
+    for (const h of db.prepare('SELECT writer, namespace, ns_seq, hash FROM ns_heads').all() as Array<{ writer: string; namespace: string; ns_seq: number; hash: string }>) {
+      this.nsHeadsOf(h.writer).set(h.namespace, { nsSeq: h.ns_seq, hash: h.hash });
+    }
     this.count = (db.prepare('SELECT count(*) AS n FROM pending').get() as { n: number }).n;
     this.quarantineCount = (db.prepare('SELECT count(*) AS n FROM quarantine').get() as { n: number }).n;
     this.writeBatch = db.transaction((batch: Pending[]) => this.insertBatch(batch));
@@ -214,6 +232,18 @@ class SqliteSpool implements Spool {
 
   head(writer = this.replica): { seq: number; hash: string } {
     return { ...(this.heads.get(writer) ?? { seq: 0, hash: GENESIS_HASH }) };
+  }
+
+  private nsHeadsOf(writer: string): Map<string, NamespaceChainHead> {
+    let m = this.nsHeads.get(writer);
+    if (!m) this.nsHeads.set(writer, (m = new Map()));
+    return m;
+  }
+
+  /** Stores `writer`'s namespace heads as `heads` (inside the caller's transaction). */
+  private putNsHeads(writer: string, heads: Map<string, NamespaceChainHead>, replace: boolean): void {
+    if (replace) this.st.clearNsHeads.run(writer);
+    for (const [ns, h] of heads) this.st.setNsHead.run(writer, ns, h.nsSeq, h.hash);
   }
 
   backlog(): number {
@@ -261,6 +291,8 @@ class SqliteSpool implements Spool {
     const done: Array<[Pending, ChainedRecord]> = [];
     const rejected: Array<[Pending, Error]> = [];
     const ids = new Set<string>();
+    const nsMoved = new Map<string, NamespaceChainHead>();
+    const nsHeads = this.nsHeadsOf(this.replica);
     let { seq, hash: prev } = this.head();
     for (const p of batch) {
       const r = p.record;
@@ -268,11 +300,11 @@ class SqliteSpool implements Spool {
         rejected.push([p, duplicateIdError(r.id)]);
         continue;
       }
-      let link: ChainLink;
+      let link: NamespaceLink;
       let chained: ChainedRecord;
       try {
-        link = chainRecord(r, { seq, hash: prev });
-        chained = toChainedRecord(r, link);
+        link = chainNamespaceRecord(r, { seq, hash: prev }, nsMoved.get(r.namespace) ?? nsHeads.get(r.namespace));
+        chained = toChainedRecord({ ...r, nsSeq: link.nsSeq, nsPrevHash: link.nsPrevHash }, link);
       } catch (err) {
         rejected.push([p, unchainableError(r.id, err)]);
         continue;
@@ -281,14 +313,16 @@ class SqliteSpool implements Spool {
       seq++;
       this.st.insert.run(r.id, this.replica, seq, body, hash);
       done.push([p, chained]);
+      nsMoved.set(r.namespace, { nsSeq: link.nsSeq, hash });
       ids.add(r.id);
       prev = hash;
     }
     if (done.length > 0) {
       this.st.setHead.run(this.replica, seq, prev);
+      this.putNsHeads(this.replica, nsMoved, false);
       if (this.usedBytes() > this.maxBytes) throw new SpoolFullError();
     }
-    return { done, rejected };
+    return { done, rejected, nsMoved };
   }
 
   private flush(): void {
@@ -322,6 +356,8 @@ class SqliteSpool implements Spool {
     const last = result.done[result.done.length - 1];
     if (last) {
       this.heads.set(this.replica, { seq: last[1].seq, hash: last[1].hash });
+      const nsHeads = this.nsHeadsOf(this.replica);
+      for (const [ns, h] of result.nsMoved) nsHeads.set(ns, h);
       this.count += result.done.length;
     }
     if (this.failed) this.markRecovered();
@@ -503,38 +539,51 @@ class SqliteSpool implements Spool {
     return r;
   }
 
-  advanceHead(writer: string, base: { seq: number; hash: string }): boolean {
+  advanceHead(writer: string, base: { seq: number; hash: string }, nsBase?: Map<string, NamespaceChainHead>): boolean {
     if (base.seq <= this.head(writer).seq) return false;
     if (this.st.hasWriter.get(writer)) return false;
-    this.st.setHead.run(writer, base.seq, base.hash);
+    this.db.transaction(() => {
+      this.st.setHead.run(writer, base.seq, base.hash);
+      this.putNsHeads(writer, nsBase ?? new Map(), true);
+    })();
     this.heads.set(writer, { ...base });
+    this.nsHeads.set(writer, new Map(nsBase ?? []));
     return true;
   }
 
-  rebase(writer: string, base: { seq: number; hash: string }): number {
+  rebase(writer: string, base: { seq: number; hash: string }, nsBase?: Map<string, NamespaceChainHead>): number {
     let seq = base.seq;
     let prev = base.hash;
+    const nsHeads = new Map(nsBase ?? []);
     let n = 0;
-    this.db.transaction(() => {
+    const moves = this.db.transaction(() => {
       let after = 0;
       for (;;) {
         const rows = this.st.ofWriter.all(writer, after, REBASE_CHUNK) as Array<{ pos: number; body: string }>;
         for (const row of rows) {
-          const r = JSON.parse(row.body) as ChainedRecord;
-          // A spooled body never holds `hash`, so chainRecord hashes the same fields as before.
-          const { body, hash } = chainRecord(r, { seq, hash: prev });
+          const { seq: _s, prevHash: _p, nsSeq: _n, nsPrevHash: _np, ...r } = JSON.parse(row.body) as ChainedRecord;
+          // Re-placed in record format v2 (also a record an older build spooled as v1: once a
+          // writer's chain has v2 records, every later one is v2).
+          const { body, hash, nsSeq } = chainNamespaceRecord(r, { seq, hash: prev }, nsHeads.get(r.namespace));
           seq++;
           this.st.update.run(seq, body, hash, row.pos);
+          nsHeads.set(r.namespace, { nsSeq, hash });
           prev = hash;
           after = row.pos;
         }
         n += rows.length;
         if (rows.length < REBASE_CHUNK) break;
       }
-      // With nothing spooled the head stays where it is unless the base is ahead of it.
-      if (n > 0 || seq > this.head(writer).seq) this.st.setHead.run(writer, seq, prev);
+      // With nothing spooled the heads stay where they are unless the base is ahead of them.
+      if (n === 0 && seq <= this.head(writer).seq) return false;
+      this.st.setHead.run(writer, seq, prev);
+      this.putNsHeads(writer, nsHeads, true);
+      return true;
     })();
-    if (n > 0 || seq > this.head(writer).seq) this.heads.set(writer, { seq, hash: prev });
+    if (moves) {
+      this.heads.set(writer, { seq, hash: prev });
+      this.nsHeads.set(writer, nsHeads);
+    }
     return n;
   }
 

@@ -15,9 +15,8 @@ import type { ChainedRecord, DecisionRecord } from '../../core/record.js';
 import type { Worker } from 'node:worker_threads';
 import { GENESIS_HASH, toChainedRecord } from '../evidence/chain.js';
 import type { Anchor, AppendOptions, ChainEntry, Checkpoint, DecisionFilter, DecisionPage, PruneResult, VerifiableStore } from '../port.js';
-import { cancelledError, checkRecordShape, SA_INDEX_PROBLEM, storeError, toChainEntry, toChained, toColumnsProblem, toPage, toPageRequest, unchainableError, type DecisionRow } from '../rows.js';
+import { cancelledError, checkRecordShape, SA_INDEX_PROBLEM, storeError, toChainEntry, toChained, toColumnsProblem, toBodyText, toPage, toPageRequest, unchainableError, type DecisionRow } from '../rows.js';
 import { createWriterThread } from '../thread.js';
-import { fromStoredBody } from '../evidence/body-codec.js';
 import type { NamespaceHead } from '../evidence/merkle.js';
 import { SLOT_CANCELLED, SLOT_PENDING, type AppendItem, type CheckpointClaimsNow, type WriterConfig, type WriterOp, type WriterReply, type WriterRequest } from './writer.js';
 import { EQUALITY_FILTER_COLUMNS, toCanonicalTime, type Cursor } from '../query.js';
@@ -189,20 +188,9 @@ type RawDecisionRow = [string, number, string, string, string, string, string, s
 
 type SqliteDecisionRow = DecisionRow & { ns_seq: number | null };
 
-/** The canonical body of a row: the v1 text as stored, or the v2 stored bytes inflated. */
-function bodyOf(record: string, body: Uint8Array | null): string {
-  if (body === null) return record;
-  try {
-    return fromStoredBody(body);
-  } catch (err) {
-    // Not JSON either: the row is reported as a bad record (toChainEntry), naming why.
-    return `(${(err as Error).message})`;
-  }
-}
-
 function toDecisionRow(r: RawDecisionRow): SqliteDecisionRow {
   const [writer, seq, id, time, namespace, kind, verdict, service_accounts, task_run, pipeline_run, prev_hash, hash, record, sa_keys, body, ns_seq] = r;
-  return { writer, seq, id, time, namespace, kind, verdict, service_accounts, task_run, pipeline_run, prev_hash, hash, record: bodyOf(record, body), sa_keys, ns_seq };
+  return { writer, seq, id, time, namespace, kind, verdict, service_accounts, task_run, pipeline_run, prev_hash, hash, record: toBodyText(record, body), sa_keys, ns_seq };
 }
 
 const noopLogger: StoreLogger = { info() {}, warn() {}, error() {} };
@@ -633,7 +621,7 @@ class SqliteDecisionStore implements SqliteStore {
 
   async get(id: string): Promise<ChainedRecord | undefined> {
     const row = this.stmt('SELECT record, body, hash FROM decisions WHERE id = ?').get(id) as { record: string; body: Uint8Array | null; hash: string } | undefined;
-    return row ? toChained(bodyOf(row.record, row.body), row.hash) : undefined;
+    return row ? toChained(toBodyText(row.record, row.body), row.hash) : undefined;
   }
 
   /** SQL for one page in (time, id) order after `after`; every filter has an index in that order. */
@@ -675,7 +663,7 @@ class SqliteDecisionStore implements SqliteStore {
   private page(filter: ScanFilter, after: Cursor | undefined, limit: number): Array<{ time: string; id: string; record: string; hash: string }> {
     const { sql, params } = this.pageSql(filter, after, limit);
     const rows = this.stmt(sql).all(...params) as Array<{ time: string; id: string; record: string; body: Uint8Array | null; hash: string }>;
-    for (const r of rows) if (r.body !== null) r.record = bodyOf(r.record, r.body);
+    for (const r of rows) if (r.body !== null) r.record = toBodyText(r.record, r.body);
     return rows;
   }
 
@@ -745,11 +733,17 @@ class SqliteDecisionStore implements SqliteStore {
     const stmt = this.stmt('SELECT ns_seq, record, body, hash FROM decisions WHERE writer = ? AND namespace = ? AND ns_seq > ? ORDER BY ns_seq LIMIT ?');
     for (;;) {
       const rows = stmt.all(writer, namespace, after, READ_CHUNK) as Array<{ ns_seq: number; record: string; body: Uint8Array | null; hash: string }>;
-      for (const r of rows) yield toChained(bodyOf(r.record, r.body), r.hash);
+      for (const r of rows) yield toChained(toBodyText(r.record, r.body), r.hash);
       const last = rows[rows.length - 1];
       if (!last || rows.length < READ_CHUNK) return;
       after = last.ns_seq;
     }
+  }
+
+  /** The namespace's current head nsSeq per writer (ns_heads, kept by the writer with every record): who holds its v2 records, and how many. */
+  async namespaceHeads(namespace: string): Promise<Array<{ writer: string; nsSeq: number }>> {
+    const rows = this.stmt('SELECT writer, ns_seq FROM ns_heads WHERE namespace = ? ORDER BY writer').all(namespace) as Array<{ writer: string; ns_seq: number }>;
+    return rows.map((r) => ({ writer: r.writer, nsSeq: r.ns_seq }));
   }
 
   async anchors(): Promise<Anchor[]> {

@@ -14,7 +14,8 @@
 import { parentPort, workerData } from 'node:worker_threads';
 import Database from 'better-sqlite3';
 import type { DecisionRecord } from '../../core/record.js';
-import { chainRecord, GENESIS_HASH, type ChainLink } from '../evidence/link.js';
+import { chainNamespaceRecord, GENESIS_HASH, type NamespaceLink } from '../evidence/link.js';
+import { toUnmappedColumn } from '../rows.js';
 import { toStoredBody } from '../evidence/body-codec.js';
 import { toNamespaceRoot, type NamespaceHead } from '../evidence/merkle.js';
 import { toObjectDigest } from '../evidence/object-digest.js';
@@ -46,29 +47,6 @@ export interface AppendItem {
   slot: number;
   /** The AdmissionReview body as received: the writer sets objectDigest from its request.object. */
   review?: Uint8Array;
-}
-
-/** Reason codes whose `serviceAccount` is an unmapped (or wrongly mapped) account: the `unmapped` column stats read. */
-const UNMAPPED_CODES = new Set(['TASKRUN_SA_UNMAPPED', 'PIPELINERUN_SA_UNMAPPED', 'POD_SA_UNMAPPED', 'MAPPING_CONFLICT', 'MAPPING_INVALID']);
-
-/**
- * The `unmapped` column: a JSON array of the ServiceAccount each unmapped/mapping reason is about
- * (null when none) — the reason's `serviceAccount`, else (records from before reasons carried it)
- * the record's only ServiceAccount, else the account named in the rules' "ServiceAccount ns/name has
- * no IdentityMapping" message. The same derivation as stats.ts applies to v1 rows' JSON.
- */
-function unmappedOf(r: DecisionRecord): string | null {
-  if (!Array.isArray(r.reasons)) return null;
-  const out: string[] = [];
-  for (const reason of r.reasons as Array<{ code?: unknown; serviceAccount?: unknown; message?: unknown }>) {
-    if (!UNMAPPED_CODES.has(reason?.code as string)) continue;
-    let sa: string | undefined;
-    if (typeof reason.serviceAccount === 'string') sa = reason.serviceAccount;
-    else if (r.serviceAccounts.length === 1) sa = r.serviceAccounts[0];
-    else if (typeof reason.message === 'string') sa = /^ServiceAccount (.*?) has no IdentityMapping/.exec(reason.message)?.[1];
-    if (sa !== undefined) out.push(sa);
-  }
-  return out.length ? JSON.stringify(out) : null;
 }
 
 export type WriterRequest =
@@ -212,13 +190,13 @@ class Writer {
         duplicate(r.id);
         continue;
       }
-      const nsHead = nsMoved.get(r.namespace) ?? this.nsHeads.get(r.namespace) ?? { nsSeq: 0, hash: GENESIS_HASH };
-      let link: ChainLink;
+      const nsHead = nsMoved.get(r.namespace) ?? this.nsHeads.get(r.namespace);
+      let link: NamespaceLink;
       let objectDigest: string | null;
       let stored: Buffer;
       try {
         objectDigest = p.review ? toObjectDigest(p.review) : r.objectDigest;
-        link = chainRecord({ ...r, objectDigest, nsSeq: nsHead.nsSeq + 1, nsPrevHash: nsHead.hash }, { seq, hash: prev });
+        link = chainNamespaceRecord({ ...r, objectDigest }, { seq, hash: prev }, nsHead);
         stored = toStoredBody(link.body);
       } catch (err) {
         if (this.stmt('SELECT 1 FROM decisions WHERE id = ?').get(r.id)) duplicate(r.id);
@@ -227,7 +205,7 @@ class Writer {
       }
       const { hash } = link;
       try {
-        insert.run(r.id, this.cfg.replica, seq + 1, p.time, r.namespace, r.kind.kind, r.verdict, JSON.stringify(r.serviceAccounts), r.tekton?.taskRun ?? null, r.tekton?.pipelineRun ?? null, prev, hash, nsHead.nsSeq + 1, stored, unmappedOf(r));
+        insert.run(r.id, this.cfg.replica, seq + 1, p.time, r.namespace, r.kind.kind, r.verdict, JSON.stringify(r.serviceAccounts), r.tekton?.taskRun ?? null, r.tekton?.pipelineRun ?? null, prev, hash, link.nsSeq, stored, toUnmappedColumn(r));
       } catch (err) {
         // The id's PRIMARY KEY finds a stored duplicate; the failed statement alone is undone.
         if ((err as { code?: unknown }).code === 'SQLITE_CONSTRAINT_PRIMARYKEY') {
@@ -238,8 +216,8 @@ class Writer {
       }
       seq++;
       for (const key of p.saKeys) insertSa.run(key, p.time, r.id);
-      results.push({ ok: true, seq, prevHash: prev, hash, nsSeq: nsHead.nsSeq + 1, nsPrevHash: nsHead.hash, objectDigest });
-      nsMoved.set(r.namespace, { nsSeq: nsHead.nsSeq + 1, hash });
+      results.push({ ok: true, seq, prevHash: prev, hash, nsSeq: link.nsSeq, nsPrevHash: link.nsPrevHash, objectDigest });
+      nsMoved.set(r.namespace, { nsSeq: link.nsSeq, hash });
       ids.add(r.id);
       prev = hash;
     }
