@@ -4,6 +4,7 @@
  * from the records), never by shipping records. This file holds the response shape, the parser of
  * its query, and the one SQL builder (both dialects) for the stats and the rollups; pure.
  */
+import { ACCOUNT_PROBLEM_CODES } from '../core/taskrun/account-checks.js';
 import type { Verdict } from '../core/verdict.js';
 import type { DecisionFilter } from './port.js';
 import { EQUALITY_FILTER_COLUMNS, parseDecisionFilter, toSqlParam, type FilterParams } from './query.js';
@@ -50,8 +51,12 @@ export function parseStatsQuery(params: FilterParams): StatsQuery {
   return { ok: true, filter, bucket };
 }
 
-/** Reason codes that name a ServiceAccount without an IdentityMapping (the Overview's to-do list). */
-export const UNMAPPED_CODES = ['TASKRUN_SA_UNMAPPED', 'PIPELINERUN_SA_UNMAPPED', 'POD_SA_UNMAPPED'] as const;
+/**
+ * Reason codes that name a ServiceAccount without a usable IdentityMapping (none, or claimed by two,
+ * or by an invalid one: the Overview's to-do list). The core's list, the one the writers' `unmapped`
+ * column uses too (rows.ts), so v1 rows (read from their JSON here) and v2 rows count alike.
+ */
+export const UNMAPPED_CODES = ACCOUNT_PROBLEM_CODES;
 
 export type StatsDialect = 'sqlite' | 'postgres';
 
@@ -126,7 +131,7 @@ function paramsFor(dialect: StatsDialect): { params: unknown[]; p(v: unknown): s
 
 /**
  * Rows (time, kind, verdict, writer, sa) of every unmapped ServiceAccount of the denied and warned
- * records in `from` matching `where` (SQL text over alias d). v2 rows (SQLite) carry the accounts
+ * records in `from` matching `where` (SQL text over alias d). v2 rows carry the accounts
  * as the writer derived them, a JSON array in the `unmapped` column; v1 rows are read from the
  * record's reasons: a reason's `serviceAccount` when it names one; for records written before
  * reasons carried it, the record's only ServiceAccount, else the `ServiceAccount ns/name has no
@@ -148,8 +153,11 @@ function toUnmappedRowsSql(dialect: StatsDialect, from: string, where: () => str
              CASE WHEN jsonb_array_length(j.rec -> 'serviceAccounts') = 1 THEN j.rec -> 'serviceAccounts' ->> 0
                   WHEN r.value ->> 'message' LIKE 'ServiceAccount % has no IdentityMapping%'
                   THEN substr(r.value ->> 'message', 16, strpos(r.value ->> 'message', ' has no IdentityMapping') - 16) END) AS sa
-           FROM ${from} CROSS JOIN LATERAL (SELECT d.record::jsonb AS rec) j CROSS JOIN LATERAL jsonb_array_elements(j.rec -> 'reasons') AS r(value)
-           WHERE ${where()} AND ${verdicts} AND r.value ->> 'code' IN (${codes})`;
+           FROM ${from} CROSS JOIN LATERAL (SELECT CASE WHEN d.body IS NULL THEN d.record::jsonb END AS rec) j CROSS JOIN LATERAL jsonb_array_elements(j.rec -> 'reasons') AS r(value)
+           WHERE ${where()} AND ${verdicts} AND d.body IS NULL AND r.value ->> 'code' IN (${codes})
+           UNION ALL
+           SELECT d.time AS time, d.kind AS kind, d.verdict AS verdict, d.writer AS writer, u.value AS sa FROM ${from} CROSS JOIN LATERAL jsonb_array_elements_text(d.unmapped::jsonb) AS u(value)
+           WHERE ${where()} AND ${verdicts} AND d.body IS NOT NULL`;
 }
 
 /**

@@ -4,6 +4,7 @@
  * requestObject, a saved manifest) with `tzw decisions digest -f FILE`. Pure.
  */
 import { canonicalJson, sha256Hex } from './canonical.js';
+import { fromStoredBody } from './body-codec.js';
 
 /** The digest of an object (null for null/undefined: a review without an object). Throws what canonicalJson throws. */
 export function toDigestOfObject(object: unknown): string | null {
@@ -28,4 +29,16 @@ const DIGEST_HEX = /^[0-9a-f]{64}$/;
  */
 export function toDigestBytes(digest: unknown): Buffer | null {
   return typeof digest === 'string' && DIGEST_HEX.test(digest) ? Buffer.from(digest, 'hex') : null;
+}
+
+/**
+ * The object_digest bytes of a v2 row, whose objectDigest sits inside its compressed body (a
+ * migration's backfill reads each once); null for an unreadable body (verify reports that row).
+ */
+export function toDigestBytesOfStoredBody(body: Uint8Array): Buffer | null {
+  try {
+    return toDigestBytes((JSON.parse(fromStoredBody(body)) as { objectDigest?: unknown }).objectDigest);
+  } catch {
+    return null;
+  }
 }
