@@ -24,6 +24,15 @@ interface Teardown {
   teardown(fn: () => void | Promise<void>): void;
 }
 
+/** Why no tmpfs can be mounted here (tries one), for tap's `skip`; undefined when it can. */
+export function smallFsUnavailable(): string | undefined {
+  const probe = mountSmallFs({ teardown: () => undefined }, 64 * 1024);
+  if (!probe.ok) return probe.why;
+  execFileSync('umount', [probe.fs.dir]);
+  rmSync(probe.fs.dir, { recursive: true, force: true });
+  return undefined;
+}
+
 /** Mounts a tmpfs of `sizeBytes` (owned by `owner` when given) or says why it cannot. */
 export function mountSmallFs(t: Teardown, sizeBytes: number, owner?: { uid: number; gid: number }): SmallFsResult {
   if (process.env.TZW_TEST_DISK_FULL === 'pages') return { ok: false, why: 'TZW_TEST_DISK_FULL=pages asks for the max_page_count fallback' };

@@ -21,6 +21,7 @@ import { mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
 import type { Config } from '../../config/schema.js';
 import type { ChainedRecord, DecisionRecord } from '../../core/record.js';
+import { toFullCode } from '../full.js';
 import type { NamespaceHead } from '../evidence/merkle.js';
 import type { Anchor, AppendOptions, ChainEntry, Checkpoint, DecisionFilter, DecisionPage, PruneResult, QuarantinedRecord, VerifiableStore } from '../port.js';
 import { createPostgresStore, parsePostgresUrl, type PostgresStore, type PostgresStoreOptions } from './store.js';
@@ -103,6 +104,8 @@ class SpooledStore implements SpooledPostgresStore {
   private connecting: Promise<PostgresStore> | undefined;
   private connected = false;
   private downSince: number | undefined;
+  /** While down: whether PostgreSQL said it is full (53100), so a change of cause is logged once. */
+  private downFull = false;
   private stopped = false;
   private closing: Promise<void> | undefined;
   /** Ends the forwarder's wait for work (set while idle or backing off). */
@@ -167,19 +170,22 @@ class SpooledStore implements SpooledPostgresStore {
 
   private markConnected(): void {
     if (!this.connected && this.downSince !== undefined) {
-      this.log.info({ backlog: this.spool.backlog(), downMs: Date.now() - this.downSince }, 'PostgreSQL takes writes again: forwarding spooled decisions');
+      this.log.info({ backlog: this.spool.backlog(), downMs: Date.now() - this.downSince, wasFull: this.downFull }, 'PostgreSQL takes writes again: forwarding spooled decisions');
     }
     this.connected = true;
     this.downSince = undefined;
+    this.downFull = false;
   }
 
+  /** Logged on the transition (and when the cause becomes or stops being "PostgreSQL is full"), never per retry. */
   private markDisconnected(err: unknown): void {
-    if (this.connected || this.downSince === undefined) {
-      this.log.warn(
-        { err: { message: (err as Error).message, code: codeOf(err) }, backlog: this.spool.backlog(), spool: this.spoolPath },
-        'cannot forward to PostgreSQL (unreachable or refusing writes): decisions are kept in the local spool and forwarded when it works again',
-      );
-      this.downSince = Date.now();
+    const full = toFullCode(err) === '53100';
+    if (this.connected || this.downSince === undefined || full !== this.downFull) {
+      const fields = { err: { message: (err as Error).message, code: codeOf(err), sqlState: codeOf((err as { cause?: unknown }).cause) }, backlog: this.spool.backlog(), spool: this.spoolPath };
+      if (full) this.log.error(fields, 'PostgreSQL is full (SQLSTATE 53100 disk_full): decisions are kept in the local spool and forwarded once it has space; admissions go on until the spool is full');
+      else this.log.warn(fields, 'cannot forward to PostgreSQL (unreachable or refusing writes): decisions are kept in the local spool and forwarded when it works again');
+      this.downSince ??= Date.now();
+      this.downFull = full;
     }
     this.connected = false;
   }
@@ -244,9 +250,10 @@ class SpooledStore implements SpooledPostgresStore {
           continue;
         }
         await pg.appendChained(batch.map((e) => e.record));
+        // Before the removal: "takes writes again" reports the backlog PostgreSQL came back to.
+        this.markConnected();
         this.spool.removeThrough(batch[batch.length - 1]!.pos);
         await this.shareQuarantine(pg);
-        this.markConnected();
         lingerNext = batch.length < FORWARD_BATCH;
         delay = min;
         repairs = 0;
@@ -375,12 +382,16 @@ class SpooledStore implements SpooledPostgresStore {
     return this.spool.writable() && !this.closing;
   }
 
+  unwritableReason(): string | undefined {
+    if (this.closing) return `decision store (spool ${this.spoolPath}) closed`;
+    return this.spool.unwritableReason();
+  }
+
   append(record: DecisionRecord, opts?: AppendOptions): Promise<ChainedRecord> {
     if (this.closing) return Promise.reject(storeError('ERR_STORE_UNAVAILABLE', `the decision store (spool ${this.spoolPath}) is closed`));
     // The spool's writer thread computes the objectDigest from the review body, off this thread.
     return this.spool.append(record, opts?.review);
   }
-
 
   /** The PostgreSQL store for reads; ERR_STORE_UNAVAILABLE before the first connection. */
   private reader(): PostgresStore {

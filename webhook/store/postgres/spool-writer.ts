@@ -41,7 +41,7 @@ export type SpoolWriterRequest = { t: 'append'; batch: number; items: SpoolItem[
 export type SpoolWriterReply =
   | { t: 'ready' }
   | { t: 'committed'; batches: Array<{ batch: number; results: SpoolItemResult[] }>; added: number }
-  | { t: 'failed'; batches: number[]; records: number; full: boolean; message: string }
+  | { t: 'failed'; batches: number[]; records: number; full: boolean; message: string; code?: string }
   | { t: 'closed' };
 
 class SpoolFullError extends Error {}
@@ -143,7 +143,8 @@ class SpoolWriter {
       // IMMEDIATE: take the write lock up front (busy timeout) instead of failing an upgrade.
       out = this.write.immediate(items);
     } catch (err) {
-      this.post({ t: 'failed', batches: queued.map((q) => q.batch), records: items.length, full: err instanceof SpoolFullError, message: (err as Error).message });
+      const code = (err as { code?: unknown }).code;
+      this.post({ t: 'failed', batches: queued.map((q) => q.batch), records: items.length, full: err instanceof SpoolFullError, message: (err as Error).message, ...(typeof code === 'string' ? { code } : {}) });
       return;
     }
     const batches: Array<{ batch: number; results: SpoolItemResult[] }> = [];

@@ -21,12 +21,16 @@ import { storeError, unchainableError, type StoreError } from '../rows.js';
 import { checkRecordShape } from './store.js';
 import type { StoreLogger } from '../sqlite/store.js';
 import type { QuarantinedRecord } from '../port.js';
+import { toFullCode } from '../full.js';
+import { createReserve, type Reserve } from '../reserve.js';
 
 /** Probe interval while the spool is unwritable (full or failing). */
 export const DEFAULT_SPOOL_PROBE_MS = 1000;
 export const DEFAULT_SPOOL_BUSY_TIMEOUT_MS = 2000;
 /** A full spool takes appends again once it is below this share of maxBytes (no flapping). */
 const REOPEN_RATIO = 0.9;
+/** Room a spool whose disk was full must show (a committed write of this size) before it takes appends again. */
+const PROBE_HEADROOM_BYTES = 256 * 1024;
 /** Rows re-chained per statement by rebase() (memory stays flat for a large spool). */
 const REBASE_CHUNK = 1000;
 const SCHEMA_VERSION = 3;
@@ -104,6 +108,8 @@ export interface Spool {
   usedBytes(): number;
   /** False while full or after a failed commit, until a probe succeeds. */
   writable(): boolean;
+  /** While not writable: why (full at maxBytes, its disk full, a failed commit), for /readyz. */
+  unwritableReason(): string | undefined;
   /** The oldest `limit` spooled records, in forwarding order. */
   peek(limit: number): SpooledEntry[];
   /** Removes the spooled records at positions up to and including `pos` (they were forwarded). */
@@ -189,8 +195,12 @@ class SqliteSpool implements Spool {
   private count: number;
   private full = false;
   private failed = false;
+  /** While failed: since when, the "no space" code if that is why (SQLITE_FULL, ENOSPC), records refused meanwhile. */
+  private down = { since: 0, fullCode: undefined as string | undefined, refused: 0 };
   private closed = false;
   private closing: Promise<void> | undefined;
+  /** `<path>-reserve`: room given back when the disk is full and forwarded records must be removed. */
+  private readonly reserve: Reserve;
   private probeTimer: NodeJS.Timeout | undefined;
   private quarantineCount: number;
   private readonly st: Record<'head' | 'setHead' | 'setNsHead' | 'clearNsHeads' | 'peek' | 'removeThrough' | 'removeOne' | 'get' | 'hasWriter' | 'ofWriter' | 'update' | 'pages' | 'free' | 'quarantineOne' | 'quarantined' | 'unshared' | 'shareOne', Database.Statement>;
@@ -225,6 +235,8 @@ class SqliteSpool implements Spool {
     };
     this.count = (db.prepare('SELECT count(*) AS n FROM pending').get() as { n: number }).n;
     this.quarantineCount = (db.prepare('SELECT count(*) AS n FROM quarantine').get() as { n: number }).n;
+    this.reserve = createReserve(`${opts.path}-reserve`);
+    this.reserve.restore();
     if (this.usedBytes() > this.maxBytes) this.markFull();
     // Started now, so the first admission does not wait for it; appends queue until it is ready.
     this.ensureWriter().catch(() => undefined);
@@ -298,8 +310,12 @@ class SqliteSpool implements Spool {
           `the decision spool ${this.path} is full (${this.count} records waiting for PostgreSQL, limit store.spool.maxBytes = ${this.maxBytes} bytes): the decision was not recorded`,
         );
       } else {
-        this.markFailed(new Error(m.message));
-        e = storeError('ERR_STORE_UNAVAILABLE', `the decision spool ${this.path} could not commit ${m.records} record(s): ${m.message}`);
+        const err = Object.assign(new Error(m.message), m.code ? { code: m.code } : {});
+        this.markFailed(err, m.records);
+        const fullCode = toFullCode(err);
+        e = storeError('ERR_STORE_UNAVAILABLE', fullCode
+          ? `the decision spool ${this.path} is full (${fullCode}: no space on its disk): could not commit ${m.records} record(s): ${m.message}`
+          : `the decision spool ${this.path} could not commit ${m.records} record(s): ${m.message}`, err);
       }
       for (const batch of m.batches) {
         for (const p of this.inFlight.get(batch) ?? []) p.reject(e);
@@ -309,10 +325,7 @@ class SqliteSpool implements Spool {
     }
     if (m.t !== 'committed') return;
     this.count += m.added;
-    if (this.failed) {
-      this.failed = false;
-      this.log.info({ spool: this.path }, 'decision spool writable again');
-    }
+    if (this.failed) this.markRecovered();
     for (const { batch, results } of m.batches) {
       const pending = this.inFlight.get(batch) ?? [];
       this.inFlight.delete(batch);
@@ -350,6 +363,13 @@ class SqliteSpool implements Spool {
 
   writable(): boolean {
     return !this.full && !this.failed && !this.closed;
+  }
+
+  unwritableReason(): string | undefined {
+    if (this.closed) return `decision spool ${this.path} closed`;
+    if (this.failed) return this.down.fullCode ? `decision spool ${this.path} full (${this.down.fullCode}: no space on its disk)` : `decision spool ${this.path} not writable`;
+    if (this.full) return `decision spool ${this.path} full (store.spool.maxBytes = ${this.maxBytes}, ${this.count} records waiting for PostgreSQL)`;
+    return undefined;
   }
 
   onAppend(listener: () => void): void {
@@ -425,10 +445,28 @@ class SqliteSpool implements Spool {
     this.startProbe();
   }
 
-  private markFailed(err: unknown): void {
-    if (!this.failed) this.log.error({ err: { message: (err as Error).message }, spool: this.path }, 'decision spool write failed; unwritable until a probe write succeeds');
+  /** Logged once per transition, not per request: "spool full" (no space on its disk) or a write failure. */
+  private markFailed(err: unknown, records = 0): void {
+    const fullCode = toFullCode(err);
+    if (!this.failed || (fullCode && !this.down.fullCode)) {
+      if (!this.failed) this.down = { since: Date.now(), fullCode, refused: 0 };
+      this.down.fullCode = fullCode;
+      const e = { message: (err as Error).message, code: (err as { code?: unknown }).code };
+      if (fullCode) this.log.error({ err: e, fullCode, spool: this.path, backlog: this.count }, 'decision spool full (no space on its disk): admissions fail closed (STORE_UNAVAILABLE) and the pod is unready until space is freed; the spool recovers by itself');
+      else this.log.error({ err: e, spool: this.path, backlog: this.count }, 'decision spool write failed; unwritable until a probe write succeeds');
+    }
+    this.down.refused += records;
     this.failed = true;
     this.startProbe();
+  }
+
+  private markRecovered(): void {
+    const { since, fullCode, refused } = this.down;
+    this.reserve.restore();
+    this.failed = false;
+    this.down = { since: 0, fullCode: undefined, refused: 0 };
+    this.log.info({ spool: this.path, wasFull: fullCode !== undefined, ...(fullCode ? { fullCode } : {}), downMs: Date.now() - since, refusedRecords: refused, backlog: this.count },
+      fullCode ? 'decision spool recovered: space is back and writes succeed again' : 'decision spool recovered: writes succeed again');
   }
 
   private startProbe(): void {
@@ -446,15 +484,22 @@ class SqliteSpool implements Spool {
     }
     if (this.failed) {
       try {
+        if (this.down.fullCode) {
+          // Room to spare, not just for the one-row write below (which fits in pages the file
+          // already has): otherwise readiness would flap once per request on a nearly full disk.
+          this.db.exec('CREATE TABLE IF NOT EXISTS probe_headroom (b BLOB)');
+          this.db.transaction(() => this.db.prepare('INSERT INTO probe_headroom (b) VALUES (zeroblob(?))').run(PROBE_HEADROOM_BYTES))();
+          this.db.exec('DELETE FROM probe_headroom');
+        }
         // Read and rewritten under the write lock: the writer thread may be appending meanwhile.
         this.db.transaction(() => {
           const h = this.head();
           this.st.setHead.run(this.replica, h.seq, h.hash);
         }).immediate();
-        this.failed = false;
-        this.log.info({ spool: this.path }, 'decision spool writable again');
-      } catch {
-        // still failing: the next probe tries again (already logged once by markFailed)
+        this.markRecovered();
+      } catch (err) {
+        // Still failing: the next probe tries again (logged once by markFailed; again only if it is full now).
+        this.markFailed(err);
       }
     }
     if (!this.full && !this.failed && this.probeTimer) {
@@ -502,7 +547,15 @@ class SqliteSpool implements Spool {
     this.db.pragma('synchronous = NORMAL');
     let n: number;
     try {
-      n = del();
+      try {
+        n = del();
+      } catch (err) {
+        // The disk is full (the spool filled it while PostgreSQL was away): give back the reserve
+        // so the forwarded records can go, which frees their pages for the next appends.
+        if (!toFullCode(err) || !this.reserve.release()) throw err;
+        this.log.warn({ spool: this.path, reserve: this.reserve.path }, 'decision spool disk full: released the reserve file to remove forwarded decisions; it is written again once there is room');
+        n = del();
+      }
     } finally {
       this.db.pragma('synchronous = FULL');
     }
