@@ -5,6 +5,7 @@
 import type { ChainedRecord, DecisionRecord } from '../core/record.js';
 import type { ChainEntry, DecisionFilter, DecisionPage } from './port.js';
 import { decodeCursor, encodeCursor, MAX_LIMIT, toCanonicalTime, type Cursor } from './query.js';
+import { fromStoredBody } from './evidence/body-codec.js';
 
 /**
  * One `decisions` row as read for verification, with its ServiceAccount index rows folded into
@@ -26,6 +27,43 @@ export interface DecisionRow<Seq extends number | string = number> {
   hash: string;
   record: string;
   sa_keys: string | null;
+}
+
+/**
+ * The canonical body of a stored row: the v1 `record` text as stored, or the v2 stored bytes
+ * (`body`, evidence/body-codec.ts) inflated. Bytes that do not inflate give a text that is not
+ * JSON naming why, so the row is reported as a bad record (toChainEntry) instead of thrown.
+ */
+export function toBodyText(record: string, body: Uint8Array | null): string {
+  if (body === null) return record;
+  try {
+    return fromStoredBody(body);
+  } catch (err) {
+    return `(${(err as Error).message})`;
+  }
+}
+
+/** Reason codes whose `serviceAccount` is an unmapped (or wrongly mapped) account: the `unmapped` column stats read. */
+const UNMAPPED_CODES = new Set(['TASKRUN_SA_UNMAPPED', 'PIPELINERUN_SA_UNMAPPED', 'POD_SA_UNMAPPED', 'MAPPING_CONFLICT', 'MAPPING_INVALID']);
+
+/**
+ * The `unmapped` column of a v2 row: a JSON array of the ServiceAccount each unmapped/mapping reason
+ * is about (null when none) — the reason's `serviceAccount`, else (records from before reasons
+ * carried it) the record's only ServiceAccount, else the account named in the rules' "ServiceAccount
+ * ns/name has no IdentityMapping" message. The same derivation as stats.ts applies to v1 rows' JSON.
+ */
+export function toUnmappedColumn(r: DecisionRecord): string | null {
+  if (!Array.isArray(r.reasons)) return null;
+  const out: string[] = [];
+  for (const reason of r.reasons as Array<{ code?: unknown; serviceAccount?: unknown; message?: unknown }>) {
+    if (!UNMAPPED_CODES.has(reason?.code as string)) continue;
+    let sa: string | undefined;
+    if (typeof reason.serviceAccount === 'string') sa = reason.serviceAccount;
+    else if (r.serviceAccounts.length === 1) sa = r.serviceAccounts[0];
+    else if (typeof reason.message === 'string') sa = /^ServiceAccount (.*?) has no IdentityMapping/.exec(reason.message)?.[1];
+    if (sa !== undefined) out.push(sa);
+  }
+  return out.length ? JSON.stringify(out) : null;
 }
 
 /** A stored record: its canonical body (stored without `hash`) with the row's hash put back. Throws on a body that is not JSON. */

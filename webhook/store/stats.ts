@@ -127,8 +127,10 @@ export function toStatsSql(dialect: StatsDialect, t: StatsTables, filter: StatsF
              CASE WHEN jsonb_array_length(j.rec -> 'serviceAccounts') = 1 THEN j.rec -> 'serviceAccounts' ->> 0
                   WHEN r.value ->> 'message' LIKE 'ServiceAccount % has no IdentityMapping%'
                   THEN substr(r.value ->> 'message', 16, strpos(r.value ->> 'message', ' has no IdentityMapping') - 16) END) AS sa
-           FROM ${t.decisions} d CROSS JOIN LATERAL (SELECT d.record::jsonb AS rec) j CROSS JOIN LATERAL jsonb_array_elements(j.rec -> 'reasons') AS r(value)${unmappedWhere.sql}
-             AND r.value ->> 'code' IN (${codes})
+           FROM ${t.decisions} d CROSS JOIN LATERAL (SELECT CASE WHEN d.body IS NULL THEN d.record::jsonb END AS rec) j CROSS JOIN LATERAL jsonb_array_elements(j.rec -> 'reasons') AS r(value)${unmappedWhere.sql}
+             AND d.body IS NULL AND r.value ->> 'code' IN (${codes})
+           UNION ALL
+           SELECT d.verdict AS verdict, u.value AS sa FROM ${t.decisions} d CROSS JOIN LATERAL jsonb_array_elements_text(d.unmapped::jsonb) AS u(value)${unmappedWhere.sql} AND d.body IS NOT NULL
          ) u WHERE sa IS NOT NULL GROUP BY sa ORDER BY denied DESC, warned DESC, sa LIMIT ${UNMAPPED_LIMIT}`;
   const len = BUCKET_PREFIX[bucket];
   return {
