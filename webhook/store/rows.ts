@@ -3,6 +3,7 @@
  * row is decoded back into a record for reads and for chain verification. Pure: no fs, no net, no clock.
  */
 import type { ChainedRecord, DecisionRecord } from '../core/record.js';
+import { ACCOUNT_PROBLEM_CODES } from '../core/taskrun/account-checks.js';
 import type { ChainEntry, DecisionFilter, DecisionPage } from './port.js';
 import { decodeCursor, encodeCursor, MAX_LIMIT, toCanonicalTime, type Cursor } from './query.js';
 import { fromStoredBody } from './evidence/body-codec.js';
@@ -43,8 +44,8 @@ export function toBodyText(record: string, body: Uint8Array | null): string {
   }
 }
 
-/** Reason codes whose `serviceAccount` is an unmapped (or wrongly mapped) account: the `unmapped` column stats read. */
-const UNMAPPED_CODES = new Set(['TASKRUN_SA_UNMAPPED', 'PIPELINERUN_SA_UNMAPPED', 'POD_SA_UNMAPPED', 'MAPPING_CONFLICT', 'MAPPING_INVALID']);
+/** Reason codes whose `serviceAccount` is an unmapped (or wrongly mapped) account: the `unmapped` column stats read (the core's list). */
+const UNMAPPED_CODES: ReadonlySet<string> = new Set(ACCOUNT_PROBLEM_CODES);
 
 /**
  * The `unmapped` column of a v2 row: a JSON array of the ServiceAccount each unmapped/mapping reason

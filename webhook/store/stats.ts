@@ -3,6 +3,7 @@
  * BY in each adapter), never by shipping records. This file holds the response shape and the
  * parser of its query; pure.
  */
+import { ACCOUNT_PROBLEM_CODES } from '../core/taskrun/account-checks.js';
 import type { Verdict } from '../core/verdict.js';
 import type { DecisionFilter } from './port.js';
 import { EQUALITY_FILTER_COLUMNS, parseDecisionFilter, type FilterParams } from './query.js';
@@ -49,8 +50,12 @@ export function parseStatsQuery(params: FilterParams): StatsQuery {
   return { ok: true, filter, bucket };
 }
 
-/** Reason codes that name a ServiceAccount without an IdentityMapping (the Overview's to-do list). */
-export const UNMAPPED_CODES = ['TASKRUN_SA_UNMAPPED', 'PIPELINERUN_SA_UNMAPPED', 'POD_SA_UNMAPPED'] as const;
+/**
+ * Reason codes that name a ServiceAccount without a usable IdentityMapping (none, or claimed by two,
+ * or by an invalid one: the Overview's to-do list). The core's list, the one the writers' `unmapped`
+ * column uses too (rows.ts), so v1 rows (read from their JSON here) and v2 rows count alike.
+ */
+export const UNMAPPED_CODES = ACCOUNT_PROBLEM_CODES;
 
 export type StatsDialect = 'sqlite' | 'postgres';
 
