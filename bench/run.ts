@@ -22,7 +22,7 @@
  * (summarise with `npx tsx bench/profile-summary.ts FILE`).
  */
 import { fork, type ChildProcess } from 'node:child_process';
-import { closeSync, copyFileSync, fdatasyncSync, mkdirSync, openSync, readFileSync, rmSync, writeFileSync, writeSync } from 'node:fs';
+import { closeSync, copyFileSync, fdatasyncSync, mkdirSync, openSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync, writeSync } from 'node:fs';
 import { cpus, loadavg } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -85,6 +85,8 @@ interface Server {
   name: string;
   child: ChildProcess;
   ready: ServerReady;
+  /** Where --profile writes this server's CPU profiles (undefined without --profile). */
+  profileDir: string | undefined;
 }
 
 function nextMessage<T extends { type: string }>(child: ChildProcess, type: string, timeoutMs: number): Promise<T> {
@@ -151,13 +153,33 @@ async function startServer(name: string, args: string[], profileDir: string | un
   const code = serverCode!;
   // webhook/app.ts still passes fastify's deprecated disableRequestLogging; the warning would repeat per server.
   const execArgv = [...code.execArgv, '--expose-gc', '--disable-warning=FSTDEP023', ...serverFlags];
-  if (profileDir) execArgv.push('--cpu-prof', `--cpu-prof-dir=${profileDir}`, `--cpu-prof-name=${name}.cpuprofile`);
+  // Each server profiles into its own folder, one file per thread (the store's writer thread too);
+  // stopServer names them <name>.cpuprofile (main thread) and <name>.thread-N.cpuprofile.
+  if (profileDir) execArgv.push('--cpu-prof', `--cpu-prof-dir=${join(profileDir, name)}`);
   const child = fork(code.script, args, { cwd: ROOT, execArgv, stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
   children.add(child);
   child.on('exit', () => children.delete(child));
   const ready = await nextMessage<ServerReady>(child, 'ready', 300_000);
   log(`server ${name} ready on port ${ready.port}${ready.variant === 'app' ? ` (${ready.mappings} mappings loaded in ${ready.loadMs.toFixed(0)} ms)` : ''}`);
-  return { name, child, ready };
+  return { name, child, ready, profileDir };
+}
+
+/** Names a stopped server's profiles by thread: Node writes CPU.<date>.<time>.<pid>.<thread id>.<seq>.cpuprofile. */
+function nameProfiles(s: Server): void {
+  if (!s.profileDir) return;
+  const dir = join(s.profileDir, s.name);
+  let files: string[];
+  try {
+    files = readdirSync(dir).filter((f) => f.endsWith('.cpuprofile'));
+  } catch {
+    return;
+  }
+  for (const f of files) {
+    const tid = /^CPU\.\d+\.\d+\.\d+\.(\d+)\.\d+\.cpuprofile$/.exec(f)?.[1];
+    if (tid === undefined) continue;
+    renameSync(join(dir, f), join(s.profileDir, tid === '0' ? `${s.name}.cpuprofile` : `${s.name}.thread-${tid}.cpuprofile`));
+  }
+  rmSync(dir, { recursive: true, force: true });
 }
 
 async function memoryOf(s: Server): Promise<ServerMemory> {
@@ -185,6 +207,7 @@ async function stopServer(s: Server): Promise<void> {
   const timer = setTimeout(() => s.child.kill('SIGKILL'), 30_000);
   await exited;
   clearTimeout(timer);
+  nameProfiles(s);
 }
 
 // ------------------------------------------------------------------ checks
@@ -461,7 +484,10 @@ async function main(): Promise<void> {
   if (only !== 'store' && only !== 'namespace') {
     serverCode = await prepareServer(values.tsx!);
     // Profiles name lines of this exact bundle: keep a copy next to them.
-    if (profileDir && serverCode.script.endsWith('.mjs')) copyFileSync(serverCode.script, join(profileDir, 'server.mjs'));
+    if (profileDir && serverCode.script.endsWith('.mjs')) {
+      copyFileSync(serverCode.script, join(profileDir, 'server.mjs'));
+      copyFileSync(join(dirname(serverCode.script), 'writer.js'), join(profileDir, 'writer.js'));
+    }
   }
   let http: Awaited<ReturnType<typeof runHttp>> | undefined;
   let store: StoreBenchResult | undefined;
@@ -602,7 +628,7 @@ async function main(): Promise<void> {
   };
   writeFileSync(join(OUT, 'results.json'), `${JSON.stringify({ ...summary, detail: { http: http?.results, atRate: http?.atRate, memory: http?.memory, records: http?.records, store, namespaceCost } }, null, 2)}
 `);
-  if (profileDir) lines.push(`CPU profiles in ${profileDir}: npx tsx bench/profile-summary.ts ${join(profileDir, 'app-sqlite-10.cpuprofile')} --bundle ${join(profileDir, 'server.mjs')}`);
+  if (profileDir) lines.push(`CPU profiles in ${profileDir} (<server>.cpuprofile: main thread; <server>.thread-N.cpuprofile: its worker threads, e.g. the store writer): npx tsx bench/profile-summary.ts ${join(profileDir, 'app-sqlite-10.cpuprofile')} --bundle ${join(profileDir, 'server.mjs')}`);
   process.stdout.write(`${lines.join('\n')}\n${JSON.stringify(summary)}\n`);
   if ((summary.unexpectedAnswers ?? 0) !== 0 || (summary.recordsMissing ?? 0) !== 0) {
     process.stderr.write('bench failed its answer checks: unexpectedAnswers and recordsMissing must be 0 (see above)\n');

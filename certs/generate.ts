@@ -321,7 +321,8 @@ function toKustomization(options: Options, webhooksWithCa: string, caPem: string
     // The env vars override the ConfigMap's admission.tls (all three: the loader checks the set whole).
     const env = (name: string, value: string) => ({ op: 'add', path: '/spec/template/spec/containers/0/env/-', value: { name, value } });
     patches.push({
-      target: { group: 'apps', version: 'v1', kind: 'Deployment', name: BASE_SERVICE },
+      // A regex (kustomize anchors it): the base runs a Deployment, overlays/ha (as --base) a StatefulSet.
+      target: { group: 'apps', version: 'v1', kind: 'Deployment|StatefulSet', name: BASE_SERVICE },
       patch: stringify([
         { op: 'add', path: '/spec/template/spec/volumes/-', value: { name: 'client-ca', secret: { secretName: CLIENT_CA_SECRET, defaultMode: 0o440 } } },
         { op: 'add', path: '/spec/template/spec/containers/0/volumeMounts/-', value: { name: 'client-ca', mountPath: CLIENT_CA_MOUNT, readOnly: true } },

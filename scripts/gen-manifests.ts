@@ -10,6 +10,10 @@
  *
  *   npx tsx scripts/gen-manifests.ts        (npm run gen:manifests)
  *
+ * The Deployment's template is the chart's "workload": a StatefulSet (the parts overlays/ha adds:
+ * serviceName, volumeClaimTemplates, TZW_REPLICA from the pod name) when store.type is postgres with
+ * store.postgres.spool.persistence.enabled, else the base's Deployment.
+ *
  * Chart-only pieces (the generated certificate and signing-key Secrets, the SQLite PVC, helpers,
  * NOTES) are hand-written in templates/_helpers.tpl, secrets.yaml, pvc.yaml and NOTES.txt.
  */
@@ -88,11 +92,19 @@ export function renderChart(): Map<string, string> {
   const baseIds = new Set(base.map(idOf));
   const certManager = kustomize('manifests/overlays/cert-manager').filter((o) => !baseIds.has(idOf(o)));
   const monitoring = kustomize('manifests/overlays/monitoring').filter((o) => !baseIds.has(idOf(o)));
+  // overlays/ha turns the Deployment into a StatefulSet with the spool on a claim per replica: the
+  // chart renders the same when store.type is postgres with store.postgres.spool.persistence.
+  const haSts = kustomize('manifests/overlays/ha').find((o) => o.kind === 'StatefulSet' && o.metadata.name === NAME);
+  if (haSts === undefined) throw new Error(`manifests/overlays/ha renders no StatefulSet ${NAME}`);
+  const haReplicaEnv = (haSts.spec.template.spec.containers[0].env as Obj[]).find((e) => e.name === 'TZW_REPLICA');
+  if (haReplicaEnv === undefined) throw new Error('the HA StatefulSet sets no TZW_REPLICA');
+  const haClaims = structuredClone(haSts.spec.volumeClaimTemplates) as Obj[];
+  if (haClaims.length !== 1 || haClaims[0]!.metadata.name !== 'store') throw new Error('the HA StatefulSet must claim exactly the "store" volume');
   const s = new Sentinels();
   const ns = s.val('{{ .Release.Namespace }}');
   const docs: ChartDoc[] = [];
   const files = new Map<string, string>();
-  let defaults: { resources: unknown; affinity: unknown; replicas: number; minAvailable: number; image: { repository: string; tag: string; pullPolicy: string }; namespaceSelector: unknown } | undefined;
+  let defaults: { resources: unknown; affinity: unknown; replicas: number; minAvailable: number; image: { repository: string; tag: string; pullPolicy: string }; namespaceSelector: unknown; spoolSize: string } | undefined;
 
   const common = (o: Obj): void => {
     if (o.metadata.namespace === NS) o.metadata.namespace = ns;
@@ -124,14 +136,24 @@ export function renderChart(): Map<string, string> {
         const pod = spec.template.spec;
         const c = pod.containers[0];
         const [repository, tag] = c.image.split(/:(?=[^:]+$)/);
+        const claim = haClaims[0]!;
         defaults = {
           resources: c.resources, affinity: pod.affinity, replicas: spec.replicas, minAvailable: 0,
           image: { repository, tag, pullPolicy: c.imagePullPolicy }, namespaceSelector: undefined,
+          spoolSize: claim.spec.resources.requests.storage,
         };
+        // kind: Deployment, or StatefulSet as overlays/ha (keys re-ordered so kind stays second).
+        const { apiVersion, kind: _kind, ...rest } = o;
+        for (const k of Object.keys(o)) delete o[k];
+        Object.assign(o, { apiVersion, [s.line((i) => `${i}{{- if eq (include "tzw.statefulSet" .) "true" }}\n${i}kind: StatefulSet\n${i}{{- else }}\n${i}kind: Deployment\n${i}{{- end }}`)]: null }, rest);
         spec.replicas = s.val('{{ .Values.replicaCount }}');
         const strategy = spec.strategy;
         delete spec.strategy;
-        spec[s.line((i) => `${i}{{- if eq (include "tzw.sqlitePersistent" .) "true" }}\n${i}# One PVC, one pod: the old pod must let go of the volume first.\n${block(i, 'strategy', { type: 'Recreate' })}\n${i}{{- else }}\n${block(i, 'strategy', strategy)}\n${i}{{- end }}`)] = null;
+        claim.spec.resources.requests.storage = s.val('{{ .Values.store.postgres.spool.persistence.size }}');
+        claim.spec[s.line((i) => `${i}{{- with .Values.store.postgres.spool.persistence.storageClassName }}\n${i}storageClassName: {{ . }}\n${i}{{- end }}`)] = null;
+        const statefulSpec = { serviceName: haSts.spec.serviceName, podManagementPolicy: haSts.spec.podManagementPolicy, updateStrategy: haSts.spec.updateStrategy, volumeClaimTemplates: haClaims };
+        const statefulLines = (i: string) => Object.entries(statefulSpec).map(([k, v]) => (typeof v === 'object' ? block(i, k, v) : `${i}${k}: ${v}`)).join('\n');
+        spec[s.line((i) => `${i}{{- if eq (include "tzw.statefulSet" .) "true" }}\n${statefulLines(i)}\n${i}{{- else if eq (include "tzw.sqlitePersistent" .) "true" }}\n${i}# One PVC, one pod: the old pod must let go of the volume first.\n${block(i, 'strategy', { type: 'Recreate' })}\n${i}{{- else }}\n${block(i, 'strategy', strategy)}\n${i}{{- end }}`)] = null;
         spec.template.metadata.annotations = {
           ...(spec.template.metadata.annotations ?? {}),
           [s.line((i) => `${i}checksum/config: {{ include "tzw.config" . | sha256sum }}`)]: null,
@@ -145,6 +167,7 @@ export function renderChart(): Map<string, string> {
         c.imagePullPolicy = s.val('{{ .Values.image.pullPolicy }}');
         delete c.resources;
         c[s.line((i) => `${i}resources:\n${i}  {{- toYaml .Values.resources | nindent ${i.length + 2} }}`)] = null;
+        c.env.push(s.line((i) => `${i}{{- if eq (include "tzw.statefulSet" .) "true" }}\n${listItem(i, haReplicaEnv)}\n${i}{{- end }}`));
         c.env.push(s.line((i) => `${i}{{- if eq .Values.store.type "postgres" }}\n${listItem(i, { name: 'TZW_STORE_URL', valueFrom: { secretKeyRef: { name: '__STORE_SECRET__', key: '__STORE_KEY__' } } })}\n${i}{{- end }}`
           .replace('__STORE_SECRET__', '{{ .Values.store.postgres.existingSecret }}').replace('__STORE_KEY__', '{{ .Values.store.postgres.key }}')));
         pod.volumes = (pod.volumes as Obj[]).map((v) => {
@@ -152,7 +175,8 @@ export function renderChart(): Map<string, string> {
           if (v.secret?.secretName === 'tzw-webhook-tls') return { ...v, secret: { ...v.secret, secretName: s.val('{{ include "tzw.tlsSecret" . }}') } };
           if (v.secret?.secretName === 'tzw-signing-key') return { ...v, secret: { ...v.secret, secretName: s.val('{{ .Values.signing.secretName }}') } };
           if (v.name === 'store') {
-            return s.line((i) => `${i}{{- if eq (include "tzw.sqlitePersistent" .) "true" }}\n${listItem(i, { name: 'store', persistentVolumeClaim: { claimName: `${NAME}-store` } })}\n${i}{{- else }}\n${listItem(i, v)}\n${i}{{- end }}`);
+            // StatefulSet: the claim template of the same name is the volume.
+            return s.line((i) => `${i}{{- if eq (include "tzw.statefulSet" .) "true" }}\n${i}{{- else if eq (include "tzw.sqlitePersistent" .) "true" }}\n${listItem(i, { name: 'store', persistentVolumeClaim: { claimName: `${NAME}-store` } })}\n${i}{{- else }}\n${listItem(i, v)}\n${i}{{- end }}`);
           }
           return v;
         });
@@ -182,7 +206,9 @@ export function renderChart(): Map<string, string> {
         }
         break;
     }
-    const file = `${o.kind.toLowerCase()}-${o.kind === 'Namespace' ? 'namespace' : o.metadata.name}.yaml`.replace(/[^a-z0-9.-]/g, '-');
+    // The Deployment's template renders a StatefulSet too: it is the "workload".
+    const kindName = o.kind === undefined ? 'workload' : o.kind.toLowerCase();
+    const file = `${kindName}-${o.kind === 'Namespace' ? 'namespace' : o.metadata.name}.yaml`.replace(/[^a-z0-9.-]/g, '-');
     docs.push({ file, ...(condition ? { condition } : {}), text: stringify(o, { lineWidth: 0 }) });
   }
 
@@ -234,7 +260,7 @@ export function renderChart(): Map<string, string> {
 
 const y = (v: unknown, indent: number): string => stringify(v, { lineWidth: 0 }).trimEnd().split('\n').map((l) => `${' '.repeat(indent)}${l}`).join('\n');
 
-function toValuesYaml(d: { resources: unknown; affinity: unknown; replicas: number; minAvailable: number; image: { repository: string; pullPolicy: string } }): string {
+function toValuesYaml(d: { resources: unknown; affinity: unknown; replicas: number; minAvailable: number; image: { repository: string; pullPolicy: string }; spoolSize: string }): string {
   return `${GENERATED}# Defaults render the same objects as the kustomize base (manifests/base); see README "Deploy".
 
 # Replicas of the webhook. failurePolicy is Fail: keep at least two so a drain never stops Tekton.
@@ -310,6 +336,17 @@ store:
   postgres:
     existingSecret: tzw-store
     key: url
+    spool:
+      # Each replica commits decisions to a local spool before forwarding them to PostgreSQL.
+      # enabled: the webhook runs as a StatefulSet with the spool on a PersistentVolumeClaim per
+      # replica and TZW_REPLICA = the pod name, so a pod deleted during a database outage comes
+      # back with its backlog and forwards it (as manifests/overlays/ha). Disabled: a Deployment
+      # with the spool on an emptyDir (a deleted pod's unforwarded decisions are lost).
+      persistence:
+        enabled: true
+        # Above config.store.spool.maxBytes (1 GiB by default): room for the WAL and a reserve file.
+        size: ${d.spoolSize}
+        storageClassName: ""
 
 # Replaces config.auditApi.auth when set (mode kubernetes | oidc | none), e.g.
 #   {mode: oidc, issuer: https://idp.example.com, jwksUri: ..., audience: ..., group: ...}
@@ -357,7 +394,10 @@ function toValuesSchema(): Obj {
       store: obj({
         type: { enum: ['sqlite', 'postgres'] },
         sqlite: obj({ persistence: obj({ enabled: { type: 'boolean' }, size: { type: 'string', pattern: '^[0-9]+(\\.[0-9]+)?(Ki|Mi|Gi|Ti|k|M|G|T)?$' }, storageClassName: { type: 'string' } }) }),
-        postgres: obj({ existingSecret: { type: 'string', minLength: 1 }, key: { type: 'string', minLength: 1 } }),
+        postgres: obj({
+          existingSecret: { type: 'string', minLength: 1 }, key: { type: 'string', minLength: 1 },
+          spool: obj({ persistence: obj({ enabled: { type: 'boolean' }, size: { type: 'string', pattern: '^[0-9]+(\\.[0-9]+)?(Ki|Mi|Gi|Ti|k|M|G|T)?$' }, storageClassName: { type: 'string' } }) }),
+        }),
       }, ['type']),
       auditApi: obj({ auth: configSchema.properties.auditApi.properties.auth }),
       serviceMonitor: obj({ enabled: { type: 'boolean' } }),

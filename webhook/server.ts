@@ -218,7 +218,7 @@ export async function startServer(config: Config, opts: ServerOptions = {}): Pro
     const unmet: string[] = [];
     if (!tls) unmet.push('serving certificate not loaded');
     if (!source.synced()) unmet.push('object source not synced');
-    if (!store.writable()) unmet.push('decision store not writable');
+    if (!store.writable()) unmet.push(store.unwritableReason?.() ?? 'decision store not writable');
     return unmet;
   };
   const nowMicros = createMicrosClock();

@@ -105,7 +105,7 @@ function toComparable(o: Obj, from: 'helm' | 'kustomize'): Obj {
     // kustomize keeps the file's comments; compare what the server reads.
     if (c.data?.['config.yaml']) c.data['config.yaml'] = parse(c.data['config.yaml']);
   }
-  if (c.kind === 'Deployment') {
+  if (c.kind === 'Deployment' || c.kind === 'StatefulSet') {
     delete c.spec.template.metadata.annotations?.['checksum/config'];
     if (c.spec.template.metadata.annotations && Object.keys(c.spec.template.metadata.annotations).length === 0) delete c.spec.template.metadata.annotations;
     for (const v of c.spec.template.spec.volumes as Obj[]) if (v.configMap) v.configMap.name = unhash(v.configMap.name);
@@ -159,6 +159,27 @@ t.test('values change exactly what they name (single-replica SQLite set vs defau
   t.equal(config.events.onDenial, true, 'config is merged');
   t.equal(config.store.url, 'sqlite:/var/lib/tzw/decisions.db', 'and keeps the rest of the base config');
   t.match(config.injection.sidecar, { image: /@sha256:/, mode: 'native' });
+});
+
+t.test('store.type postgres: a StatefulSet with the spool on a claim per replica and TZW_REPLICA from the pod name, unless spool persistence is off', async (t) => {
+  const ha = await template(['ci/ha-values.yaml'], ['store.postgres.spool.persistence.size=5Gi', 'store.postgres.spool.persistence.storageClassName=fast']);
+  t.strictSame(ha.filter((o) => o.kind === 'Deployment'), [], 'no Deployment');
+  const sts = ha.find((o) => o.kind === 'StatefulSet')!;
+  t.match(sts.spec, { serviceName: 'tekton-zscaler-webhook', podManagementPolicy: 'Parallel', replicas: 3 });
+  t.strictSame(sts.spec.volumeClaimTemplates, [{ metadata: { name: 'store' }, spec: { accessModes: ['ReadWriteOnce'], resources: { requests: { storage: '5Gi' } }, storageClassName: 'fast' } }]);
+  t.strictSame(sts.spec.template.spec.volumes.filter((v: Obj) => v.name === 'store'), [], 'the claim is the store volume');
+  t.strictSame(sts.spec.template.spec.containers[0].env.filter((e: Obj) => e.name === 'TZW_REPLICA'), [{ name: 'TZW_REPLICA', valueFrom: { fieldRef: { fieldPath: 'metadata.name' } } }]);
+  t.ok(ha.some((o) => o.kind === 'PodDisruptionBudget' && o.spec.minAvailable === 2), 'the PDB stays');
+
+  const off = await template(['ci/ha-values.yaml'], ['store.postgres.spool.persistence.enabled=false']);
+  const deployment = off.find((o) => o.kind === 'Deployment')!;
+  t.strictSame(off.filter((o) => o.kind === 'StatefulSet'), []);
+  t.strictSame(deployment.spec.template.spec.volumes.find((v: Obj) => v.name === 'store'), { name: 'store', emptyDir: { sizeLimit: '1Gi' } });
+  t.strictSame(deployment.spec.template.spec.containers[0].env.filter((e: Obj) => e.name === 'TZW_REPLICA'), [], 'the hostname (= pod name) is the writer id');
+  t.equal(deployment.spec.strategy.type, 'RollingUpdate');
+
+  const sqlite = await template([]);
+  t.strictSame(sqlite.filter((o) => o.kind === 'StatefulSet'), [], 'store.type sqlite: never a StatefulSet');
 });
 
 t.test('certificates.mode helm: a CA and a serving certificate for the Service names; both webhooks trust that CA; a signing key', async (t) => {

@@ -95,7 +95,12 @@ t.test('verify --store, verify --bundle and export: identical stdout on a fake T
     ['verify --bundle', ['decisions', 'verify', '--bundle', 'bundle.jsonl', '--jwks', jwksPath]],
     ['export', ['decisions', 'export', '--store', url, '--jwks', jwksPath, '--out', 'again.jsonl']],
     ['namespaces readiness', ['namespaces', 'readiness', '--store', url, '--since', '2025-01-01T00:00:00Z']],
+    // One namespace: the namespace bundle (4,000 of the records are in payments), and verifying it.
+    ['export --namespace', ['decisions', 'export', '--store', url, '--namespace', 'payments', '--jwks', jwksPath, '--out', 'payments.jsonl']],
+    ['verify --bundle (namespace)', ['decisions', 'verify', '--bundle', 'payments-first.jsonl', '--jwks', jwksPath]],
   ];
+  const first = await tzw('pipe', ['decisions', 'export', '--store', url, '--namespace', 'payments', '--jwks', jwksPath, '--out', 'payments-first.jsonl']);
+  t.equal(first.code, 0, first.stderr);
   for (const [name, argv] of commands) {
     const tty = await tzw('tty', argv);
     const pipe = await tzw('pipe', argv);
@@ -103,11 +108,30 @@ t.test('verify --store, verify --bundle and export: identical stdout on a fake T
     t.equal(tty.code, name === 'namespaces readiness' ? 1 : 0, `${name}: ${tty.stderr}`);
     t.equal(pipe.stdout, tty.stdout, `${name}: stdout byte-identical on a pipe and a TTY`);
     t.equal(quiet.stdout, tty.stdout, `${name}: and with --quiet`);
-    t.match(tty.stdout, name.startsWith('export') ? `Wrote ${RECORDS} records` : name.startsWith('namespaces') ? `data-science  ${RECORDS / 3}  data-science/trainer` : /records/);
+    t.match(
+      tty.stdout,
+      name === 'export --namespace'
+        ? `Wrote ${(RECORDS * 2) / 3} records of namespace payments`
+        : name === 'verify --bundle (namespace)'
+          ? /^complete for namespace payments /
+          : name.startsWith('export')
+            ? `Wrote ${RECORDS} records`
+            : name.startsWith('namespaces')
+              ? `data-science  ${RECORDS / 3}  data-science/trainer`
+              : /records/,
+    );
 
     const lines = tty.log.filter(([k, s]) => k === 'stderr' && s !== CLEAR);
     t.ok(lines.length >= 2, `${name}: ${lines.length} progress lines on the TTY`);
-    if (name === 'namespaces readiness') {
+    if (name === 'export --namespace') {
+      // Checkpoints per writer planned, then the namespace's records against its head nsSeq.
+      for (const [, s] of lines) t.match(s, /^\r\x1b\[1mexport\x1b\[22m: (checkpoints [\d,]+\/1 writers \(\d+%\)|records [\d,]+\/4,000 \(\d+%\))(, [\d,]+\/s(, \d+:\d\d left)?)?\x1b\[K$/, `${name}: one updating line`);
+      t.ok(lines.some(([, s]) => /records [\d,]+\/4,000 \(\d+%\)/.test(s)), `${name}: done/total of the namespace's records`);
+    } else if (name === 'verify --bundle (namespace)') {
+      // One pass over the file: bytes read of its size.
+      for (const [, s] of lines) t.match(s, /^\r\x1b\[1mverify\x1b\[22m: (checkpoints|records) [\d.]+ MB\/[\d.]+ MB \(\d+%\)(, [\d.]+ MB\/s(, \d+:\d\d left)?)?\x1b\[K$/, `${name}: one updating line`);
+      t.ok(lines.some(([, s]) => /records [\d.]+ MB\/[\d.]+ MB \([1-9]\d?%\)/.test(s)), `${name}: part way through the records`);
+    } else if (name === 'namespaces readiness') {
       // A filtered query has no cheap total: done and rate only.
       for (const [, s] of lines) t.match(s, /^\r\x1b\[1mreadiness\x1b\[22m: warned records [\d,]+(, [\d,]+\/s)?\x1b\[K$/, `${name}: one updating line`);
     } else {
@@ -123,6 +147,7 @@ t.test('verify --store, verify --bundle and export: identical stdout on a fake T
   }
   const strip = (f: string): string[] => readFileSync(join(dir, f), 'utf8').split('\n').slice(1);
   t.strictSame(strip('again.jsonl'), strip('bundle.jsonl'), 'the bundle is the same whether or not progress was shown (header time aside)');
+  t.strictSame(strip('payments.jsonl'), strip('payments-first.jsonl'), 'so is the namespace bundle');
 });
 
 t.test('verify on worker threads: the same report as on this thread; --workers checked', async (t) => {

@@ -226,3 +226,78 @@ t.test('export --server and verify --server: the bundle of GET /api/v1/export, v
   t.match(tampered.stdout, /^VERIFICATION FAILED: server https:\/\/127\.0\.0\.1:\d+\nFirst bad record 01944000-0000-7000-8000-000000000003 \(writer tzw-0, seq 3\)/);
   t.equal(/First bad record (\S+)/.exec(tampered.stdout)?.[1], /First bad record (\S+)/.exec(local.stdout)?.[1], 'the same first bad record as --store');
 });
+
+/**
+ * tzw with stderr a fake terminal (80 columns) or a pipe, a fake clock that moves 200 ms at every
+ * read (so nine records look like seconds of work), and optionally Ctrl-C pressed as soon as the
+ * command listens for it.
+ */
+async function tzwOn(terminal: 'tty' | 'pipe', cwd: string, argv: string[], o: { sigint?: boolean } = {}): Promise<Captured & { log: Array<['stdout' | 'stderr', string]> }> {
+  const log: Array<['stdout' | 'stderr', string]> = [];
+  let clock = 0;
+  const io: CliIo = {
+    stdout: (s) => log.push(['stdout', s]),
+    stderr: (s) => log.push(['stderr', s]),
+    env: { TERM: 'xterm-256color' },
+    cwd,
+    hostname: 'test-host',
+    readFile: (p) => readFileSync(p, 'utf8'),
+    onSignal: (signal, fn) => {
+      if (o.sigint && signal === 'SIGINT') setImmediate(fn);
+      return () => undefined;
+    },
+    ...(terminal === 'tty' ? { stderrTerminal: { isTTY: true, columns: 80 } } : {}),
+    now: () => (clock += 200),
+  };
+  const code = await run(argv, io);
+  const text = (k: 'stdout' | 'stderr') => log.filter(([x]) => x === k).map(([, s]) => s).join('');
+  return { code, stdout: text('stdout'), stderr: text('stderr'), log };
+}
+
+t.test('--server on a terminal: a progress line (downloading, then verifying), erased before the result; none on a pipe or with --quiet; stdout the same', async (t) => {
+  const s = await setup(t);
+  const remote = ['--server', s.server, '--cacert', s.caFile];
+  writeFileSync(join(s.dir, 'jwks.json'), readFileSync(join(s.dir, 'jwks-from-server.json'), 'utf8'));
+  const commands: Array<[string, string[]]> = [
+    ['export --server', ['decisions', 'export', ...remote, '--out', 'p.jsonl']],
+    ['export --server --namespace', ['decisions', 'export', ...remote, '--namespace', 'payments', '--out', 'pns.jsonl']],
+    ['verify --server', ['decisions', 'verify', ...remote, '--jwks', 'jwks.json']],
+    ['verify --server --namespace', ['decisions', 'verify', ...remote, '--namespace', 'payments', '--jwks', 'jwks.json']],
+  ];
+  for (const [name, argv] of commands) {
+    const tty = await tzwOn('tty', s.dir, argv);
+    const pipe = await tzwOn('pipe', s.dir, argv);
+    const quiet = await tzwOn('tty', s.dir, [...argv, '--quiet']);
+    t.equal(tty.code, 0, `${name}: ${tty.stdout}${tty.stderr}`);
+    t.equal(pipe.stdout, tty.stdout, `${name}: stdout byte-identical on a pipe and a terminal`);
+    t.equal(quiet.stdout, tty.stdout, `${name}: and with --quiet`);
+    const lines = tty.log.filter(([k, x]) => k === 'stderr' && x !== '\r\x1b[K').map(([, x]) => x);
+    t.ok(lines.length >= 1, `${name}: ${lines.length} progress line(s) on the terminal`);
+    for (const l of lines) t.match(l, /^\r\x1b\[1m(export|verify)\x1b\[22m: (downloading )?(records|checkpoints|anchors|lines) [\d,.]+( MB)?(\/[\d,.]+( MB)? \(\d+%\))?.*\x1b\[K$/, `${name}: one updating line`);
+    if (name.startsWith('verify')) t.ok(lines.some((l) => l.includes('downloading ')), `${name}: the download phase is shown`);
+    const firstOut = tty.log.findIndex(([k]) => k === 'stdout');
+    t.strictSame(tty.log[firstOut - 1], ['stderr', '\r\x1b[K'], `${name}: the line is erased just before the result`);
+    t.notOk(/[\r\x1b]/.test(pipe.stderr), `${name}: no animation on a pipe`);
+    t.notOk(/[\r\x1b]/.test(quiet.stderr), `${name}: nothing with --quiet`);
+  }
+});
+
+t.test('Ctrl-C during export --server and verify --server: exit 130, nothing under the final name, no .tmp, no temporary bundle', async (t) => {
+  const s = await setup(t);
+  const remote = ['--server', s.server, '--cacert', s.caFile];
+  for (const ns of [[], ['--namespace', 'payments']]) {
+    const out = join(s.dir, `stopped${ns.length ? '-ns' : ''}.jsonl`);
+    const r = await tzwOn('tty', s.dir, ['decisions', 'export', ...remote, ...ns, '--out', out], { sigint: true });
+    t.equal(r.code, 130, r.stderr);
+    t.equal(r.stdout, '');
+    t.match(r.stderr, new RegExp(`Interrupted after [\\d.]+ s: export had (not started|reached .*)\\. Nothing was written to ${out.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}\\.\\n$`));
+    t.notOk(existsSync(out), 'nothing under the final name');
+    t.notOk(existsSync(`${out}.tmp`), 'no temporary file');
+  }
+  const before = readdirSync(tmpdir()).filter((f) => f.startsWith('tzw-verify-')).length;
+  const v = await tzwOn('pipe', s.dir, ['decisions', 'verify', ...remote, '--namespace', 'payments'], { sigint: true });
+  t.equal(v.code, 130, v.stderr);
+  t.equal(v.stdout, '');
+  t.match(v.stderr, /Interrupted after [\d.]+ s: verify had (not started|reached .*)\. Verification of server https:\/\/127\.0\.0\.1:\d+ did not finish; nothing was changed\.\n$/);
+  t.equal(readdirSync(tmpdir()).filter((f) => f.startsWith('tzw-verify-')).length, before, 'the temporary bundle is removed');
+});

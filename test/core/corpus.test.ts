@@ -104,7 +104,7 @@ for (const [defaultSa, mode] of [['default', 'enforce'], ['default', 'audit'], [
       const code = doc.kind === 'TaskRun' ? 'TASKRUN_SA_UNMAPPED' : 'PIPELINERUN_SA_UNMAPPED';
       t.strictSame(
         [d.verdict, d.reasons],
-        [mode === 'enforce' ? 'denied' : 'warned', unmapped.map((sa) => ({ code, message: `ServiceAccount ${ns}/${sa} has no IdentityMapping.` }))],
+        [mode === 'enforce' ? 'denied' : 'warned', unmapped.map((sa) => ({ code, message: `ServiceAccount ${ns}/${sa} has no IdentityMapping.`, serviceAccount: `${ns}/${sa}` }))],
         `${name}: ${mode === 'enforce' ? 'denied' : 'warned'} naming ${unmapped.join(', ')}`,
       );
       for (const sa of unmapped) t.ok(d.message.includes(`"${sa}"`) && d.message.includes(`name: ${sa}}`), `${name}: the message names ${sa} and its fix`);

@@ -304,7 +304,7 @@ t.test('ServiceAccount: serviceAccountName, else serviceAccount, else default', 
   for (const [name, spec, sa] of cases) {
     const d = decidePod(aRequest(aPod({ spec })), unmapped, native, ID);
     t.strictSame(d.serviceAccounts, [`${NS}/${sa}`], name);
-    t.strictSame(d.reasons, [reason('POD_SA_UNMAPPED', `ServiceAccount ${NS}/${sa} has no IdentityMapping.`)], name);
+    t.strictSame(d.reasons, [reason('POD_SA_UNMAPPED', `ServiceAccount ${NS}/${sa} has no IdentityMapping.`, `${NS}/${sa}`)], name);
   }
 });
 

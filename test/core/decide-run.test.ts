@@ -99,7 +99,7 @@ t.test('enforce: an unmapped TaskRun SA is denied 422 Invalid with a message nam
     ' {apiVersion: tekton-zscaler.io/v1alpha1, kind: IdentityMapping, metadata: {name: payments-ci-builder},' +
     ' spec: {serviceAccounts: [{namespace: payments, name: ci-builder}], provider: aws-iam, aws: {roleArn: "<role ARN>"}, policyTags: [<tag>]}}' +
     ' (for azure-ad use azure: {clientId, tenantId}; for okta use okta: {issuer, clientId}); or use a ServiceAccount that is already mapped.';
-  t.strictSame(d, denied([reason('TASKRUN_SA_UNMAPPED', 'ServiceAccount payments/ci-builder has no IdentityMapping.')], message, {
+  t.strictSame(d, denied([reason('TASKRUN_SA_UNMAPPED', 'ServiceAccount payments/ci-builder has no IdentityMapping.', 'payments/ci-builder')], message, {
     serviceAccounts: ['payments/ci-builder'], mode: 'enforce', tekton: { taskRun: 'build-run', task: 'build' },
   }));
   t.strictSame(d.status, { code: 422, reason: 'Invalid' });
@@ -131,8 +131,8 @@ t.test('PipelineRuns: every SA must be mapped; reasons and message name each unm
   const d = decideRun(aRequest(run), factsMapping(['builder']), opts);
   t.equal(d.verdict, 'denied');
   t.strictSame(d.reasons, [
-    reason('PIPELINERUN_SA_UNMAPPED', 'ServiceAccount payments/runner has no IdentityMapping.'),
-    reason('PIPELINERUN_SA_UNMAPPED', 'ServiceAccount payments/deployer has no IdentityMapping.'),
+    reason('PIPELINERUN_SA_UNMAPPED', 'ServiceAccount payments/runner has no IdentityMapping.', 'payments/runner'),
+    reason('PIPELINERUN_SA_UNMAPPED', 'ServiceAccount payments/deployer has no IdentityMapping.', 'payments/deployer'),
   ]);
   t.strictSame(d.serviceAccounts, ['payments/runner', 'payments/builder', 'payments/deployer']);
   t.match(d.message, 'ServiceAccounts "runner" (run-wide, spec.taskRunTemplate.serviceAccountName), "deployer" (pipeline task "deploy") have no IdentityMapping.');
@@ -161,9 +161,9 @@ t.test('conflicting and invalid mappings are named with the mappings and their p
   const d = decideRun(aRequest(run), facts, opts);
   t.equal(d.verdict, 'denied');
   t.strictSame(d.reasons, [
-    reason('MAPPING_CONFLICT', 'ServiceAccount payments/shared is claimed by more than one IdentityMapping: a-map, b-map.'),
-    reason('MAPPING_INVALID', 'ServiceAccount payments/broken is claimed by IdentityMapping broken-map, which is invalid: tokenExpirationSeconds 60 is below 600; spec.aws is missing.'),
-    reason('PIPELINERUN_SA_UNMAPPED', 'ServiceAccount payments/nobody has no IdentityMapping.'),
+    reason('MAPPING_CONFLICT', 'ServiceAccount payments/shared is claimed by more than one IdentityMapping: a-map, b-map.', 'payments/shared'),
+    reason('MAPPING_INVALID', 'ServiceAccount payments/broken is claimed by IdentityMapping broken-map, which is invalid: tokenExpirationSeconds 60 is below 600; spec.aws is missing.', 'payments/broken'),
+    reason('PIPELINERUN_SA_UNMAPPED', 'ServiceAccount payments/nobody has no IdentityMapping.', 'payments/nobody'),
   ]);
   t.match(d.message, 'ServiceAccount "shared" (pipeline task "a") is claimed by more than one IdentityMapping ("a-map", "b-map"); exactly one may claim it. Fix: a cluster admin removes it from all but one of them (kubectl edit identitymapping a-map).');
   t.match(d.message, 'ServiceAccount "broken" (pipeline task "b") is claimed by IdentityMapping "broken-map", which is invalid: tokenExpirationSeconds 60 is below 600; spec.aws is missing. Fix: a cluster admin corrects it (kubectl edit identitymapping broken-map).');

@@ -98,7 +98,7 @@ t.test('store failure (SQLite write lock held elsewhere) fails closed with 500 n
   t.equal(response.patch, undefined);
   const counted = (await metrics.decisions.get()).values.map((v) => [v.labels.verdict, v.value]);
   t.strictSame(counted, [['errored', 1]], 'counted once, as the verdict actually returned');
-  t.strictSame(await getOverHttp(app, '/readyz'), { status: 503, json: { status: 'not ready', unmet: ['decision store not writable'] } });
+  t.strictSame(await getOverHttp(app, '/readyz'), { status: 503, json: { status: 'not ready', unmet: [`decision store ${store.path} not writable`] } });
   await release();
   // The store's recovery probe (every 20 ms here) finds the lock gone.
   for (let i = 0; i < 100 && !store.writable(); i++) await new Promise((r) => setTimeout(r, 20));

@@ -57,6 +57,8 @@ export interface TestAppOptions {
   busyTimeoutMs?: number;
   /** Where admissions append instead of the SQLite store (a port double for what no real adapter does on demand). */
   appendTo?: Pick<DecisionStore, 'append'>;
+  /** The store's directory (e.g. a size-limited tmpfs); the caller owns it. Default: a new temporary directory, removed at teardown. */
+  storeDir?: string;
 }
 
 export async function createTestApp(t: Teardown, o: TestAppOptions = {}): Promise<TestApp> {
@@ -65,7 +67,7 @@ export async function createTestApp(t: Teardown, o: TestAppOptions = {}): Promis
   const index = createFactsIndex('tekton-zscaler.io');
   loadExampleFacts(index);
   const { signer, jwks } = await createTestSigner(t, 'tzw-http-key-');
-  const dir = mkdtempSync(join(tmpdir(), 'tzw-http-store-'));
+  const dir = o.storeDir ?? mkdtempSync(join(tmpdir(), 'tzw-http-store-'));
   const path = join(dir, 'decisions.db');
   // A short busy timeout and probe interval: a held lock fails the write in 50 ms, recovery is seen in 20 ms.
   const store = await createSqliteStore({ path, replica: 'test-0', signer, logger, busyTimeoutMs: o.busyTimeoutMs ?? 50, recoveryProbeMs: 20 });
@@ -85,13 +87,13 @@ export async function createTestApp(t: Teardown, o: TestAppOptions = {}): Promis
     newId: () => `0193a000-0000-7000-8000-${String(++n).padStart(12, '0')}`,
     nowMicros: () => (micros += 250n), replica: 'test-0', deadlineMs: o.deadlineMs ?? 2000,
     // As webhook/server.ts: the source and the store (the certificate is not part of these tests).
-    readiness: () => [...(state.synced ? [] : ['object source not synced']), ...(store.writable() ? [] : ['decision store not writable'])],
+    readiness: () => [...(state.synced ? [] : ['object source not synced']), ...(store.writable() ? [] : [store.unwritableReason() ?? 'decision store not writable'])],
     bodyLimit: o.bodyLimit ?? 7 * 1024 * 1024,
   });
   t.teardown(async () => {
     await app.close();
     await store.close();
-    rmSync(dir, { recursive: true, force: true });
+    if (!o.storeDir) rmSync(dir, { recursive: true, force: true });
   });
   const records = async (): Promise<ChainedRecord[]> => {
     const out: ChainedRecord[] = [];

@@ -102,3 +102,18 @@ t.test('--apiserver-client usage errors exit 2', async (t) => {
   t.match(await cli([...base, '--apiserver-client', '--client-ca-cert', 'a']), { code: 2, out: /--client-ca-cert and --client-ca-key go together/ });
   t.match(await cli([...base, '--apiserver-client', '--client-cn', 'evil*']), { code: 2, out: /without wildcards/ });
 });
+
+t.test('--apiserver-client --base manifests/overlays/ha: the StatefulSet gets the client CA too', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'tzw-apic-'));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  const out = join(dir, 'deploy');
+  const r = await cli(['--namespace', cluster.namespace, '--service', cluster.service, '--out', out, '--kustomize', '--signing-key', '--apiserver-client', '--base', join(repo, 'manifests/overlays/ha')]);
+  t.equal(r.code, 0, r.out);
+  const { stdout } = await promisify(execFile)('kubectl', ['kustomize', out], { maxBuffer: 32 * 1024 * 1024, env: { ...process.env, KUBECONFIG: '/dev/null' } });
+  const objects = parseAllDocuments(stdout).map((d) => d.toJS() as { kind: string; spec?: any }); // eslint-disable-line @typescript-eslint/no-explicit-any
+  t.strictSame(objects.filter((o) => o.kind === 'Deployment'), [], 'no Deployment in the HA overlay');
+  const pod = objects.find((o) => o.kind === 'StatefulSet')!.spec.template.spec;
+  const env = Object.fromEntries((pod.containers[0].env as Array<{ name: string; value?: string }>).map((e) => [e.name, e.value]));
+  t.equal(env.TZW_ADMISSION_TLS_CLIENT_CA_FILE, '/etc/tzw/client-ca/ca.crt');
+  t.ok((pod.volumes as Array<{ secret?: { secretName: string } }>).some((v) => v.secret?.secretName === 'tzw-client-ca'));
+});

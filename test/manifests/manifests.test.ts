@@ -70,7 +70,8 @@ const EXPECTED_KINDS: Record<Target, string[]> = {
   'manifests/overlays/ha': [],
 };
 EXPECTED_KINDS['manifests/overlays/cert-manager'] = [...EXPECTED_KINDS.manifests, 'Certificate', 'Certificate', 'Issuer', 'Issuer'].sort();
-EXPECTED_KINDS['manifests/overlays/ha'] = EXPECTED_KINDS['manifests/overlays/cert-manager'];
+// HA: the webhook runs as a StatefulSet (a spool volume per replica) instead of the Deployment.
+EXPECTED_KINDS['manifests/overlays/ha'] = EXPECTED_KINDS['manifests/overlays/cert-manager'].map((k) => (k === 'Deployment' ? 'StatefulSet' : k)).sort();
 
 for (const target of TARGETS) {
   t.test(`${target}: renders the expected objects and every one is schema-valid`, async (t) => {
@@ -123,8 +124,15 @@ t.test('manifests/examples: every document is valid against its schema (Identity
 // ---------------------------------------------------------------------------------------------
 // wiring between objects and the server contract
 
+/** The webhook's workload: the Deployment, or the StatefulSet of overlays/ha. */
+function workload(target: Target): Obj {
+  const found = objects(target).filter((o) => (o.kind === 'Deployment' || o.kind === 'StatefulSet') && o.metadata.name === cluster.service);
+  if (found.length !== 1) throw new Error(`${target}: expected one Deployment or StatefulSet, found ${found.length}`);
+  return found[0]!;
+}
+
 function podSpec(target: Target): Obj {
-  return one(target, 'Deployment').spec.template.spec;
+  return workload(target).spec.template.spec;
 }
 
 function container(target: Target): Obj {
@@ -207,11 +215,11 @@ for (const target of TARGETS) {
     );
   });
 
-  t.test(`${target}: selectors of the Deployment, Service, PDB, NetworkPolicy and anti-affinity all select the webhook pods`, async (t) => {
-    const deployment = one(target, 'Deployment');
+  t.test(`${target}: selectors of the Deployment (StatefulSet), Service, PDB, NetworkPolicy and anti-affinity all select the webhook pods`, async (t) => {
+    const deployment = workload(target);
     const podLabels = deployment.spec.template.metadata.labels as Record<string, string>;
     const selects = (selector: Record<string, string>) => Object.entries(selector).every(([k, v]) => podLabels[k] === v);
-    t.ok(selects(deployment.spec.selector.matchLabels), 'Deployment selector');
+    t.ok(selects(deployment.spec.selector.matchLabels), `${deployment.kind} selector`);
     t.ok(selects(one(target, 'Service').spec.selector), 'Service selector');
     t.ok(selects(one(target, 'PodDisruptionBudget').spec.selector.matchLabels), 'PDB selector');
     t.ok(selects(one(target, 'NetworkPolicy').spec.podSelector.matchLabels), 'NetworkPolicy podSelector');
@@ -260,15 +268,17 @@ for (const target of TARGETS) {
       [undefined, undefined],
       'Secrets are not subPath mounts, so rotated certificates reach the running pod',
     );
-    // The root filesystem is read-only: every place the server writes must be on an emptyDir.
-    // Relative paths would land in the image's WORKDIR, which is not writable.
+    // The root filesystem is read-only: every place the server writes must be on an emptyDir (or,
+    // in overlays/ha, the StatefulSet's claim). Relative paths would land in the image's WORKDIR,
+    // which is not writable.
     const written = [
       ...(config.store.url.startsWith('sqlite:') ? [config.store.url.slice('sqlite:'.length)] : []),
       config.store.spool.path,
       `${config.stateDir}/x`,
     ];
+    const claims = ((workload(target).spec.volumeClaimTemplates ?? []) as Obj[]).map((c) => c.metadata.name as string);
     t.strictSame(
-      written.filter((file) => volumes.find((v) => v.name === mountOf(file)?.name)?.emptyDir === undefined),
+      written.filter((file) => volumes.find((v) => v.name === mountOf(file)?.name)?.emptyDir === undefined && !claims.includes(mountOf(file)?.name)),
       [],
       `writable: ${written.join(', ')}`,
     );
@@ -307,7 +317,7 @@ for (const target of TARGETS) {
       { group: crdObject.spec.group, resource: `${crdObject.spec.names.plural}/status`, verbs: ['patch'] },
       { group: '', resource: 'events', verbs: ['create'] },
     ]);
-    const deployment = one(target, 'Deployment');
+    const deployment = workload(target);
     const subjects = [{ kind: 'ServiceAccount', name: deployment.spec.template.spec.serviceAccountName, namespace: deployment.metadata.namespace }];
     const binding = one(target, 'ClusterRoleBinding', 'tekton-zscaler-webhook');
     t.strictSame(
@@ -424,17 +434,58 @@ for (const target of ['manifests/overlays/cert-manager', 'manifests/overlays/ha'
 
 t.test('overlays/ha: three replicas on PostgreSQL from Secret tzw-store, PDB 2, spread over zones', async (t) => {
   const target = 'manifests/overlays/ha';
-  const deployment = one(target, 'Deployment');
-  t.equal(deployment.spec.replicas, 3);
+  const statefulSet = workload(target);
+  t.equal(statefulSet.spec.replicas, 3);
   t.equal(one(target, 'PodDisruptionBudget').spec.minAvailable, 2);
   t.strictSame(
     (container(target).env as Obj[]).filter((e) => e.name === cluster.storeEnv),
     [{ name: cluster.storeEnv, valueFrom: { secretKeyRef: { name: cluster.storeSecret.name, key: cluster.storeSecret.key } } }],
   );
   t.equal(cluster.storeEnv, envNameFor(['store', 'url']));
-  t.strictSame(deployment.spec.template.spec.topologySpreadConstraints.map((c: Obj) => [c.topologyKey, c.whenUnsatisfiable]), [['topology.kubernetes.io/zone', 'ScheduleAnyway']]);
+  t.strictSame(statefulSet.spec.template.spec.topologySpreadConstraints.map((c: Obj) => [c.topologyKey, c.whenUnsatisfiable]), [['topology.kubernetes.io/zone', 'ScheduleAnyway']]);
   // Base and the cert-manager overlay keep the embedded store and the issue's two replicas.
   t.equal(one('manifests', 'Deployment').spec.replicas, 2);
   t.equal(one('manifests', 'PodDisruptionBudget').spec.minAvailable, 1);
   t.strictSame((container('manifests').env as Obj[]).filter((e) => e.name === cluster.storeEnv), []);
+});
+
+t.test('overlays/ha: a StatefulSet, the spool on a claim per replica, the writer id = the pod name', async (t) => {
+  const target = 'manifests/overlays/ha';
+  const sts = workload(target);
+  t.equal(sts.kind, 'StatefulSet');
+  t.equal(sts.spec.serviceName, one(target, 'Service').metadata.name, 'governed by the webhook Service');
+  t.equal(sts.spec.podManagementPolicy, 'Parallel', 'a stuck pod 0 does not hold back the others');
+  t.strictSame(sts.spec.updateStrategy, { type: 'RollingUpdate' });
+  t.equal(sts.spec.strategy, undefined, 'no Deployment strategy left behind');
+  // Kept from the base: anti-affinity across nodes (the PDB is checked above).
+  t.equal(sts.spec.template.spec.affinity.podAntiAffinity.preferredDuringSchedulingIgnoredDuringExecution[0].podAffinityTerm.topologyKey, 'kubernetes.io/hostname');
+
+  const replicaEnv = (container(target).env as Obj[]).filter((e) => e.name === envNameFor(['replica']));
+  t.strictSame(replicaEnv, [{ name: 'TZW_REPLICA', valueFrom: { fieldRef: { fieldPath: 'metadata.name' } } }], 'TZW_REPLICA from the pod name (downward API)');
+
+  const claims = sts.spec.volumeClaimTemplates as Obj[];
+  t.strictSame(claims.map((c) => ({ name: c.metadata.name, accessModes: c.spec.accessModes })), [{ name: 'store', accessModes: ['ReadWriteOnce'] }]);
+  t.strictSame((podSpec(target).volumes as Obj[]).filter((v) => v.name === 'store'), [], 'the claim replaces the emptyDir (no volume of the same name)');
+  t.strictSame(podSpec('manifests').volumes.find((v: Obj) => v.name === 'store').emptyDir, { sizeLimit: '1Gi' }, 'the base keeps its emptyDir');
+
+  // Where the server puts the spool (config as rendered, the pod name as TZW_REPLICA) is on the claim.
+  const c = container(target);
+  const configMount = (c.volumeMounts as Obj[]).find((m) => m.mountPath === command.configFile)!;
+  const configMap = one(target, 'ConfigMap', (podSpec(target).volumes as Obj[]).find((v) => v.name === configMount.name)!.configMap.name);
+  const loaded = loadConfig({
+    configFile: command.configFile,
+    env: { TZW_REPLICA: 'tekton-zscaler-webhook-1', TZW_STORE_URL: 'postgres://from-secret.example:5432/tzw', TZW_MAPPING_STATUS_LEASE_NAMESPACE: cluster.namespace },
+    hostname: 'ignored', readFile: (p) => (p === command.configFile ? configMap.data[configMount.subPath] : ''),
+  });
+  if (!loaded.ok) throw new Error(loaded.errors.join('; '));
+  t.equal(loaded.config.replica, 'tekton-zscaler-webhook-1', 'the writer id is the pod name');
+  const storeMount = (c.volumeMounts as Obj[]).find((m) => m.name === 'store')!;
+  t.ok(loaded.config.store.spool.path.startsWith(`${storeMount.mountPath}/`), `the spool ${loaded.config.store.spool.path} is on the claim (${storeMount.mountPath})`);
+  const toBytes = (q: string) => {
+    const m = /^(\d+)(Ki|Mi|Gi|Ti)?$/.exec(q);
+    if (!m) throw new Error(`unexpected quantity ${q}`);
+    return Number(m[1]) * 1024 ** ['', 'Ki', 'Mi', 'Gi', 'Ti'].indexOf(m[2] ?? '');
+  };
+  const requested = toBytes(claims[0]!.spec.resources.requests.storage);
+  t.ok(requested >= loaded.config.store.spool.maxBytes * 1.5, `the claim (${claims[0]!.spec.resources.requests.storage}) leaves room above store.spool.maxBytes (${loaded.config.store.spool.maxBytes}) for the WAL and the reserve file`);
 });

@@ -69,6 +69,24 @@ export function chainOf(records: DecisionRecord[], start: { seq: number; hash: s
   });
 }
 
+/**
+ * The same chain in record format v2: each record also linked into its namespace's chain on the
+ * writer (nsSeq 1, 2, ... and nsPrevHash = hash of the namespace's previous record, 64 zeros first).
+ */
+export function chainOfV2(records: DecisionRecord[], start: { seq: number; hash: string } = { seq: 0, hash: GENESIS_HASH }): ChainedRecord[] {
+  let prev = start.hash;
+  let seq = start.seq;
+  const nsHeads = new Map<string, { nsSeq: number; hash: string }>();
+  return records.map((r) => {
+    const ns = nsHeads.get(r.namespace) ?? { nsSeq: 0, hash: GENESIS_HASH };
+    const withoutHash = { ...r, nsSeq: ns.nsSeq + 1, nsPrevHash: ns.hash, seq: ++seq, prevHash: prev };
+    const hash = hashRecord(prev, withoutHash);
+    prev = hash;
+    nsHeads.set(r.namespace, { nsSeq: ns.nsSeq + 1, hash });
+    return { ...withoutHash, hash };
+  });
+}
+
 export async function aCheckpoint(signer: Signer, chain: ChainedRecord[], size: number, time = timeAt(size * 1000 + 500)): Promise<Checkpoint> {
   const writer = chain[0]?.replica ?? WRITER;
   const headHash = chain.find((r) => r.seq === size)?.hash ?? GENESIS_HASH;

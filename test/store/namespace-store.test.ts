@@ -4,14 +4,14 @@
  * a record missing from either writer — deleted in the database or left out of the bundle — fails.
  */
 import t, { type Test } from 'tap';
-import { readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { pino } from 'pino';
 import { run } from '../../webhook/cli/run.js';
 import { buildAuditApp } from '../../webhook/http/audit.js';
 import type { CliIo } from '../../webhook/cli/io.js';
 import type { DecisionRecord } from '../../webhook/core/record.js';
-import { toNamespaceBundleLines, verifyNamespaceBundleLines, type NamespaceRange, type NsRecord } from '../../webhook/store/evidence/namespace-bundle.js';
+import { toNamespaceBundleLines, verifyNamespaceBundleFile, verifyNamespaceBundleLines, writeNamespaceBundle, type NamespaceRange, type NsRecord } from '../../webhook/store/evidence/namespace-bundle.js';
 import { toNamespaceEvidenceSource } from '../../webhook/store/namespace-source.js';
 import { openStoreForRead } from '../../webhook/store/open-url.js';
 import type { DecisionStore } from '../../webhook/store/port.js';
@@ -120,12 +120,6 @@ t.test('PostgreSQL: two replicas, one bundle covering both writers; a record mis
     await r1.close();
     await schema.drop();
   });
-  // The PostgreSQL adapter gets record format v2 (namespace chains, nsRoot checkpoints,
-  // checkpointHeads) after SQLite; until it has it, this case cannot run and says why.
-  if (typeof (r0 as { checkpointHeads?: unknown }).checkpointHeads !== 'function') {
-    t.plan(0, 'the PostgreSQL adapter does not write record format v2 (namespace chains) yet: notes/RECORD-V2.md, store helper');
-    return;
-  }
   // Interleaved writes on both replicas, checkpoints on each.
   for (let round = 0; round < 3; round++) {
     await Promise.all([appendMany(r0, 'tzw-0', round * 20_000, 9), appendMany(r1, 'tzw-1', round * 20_000 + 500, 9)]);
@@ -156,11 +150,92 @@ t.test('PostgreSQL: two replicas, one bundle covering both writers; a record mis
     const cut = await verifyNamespaceBundleLines(lines.filter((_, i) => i !== middleOf(writer).at), jwks);
     t.match(cut, { ok: false, firstBad: { writer, problem: /removed|missing/ } }, `a record of ${writer} left out of the bundle`);
   }
+  // The same through the CLI (tzw decisions export --namespace / verify --bundle) and the audit API.
+  const dir = t.testdir({});
+  writeFileSync(join(dir, 'jwks.json'), JSON.stringify(jwks));
+  const cliExport = (out: string) => tzw(dir, 'decisions', 'export', '--store', schema.url, '--namespace', A, '--since', range.since!, '--until', range.until!, '--jwks', 'jwks.json', '--out', out);
+  const exp = await cliExport('pg.jsonl');
+  t.equal(exp.code, 0, exp.stderr);
+  t.match(exp.stdout, /^Wrote \d+ records of namespace zq-team-a and \d+ checkpoints of 2 writer\(s\)/);
+  const ok = await tzw(dir, 'decisions', 'verify', '--bundle', 'pg.jsonl', '--jwks', 'jwks.json');
+  t.equal(ok.code, 0, ok.stdout);
+  for (const writer of ['tzw-0', 'tzw-1']) t.match(ok.stdout, new RegExp(`^complete for namespace ${A} from ${range.since} to ${range.until} \\(checkpoint size 27, writer ${writer}\\)$`, 'm'));
+  const app = await buildAuditApp({ store: r0, jwks: () => jwks, auth: { mode: 'none', groupsClaim: 'groups' }, logger: pino({ level: 'silent' }) });
+  t.teardown(() => app.close());
+  const res = await app.inject({ url: `/api/v1/export?namespace=${A}&since=${range.since}&until=${range.until}` });
+  t.equal(res.statusCode, 200);
+  t.match(await verifyNamespaceBundleLines(res.body.trimEnd().split('\n'), jwks), { ok: true, writers: [{ writer: 'tzw-0', status: 'complete' }, { writer: 'tzw-1', status: 'complete' }] }, 'the API export of a replica covers both writers');
+
   // Deleted in the database, then exported: tzw-1 first (tzw-0 still verifies, so the failure is
   // tzw-1's), then tzw-0 as well (writers are checked in order, so the failure is tzw-0's).
   for (const writer of ['tzw-1', 'tzw-0']) {
     await schema.pool.query('DELETE FROM decisions WHERE id = $1', [middleOf(writer).victim.id]);
     const after = await collect(toNamespaceBundleLines(toNamespaceEvidenceSource(reader), range, jwks, CREATED));
     t.match(await verifyNamespaceBundleLines(after, jwks), { ok: false, firstBad: { writer, problem: /removed|missing/ } }, `a record of ${writer} deleted in PostgreSQL`);
+    t.equal((await cliExport(`pg-${writer}.jsonl`)).code, 0);
+    const bad = await tzw(dir, 'decisions', 'verify', '--bundle', `pg-${writer}.jsonl`, '--jwks', 'jwks.json');
+    t.equal(bad.code, 3, `verify --bundle exits 3: ${bad.stdout}`);
+    t.match(bad.stdout, new RegExp(`VERIFICATION FAILED[^]*writer ${writer}, nsSeq \\d+`));
   }
+});
+
+t.test('SQLite: progress of a namespace export and of its verification; a throwing callback (Ctrl-C) leaves no file', async (t) => {
+  const dir = t.testdir({});
+  const { signer, jwks } = await createTestSigner(t, 'tzw-nsp-');
+  const path = join(dir, 'decisions.db');
+  const store = await createSqliteStore({ path, replica: 'tzw-0', signer, clock, checkpointEvery: { records: 1_000_000, seconds: 3600 } });
+  t.teardown(() => store.close());
+  await appendMany(store, 'tzw-0', 1000, 30); // 20 of A, 10 of B
+  nowMs = 31_500;
+  await store.checkpointNow();
+  await appendMany(store, 'tzw-0', 40_000, 6); // 4 more of A, not yet covered
+  const events: Array<{ phase: string; done: number; total?: number; unit?: string }> = [];
+  const out = join(dir, 'a.jsonl');
+  const summary = await writeNamespaceBundle(toNamespaceEvidenceSource(store), { namespace: A }, out, jwks, { onProgress: (e) => void events.push(e) });
+  t.equal(summary.records, 24);
+  t.strictSame(events.filter((e) => e.phase === 'checkpoints'), [
+    { phase: 'checkpoints', done: 0, total: 1, unit: 'writers' },
+    { phase: 'checkpoints', done: 1, total: 1, unit: 'writers' },
+  ], 'one writer planned');
+  const records = events.filter((e) => e.phase === 'records');
+  t.strictSame(records.map((e) => e.done), Array.from({ length: 25 }, (_, i) => i), 'every record reported, in order');
+  t.ok(records.every((e) => e.total === 24), "the total is the namespace's head nsSeq on the writer (ns_heads)");
+
+  // The same bundle through a store without the v2 port methods: its scans report too.
+  const bare = { ...Object.fromEntries(['checkpoints', 'stream', 'streamChain', 'count', 'get', 'query', 'anchors'].map((k) => [k, (store as unknown as Record<string, (...a: unknown[]) => unknown>)[k]!.bind(store)])) } as unknown as Parameters<typeof toNamespaceEvidenceSource>[0];
+  const scans: string[] = [];
+  const viaScan = await collect(toNamespaceBundleLines(toNamespaceEvidenceSource(bare, { onProgress: (e) => void scans.push(e.phase) }), { namespace: A }, jwks, CREATED));
+  t.strictSame(viaScan.slice(1), readFileSync(out, 'utf8').trimEnd().split('\n').slice(1), 'the same lines without the port methods');
+  t.ok(scans.includes('scanning namespace'), 'the namespace scan reports its progress');
+
+  // Verification: bytes of the file, checkpoints then records, ending at the file's size.
+  const seen: Array<{ phase: string; done: number; total?: number; unit?: string }> = [];
+  const result = await verifyNamespaceBundleFile(out, jwks, { onProgress: (e) => void seen.push(e) });
+  t.match(result, { ok: true });
+  const size = statSync(out).size;
+  t.ok(seen.every((e) => e.unit === 'bytes' && e.total === size), 'in bytes of the file');
+  t.strictSame([...new Set(seen.map((e) => e.phase))], ['checkpoints', 'records']);
+  t.equal(seen.at(-1)!.done, size, 'ends at the whole file');
+
+  // A callback that throws part way (what Ctrl-C does): the error comes out, no file, no .tmp.
+  const stopped = join(dir, 'stopped.jsonl');
+  await t.rejects(
+    writeNamespaceBundle(toNamespaceEvidenceSource(store), { namespace: A }, stopped, jwks, {
+      onProgress: (e) => {
+        if (e.phase === 'records' && e.done === 10) throw Object.assign(new Error('interrupted'), { code: 'ERR_INTERRUPTED' });
+      },
+    }),
+    { code: 'ERR_INTERRUPTED' },
+  );
+  t.notOk(existsSync(stopped), 'nothing under the final name');
+  t.notOk(existsSync(`${stopped}.tmp`), 'no temporary file');
+  await t.rejects(
+    verifyNamespaceBundleFile(out, jwks, {
+      onProgress: (e) => {
+        if (e.phase === 'records') throw Object.assign(new Error('interrupted'), { code: 'ERR_INTERRUPTED' });
+      },
+    }),
+    { code: 'ERR_INTERRUPTED' },
+    'verification stops too (the verifier does not turn it into a verdict)',
+  );
 });

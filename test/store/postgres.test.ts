@@ -9,9 +9,13 @@ import pg from 'pg';
 import type { ChainedRecord } from '../../webhook/core/record.js';
 import { verifyStore } from '../../webhook/store/evidence/bundle.js';
 import { canonicalJson, sha256Hex } from '../../webhook/store/evidence/chain.js';
+import { fromStoredBody, toStoredBody } from '../../webhook/store/evidence/body-codec.js';
 import { openStoreForRead } from '../../webhook/store/open-url.js';
-import { createPostgresStore, parsePostgresUrl, SCHEMA_VERSION, type PostgresStore, type PostgresStoreOptions } from '../../webhook/store/postgres/store.js';
-import { aRecord, chainOf, idOf, WRITER } from './builders.js';
+import { createPostgresStore, parsePostgresUrl, SCHEMA_MIGRATIONS, SCHEMA_VERSION, type PostgresStore, type PostgresStoreOptions } from '../../webhook/store/postgres/store.js';
+import { toNamespaceBundleLines, verifyNamespaceBundleLines } from '../../webhook/store/evidence/namespace-bundle.js';
+import { toNamespaceEvidenceSource } from '../../webhook/store/namespace-source.js';
+import { aCheckpoint, aRecord, chainOf, idOf, WRITER } from './builders.js';
+import { collect } from './ns-builders.js';
 import { runStoreContract, type MakeStore } from './contract.js';
 import { createTestSchema, pgSkip, PG_URL, type TestSchema } from './pg-support.js';
 import { createHarness, createTestSigner } from './setup.js';
@@ -39,6 +43,7 @@ t.test('PostgreSQL store', { skip: pgSkip }, async (t) => {
     // A short statement timeout so a held table lock fails writes quickly (breakWrites).
     const open = () => createPostgresStore({ url: schema.url, replica: opts.replica, signer, checkpointEvery: opts.checkpointEvery, recoveryProbeMs: 20, statementTimeoutMs: 300 });
     return createHarness({
+      v2: true,
       open,
       jwks,
       async breakWrites() {
@@ -173,8 +178,14 @@ t.test('PostgreSQL store', { skip: pgSkip }, async (t) => {
   });
 
   t.test('tampering with rows is named by verification', async (t) => {
-    const cases: Array<[string, string, RegExp, number]> = [
-      ['record body edited', `UPDATE decisions SET record = replace(record, '"verdict":"patched"', '"verdict":"allowed"') WHERE seq = 7`, /hash mismatch/, 7],
+    // The stored body is compressed (record format v2): edited as an attacker with the code would.
+    const editBody = async (pool: pg.Pool): Promise<void> => {
+      const row = (await pool.query<{ body: Buffer }>('SELECT body FROM decisions WHERE seq = 7')).rows[0]!;
+      const edited = fromStoredBody(row.body).replace('"verdict":"patched"', '"verdict":"allowed"');
+      await pool.query('UPDATE decisions SET body = $1 WHERE seq = 7', [toStoredBody(edited)]);
+    };
+    const cases: Array<[string, string | ((pool: pg.Pool) => Promise<void>), RegExp, number]> = [
+      ['record body edited', editBody, /hash mismatch/, 7],
       ['index column edited', `UPDATE decisions SET namespace = 'other' WHERE seq = 12`, /namespace column does not match/, 12],
       ['serviceAccount index row deleted', `DELETE FROM decision_sas WHERE decision_id = (SELECT id FROM decisions WHERE seq = 5) AND key = 'ci-builder'`, /serviceAccount index rows/, 5],
       ['record deleted', `DELETE FROM decisions WHERE seq = 15`, /seq 16 found where seq 15 was expected/, 16],
@@ -187,7 +198,8 @@ t.test('PostgreSQL store', { skip: pgSkip }, async (t) => {
       for (let n = 1; n <= 20; n++) await store.append(aRecord({ n }));
       await store.checkpointNow();
       t.match(await verifyStore(store, jwks), { ok: true, records: 20 }, `${title}: verifies before the edit`);
-      await schema.pool.query(sql);
+      if (typeof sql === 'string') await schema.pool.query(sql);
+      else await sql(schema.pool);
       t.match(await verifyStore(store, jwks), { ok: false, firstBad: { kind: 'record', seq, problem } }, title);
       await store.close();
     }
@@ -199,6 +211,53 @@ t.test('PostgreSQL store', { skip: pgSkip }, async (t) => {
     await store.checkpointNow();
     await schema.pool.query(`UPDATE checkpoints SET head_hash = $1`, [sha256Hex(canonicalJson({ forged: true }))]);
     t.match(await verifyStore(store, jwks), { ok: false, firstBad: { kind: 'checkpoint', problem: /headHash differs from the signed payload/ } });
+  });
+
+  t.test('a store written by the v1 build upgrades: v1 records verify as before, v2 records and namespace checkpoints follow', async (t) => {
+    const schema = await createTestSchema();
+    t.teardown(() => schema.drop());
+    // The schema and rows exactly as the build before record format v2 left them: version 1, the
+    // canonical JSON text in \`record\`, a v1 checkpoint (no nsRoot).
+    await schema.pool.query(SCHEMA_MIGRATIONS[0]!(`"${schema.name}".`));
+    await schema.pool.query(`CREATE TABLE schema_version (version integer NOT NULL, applied text NOT NULL); INSERT INTO schema_version VALUES (1, '2026-01-01T00:00:00Z')`);
+    const unmapped = { code: 'POD_SA_UNMAPPED', message: 'ServiceAccount payments/ci-builder has no IdentityMapping' } as const;
+    const v1 = chainOf(Array.from({ length: 5 }, (_, i) => aRecord({ n: i + 1, namespace: i % 2 ? 'web' : 'payments', ...(i === 0 ? { verdict: 'denied', reasons: [unmapped] } : {}) })));
+    for (const r of v1) {
+      const { hash, ...body } = r;
+      await schema.pool.query(
+        `INSERT INTO decisions (id, writer, seq, time, namespace, kind, verdict, service_accounts, task_run, pipeline_run, prev_hash, hash, record) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)`,
+        [r.id, r.replica, r.seq, r.time, r.namespace, r.kind.kind, r.verdict, JSON.stringify(r.serviceAccounts), r.tekton.taskRun, r.tekton.pipelineRun, r.prevHash, hash, canonicalJson(body)],
+      );
+      for (const key of [r.serviceAccounts[0]!, r.serviceAccounts[0]!.split('/')[1]!]) await schema.pool.query('INSERT INTO decision_sas (key, time, decision_id) VALUES ($1, $2, $3)', [key, r.time, r.id]);
+    }
+    const v1cp = await aCheckpoint(signer, v1, 5);
+    await schema.pool.query('INSERT INTO checkpoints (writer, size, head_hash, time, jws) VALUES ($1, $2, $3, $4, $5)', [WRITER, v1cp.size, v1cp.headHash, v1cp.time, v1cp.jws]);
+
+    let store = await openIn(schema);
+    t.strictSame((await schema.pool.query<{ version: number }>('SELECT version FROM schema_version ORDER BY version')).rows.map((r) => r.version), [1, 2], 'migrated once to version 2');
+    t.strictSame(store.head(), { seq: 5, hash: v1[4]!.hash }, 'the chain continues after the v1 records');
+    const a6 = await store.append(aRecord({ n: 6, verdict: 'denied', reasons: [unmapped] }));
+    t.match(a6, { seq: 6, prevHash: v1[4]!.hash, nsSeq: 1, nsPrevHash: '0'.repeat(64) }, 'the first v2 record starts its namespace chain');
+    await store.append(aRecord({ n: 7, namespace: 'web' }));
+    await store.checkpointNow();
+    await store.close();
+    // A restart continues the namespace chains from ns_heads.
+    store = await openIn(schema);
+    t.teardown(() => store.close());
+    t.match(await store.append(aRecord({ n: 8 })), { seq: 8, nsSeq: 2, nsPrevHash: a6.hash });
+    const cp = await store.checkpointNow();
+    t.match(cp, { size: 8, nsSize: 2, nsRoot: /^[0-9a-f]{64}$/ });
+    t.match((await store.checkpoints()).map((c) => c.nsRoot), [undefined, /^[0-9a-f]{64}$/, /^[0-9a-f]{64}$/], 'the v1 checkpoint stays as signed; the later ones commit to namespace heads');
+    t.strictSame(await store.get(v1[0]!.id), v1[0], 'a v1 record reads back as stored');
+    const stored = (await schema.pool.query<{ record: string; body: Buffer | null }>('SELECT record, body FROM decisions WHERE seq IN (1, 8) ORDER BY seq')).rows;
+    t.ok(stored[0]!.record.length > 0 && stored[0]!.body === null && stored[1]!.record === '' && stored[1]!.body !== null, 'v1 rows keep their text, v2 rows store the compressed body');
+    t.match(await verifyStore(store, jwks), { ok: true, records: 8, checkpoints: 3, unsigned: 0 }, 'v1 and v2 records verify as one chain');
+    const stats = await store.loadStats({}, 'day');
+    t.strictSame(stats.unmapped, [{ serviceAccount: 'payments/ci-builder', denied: 2, warned: 0 }], 'stats read the unmapped account of v1 (record text) and v2 (unmapped column) rows');
+    const lines = await collect(toNamespaceBundleLines(toNamespaceEvidenceSource(store), { namespace: 'payments' }, jwks, '2026-02-01T00:00:00.000Z'));
+    const result = await verifyNamespaceBundleLines(lines, jwks);
+    t.match(result, { ok: true, writers: [{ writer: WRITER, status: 'complete', size: 8 }] }, 'a namespace bundle proves the v2 part complete');
+    t.notOk(lines.join('\n').includes('"web"'), 'and names no other namespace');
   });
 });
 

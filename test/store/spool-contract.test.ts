@@ -58,6 +58,7 @@ t.test('spooled PostgreSQL store', { skip: pgSkip }, async (t) => {
         }),
       );
     return createHarness({
+      v2: true,
       open,
       jwks,
       // Appends commit to the spool: another connection holding its write lock makes them fail.

@@ -15,7 +15,7 @@ import { loadOrCreateSigningKey, toJwks } from '../../webhook/store/evidence/sig
 import { createSpool } from '../../webhook/store/postgres/spool.js';
 import type { StoreLogger } from '../../webhook/store/sqlite/store.js';
 import { defaultConfig } from '../../webhook/config/schema.js';
-import { aRecord, chainOf, idOf, WRITER } from './builders.js';
+import { aRecord, chainOfV2, idOf, WRITER } from './builders.js';
 import { createTcpProxy, createTestSchema, pgSkip, withSchema, PG_URL, type TcpProxy, type TestSchema } from './pg-support.js';
 
 const keyDir = mkdtempSync(join(tmpdir(), 'tzw-spool-key-'));
@@ -92,7 +92,7 @@ t.test('spooled PostgreSQL store', { skip: pgSkip }, async (t) => {
     t.equal(store.writable(), true, 'ready: the spool takes decisions while PostgreSQL is down');
     const inputs = Array.from({ length: 300 }, (_, i) => aRecord({ n: i + 1 }));
     const stored = await Promise.all(inputs.map((r) => store.append(r)));
-    t.strictSame(stored, chainOf(inputs), 'final at spool time');
+    t.strictSame(stored, chainOfV2(inputs), 'final at spool time (record format v2)');
     t.equal(store.backlog(), 300);
     t.strictSame(await store.get(idOf(42)), stored[41], 'get finds a spooled record');
     await t.rejects(store.query({ limit: 10 }), { code: 'ERR_STORE_UNAVAILABLE', message: /PostgreSQL has not been reachable since start; 300 decision\(s\) wait in the spool/ });

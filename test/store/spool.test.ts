@@ -10,7 +10,7 @@ import Database from 'better-sqlite3';
 import type { ChainedRecord } from '../../webhook/core/record.js';
 import { GENESIS_HASH, hashRecord } from '../../webhook/store/evidence/chain.js';
 import { createSpool, type Spool, type SpoolOptions } from '../../webhook/store/postgres/spool.js';
-import { aRecord, chainOf, idOf, WRITER } from './builders.js';
+import { aRecord, chainOf, chainOfV2, idOf, WRITER } from './builders.js';
 
 function tmp(t: Test): string {
   const dir = mkdtempSync(join(tmpdir(), 'tzw-spool-'));
@@ -43,7 +43,7 @@ t.test('appends are chained, durable and final; the head survives removal and re
   t.equal(db.pragma('journal_mode', { simple: true }), 'wal');
   const inputs = Array.from({ length: 50 }, (_, i) => aRecord({ n: i + 1 }));
   const stored = await Promise.all(inputs.map((r) => spool.append(r)));
-  t.strictSame(stored, chainOf(inputs), 'chained at spool time exactly as the stores chain');
+  t.strictSame(stored, chainOfV2(inputs), 'chained at spool time exactly as the stores chain (record format v2)');
   t.equal(spool.backlog(), 50);
   t.strictSame(spool.head(), { seq: 50, hash: stored[49]!.hash });
   const peeked = spool.peek(20);

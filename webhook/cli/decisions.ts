@@ -345,7 +345,11 @@ const exportCommand: Command = {
     const range = toNamespaceRange(filter);
     if (range) {
       // One namespace (and a time range): a bundle its auditor can prove complete offline.
-      const ns = await withStore(values, io, (store) => writeNamespaceBundle(toNamespaceEvidenceSource(store), range, out, jwks));
+      const nsOutcome = await runWithProgress(io, progress, (onProgress) =>
+        withStore(values, io, (store) => writeNamespaceBundle(toNamespaceEvidenceSource(store, { onProgress }), range, out, jwks, { onProgress })),
+      );
+      if (!nsOutcome.ok) return interrupted(nsOutcome);
+      const ns = nsOutcome.value;
       io.stdout(toNamespaceExportLine(ns.records, range.namespace, ns.checkpoints, ns.writers, ns.path));
       return EXIT.OK;
     }
@@ -414,7 +418,7 @@ const verify: Command = {
         try {
           const saved = await saveBundle(await client.fetchBundle(filter), join(dir, 'bundle.jsonl'), (e) => onProgress({ ...e, phase: `downloading ${e.phase}`, unit: e.phase }));
           if (saved.format === NAMESPACE_BUNDLE_FORMAT) {
-            const ns = await verifyNamespaceBundleFile(saved.path, jwks);
+            const ns = await verifyNamespaceBundleFile(saved.path, jwks, { onProgress });
             const report = toNamespaceVerifyReport(ns, source);
             return { namespaceReport: format === 'json' ? JSON.stringify({ source, ...ns }, null, 2) + '\n' : report.text, exit: report.exit };
           }
@@ -432,12 +436,12 @@ const verify: Command = {
       source = `bundle ${path}`;
       try {
         if ((await loadBundleFormat(path)) === NAMESPACE_BUNDLE_FORMAT) {
-          const ns = await verifyNamespaceBundleFile(path, keys?.jwks);
-          const report = toNamespaceVerifyReport(ns, source);
-          io.stdout(format === 'json' ? JSON.stringify({ source, ...ns }, null, 2) + '\n' : report.text);
-          return report.exit;
-        }
-        outcome = await runWithProgress(io, progress, (onProgress) => verifyBundle(path, keys?.jwks, { onProgress }));
+          outcome = await runWithProgress(io, progress, async (onProgress) => {
+            const ns = await verifyNamespaceBundleFile(path, keys?.jwks, { onProgress });
+            const report = toNamespaceVerifyReport(ns, source);
+            return { namespaceReport: format === 'json' ? JSON.stringify({ source, ...ns }, null, 2) + '\n' : report.text, exit: report.exit };
+          });
+        } else outcome = await runWithProgress(io, progress, (onProgress) => verifyBundle(path, keys?.jwks, { onProgress }));
       } catch (err) {
         throw Object.assign(new Error(`cannot read bundle ${path}: ${(err as Error).message}`), { code: (err as { code?: string }).code });
       }

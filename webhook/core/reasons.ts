@@ -36,9 +36,16 @@ export type ReasonCode = keyof typeof REASONS;
 export interface Reason {
   code: ReasonCode;
   message: string;
+  /**
+   * The ServiceAccount (`namespace/name`) the reason is about, on the reasons of an unmapped,
+   * conflicting or invalidly mapped account (TASKRUN_SA_UNMAPPED, PIPELINERUN_SA_UNMAPPED,
+   * POD_SA_UNMAPPED, MAPPING_CONFLICT, MAPPING_INVALID): one reason per account, so a run with several
+   * ServiceAccounts says which one. Absent on every other reason.
+   */
+  serviceAccount?: string;
 }
 
-/** Builds a reason; `message` defaults to the code's generic description. */
-export function reason(code: ReasonCode, message: string = REASONS[code]): Reason {
-  return { code, message };
+/** Builds a reason; `message` defaults to the code's generic description; `serviceAccount` as on Reason. */
+export function reason(code: ReasonCode, message: string = REASONS[code], serviceAccount?: string): Reason {
+  return serviceAccount === undefined ? { code, message } : { code, message, serviceAccount };
 }

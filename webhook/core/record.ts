@@ -106,9 +106,18 @@ export function toRecord(meta: RecordMeta, decision: Decision, req: AdmissionReq
   };
 }
 
+/** The second last formatted and its "YYYY-MM-DDTHH:MM:SS" (a memo: every request in a second shares it). */
+let memoSecond = -1n;
+let memoPrefix = '';
+
 /** Formats epoch microseconds as RFC 3339 UTC with exactly six fractional digits. */
 export function formatMicros(epochMicros: bigint): string {
-  const ms = Number(epochMicros / 1000n);
   const micros = Number(epochMicros % 1000000n);
-  return new Date(ms).toISOString().slice(0, 19) + '.' + String(micros).padStart(6, '0') + 'Z';
+  if (epochMicros < 0n) return new Date(Number(epochMicros / 1000n)).toISOString().slice(0, 19) + '.' + String(micros).padStart(6, '0') + 'Z';
+  const second = epochMicros / 1000000n;
+  if (second !== memoSecond) {
+    memoPrefix = new Date(Number(second) * 1000).toISOString().slice(0, 19);
+    memoSecond = second;
+  }
+  return memoPrefix + '.' + String(micros).padStart(6, '0') + 'Z';
 }

@@ -173,7 +173,7 @@ export async function admissionRoutes(app: FastifyInstance, deps: AdmissionDeps)
       } else {
         logger.error({ err: { code, message: (err as Error).message }, decisionId: id, requestUid: req.uid }, 'decision record not written; failing closed');
         decision = errored([reason('STORE_UNAVAILABLE', `the decision store could not record decision ${id} (${code}): ${(err as Error).message}`)],
-          `tekton-zscaler-webhook could not record the decision durably (${code}), so the request is refused; retry later`, keep);
+          `tekton-zscaler-webhook could not record the decision durably (${code}: ${(err as Error).message}), so the request is refused; retry later`, keep);
       }
       metrics.decisions.inc({ endpoint, verdict: 'errored', namespace: req.namespace ?? '' });
     }

@@ -77,6 +77,8 @@ export interface DecisionStore {
   checkpoints(): Promise<Checkpoint[]>;
   /** True while the last write succeeded (readiness). */
   writable(): boolean;
+  /** While not writable: why, for /readyz (e.g. "decision store /var/lib/tzw/decisions.db full (SQLITE_FULL)"); optional. */
+  unwritableReason?(): string | undefined;
   close(): Promise<void>;
 }
 

@@ -3,8 +3,10 @@
  * row is decoded back into a record for reads and for chain verification. Pure: no fs, no net, no clock.
  */
 import type { ChainedRecord, DecisionRecord } from '../core/record.js';
+import { ACCOUNT_PROBLEM_CODES } from '../core/taskrun/account-checks.js';
 import type { ChainEntry, DecisionFilter, DecisionPage } from './port.js';
 import { decodeCursor, encodeCursor, MAX_LIMIT, toCanonicalTime, type Cursor } from './query.js';
+import { fromStoredBody } from './evidence/body-codec.js';
 
 /**
  * One `decisions` row as read for verification, with its ServiceAccount index rows folded into
@@ -26,6 +28,43 @@ export interface DecisionRow<Seq extends number | string = number> {
   hash: string;
   record: string;
   sa_keys: string | null;
+}
+
+/**
+ * The canonical body of a stored row: the v1 `record` text as stored, or the v2 stored bytes
+ * (`body`, evidence/body-codec.ts) inflated. Bytes that do not inflate give a text that is not
+ * JSON naming why, so the row is reported as a bad record (toChainEntry) instead of thrown.
+ */
+export function toBodyText(record: string, body: Uint8Array | null): string {
+  if (body === null) return record;
+  try {
+    return fromStoredBody(body);
+  } catch (err) {
+    return `(${(err as Error).message})`;
+  }
+}
+
+/** Reason codes whose `serviceAccount` is an unmapped (or wrongly mapped) account: the `unmapped` column stats read (the core's list). */
+const UNMAPPED_CODES: ReadonlySet<string> = new Set(ACCOUNT_PROBLEM_CODES);
+
+/**
+ * The `unmapped` column of a v2 row: a JSON array of the ServiceAccount each unmapped/mapping reason
+ * is about (null when none) — the reason's `serviceAccount`, else (records from before reasons
+ * carried it) the record's only ServiceAccount, else the account named in the rules' "ServiceAccount
+ * ns/name has no IdentityMapping" message. The same derivation as stats.ts applies to v1 rows' JSON.
+ */
+export function toUnmappedColumn(r: DecisionRecord): string | null {
+  if (!Array.isArray(r.reasons)) return null;
+  const out: string[] = [];
+  for (const reason of r.reasons as Array<{ code?: unknown; serviceAccount?: unknown; message?: unknown }>) {
+    if (!UNMAPPED_CODES.has(reason?.code as string)) continue;
+    let sa: string | undefined;
+    if (typeof reason.serviceAccount === 'string') sa = reason.serviceAccount;
+    else if (r.serviceAccounts.length === 1) sa = r.serviceAccounts[0];
+    else if (typeof reason.message === 'string') sa = /^ServiceAccount (.*?) has no IdentityMapping/.exec(reason.message)?.[1];
+    if (sa !== undefined) out.push(sa);
+  }
+  return out.length ? JSON.stringify(out) : null;
 }
 
 /** A stored record: its canonical body (stored without `hash`) with the row's hash put back. Throws on a body that is not JSON. */
@@ -108,10 +147,22 @@ export function unchainableError(id: string, err: unknown): StoreError {
  * The fields every adapter indexes, checked before a record is queued: returns its canonical time,
  * or what is wrong (the adapter wraps that in ERR_STORE_INVALID_RECORD).
  */
+/** The second ("YYYY-MM-DDTHH:MM:SS") of the last record time found canonical: times in it need only their fraction checked. */
+let canonicalSecond = '';
+const CANONICAL_FRACTION = /^\.\d{6}Z$/;
+
+/** toCanonicalTime, with a shortcut for the usual case: a canonical time in the same second as the last one. */
+function recordTimeOf(text: string): string | undefined {
+  if (text.length === 27 && canonicalSecond !== '' && text.startsWith(canonicalSecond) && CANONICAL_FRACTION.test(text.slice(19))) return text;
+  const time = toCanonicalTime(text);
+  if (time === text) canonicalSecond = text.slice(0, 19);
+  return time;
+}
+
 export function checkRecordShape(record: DecisionRecord): { time: string } | string {
   if (typeof record !== 'object' || record === null) return 'not an object';
   if (typeof record.id !== 'string' || record.id.length === 0 || record.id.length > 200) return 'id must be a non-empty string';
-  const time = typeof record.time === 'string' ? toCanonicalTime(record.time) : undefined;
+  const time = typeof record.time === 'string' ? recordTimeOf(record.time) : undefined;
   if (!time) return `time ${JSON.stringify(record.time)} is not RFC 3339`;
   if (typeof record.replica !== 'string' || record.replica === '') return 'replica must be a non-empty string';
   if (typeof record.namespace !== 'string' || typeof record.verdict !== 'string') return 'namespace and verdict must be strings';

@@ -3,6 +3,7 @@
  * BY in each adapter), never by shipping records. This file holds the response shape and the
  * parser of its query; pure.
  */
+import { ACCOUNT_PROBLEM_CODES } from '../core/taskrun/account-checks.js';
 import type { Verdict } from '../core/verdict.js';
 import type { DecisionFilter } from './port.js';
 import { EQUALITY_FILTER_COLUMNS, parseDecisionFilter, type FilterParams } from './query.js';
@@ -49,8 +50,12 @@ export function parseStatsQuery(params: FilterParams): StatsQuery {
   return { ok: true, filter, bucket };
 }
 
-/** Reason codes that name a ServiceAccount without an IdentityMapping (the Overview's to-do list). */
-export const UNMAPPED_CODES = ['TASKRUN_SA_UNMAPPED', 'PIPELINERUN_SA_UNMAPPED', 'POD_SA_UNMAPPED'] as const;
+/**
+ * Reason codes that name a ServiceAccount without a usable IdentityMapping (none, or claimed by two,
+ * or by an invalid one: the Overview's to-do list). The core's list, the one the writers' `unmapped`
+ * column uses too (rows.ts), so v1 rows (read from their JSON here) and v2 rows count alike.
+ */
+export const UNMAPPED_CODES = ACCOUNT_PROBLEM_CODES;
 
 export type StatsDialect = 'sqlite' | 'postgres';
 
@@ -127,8 +132,10 @@ export function toStatsSql(dialect: StatsDialect, t: StatsTables, filter: StatsF
              CASE WHEN jsonb_array_length(j.rec -> 'serviceAccounts') = 1 THEN j.rec -> 'serviceAccounts' ->> 0
                   WHEN r.value ->> 'message' LIKE 'ServiceAccount % has no IdentityMapping%'
                   THEN substr(r.value ->> 'message', 16, strpos(r.value ->> 'message', ' has no IdentityMapping') - 16) END) AS sa
-           FROM ${t.decisions} d CROSS JOIN LATERAL (SELECT d.record::jsonb AS rec) j CROSS JOIN LATERAL jsonb_array_elements(j.rec -> 'reasons') AS r(value)${unmappedWhere.sql}
-             AND r.value ->> 'code' IN (${codes})
+           FROM ${t.decisions} d CROSS JOIN LATERAL (SELECT CASE WHEN d.body IS NULL THEN d.record::jsonb END AS rec) j CROSS JOIN LATERAL jsonb_array_elements(j.rec -> 'reasons') AS r(value)${unmappedWhere.sql}
+             AND d.body IS NULL AND r.value ->> 'code' IN (${codes})
+           UNION ALL
+           SELECT d.verdict AS verdict, u.value AS sa FROM ${t.decisions} d CROSS JOIN LATERAL jsonb_array_elements_text(d.unmapped::jsonb) AS u(value)${unmappedWhere.sql} AND d.body IS NOT NULL
          ) u WHERE sa IS NOT NULL GROUP BY sa ORDER BY denied DESC, warned DESC, sa LIMIT ${UNMAPPED_LIMIT}`;
   const len = BUCKET_PREFIX[bucket];
   return {

@@ -6,17 +6,31 @@
  * Node 20 a worker does not inherit the parent's module hooks: the worker then starts from a small
  * bootstrap that registers tsx's loader in the worker and imports the `.ts` module.
  */
-import { Worker } from 'node:worker_threads';
+import { Worker, type ResourceLimits } from 'node:worker_threads';
+
+/**
+ * V8 limits of a writer thread unless the caller gives its own. A writer holds one batch of
+ * records at a time, so its young generation stays small: V8's default lets a busy thread's grow
+ * to tens of MB that are never given back (measured: a SQLite writer thread after 20,000 appends,
+ * +42 MB RSS at the default, +18 MB at 8 MB; CPU per record within the noise).
+ */
+export const WRITER_RESOURCE_LIMITS: ResourceLimits = { maxYoungGenerationSizeMb: 8 };
+
+export interface WriterThreadOptions {
+  /** V8 heap limits of the thread; default WRITER_RESOURCE_LIMITS. */
+  resourceLimits?: ResourceLimits;
+}
 
 /**
  * Starts the worker module `name` (a sibling of `base`, given without extension, e.g.
  * './sqlite/writer') with `workerData`. Throws what `new Worker` throws.
  */
-export function createWriterThread(base: string, name: string, workerData: unknown): Worker {
+export function createWriterThread(base: string, name: string, workerData: unknown, opts: WriterThreadOptions = {}): Worker {
+  const resourceLimits = opts.resourceLimits ?? WRITER_RESOURCE_LIMITS;
   const fromSource = base.endsWith('.ts');
   const target = new URL(`${name}${fromSource ? '.ts' : '.js'}`, base);
-  if (!fromSource) return new Worker(target, { workerData });
+  if (!fromSource) return new Worker(target, { workerData, resourceLimits });
   const loader = import.meta.resolve('tsx/esm/api');
   const bootstrap = `import(${JSON.stringify(loader)}).then((m) => { m.register(); return import(${JSON.stringify(target.href)}); })`;
-  return new Worker(bootstrap, { eval: true, workerData });
+  return new Worker(bootstrap, { eval: true, workerData, resourceLimits });
 }

@@ -92,30 +92,38 @@ export function toMappingContext(mapped: AccountCheck['mapped'], namespaceTags: 
   return { policyTags, mapping: { name: only.name, provider: only.provider, subject: only.subject } };
 }
 
-/** One reason per problem, each naming `namespace/name`. */
+/** One reason per problem, each naming `namespace/name` in its message and in `serviceAccount`. */
 export function toProblemReasons(namespace: string, problems: readonly AccountProblem[], unmappedCode: ReasonCode): Reason[] {
   return problems.map((p): Reason => {
     const sa = `${namespace}/${p.account.name}`;
     switch (p.kind) {
       case 'unmapped':
-        return reason(unmappedCode, `ServiceAccount ${sa} has no IdentityMapping.`);
+        return reason(unmappedCode, `ServiceAccount ${sa} has no IdentityMapping.`, sa);
       case 'conflict':
-        return reason('MAPPING_CONFLICT', `ServiceAccount ${sa} is claimed by more than one IdentityMapping: ${p.mappings.join(', ')}.`);
+        return reason('MAPPING_CONFLICT', `ServiceAccount ${sa} is claimed by more than one IdentityMapping: ${p.mappings.join(', ')}.`, sa);
       case 'invalid':
-        return reason('MAPPING_INVALID', `ServiceAccount ${sa} is claimed by IdentityMapping ${p.mapping}, which is invalid: ${p.problems.join('; ')}.`);
+        return reason('MAPPING_INVALID', `ServiceAccount ${sa} is claimed by IdentityMapping ${p.mapping}, which is invalid: ${p.problems.join('; ')}.`, sa);
     }
   });
 }
 
 const PROBLEM_ACCOUNT = /^ServiceAccount (\S+) (?:has no IdentityMapping|is claimed by)/;
-const PROBLEM_CODES: ReadonlySet<string> = new Set(['TASKRUN_SA_UNMAPPED', 'PIPELINERUN_SA_UNMAPPED', 'POD_SA_UNMAPPED', 'MAPPING_CONFLICT', 'MAPPING_INVALID']);
+/**
+ * The codes of the reasons `toProblemReasons` builds: a ServiceAccount with no usable mapping (none,
+ * claimed twice, claimed by an invalid one). Exactly these carry `serviceAccount`; the stats'
+ * `unmapped` list counts them (store/stats.ts, store/rows.ts).
+ */
+export const ACCOUNT_PROBLEM_CODES = ['TASKRUN_SA_UNMAPPED', 'PIPELINERUN_SA_UNMAPPED', 'POD_SA_UNMAPPED', 'MAPPING_CONFLICT', 'MAPPING_INVALID'] as const satisfies readonly ReasonCode[];
+const PROBLEM_CODES: ReadonlySet<string> = new Set(ACCOUNT_PROBLEM_CODES);
 
 /**
- * The `namespace/name` a reason from `toProblemReasons` is about (also for recorded reasons), or
- * undefined for any other reason. The inverse of the messages built above, kept beside them.
+ * The `namespace/name` a reason from `toProblemReasons` is about, or undefined for any other
+ * reason: its `serviceAccount`, else (records written before reasons carried it) read back from the
+ * message built above.
  */
 export function toProblemAccount(r: Reason): string | undefined {
-  return PROBLEM_CODES.has(r.code) ? PROBLEM_ACCOUNT.exec(r.message)?.[1] : undefined;
+  if (!PROBLEM_CODES.has(r.code)) return undefined;
+  return typeof r.serviceAccount === 'string' ? r.serviceAccount : PROBLEM_ACCOUNT.exec(r.message)?.[1];
 }
 
 const quoteList = (names: readonly string[]): string => names.map((n) => `"${n}"`).join(', ');

@@ -9,7 +9,7 @@
  * repeat in every record; the dictionary lets each record refer to them instead of carrying them.
  * A codec, once records use it, never changes: a new dictionary is a new codec byte.
  */
-import { constants as zlibConstants, createInflateRaw, deflateRawSync, inflateRawSync } from 'node:zlib';
+import { constants as zlibConst, createDeflateRaw, createInflateRaw, deflateRawSync, inflateRawSync } from 'node:zlib';
 
 export const CODEC_DEFLATE_DICT_V1 = 1;
 
@@ -19,13 +19,102 @@ const DICTIONARY_V1 = Buffer.from(
   'utf8',
 );
 
-/** The stored bytes of a canonical body. */
+/**
+ * Compression level of new bodies. Any level decodes with the same codec (inflate does not care);
+ * level 1 costs about half of level 6's CPU per record here for ~40 more bytes per stored body
+ * (bench workload: 192 vs 152 bytes on average), well inside the bytes-per-record budget.
+ */
+const DEFLATE_LEVEL = 1;
+
+/** The part of a node:zlib stream's native handle that the reused deflater and inflater drive. */
+interface DeflateHandle {
+  reset(): void;
+  writeSync(flush: number, input: Uint8Array, inOff: number, inLen: number, out: Uint8Array, outOff: number, outLen: number): void;
+  onerror: (...args: unknown[]) => void;
+}
+
+/** One-shot deflate (a new zlib stream per call): the reference the reused deflater must equal. */
+export function deflateBodyOnce(input: Uint8Array): Buffer {
+  return deflateRawSync(input, { dictionary: DICTIONARY_V1, level: DEFLATE_LEVEL });
+}
+
+/**
+ * A deflater reused body after body: node:zlib's sync API builds a stream per call (a Transform,
+ * ~256 KiB of zlib state, then the 7 KiB dictionary hashed in), which was ~30% of the writer's
+ * compression cost and churned the writer thread's malloc arena. node:zlib has no public sync
+ * reset, so this drives the stream's native handle as zlib.js's own sync path does and resets it
+ * between bodies (a reset re-applies the dictionary). Byte-identical to deflateBodyOnce (test
+ * store/body-codec.test.ts); on any surprise (another Node's internals, an error, output that does
+ * not fit) it uses deflateBodyOnce for that body. The returned bytes are `[codec][payload]`.
+ */
+export function createBodyDeflater(): (canonical: string) => Buffer {
+  let input = Buffer.allocUnsafe(16 * 1024);
+  const out = Buffer.allocUnsafe(64 * 1024);
+  let handle: DeflateHandle | undefined;
+  let state: Uint32Array | undefined;
+  let failed = false;
+  const open = (): void => {
+    handle = undefined;
+    try {
+      const stream = createDeflateRaw({ dictionary: DICTIONARY_V1, level: DEFLATE_LEVEL }) as unknown as { _handle?: DeflateHandle; _writeState?: Uint32Array };
+      const h = stream._handle;
+      if (h && typeof h.reset === 'function' && typeof h.writeSync === 'function' && stream._writeState instanceof Uint32Array) {
+        h.onerror = () => {
+          failed = true;
+        };
+        handle = h;
+        state = stream._writeState;
+      }
+    } catch {
+      handle = undefined;
+    }
+  };
+  const once = (bytes: Uint8Array): Buffer => {
+    const payload = deflateBodyOnce(bytes);
+    const stored = Buffer.allocUnsafe(payload.length + 1);
+    stored[0] = CODEC_DEFLATE_DICT_V1;
+    payload.copy(stored, 1);
+    return stored;
+  };
+  open();
+  return (canonical) => {
+    const max = canonical.length * 3;
+    if (max > input.length) input = Buffer.allocUnsafe(Math.max(max, input.length * 2));
+    const n = input.write(canonical, 0, 'utf8');
+    if (!handle || !state) return once(input.subarray(0, n));
+    failed = false;
+    // The codec byte first, the payload after it: one copy out at the end.
+    out[0] = CODEC_DEFLATE_DICT_V1;
+    try {
+      handle.writeSync(zlibConst.Z_FINISH, input, 0, n, out, 1, out.length - 1);
+    } catch {
+      failed = true;
+    }
+    if (failed) {
+      // After an error node's handle refuses further writes: never touch it again.
+      open();
+      return once(input.subarray(0, n));
+    }
+    // Z_FINISH with output space left means the stream ended; no space left, it did not fit.
+    const availOut = state[0] ?? 0;
+    const availIn = state[1] ?? 1;
+    const payloadEnd = out.length - availOut;
+    try {
+      handle.reset();
+    } catch {
+      open();
+    }
+    if (availIn !== 0 || availOut === 0) return once(input.subarray(0, n));
+    return Buffer.from(out.subarray(0, payloadEnd));
+  };
+}
+
+let deflater: ((canonical: string) => Buffer) | undefined;
+
+/** The stored bytes of a canonical body (one reused deflater per thread). */
 export function toStoredBody(canonical: string): Buffer {
-  const payload = deflateRawSync(Buffer.from(canonical, 'utf8'), { dictionary: DICTIONARY_V1 });
-  const out = Buffer.allocUnsafe(payload.length + 1);
-  out[0] = CODEC_DEFLATE_DICT_V1;
-  payload.copy(out, 1);
-  return out;
+  deflater ??= createBodyDeflater();
+  return deflater(canonical);
 }
 
 /** The canonical body from stored bytes. Throws (ERR_STORE_BODY) on an unknown codec or bytes that do not inflate. */
@@ -51,12 +140,6 @@ export function toCanonicalBytes(stored: Uint8Array): Buffer {
   }
 }
 
-/** The parts of a node:zlib stream's native handle that createBodyInflater drives directly. */
-interface ZlibHandle {
-  reset(): void;
-  writeSync(flush: number, input: Uint8Array, inOff: number, inLen: number, out: Buffer, outOff: number, outLen: number): void;
-  onerror: (message: string, errno: number) => void;
-}
 
 /**
  * A reusable inflater for stored bodies, for verification of many records: the same bytes as
@@ -71,13 +154,13 @@ interface ZlibHandle {
  */
 export function createBodyInflater(headroom = 0): (stored: Uint8Array) => Buffer {
   let out = Buffer.allocUnsafe(64 * 1024);
-  let handle: ZlibHandle | undefined;
+  let handle: DeflateHandle | undefined;
   let state: Uint32Array | undefined;
   let failed = false;
   const open = (): void => {
     handle = undefined;
     try {
-      const stream = createInflateRaw({ dictionary: DICTIONARY_V1 }) as unknown as { _handle?: ZlibHandle; _writeState?: Uint32Array };
+      const stream = createInflateRaw({ dictionary: DICTIONARY_V1 }) as unknown as { _handle?: DeflateHandle; _writeState?: Uint32Array };
       const h = stream._handle;
       if (h && typeof h.reset === 'function' && typeof h.writeSync === 'function' && stream._writeState instanceof Uint32Array) {
         h.onerror = () => {
@@ -96,7 +179,7 @@ export function createBodyInflater(headroom = 0): (stored: Uint8Array) => Buffer
     failed = false;
     try {
       handle.reset();
-      handle.writeSync(zlibConstants.Z_FINISH, stored, 1, stored.length - 1, out, headroom, out.length - headroom);
+      handle.writeSync(zlibConst.Z_FINISH, stored, 1, stored.length - 1, out, headroom, out.length - headroom);
     } catch {
       failed = true;
     }

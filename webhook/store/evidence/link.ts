@@ -32,3 +32,27 @@ export function chainRecord(record: object, head: { seq: number; hash: string })
   return { seq, prevHash: head.hash, body, hash: sha256Hex(head.hash + body) };
 }
 
+
+/** A writer's head of one namespace chain: the last nsSeq and the hash of that record. */
+export interface NamespaceChainHead {
+  nsSeq: number;
+  hash: string;
+}
+
+/** A v2 record placed on its writer's chain and on its namespace chain on that writer. */
+export interface NamespaceLink extends ChainLink {
+  nsSeq: number;
+  nsPrevHash: string;
+}
+
+/**
+ * Places a record in record format v2: after `head` on the writer's chain and after `nsHead` — the
+ * writer's head of the record's namespace chain, undefined for its first record there (genesis) —
+ * with nsSeq and nsPrevHash inside the hashed body. Every writer (SQLite, the PostgreSQL spool and
+ * store) chains through this. Throws what chainRecord throws.
+ */
+export function chainNamespaceRecord(record: object, head: { seq: number; hash: string }, nsHead: NamespaceChainHead | undefined): NamespaceLink {
+  const nsSeq = (nsHead?.nsSeq ?? 0) + 1;
+  const nsPrevHash = nsHead?.hash ?? GENESIS_HASH;
+  return { ...chainRecord({ ...record, nsSeq, nsPrevHash }, head), nsSeq, nsPrevHash };
+}

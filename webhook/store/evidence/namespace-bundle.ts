@@ -21,6 +21,7 @@
  * functions at the end do the I/O.
  */
 import { createReadStream } from 'node:fs';
+import { stat } from 'node:fs/promises';
 import { createInterface } from 'node:readline';
 import type { ChainedRecord } from '../../core/record.js';
 import type { Checkpoint } from '../port.js';
@@ -83,6 +84,23 @@ export interface NamespaceEvidenceSource {
   writers(namespace: string): Promise<string[]>;
   /** The namespace's v2 records on `writer` with nsSeq > afterNsSeq, in nsSeq order. */
   namespaceRecords(writer: string, namespace: string, afterNsSeq: number): AsyncIterable<NsRecord>;
+  /**
+   * Optional, for a progress total only: the namespace's current head nsSeq on each writer (its
+   * chains are contiguous, so head − afterNsSeq is how many records namespaceRecords will give).
+   */
+  namespaceHeads?(namespace: string): Promise<Array<{ writer: string; nsSeq: number }>>;
+}
+
+/**
+ * Progress of building or verifying a namespace bundle (the CLI's progress line; the same contract
+ * as bundle.ts's EvidenceProgress): may return a promise (awaited: the CLI lets signals through
+ * there) and may throw to stop the work (an export then leaves no file).
+ */
+export type NamespaceProgress = (event: { phase: string; done: number; total?: number; unit?: string }) => void | Promise<void>;
+
+async function report(onProgress: NamespaceProgress | undefined, phase: string, done: number, total?: number, unit?: string): Promise<void> {
+  const waiting = onProgress?.({ phase, done, total, unit });
+  if (waiting) await waiting;
 }
 
 function isNsCheckpoint(cp: NsCheckpoint): cp is NsCheckpoint & { nsRoot: string; nsSize: number } {
@@ -125,15 +143,19 @@ export function toWriterPlan(writer: string, checkpoints: NsCheckpoint[], range:
 
 /**
  * Builds the bundle's lines (each a JSON text without newline), reading through `source`. Memory is
- * per writer and checkpoint, not per record (records are yielded as they are read). Errors: the
- * source's, or MerkleInputError when persisted heads are malformed.
+ * per writer and checkpoint, not per record (records are yielded as they are read). `onProgress`
+ * sees `checkpoints` (writers planned / writers) and then `records` (done / total when the source
+ * has namespaceHeads). Errors: the source's, the callback's (Ctrl-C), or MerkleInputError when
+ * persisted heads are malformed.
  */
 export async function* toNamespaceBundleLines(
   source: NamespaceEvidenceSource,
   range: NamespaceRange,
   jwks: Jwks,
   created: string,
+  opts: { onProgress?: NamespaceProgress } = {},
 ): AsyncGenerator<string> {
+  const { onProgress } = opts;
   const header: NamespaceBundleHeader = {
     type: 'header',
     format: NAMESPACE_BUNDLE_FORMAT,
@@ -148,6 +170,7 @@ export async function* toNamespaceBundleLines(
   const checkpoints = await source.checkpoints();
   const writers = [...new Set([...checkpoints.map((c) => c.writer), ...(await source.writers(range.namespace))])].sort();
   const plans: Array<{ writer: string; after: number }> = [];
+  await report(onProgress, 'checkpoints', 0, writers.length, 'writers');
   for (const writer of writers) {
     const plan = toWriterPlan(writer, checkpoints, range);
     const lines = new Map<number, CheckpointLine>();
@@ -178,10 +201,19 @@ export async function* toNamespaceBundleLines(
     }
     for (const line of [...lines.values()].sort((a, b) => a.checkpoint.size - b.checkpoint.size)) yield JSON.stringify(line);
     plans.push({ writer, after });
+    await report(onProgress, 'checkpoints', plans.length, writers.length, 'writers');
   }
+  let total: number | undefined;
+  if (onProgress && source.namespaceHeads) {
+    const heads = new Map((await source.namespaceHeads(range.namespace)).map((h) => [h.writer, h.nsSeq]));
+    total = plans.reduce((sum, p) => sum + Math.max(0, (heads.get(p.writer) ?? 0) - p.after), 0);
+  }
+  let done = 0;
+  await report(onProgress, 'records', 0, total);
   for (const { writer, after } of plans) {
     for await (const record of source.namespaceRecords(writer, range.namespace, after)) {
       yield `{"type":"record","record":${JSON.stringify(record)}}`;
+      await report(onProgress, 'records', ++done, total);
     }
   }
 }
@@ -577,19 +609,20 @@ export interface NamespaceBundleSummary {
 }
 
 /**
- * Writes the namespace bundle to `outPath` (atomically: `outPath.tmp`, then renamed), streaming.
- * Errors: the source's, or fs errors naming the path.
+ * Writes the namespace bundle to `outPath` (atomically: `outPath.tmp`, then renamed), streaming;
+ * `opts.onProgress` as for toNamespaceBundleLines. Errors: the source's, the callback's (Ctrl-C),
+ * or fs errors naming the path; on any of them nothing is left under `outPath` or `outPath.tmp`.
  */
 export async function writeNamespaceBundle(
   source: NamespaceEvidenceSource,
   range: NamespaceRange,
   outPath: string,
   jwks: Jwks,
-  opts: { clock?: () => Date } = {},
+  opts: { clock?: () => Date; onProgress?: NamespaceProgress } = {},
 ): Promise<NamespaceBundleSummary> {
   const summary: NamespaceBundleSummary = { path: outPath, records: 0, checkpoints: 0, writers: 0 };
   const writers = new Set<string>();
-  const lines = toNamespaceBundleLines(source, range, jwks, (opts.clock ?? (() => new Date()))().toISOString());
+  const lines = toNamespaceBundleLines(source, range, jwks, (opts.clock ?? (() => new Date()))().toISOString(), { onProgress: opts.onProgress });
   await writeLinesAtomically(outPath, lines, (line) => {
     if (line.startsWith('{"type":"record"')) summary.records++;
     else if (line.startsWith('{"type":"checkpoint"')) {
@@ -619,7 +652,31 @@ export async function loadBundleFormat(path: string): Promise<string | undefined
   }
 }
 
-/** Verifies a namespace bundle file (streamed line by line). Throws only when the file cannot be read. */
-export async function verifyNamespaceBundleFile(path: string, jwks?: Jwks): Promise<NamespaceVerifyResult> {
-  return verifyNamespaceBundleLines(createInterface({ input: createReadStream(path, { encoding: 'utf8' }), crlfDelay: Infinity }), jwks);
+/**
+ * Verifies a namespace bundle file (streamed line by line, one pass). `opts.onProgress` sees the
+ * bytes of the file read, as phase `checkpoints` and then `records` (total: the file's size).
+ * Throws only when the file cannot be read, or what the callback throws (Ctrl-C).
+ */
+export async function verifyNamespaceBundleFile(path: string, jwks?: Jwks, opts: { onProgress?: NamespaceProgress } = {}): Promise<NamespaceVerifyResult> {
+  const { onProgress } = opts;
+  const input = createReadStream(path, { encoding: 'utf8' });
+  const rl = createInterface({ input, crlfDelay: Infinity });
+  if (!onProgress) return verifyNamespaceBundleLines(rl, jwks);
+  const size = (await stat(path)).size;
+  async function* reported(): AsyncGenerator<string> {
+    let phase = 'checkpoints';
+    await report(onProgress, phase, 0, size, 'bytes');
+    try {
+      for await (const line of rl) {
+        if (phase === 'checkpoints' && line.startsWith('{"type":"record"')) phase = 'records';
+        // bytesRead runs ahead of the lines by at most one read buffer (64 KiB).
+        await report(onProgress, phase, Math.min(input.bytesRead, size), size, 'bytes');
+        yield line;
+      }
+    } finally {
+      rl.close();
+      input.destroy();
+    }
+  }
+  return verifyNamespaceBundleLines(reported(), jwks);
 }

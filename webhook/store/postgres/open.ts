@@ -22,6 +22,8 @@ import { dirname } from 'node:path';
 import type { Config } from '../../config/schema.js';
 import type { ChainedRecord, DecisionRecord } from '../../core/record.js';
 import { toObjectDigest } from '../evidence/object-digest.js';
+import { toFullCode } from '../full.js';
+import type { NamespaceHead } from '../evidence/merkle.js';
 import type { Anchor, AppendOptions, ChainEntry, Checkpoint, DecisionFilter, DecisionPage, PruneResult, QuarantinedRecord, VerifiableStore } from '../port.js';
 import { createPostgresStore, parsePostgresUrl, type PostgresStore, type PostgresStoreOptions } from './store.js';
 import type { SigningKey, Signer } from '../evidence/signing.js';
@@ -103,6 +105,8 @@ class SpooledStore implements SpooledPostgresStore {
   private connecting: Promise<PostgresStore> | undefined;
   private connected = false;
   private downSince: number | undefined;
+  /** While down: whether PostgreSQL said it is full (53100), so a change of cause is logged once. */
+  private downFull = false;
   private stopped = false;
   private closing: Promise<void> | undefined;
   /** Ends the forwarder's wait for work (set while idle or backing off). */
@@ -149,7 +153,7 @@ class SpooledStore implements SpooledPostgresStore {
           // Continue the chain from max(spool head, PostgreSQL head): a spool that was lost (a new
           // emptyDir) or is older than the database must not restart this writer's chain.
           const base = await pg.writerHead(this.replica);
-          if (this.spool.advanceHead(this.replica, base)) this.log.info({ seq: base.seq }, 'decision chain continues from the PostgreSQL head');
+          if (this.spool.advanceHead(this.replica, base, await pg.writerNamespaceHeads(this.replica))) this.log.info({ seq: base.seq }, 'decision chain continues from the PostgreSQL head');
           if (this.stopped) {
             await pg.close();
             throw storeError('ERR_STORE_UNAVAILABLE', 'the decision store is closed');
@@ -167,19 +171,22 @@ class SpooledStore implements SpooledPostgresStore {
 
   private markConnected(): void {
     if (!this.connected && this.downSince !== undefined) {
-      this.log.info({ backlog: this.spool.backlog(), downMs: Date.now() - this.downSince }, 'PostgreSQL takes writes again: forwarding spooled decisions');
+      this.log.info({ backlog: this.spool.backlog(), downMs: Date.now() - this.downSince, wasFull: this.downFull }, 'PostgreSQL takes writes again: forwarding spooled decisions');
     }
     this.connected = true;
     this.downSince = undefined;
+    this.downFull = false;
   }
 
+  /** Logged on the transition (and when the cause becomes or stops being "PostgreSQL is full"), never per retry. */
   private markDisconnected(err: unknown): void {
-    if (this.connected || this.downSince === undefined) {
-      this.log.warn(
-        { err: { message: (err as Error).message, code: codeOf(err) }, backlog: this.spool.backlog(), spool: this.spoolPath },
-        'cannot forward to PostgreSQL (unreachable or refusing writes): decisions are kept in the local spool and forwarded when it works again',
-      );
-      this.downSince = Date.now();
+    const full = toFullCode(err) === '53100';
+    if (this.connected || this.downSince === undefined || full !== this.downFull) {
+      const fields = { err: { message: (err as Error).message, code: codeOf(err), sqlState: codeOf((err as { cause?: unknown }).cause) }, backlog: this.spool.backlog(), spool: this.spoolPath };
+      if (full) this.log.error(fields, 'PostgreSQL is full (SQLSTATE 53100 disk_full): decisions are kept in the local spool and forwarded once it has space; admissions go on until the spool is full');
+      else this.log.warn(fields, 'cannot forward to PostgreSQL (unreachable or refusing writes): decisions are kept in the local spool and forwarded when it works again');
+      this.downSince ??= Date.now();
+      this.downFull = full;
     }
     this.connected = false;
   }
@@ -244,9 +251,10 @@ class SpooledStore implements SpooledPostgresStore {
           continue;
         }
         await pg.appendChained(batch.map((e) => e.record));
+        // Before the removal: "takes writes again" reports the backlog PostgreSQL came back to.
+        this.markConnected();
         this.spool.removeThrough(batch[batch.length - 1]!.pos);
         await this.shareQuarantine(pg);
-        this.markConnected();
         lingerNext = batch.length < FORWARD_BATCH;
         delay = min;
         repairs = 0;
@@ -323,7 +331,7 @@ class SpooledStore implements SpooledPostgresStore {
     this.spool.quarantine(quarantine, new Date().toISOString());
     for (const writer of writers) {
       const base = await pg.writerHead(writer);
-      const n = this.spool.rebase(writer, base);
+      const n = this.spool.rebase(writer, base, await pg.writerNamespaceHeads(writer));
       if (n > 0) this.log.warn({ writer, records: n, after: base.seq }, 'spooled decisions re-chained after the PostgreSQL head of their writer (the spool started from a stale head)');
     }
   }
@@ -373,6 +381,11 @@ class SpooledStore implements SpooledPostgresStore {
 
   writable(): boolean {
     return this.spool.writable() && !this.closing;
+  }
+
+  unwritableReason(): string | undefined {
+    if (this.closing) return `decision store (spool ${this.spoolPath}) closed`;
+    return this.spool.unwritableReason();
   }
 
   append(record: DecisionRecord, opts?: AppendOptions): Promise<ChainedRecord> {
@@ -426,6 +439,18 @@ class SpooledStore implements SpooledPostgresStore {
 
   async anchors(): Promise<Anchor[]> {
     return this.reader().anchors();
+  }
+
+  async checkpointHeads(writer: string, size: number): Promise<NamespaceHead[]> {
+    return this.reader().checkpointHeads(writer, size);
+  }
+
+  namespaceRecords(writer: string, namespace: string, afterNsSeq: number): AsyncIterable<ChainedRecord> {
+    return this.reader().namespaceRecords(writer, namespace, afterNsSeq);
+  }
+
+  async namespaceHeads(namespace: string): Promise<Array<{ writer: string; nsSeq: number }>> {
+    return this.reader().namespaceHeads(namespace);
   }
 
   async prune(olderThan: string): Promise<PruneResult> {

@@ -12,20 +12,25 @@ import { accessSync, constants, statSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import Database from 'better-sqlite3';
 import type { ChainedRecord, DecisionRecord } from '../../core/record.js';
-import { chainRecord, GENESIS_HASH, toChainedRecord, type ChainLink } from '../evidence/chain.js';
+import { GENESIS_HASH, toChainedRecord } from '../evidence/chain.js';
+import { chainNamespaceRecord, type NamespaceChainHead, type NamespaceLink } from '../evidence/link.js';
 import { duplicateIdError, storeError, unchainableError, type StoreError } from '../rows.js';
 import { checkRecordShape } from './store.js';
 import type { StoreLogger } from '../sqlite/store.js';
 import type { QuarantinedRecord } from '../port.js';
+import { toFullCode } from '../full.js';
+import { createReserve, type Reserve } from '../reserve.js';
 
 /** Probe interval while the spool is unwritable (full or failing). */
 export const DEFAULT_SPOOL_PROBE_MS = 1000;
 export const DEFAULT_SPOOL_BUSY_TIMEOUT_MS = 2000;
 /** A full spool takes appends again once it is below this share of maxBytes (no flapping). */
 const REOPEN_RATIO = 0.9;
+/** Room a spool whose disk was full must show (a committed write of this size) before it takes appends again. */
+const PROBE_HEADROOM_BYTES = 256 * 1024;
 /** Rows re-chained per statement by rebase() (memory stays flat for a large spool). */
 const REBASE_CHUNK = 1000;
-const SCHEMA_VERSION = 2;
+const SCHEMA_VERSION = 3;
 const SCHEMA = `
   CREATE TABLE IF NOT EXISTS pending (
     pos INTEGER PRIMARY KEY,
@@ -52,6 +57,15 @@ const SCHEMA = `
     time TEXT NOT NULL,
     shared INTEGER NOT NULL DEFAULT 0
   );
+  -- Version 3 (record format v2): each writer's namespace chain heads, kept like its chain head.
+  -- Records spooled by an older build stay v1 and are forwarded as they are.
+  CREATE TABLE IF NOT EXISTS ns_heads (
+    writer TEXT NOT NULL,
+    namespace TEXT NOT NULL,
+    ns_seq INTEGER NOT NULL,
+    hash TEXT NOT NULL,
+    PRIMARY KEY (writer, namespace)
+  ) WITHOUT ROWID;
 `;
 
 export interface SpoolOptions {
@@ -77,7 +91,8 @@ export interface Spool {
   readonly path: string;
   readonly maxBytes: number;
   /**
-   * Chains `record` after this writer's head and commits it durably; resolves after the commit.
+   * Chains `record` after this writer's head (record format v2: and after its namespace's head on
+   * this writer) and commits it durably; resolves after the commit.
    * Errors (by `code`): ERR_STORE_INVALID_RECORD, ERR_STORE_DUPLICATE_ID (id already spooled),
    * ERR_STORE_UNAVAILABLE (spool full — the message names the spool and its limit — or a disk error).
    */
@@ -90,6 +105,8 @@ export interface Spool {
   usedBytes(): number;
   /** False while full or after a failed commit, until a probe succeeds. */
   writable(): boolean;
+  /** While not writable: why (full at maxBytes, its disk full, a failed commit), for /readyz. */
+  unwritableReason(): string | undefined;
   /** The oldest `limit` spooled records, in forwarding order. */
   peek(limit: number): SpooledEntry[];
   /** Removes the spooled records at positions up to and including `pos` (they were forwarded). */
@@ -113,14 +130,14 @@ export interface Spool {
    * behind `base` moves up to it (a spool that was lost or is older than the database). Returns
    * true when it moved.
    */
-  advanceHead(writer: string, base: { seq: number; hash: string }): boolean;
+  advanceHead(writer: string, base: { seq: number; hash: string }, nsBase?: Map<string, NamespaceChainHead>): boolean;
   /**
-   * Re-chains every spooled record of `writer` after `base` (same order), when the shared store
-   * holds other records at their positions (the spool started from a stale head). Records not yet
-   * forwarded were seen by nobody but this process, so their chain position can still move.
-   * Returns how many records were re-chained.
+   * Re-chains every spooled record of `writer` after `base` and its namespace chains after
+   * `nsBase` (same order, record format v2), when the shared store holds other records at their
+   * positions (the spool started from a stale head). Records not yet forwarded were seen by nobody
+   * but this process, so their chain position can still move. Returns how many were re-chained.
    */
-  rebase(writer: string, base: { seq: number; hash: string }): number;
+  rebase(writer: string, base: { seq: number; hash: string }, nsBase?: Map<string, NamespaceChainHead>): number;
   /** Called after every commit that added records (wakes the forwarder). */
   onAppend(listener: () => void): void;
   /** Commits queued appends, then refuses new ones and closes the file. */
@@ -152,6 +169,8 @@ class SqliteSpool implements Spool {
   private readonly log: StoreLogger;
   private readonly probeMs: number;
   private readonly heads = new Map<string, { seq: number; hash: string }>();
+  /** Namespace chain heads by writer, then namespace. */
+  private readonly nsHeads = new Map<string, Map<string, NamespaceChainHead>>();
   private readonly listeners: Array<() => void> = [];
   private readonly pageSize: number;
   private queue: Pending[] = [];
@@ -159,11 +178,15 @@ class SqliteSpool implements Spool {
   private count: number;
   private full = false;
   private failed = false;
+  /** While failed: since when, the "no space" code if that is why (SQLITE_FULL, ENOSPC), records refused meanwhile. */
+  private down = { since: 0, fullCode: undefined as string | undefined, refused: 0 };
   private closed = false;
+  /** `<path>-reserve`: room given back when the disk is full and forwarded records must be removed. */
+  private readonly reserve: Reserve;
   private probeTimer: NodeJS.Timeout | undefined;
   private quarantineCount: number;
-  private readonly st: Record<'exists' | 'insert' | 'setHead' | 'peek' | 'removeThrough' | 'removeOne' | 'get' | 'hasWriter' | 'ofWriter' | 'update' | 'pages' | 'free' | 'quarantineOne' | 'quarantined' | 'unshared' | 'shareOne', Database.Statement>;
-  private readonly writeBatch: (batch: Pending[]) => { done: Array<[Pending, ChainedRecord]>; rejected: Array<[Pending, Error]> };
+  private readonly st: Record<'exists' | 'insert' | 'setHead' | 'setNsHead' | 'clearNsHeads' | 'peek' | 'removeThrough' | 'removeOne' | 'get' | 'hasWriter' | 'ofWriter' | 'update' | 'pages' | 'free' | 'quarantineOne' | 'quarantined' | 'unshared' | 'shareOne', Database.Statement>;
+  private readonly writeBatch: (batch: Pending[]) => { done: Array<[Pending, ChainedRecord]>; rejected: Array<[Pending, Error]>; nsMoved: Map<string, NamespaceChainHead> };
 
   constructor(db: Database.Database, opts: SpoolOptions) {
     this.db = db;
@@ -177,6 +200,8 @@ class SqliteSpool implements Spool {
       exists: db.prepare('SELECT 1 FROM pending WHERE id = ?'),
       insert: db.prepare('INSERT INTO pending (id, writer, seq, body, hash) VALUES (?, ?, ?, ?, ?)'),
       setHead: db.prepare('INSERT INTO heads (writer, seq, hash) VALUES (?, ?, ?) ON CONFLICT (writer) DO UPDATE SET seq = excluded.seq, hash = excluded.hash'),
+      setNsHead: db.prepare('INSERT INTO ns_heads (writer, namespace, ns_seq, hash) VALUES (?, ?, ?, ?) ON CONFLICT (writer, namespace) DO UPDATE SET ns_seq = excluded.ns_seq, hash = excluded.hash'),
+      clearNsHeads: db.prepare('DELETE FROM ns_heads WHERE writer = ?'),
       peek: db.prepare('SELECT pos, body, hash FROM pending ORDER BY pos LIMIT ?'),
       removeThrough: db.prepare('DELETE FROM pending WHERE pos <= ?'),
       removeOne: db.prepare('DELETE FROM pending WHERE pos = ?'),
@@ -194,14 +219,31 @@ class SqliteSpool implements Spool {
     for (const h of db.prepare('SELECT writer, seq, hash FROM heads').all() as Array<{ writer: string; seq: number; hash: string }>) {
       this.heads.set(h.writer, { seq: h.seq, hash: h.hash });
     }
+    for (const h of db.prepare('SELECT writer, namespace, ns_seq, hash FROM ns_heads').all() as Array<{ writer: string; namespace: string; ns_seq: number; hash: string }>) {
+      this.nsHeadsOf(h.writer).set(h.namespace, { nsSeq: h.ns_seq, hash: h.hash });
+    }
     this.count = (db.prepare('SELECT count(*) AS n FROM pending').get() as { n: number }).n;
     this.quarantineCount = (db.prepare('SELECT count(*) AS n FROM quarantine').get() as { n: number }).n;
     this.writeBatch = db.transaction((batch: Pending[]) => this.insertBatch(batch));
+    this.reserve = createReserve(`${opts.path}-reserve`);
+    this.reserve.restore();
     if (this.usedBytes() > this.maxBytes) this.markFull();
   }
 
   head(writer = this.replica): { seq: number; hash: string } {
     return { ...(this.heads.get(writer) ?? { seq: 0, hash: GENESIS_HASH }) };
+  }
+
+  private nsHeadsOf(writer: string): Map<string, NamespaceChainHead> {
+    let m = this.nsHeads.get(writer);
+    if (!m) this.nsHeads.set(writer, (m = new Map()));
+    return m;
+  }
+
+  /** Stores `writer`'s namespace heads as `heads` (inside the caller's transaction). */
+  private putNsHeads(writer: string, heads: Map<string, NamespaceChainHead>, replace: boolean): void {
+    if (replace) this.st.clearNsHeads.run(writer);
+    for (const [ns, h] of heads) this.st.setNsHead.run(writer, ns, h.nsSeq, h.hash);
   }
 
   backlog(): number {
@@ -216,6 +258,13 @@ class SqliteSpool implements Spool {
 
   writable(): boolean {
     return !this.full && !this.failed && !this.closed;
+  }
+
+  unwritableReason(): string | undefined {
+    if (this.closed) return `decision spool ${this.path} closed`;
+    if (this.failed) return this.down.fullCode ? `decision spool ${this.path} full (${this.down.fullCode}: no space on its disk)` : `decision spool ${this.path} not writable`;
+    if (this.full) return `decision spool ${this.path} full (store.spool.maxBytes = ${this.maxBytes}, ${this.count} records waiting for PostgreSQL)`;
+    return undefined;
   }
 
   onAppend(listener: () => void): void {
@@ -242,6 +291,8 @@ class SqliteSpool implements Spool {
     const done: Array<[Pending, ChainedRecord]> = [];
     const rejected: Array<[Pending, Error]> = [];
     const ids = new Set<string>();
+    const nsMoved = new Map<string, NamespaceChainHead>();
+    const nsHeads = this.nsHeadsOf(this.replica);
     let { seq, hash: prev } = this.head();
     for (const p of batch) {
       const r = p.record;
@@ -249,11 +300,11 @@ class SqliteSpool implements Spool {
         rejected.push([p, duplicateIdError(r.id)]);
         continue;
       }
-      let link: ChainLink;
+      let link: NamespaceLink;
       let chained: ChainedRecord;
       try {
-        link = chainRecord(r, { seq, hash: prev });
-        chained = toChainedRecord(r, link);
+        link = chainNamespaceRecord(r, { seq, hash: prev }, nsMoved.get(r.namespace) ?? nsHeads.get(r.namespace));
+        chained = toChainedRecord({ ...r, nsSeq: link.nsSeq, nsPrevHash: link.nsPrevHash }, link);
       } catch (err) {
         rejected.push([p, unchainableError(r.id, err)]);
         continue;
@@ -262,14 +313,16 @@ class SqliteSpool implements Spool {
       seq++;
       this.st.insert.run(r.id, this.replica, seq, body, hash);
       done.push([p, chained]);
+      nsMoved.set(r.namespace, { nsSeq: link.nsSeq, hash });
       ids.add(r.id);
       prev = hash;
     }
     if (done.length > 0) {
       this.st.setHead.run(this.replica, seq, prev);
+      this.putNsHeads(this.replica, nsMoved, false);
       if (this.usedBytes() > this.maxBytes) throw new SpoolFullError();
     }
-    return { done, rejected };
+    return { done, rejected, nsMoved };
   }
 
   private flush(): void {
@@ -291,8 +344,11 @@ class SqliteSpool implements Spool {
           `the decision spool ${this.path} is full (${this.count} records waiting for PostgreSQL, limit store.spool.maxBytes = ${this.maxBytes} bytes): the decision was not recorded`,
         );
       } else {
-        this.markFailed(err);
-        e = storeError('ERR_STORE_UNAVAILABLE', `the decision spool ${this.path} could not commit ${batch.length} record(s): ${(err as Error).message}`, err);
+        this.markFailed(err, batch.length);
+        const fullCode = toFullCode(err);
+        e = storeError('ERR_STORE_UNAVAILABLE', fullCode
+          ? `the decision spool ${this.path} is full (${fullCode}: no space on its disk): could not commit ${batch.length} record(s): ${(err as Error).message}`
+          : `the decision spool ${this.path} could not commit ${batch.length} record(s): ${(err as Error).message}`, err);
       }
       for (const p of batch) p.reject(e);
       return;
@@ -300,12 +356,11 @@ class SqliteSpool implements Spool {
     const last = result.done[result.done.length - 1];
     if (last) {
       this.heads.set(this.replica, { seq: last[1].seq, hash: last[1].hash });
+      const nsHeads = this.nsHeadsOf(this.replica);
+      for (const [ns, h] of result.nsMoved) nsHeads.set(ns, h);
       this.count += result.done.length;
     }
-    if (this.failed) {
-      this.failed = false;
-      this.log.info({ spool: this.path }, 'decision spool writable again');
-    }
+    if (this.failed) this.markRecovered();
     for (const [p, r] of result.done) p.resolve(r);
     for (const [p, e] of result.rejected) p.reject(e);
     if (last) for (const l of this.listeners) l();
@@ -317,10 +372,28 @@ class SqliteSpool implements Spool {
     this.startProbe();
   }
 
-  private markFailed(err: unknown): void {
-    if (!this.failed) this.log.error({ err: { message: (err as Error).message }, spool: this.path }, 'decision spool write failed; unwritable until a probe write succeeds');
+  /** Logged once per transition, not per request: "spool full" (no space on its disk) or a write failure. */
+  private markFailed(err: unknown, records = 0): void {
+    const fullCode = toFullCode(err);
+    if (!this.failed || (fullCode && !this.down.fullCode)) {
+      if (!this.failed) this.down = { since: Date.now(), fullCode, refused: 0 };
+      this.down.fullCode = fullCode;
+      const e = { message: (err as Error).message, code: (err as { code?: unknown }).code };
+      if (fullCode) this.log.error({ err: e, fullCode, spool: this.path, backlog: this.count }, 'decision spool full (no space on its disk): admissions fail closed (STORE_UNAVAILABLE) and the pod is unready until space is freed; the spool recovers by itself');
+      else this.log.error({ err: e, spool: this.path, backlog: this.count }, 'decision spool write failed; unwritable until a probe write succeeds');
+    }
+    this.down.refused += records;
     this.failed = true;
     this.startProbe();
+  }
+
+  private markRecovered(): void {
+    const { since, fullCode, refused } = this.down;
+    this.reserve.restore();
+    this.failed = false;
+    this.down = { since: 0, fullCode: undefined, refused: 0 };
+    this.log.info({ spool: this.path, wasFull: fullCode !== undefined, ...(fullCode ? { fullCode } : {}), downMs: Date.now() - since, refusedRecords: refused, backlog: this.count },
+      fullCode ? 'decision spool recovered: space is back and writes succeed again' : 'decision spool recovered: writes succeed again');
   }
 
   private startProbe(): void {
@@ -338,11 +411,18 @@ class SqliteSpool implements Spool {
     }
     if (this.failed) {
       try {
+        if (this.down.fullCode) {
+          // Room to spare, not just for the one-row write below (which fits in pages the file
+          // already has): otherwise readiness would flap once per request on a nearly full disk.
+          this.db.exec('CREATE TABLE IF NOT EXISTS probe_headroom (b BLOB)');
+          this.db.transaction(() => this.db.prepare('INSERT INTO probe_headroom (b) VALUES (zeroblob(?))').run(PROBE_HEADROOM_BYTES))();
+          this.db.exec('DELETE FROM probe_headroom');
+        }
         this.db.transaction(() => this.st.setHead.run(this.replica, this.head().seq, this.head().hash))();
-        this.failed = false;
-        this.log.info({ spool: this.path }, 'decision spool writable again');
-      } catch {
-        // still failing: the next probe tries again (already logged once by markFailed)
+        this.markRecovered();
+      } catch (err) {
+        // Still failing: the next probe tries again (logged once by markFailed; again only if it is full now).
+        this.markFailed(err);
       }
     }
     if (!this.full && !this.failed && this.probeTimer) {
@@ -390,7 +470,15 @@ class SqliteSpool implements Spool {
     this.db.pragma('synchronous = NORMAL');
     let n: number;
     try {
-      n = del();
+      try {
+        n = del();
+      } catch (err) {
+        // The disk is full (the spool filled it while PostgreSQL was away): give back the reserve
+        // so the forwarded records can go, which frees their pages for the next appends.
+        if (!toFullCode(err) || !this.reserve.release()) throw err;
+        this.log.warn({ spool: this.path, reserve: this.reserve.path }, 'decision spool disk full: released the reserve file to remove forwarded decisions; it is written again once there is room');
+        n = del();
+      }
     } finally {
       this.db.pragma('synchronous = FULL');
     }
@@ -451,38 +539,51 @@ class SqliteSpool implements Spool {
     return r;
   }
 
-  advanceHead(writer: string, base: { seq: number; hash: string }): boolean {
+  advanceHead(writer: string, base: { seq: number; hash: string }, nsBase?: Map<string, NamespaceChainHead>): boolean {
     if (base.seq <= this.head(writer).seq) return false;
     if (this.st.hasWriter.get(writer)) return false;
-    this.st.setHead.run(writer, base.seq, base.hash);
+    this.db.transaction(() => {
+      this.st.setHead.run(writer, base.seq, base.hash);
+      this.putNsHeads(writer, nsBase ?? new Map(), true);
+    })();
     this.heads.set(writer, { ...base });
+    this.nsHeads.set(writer, new Map(nsBase ?? []));
     return true;
   }
 
-  rebase(writer: string, base: { seq: number; hash: string }): number {
+  rebase(writer: string, base: { seq: number; hash: string }, nsBase?: Map<string, NamespaceChainHead>): number {
     let seq = base.seq;
     let prev = base.hash;
+    const nsHeads = new Map(nsBase ?? []);
     let n = 0;
-    this.db.transaction(() => {
+    const moves = this.db.transaction(() => {
       let after = 0;
       for (;;) {
         const rows = this.st.ofWriter.all(writer, after, REBASE_CHUNK) as Array<{ pos: number; body: string }>;
         for (const row of rows) {
-          const r = JSON.parse(row.body) as ChainedRecord;
-          // A spooled body never holds `hash`, so chainRecord hashes the same fields as before.
-          const { body, hash } = chainRecord(r, { seq, hash: prev });
+          const { seq: _s, prevHash: _p, nsSeq: _n, nsPrevHash: _np, ...r } = JSON.parse(row.body) as ChainedRecord;
+          // Re-placed in record format v2 (also a record an older build spooled as v1: once a
+          // writer's chain has v2 records, every later one is v2).
+          const { body, hash, nsSeq } = chainNamespaceRecord(r, { seq, hash: prev }, nsHeads.get(r.namespace));
           seq++;
           this.st.update.run(seq, body, hash, row.pos);
+          nsHeads.set(r.namespace, { nsSeq, hash });
           prev = hash;
           after = row.pos;
         }
         n += rows.length;
         if (rows.length < REBASE_CHUNK) break;
       }
-      // With nothing spooled the head stays where it is unless the base is ahead of it.
-      if (n > 0 || seq > this.head(writer).seq) this.st.setHead.run(writer, seq, prev);
+      // With nothing spooled the heads stay where they are unless the base is ahead of them.
+      if (n === 0 && seq <= this.head(writer).seq) return false;
+      this.st.setHead.run(writer, seq, prev);
+      this.putNsHeads(writer, nsHeads, true);
+      return true;
     })();
-    if (n > 0 || seq > this.head(writer).seq) this.heads.set(writer, { seq, hash: prev });
+    if (moves) {
+      this.heads.set(writer, { seq, hash: prev });
+      this.nsHeads.set(writer, nsHeads);
+    }
     return n;
   }
 

@@ -16,9 +16,13 @@
  */
 import pg from 'pg';
 import type { ChainedRecord, DecisionRecord } from '../../core/record.js';
-import { canonicalJson, chainRecord, GENESIS_HASH, toChainedRecord, sha256Hex, type ChainLink } from '../evidence/chain.js';
-import type { Anchor, ChainEntry, Checkpoint, DecisionFilter, DecisionPage, PruneResult, VerifiableStore } from '../port.js';
-import { checkRecordShape as checkSharedShape, duplicateIdError, SA_INDEX_PROBLEM, storeError, toChainEntry, toChained, toColumnsProblem, toPage, toPageRequest, unchainableError, type DecisionRow, type StoreError } from '../rows.js';
+import { canonicalJson, GENESIS_HASH, toChainedRecord, sha256Hex } from '../evidence/chain.js';
+import { chainNamespaceRecord, type NamespaceChainHead, type NamespaceLink } from '../evidence/link.js';
+import { toStoredBody } from '../evidence/body-codec.js';
+import { toNamespaceRoot, type NamespaceHead } from '../evidence/merkle.js';
+import { toObjectDigest } from '../evidence/object-digest.js';
+import type { Anchor, AppendOptions, ChainEntry, Checkpoint, DecisionFilter, DecisionPage, PruneResult, VerifiableStore } from '../port.js';
+import { checkRecordShape as checkSharedShape, duplicateIdError, SA_INDEX_PROBLEM, storeError, toBodyText, toChainEntry, toChained, toColumnsProblem, toPage, toPageRequest, toUnmappedColumn, unchainableError, type DecisionRow, type StoreError } from '../rows.js';
 import { EQUALITY_FILTER_COLUMNS, toCanonicalTime, type Cursor } from '../query.js';
 import { toDecisionStats, toStatsSql, type DecisionStats, type StatsBucket, type StatsFilter, type StatsRows } from '../stats.js';
 import { ANCHOR_TYP, CHECKPOINT_TYP, type Signer } from '../evidence/signing.js';
@@ -128,7 +132,34 @@ const MIGRATIONS: Array<(q: string) => string> = [
     PRIMARY KEY (writer, seq)
   );
   `,
+  // Record format v2 (docs/record-format-v2.md), as on SQLite: namespace chains per writer
+  // (ns_seq; the heads kept in ns_heads so pruning never restarts a namespace chain), the stored
+  // body compressed (evidence/body-codec.ts; column record is '' on v2 rows, v1 rows keep their text
+  // and verify as before), the unmapped ServiceAccounts stats read, and the namespace heads each
+  // checkpoint commits to (nsRoot/nsSize). Columns are added without a default: no table rewrite.
+  (q) => `
+  ALTER TABLE ${q}decisions ADD COLUMN ns_seq bigint, ADD COLUMN body bytea, ADD COLUMN unmapped text;
+  CREATE INDEX decisions_ns_chain ON ${q}decisions (writer, namespace, ns_seq) WHERE ns_seq IS NOT NULL;
+  CREATE TABLE ${q}ns_heads (
+    writer text COLLATE "C" NOT NULL,
+    namespace text COLLATE "C" NOT NULL,
+    ns_seq bigint NOT NULL,
+    hash text NOT NULL,
+    PRIMARY KEY (writer, namespace)
+  );
+  ALTER TABLE ${q}checkpoints ADD COLUMN ns_root text, ADD COLUMN ns_size integer;
+  CREATE TABLE ${q}checkpoint_ns_heads (
+    writer text COLLATE "C" NOT NULL,
+    size bigint NOT NULL,
+    namespace text COLLATE "C" NOT NULL,
+    ns_seq bigint NOT NULL,
+    ns_head_hash text NOT NULL,
+    PRIMARY KEY (writer, size, namespace)
+  );
+  `,
 ];
+/** Schema SQL per version, exported for the migration test (a store created by an older build). */
+export const SCHEMA_MIGRATIONS: ReadonlyArray<(q: string) => string> = MIGRATIONS;
 export const SCHEMA_VERSION = MIGRATIONS.length;
 
 export interface PostgresStoreOptions {
@@ -165,6 +196,14 @@ export interface PostgresStore extends VerifiableStore {
   head(): { seq: number; hash: string };
   /** A writer's head as stored: its last record, or its latest anchor when everything was pruned. */
   writerHead(writer: string): Promise<{ seq: number; hash: string }>;
+  /** A writer's namespace chain heads as stored (kept through pruning), by namespace. */
+  writerNamespaceHeads(writer: string): Promise<Map<string, NamespaceChainHead>>;
+  /** The namespace heads checkpoint (writer, size) committed to ([] for a v1 checkpoint). */
+  checkpointHeads(writer: string, size: number): Promise<NamespaceHead[]>;
+  /** The v2 records of `namespace` on `writer` after nsSeq `afterNsSeq`, in nsSeq order. */
+  namespaceRecords(writer: string, namespace: string, afterNsSeq: number): AsyncIterable<ChainedRecord>;
+  /** The namespace's current head nsSeq on every writer that has written v2 records of it (ns_heads). */
+  namespaceHeads(namespace: string): Promise<Array<{ writer: string; nsSeq: number }>>;
   /**
    * Stores records chained elsewhere (seq, prevHash, hash set), in one transaction, idempotent by id:
    * a record whose id is stored with the same writer, seq and hash is skipped. Errors (by `code`):
@@ -218,6 +257,7 @@ function describeUrl(url: string | undefined): string {
 interface Pending {
   record: DecisionRecord;
   time: string;
+  review?: Uint8Array;
   resolve(r: ChainedRecord): void;
   reject(e: Error): void;
 }
@@ -236,7 +276,12 @@ interface Row {
   pipelineRun: string | null;
   prevHash: string;
   hash: string;
-  body: string;
+  /** v1 rows: the canonical body text; v2 rows: '' (the body is in `stored`). */
+  record: string;
+  /** v2 rows: the canonical body compressed (evidence/body-codec.ts); null for v1. */
+  stored: Buffer | null;
+  nsSeq: number | null;
+  unmapped: string | null;
   saKeys: string[];
 }
 
@@ -251,6 +296,17 @@ const UNSTORABLE = /\u0000|[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff
 /** The value stored in an index column for `v`. */
 export function toIndexText(v: string): string {
   return UNSTORABLE.test(v) ? JSON.stringify(v) : v;
+}
+
+/** The value `toIndexText` stored (a namespace read back from ns_heads or checkpoint_ns_heads). */
+function fromIndexText(v: string): string {
+  if (!v.startsWith('"')) return v;
+  try {
+    const parsed: unknown = JSON.parse(v);
+    return typeof parsed === 'string' && UNSTORABLE.test(parsed) ? parsed : v;
+  } catch {
+    return v;
+  }
 }
 
 function toIndexOrNull(v: unknown): string | null {
@@ -278,7 +334,12 @@ export function checkRecordShape(record: DecisionRecord): { time: string } | str
   return checkSharedShape(record);
 }
 
-function toRow(r: DecisionRecord, time: string, seq: number, prevHash: string, body: string, hash: string): Row {
+/**
+ * The row of a chained record: v2 (it has nsSeq) stores the canonical body compressed, v1 (written
+ * before the change, forwarded from an old spool) its text as before.
+ */
+function toRow(r: DecisionRecord & { nsSeq?: unknown }, time: string, seq: number, prevHash: string, body: string, hash: string): Row {
+  const v2 = typeof r.nsSeq === 'number';
   return {
     id: r.id,
     writer: toIndexText(r.replica),
@@ -292,7 +353,10 @@ function toRow(r: DecisionRecord, time: string, seq: number, prevHash: string, b
     pipelineRun: toIndexOrNull(r.tekton?.pipelineRun),
     prevHash,
     hash,
-    body,
+    record: v2 ? '' : body,
+    stored: v2 ? toStoredBody(body) : null,
+    nsSeq: v2 ? (r.nsSeq as number) : null,
+    unmapped: v2 ? toUnmappedColumn(r) : null,
     saKeys: saKeysOf(r.serviceAccounts),
   };
 }
@@ -311,9 +375,11 @@ class PostgresDecisionStore implements PostgresStore {
   private readonly clock: () => Date;
   private readonly log: StoreLogger;
   private readonly cpRecords: number;
-  private readonly t: { decisions: string; sas: string; checkpoints: string; anchors: string; schemaTag: string };
+  private readonly t: { decisions: string; sas: string; checkpoints: string; anchors: string; nsHeads: string; cpHeads: string; schemaTag: string };
   private readonly sql: { insert: (ignore: boolean) => string };
   private chainHead = { seq: 0, hash: GENESIS_HASH };
+  /** This writer's namespace chain heads as committed (at chainHead): what a checkpoint commits to. */
+  private nsHeads = new Map<string, NamespaceChainHead>();
   private lastCheckpointSize = 0;
   private queue: Pending[] = [];
   private flushScheduled = false;
@@ -347,21 +413,35 @@ class PostgresDecisionStore implements PostgresStore {
     this.isWritable = !this.readonly;
     this.recoveryProbeMs = opts.recoveryProbeMs ?? DEFAULT_RECOVERY_PROBE_MS;
     this.behindSpool = opts.behindSpool ?? false;
-    this.t = { decisions: `${q}decisions`, sas: `${q}decision_sas`, checkpoints: `${q}checkpoints`, anchors: `${q}anchors`, schemaTag: q || 'search_path' };
+    this.t = {
+      decisions: `${q}decisions`,
+      sas: `${q}decision_sas`,
+      checkpoints: `${q}checkpoints`,
+      anchors: `${q}anchors`,
+      nsHeads: `${q}ns_heads`,
+      cpHeads: `${q}checkpoint_ns_heads`,
+      schemaTag: q || 'search_path',
+    };
     const D = this.t.decisions;
     const S = this.t.sas;
+    const H = this.t.nsHeads;
     this.sql = {
-      // One statement: atomic on its own, one round trip. The decision_sas rows are derived from
-      // the rows really inserted (RETURNING), so a skipped duplicate adds none.
+      // One statement: atomic on its own, one round trip. The decision_sas rows and the namespace
+      // chain heads are derived from the rows really inserted (RETURNING), so a skipped duplicate
+      // adds none; a head only moves forward.
       insert: (ignore) => `
         WITH ins AS (
-          INSERT INTO ${D} (id, writer, seq, time, namespace, kind, verdict, service_accounts, task_run, pipeline_run, prev_hash, hash, record)
-          SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[], $9::text[], $10::text[], $11::text[], $12::text[], $13::text[])
+          INSERT INTO ${D} (id, writer, seq, time, namespace, kind, verdict, service_accounts, task_run, pipeline_run, prev_hash, hash, record, ns_seq, body, unmapped)
+          SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[], $9::text[], $10::text[], $11::text[], $12::text[], $13::text[], $14::bigint[], $15::bytea[], $16::text[])
           ${ignore ? 'ON CONFLICT (id) DO NOTHING' : ''}
-          RETURNING id, time
+          RETURNING id, time, writer, namespace, ns_seq, hash
         ), sas AS (
           INSERT INTO ${S} (key, time, decision_id)
-          SELECT k.key, ins.time, ins.id FROM unnest($14::text[], $15::text[]) AS k(id, key) JOIN ins ON ins.id = k.id
+          SELECT k.key, ins.time, ins.id FROM unnest($17::text[], $18::text[]) AS k(id, key) JOIN ins ON ins.id = k.id
+        ), heads AS (
+          INSERT INTO ${H} AS h (writer, namespace, ns_seq, hash)
+          SELECT DISTINCT ON (writer, namespace) writer, namespace, ns_seq, hash FROM ins WHERE ns_seq IS NOT NULL ORDER BY writer, namespace, ns_seq DESC
+          ON CONFLICT (writer, namespace) DO UPDATE SET ns_seq = excluded.ns_seq, hash = excluded.hash WHERE h.ns_seq < excluded.ns_seq
         )
         SELECT id FROM ins`,
     };
@@ -382,6 +462,7 @@ class PostgresDecisionStore implements PostgresStore {
 
   async loadHead(): Promise<void> {
     this.chainHead = await this.writerHead(this.replica);
+    this.nsHeads = await this.writerNamespaceHeads(this.replica);
     const cp = await this.pool.query<{ size: string | null }>(`SELECT max(size) AS size FROM ${this.t.checkpoints} WHERE writer = $1`, [this.replica]);
     this.lastCheckpointSize = Number(cp.rows[0]?.size ?? 0);
   }
@@ -397,6 +478,11 @@ class PostgresDecisionStore implements PostgresStore {
     return top;
   }
 
+  async writerNamespaceHeads(writer: string): Promise<Map<string, NamespaceChainHead>> {
+    const res = await this.pool.query<{ namespace: string; ns_seq: string; hash: string }>(`SELECT namespace, ns_seq, hash FROM ${this.t.nsHeads} WHERE writer = $1`, [toIndexText(writer)]);
+    return new Map(res.rows.map((r) => [fromIndexText(r.namespace), { nsSeq: Number(r.ns_seq), hash: r.hash }]));
+  }
+
   head(): { seq: number; hash: string } {
     return { ...this.chainHead };
   }
@@ -405,7 +491,7 @@ class PostgresDecisionStore implements PostgresStore {
     return this.isWritable && !this.stopping;
   }
 
-  append(record: DecisionRecord): Promise<ChainedRecord> {
+  append(record: DecisionRecord, opts?: AppendOptions): Promise<ChainedRecord> {
     if (this.stopping) return Promise.reject(storeError('ERR_STORE_UNAVAILABLE', `the decision store ${this.where} is closed`));
     if (this.readonly) return Promise.reject(storeError('ERR_STORE_READONLY', `the decision store ${this.where} was opened read-only`));
     const shape = checkRecordShape(record);
@@ -414,7 +500,7 @@ class PostgresDecisionStore implements PostgresStore {
       return Promise.reject(storeError('ERR_STORE_INVALID_RECORD', `invalid decision record: replica ${JSON.stringify(record.replica)} is not this store's writer "${this.replica}"`));
     }
     return new Promise<ChainedRecord>((resolve, reject) => {
-      this.queue.push({ record, time: shape.time, resolve, reject });
+      this.queue.push({ record, time: shape.time, ...(opts?.review ? { review: opts.review } : {}), resolve, reject });
       if (!this.flushScheduled) {
         this.flushScheduled = true;
         // setImmediate, not a microtask: every request handled in this turn of the event loop joins
@@ -450,12 +536,13 @@ class PostgresDecisionStore implements PostgresStore {
           await this.loadHead();
           this.reloadHead = false;
         }
-        const { rows, stored, rejected } = this.chainBatch(todo);
+        const { rows, stored, rejected, nsMoved } = this.chainBatch(todo);
         for (const [p, e] of rejected) p.reject(e);
         if (rows.length === 0) return;
         await this.pool.query(this.sql.insert(false), insertParams(rows));
         const last = rows[rows.length - 1]!;
         this.chainHead = { seq: last.seq, hash: last.hash };
+        for (const [ns, h] of nsMoved) this.nsHeads.set(ns, h);
         this.markWritable();
         for (const [p, r] of stored) p.resolve(r);
         if (this.chainHead.seq - this.lastCheckpointSize >= this.cpRecords) this.triggerCheckpoint();
@@ -492,11 +579,13 @@ class PostgresDecisionStore implements PostgresStore {
     }
   }
 
-  private chainBatch(batch: Pending[]): { rows: Row[]; stored: Array<[Pending, ChainedRecord]>; rejected: Array<[Pending, Error]> } {
+  /** Places `batch` after the head in record format v2 (namespace chains, objectDigest from the review). */
+  private chainBatch(batch: Pending[]): { rows: Row[]; stored: Array<[Pending, ChainedRecord]>; rejected: Array<[Pending, Error]>; nsMoved: Map<string, NamespaceChainHead> } {
     const rows: Row[] = [];
     const stored: Array<[Pending, ChainedRecord]> = [];
     const rejected: Array<[Pending, Error]> = [];
     const ids = new Set<string>();
+    const nsMoved = new Map<string, NamespaceChainHead>();
     let { seq, hash: prev } = this.chainHead;
     for (const p of batch) {
       const r = p.record;
@@ -504,23 +593,25 @@ class PostgresDecisionStore implements PostgresStore {
         rejected.push([p, duplicateIdError(r.id)]);
         continue;
       }
-      let link: ChainLink;
+      let link: NamespaceLink;
       let chained: ChainedRecord;
       try {
-        link = chainRecord(r, { seq, hash: prev });
-        chained = toChainedRecord(r, link);
+        const record = p.review ? { ...r, objectDigest: toObjectDigest(p.review) } : r;
+        link = chainNamespaceRecord(record, { seq, hash: prev }, nsMoved.get(r.namespace) ?? this.nsHeads.get(r.namespace));
+        chained = toChainedRecord({ ...record, nsSeq: link.nsSeq, nsPrevHash: link.nsPrevHash }, link);
       } catch (err) {
         rejected.push([p, unchainableError(r.id, err)]);
         continue;
       }
       const { body, hash } = link;
       seq++;
-      rows.push(toRow(r, p.time, seq, prev, body, hash));
+      rows.push(toRow(chained, p.time, seq, prev, body, hash));
       stored.push([p, chained]);
+      nsMoved.set(r.namespace, { nsSeq: link.nsSeq, hash });
       ids.add(r.id);
       prev = hash;
     }
-    return { rows, stored, rejected };
+    return { rows, stored, rejected, nsMoved };
   }
 
   appendChained(records: ChainedRecord[]): Promise<{ inserted: number; skipped: number }> {
@@ -583,7 +674,9 @@ class PostgresDecisionStore implements PostgresStore {
       }
       await client.query('COMMIT');
       for (const r of rows) {
-        if (r.writer === this.replica && inserted.has(r.id) && r.seq > this.chainHead.seq) this.chainHead = { seq: r.seq, hash: r.hash };
+        if (r.writer !== this.replica || !inserted.has(r.id) || r.seq <= this.chainHead.seq) continue;
+        this.chainHead = { seq: r.seq, hash: r.hash };
+        if (r.nsSeq !== null) this.nsHeads.set(fromIndexText(r.namespace), { nsSeq: r.nsSeq, hash: r.hash });
       }
       this.markWritable();
       if (this.chainHead.seq - this.lastCheckpointSize >= this.cpRecords) this.triggerCheckpoint();
@@ -682,17 +775,32 @@ class PostgresDecisionStore implements PostgresStore {
     });
   }
 
+  /**
+   * Signs {writer, size, headHash, time, nsRoot, nsSize} over this writer's head and namespace heads
+   * as committed, read together; the time is taken after them, so every record in the prefix is
+   * timed before the checkpoint (docs/record-format-v2.md refinement 2). The heads are stored with
+   * it (checkpoint_ns_heads) in the same statement, for the namespace exporter's proofs.
+   */
   private async writeCheckpoint(): Promise<Checkpoint | undefined> {
     const { seq: size, hash: headHash } = this.chainHead;
     if (size === 0 || size <= this.lastCheckpointSize || !this.signer) return undefined;
+    const heads = [...this.nsHeads].map(([namespace, h]): NamespaceHead => ({ namespace, nsSeq: h.nsSeq, nsHeadHash: h.hash }));
+    const { nsRoot, nsSize } = toNamespaceRoot(heads);
     const time = this.nowText();
     try {
-      const jws = await this.signer.sign({ writer: this.replica, size, headHash, time }, CHECKPOINT_TYP);
-      await this.pool.query(`INSERT INTO ${this.t.checkpoints} (writer, size, head_hash, time, jws) VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING`, [toIndexText(this.replica), size, headHash, time, jws]);
+      const jws = await this.signer.sign({ writer: this.replica, size, headHash, time, nsRoot, nsSize }, CHECKPOINT_TYP);
+      await this.pool.query(
+        `WITH cp AS (
+           INSERT INTO ${this.t.checkpoints} (writer, size, head_hash, time, jws, ns_root, ns_size) VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT DO NOTHING RETURNING writer, size
+         )
+         INSERT INTO ${this.t.cpHeads} (writer, size, namespace, ns_seq, ns_head_hash)
+         SELECT cp.writer, cp.size, h.namespace, h.ns_seq, h.hash FROM cp, unnest($8::text[], $9::bigint[], $10::text[]) AS h(namespace, ns_seq, hash)`,
+        [toIndexText(this.replica), size, headHash, time, jws, nsRoot, nsSize, heads.map((h) => toIndexText(h.namespace)), heads.map((h) => h.nsSeq), heads.map((h) => h.nsHeadHash)],
+      );
       this.lastCheckpointSize = Math.max(this.lastCheckpointSize, size);
       if (this.cpFailing) this.log.info({ store: this.where, size }, 'decision checkpoints written again');
       this.cpFailing = false;
-      return { writer: this.replica, size, headHash, time, jws };
+      return { writer: this.replica, size, headHash, time, jws, nsRoot, nsSize };
     } catch (err) {
       // Retried on the next trigger; log once per outage, not once per timer tick.
       if (!this.cpFailing) (this.behindSpool ? this.log.warn : this.log.error).call(this.log, { err: { message: (err as Error).message }, store: this.where, size }, 'could not write a decision checkpoint; retrying with the next one');
@@ -723,9 +831,9 @@ class PostgresDecisionStore implements PostgresStore {
 
   async get(id: string): Promise<ChainedRecord | undefined> {
     if (typeof id !== 'string' || UNSTORABLE.test(id)) return undefined;
-    const res = await this.read(() => this.pool.query<{ record: string; hash: string }>(`SELECT record, hash FROM ${this.t.decisions} WHERE id = $1`, [id]));
+    const res = await this.read(() => this.pool.query<{ record: string; body: Buffer | null; hash: string }>(`SELECT record, body, hash FROM ${this.t.decisions} WHERE id = $1`, [id]));
     const row = res.rows[0];
-    return row ? toChained(row.record, row.hash) : undefined;
+    return row ? toChained(toBodyText(row.record, row.body), row.hash) : undefined;
   }
 
   /** One page in (time, id) order after `after`; uses the index that matches the most selective filter. */
@@ -753,9 +861,9 @@ class PostgresDecisionStore implements PostgresStore {
     if (filter.since !== undefined) where.push(`${t} >= ${p(toCanonicalTime(filter.since) ?? filter.since)}`);
     if (filter.until !== undefined) where.push(`${t} < ${p(toCanonicalTime(filter.until) ?? filter.until)}`);
     if (after) where.push(`(${t}, ${i}) > (${p(after.time)}, ${p(after.id)})`);
-    const sql = `SELECT ${t} AS time, ${i} AS id, d.record AS record, d.hash AS hash FROM ${from}${where.length ? ` WHERE ${where.join(' AND ')}` : ''} ORDER BY ${t}, ${i} LIMIT ${p(limit)}`;
-    const res = await this.read(() => this.pool.query<{ time: string; id: string; record: string; hash: string }>(sql, params));
-    return res.rows;
+    const sql = `SELECT ${t} AS time, ${i} AS id, d.record AS record, d.body AS body, d.hash AS hash FROM ${from}${where.length ? ` WHERE ${where.join(' AND ')}` : ''} ORDER BY ${t}, ${i} LIMIT ${p(limit)}`;
+    const res = await this.read(() => this.pool.query<{ time: string; id: string; record: string; body: Buffer | null; hash: string }>(sql, params));
+    return res.rows.map((r) => ({ time: r.time, id: r.id, record: toBodyText(r.record, r.body), hash: r.hash }));
   }
 
   async loadStats(filter: StatsFilter, bucket: StatsBucket): Promise<DecisionStats> {
@@ -796,13 +904,13 @@ class PostgresDecisionStore implements PostgresStore {
 
   async *streamChain(): AsyncIterable<ChainEntry> {
     const sql = `SELECT d.writer, d.seq, d.id, d.time, d.namespace, d.kind, d.verdict, d.service_accounts, d.task_run, d.pipeline_run, d.prev_hash, d.hash, d.record,
-        (SELECT string_agg(s.key || E'\\t' || s.time, E'\\n') FROM ${this.t.sas} s WHERE s.decision_id = d.id) AS sa_keys
+        (SELECT string_agg(s.key || E'\\t' || s.time, E'\\n') FROM ${this.t.sas} s WHERE s.decision_id = d.id) AS sa_keys, d.body, d.ns_seq
       FROM ${this.t.decisions} d WHERE (d.writer, d.seq) > ($1, $2) ORDER BY d.writer, d.seq LIMIT $3`;
     let writer = '';
     let seq = 0;
     for (;;) {
-      const res = await this.read(() => this.pool.query<DecisionRow<string>>(sql, [writer, seq, READ_CHUNK]));
-      for (const row of res.rows) yield toChainEntry(row, columnProblem);
+      const res = await this.read(() => this.pool.query<PgDecisionRow & { body: Buffer | null }>(sql, [writer, seq, READ_CHUNK]));
+      for (const { body, ...row } of res.rows) yield toChainEntry({ ...row, record: toBodyText(row.record, body) }, columnProblem);
       const last = res.rows[res.rows.length - 1];
       if (!last || res.rows.length < READ_CHUNK) return;
       writer = last.writer;
@@ -812,9 +920,35 @@ class PostgresDecisionStore implements PostgresStore {
 
   async checkpoints(): Promise<Checkpoint[]> {
     const res = await this.read(() =>
-      this.pool.query<{ writer: string; size: string; head_hash: string; time: string; jws: string }>(`SELECT writer, size, head_hash, time, jws FROM ${this.t.checkpoints} ORDER BY writer, size`),
+      this.pool.query<{ writer: string; size: string; head_hash: string; time: string; jws: string; ns_root: string | null; ns_size: number | null }>(
+        `SELECT writer, size, head_hash, time, jws, ns_root, ns_size FROM ${this.t.checkpoints} ORDER BY writer, size`,
+      ),
     );
-    return res.rows.map((r) => ({ writer: r.writer, size: Number(r.size), headHash: r.head_hash, time: r.time, jws: r.jws }));
+    return res.rows.map((r) => ({ writer: r.writer, size: Number(r.size), headHash: r.head_hash, time: r.time, jws: r.jws, ...(r.ns_root !== null ? { nsRoot: r.ns_root, nsSize: r.ns_size ?? 0 } : {}) }));
+  }
+
+  async checkpointHeads(writer: string, size: number): Promise<NamespaceHead[]> {
+    const res = await this.read(() =>
+      this.pool.query<{ namespace: string; ns_seq: string; ns_head_hash: string }>(`SELECT namespace, ns_seq, ns_head_hash FROM ${this.t.cpHeads} WHERE writer = $1 AND size = $2 ORDER BY namespace`, [toIndexText(writer), size]),
+    );
+    return res.rows.map((r) => ({ namespace: fromIndexText(r.namespace), nsSeq: Number(r.ns_seq), nsHeadHash: r.ns_head_hash }));
+  }
+
+  async namespaceHeads(namespace: string): Promise<Array<{ writer: string; nsSeq: number }>> {
+    const res = await this.read(() => this.pool.query<{ writer: string; ns_seq: string }>(`SELECT writer, ns_seq FROM ${this.t.nsHeads} WHERE namespace = $1 ORDER BY writer`, [toIndexText(namespace)]));
+    return res.rows.map((r) => ({ writer: r.writer, nsSeq: Number(r.ns_seq) }));
+  }
+
+  async *namespaceRecords(writer: string, namespace: string, afterNsSeq: number): AsyncIterable<ChainedRecord> {
+    const sql = `SELECT ns_seq, record, body, hash FROM ${this.t.decisions} WHERE writer = $1 AND namespace = $2 AND ns_seq > $3 ORDER BY ns_seq LIMIT $4`;
+    let after = afterNsSeq;
+    for (;;) {
+      const res = await this.read(() => this.pool.query<{ ns_seq: string; record: string; body: Buffer | null; hash: string }>(sql, [toIndexText(writer), toIndexText(namespace), after, READ_CHUNK]));
+      for (const r of res.rows) yield toChained(toBodyText(r.record, r.body), r.hash);
+      const last = res.rows[res.rows.length - 1];
+      if (!last || res.rows.length < READ_CHUNK) return;
+      after = Number(last.ns_seq);
+    }
   }
 
   async anchors(): Promise<Anchor[]> {
@@ -899,6 +1033,7 @@ class PostgresDecisionStore implements PostgresStore {
         lo = hi + 1;
         if (this.closed) throw storeError('ERR_STORE_UNAVAILABLE', `the decision store ${this.where} was closed during prune`);
       }
+      await client.query(`DELETE FROM ${this.t.cpHeads} WHERE writer = $1 AND size < $2`, [writer, cut]);
       await client.query(`DELETE FROM ${this.t.checkpoints} WHERE writer = $1 AND size < $2`, [writer, cut]);
       this.log.info({ writer, seq: cut, store: this.where }, 'pruned decision records and wrote a signed anchor');
     }
@@ -947,14 +1082,19 @@ function insertParams(rows: Row[]): unknown[] {
     rows.map((r) => r.pipelineRun),
     rows.map((r) => r.prevHash),
     rows.map((r) => r.hash),
-    rows.map((r) => r.body),
+    rows.map((r) => r.record),
+    rows.map((r) => r.nsSeq),
+    rows.map((r) => r.stored),
+    rows.map((r) => r.unmapped),
     saIds,
     saKeys,
   ];
 }
 
+type PgDecisionRow = DecisionRow<string> & { ns_seq: string | null };
+
 /** Compares the indexed columns with the record they were derived from (filters read the columns). */
-function columnProblem(row: DecisionRow<string>, r: ChainedRecord): string | undefined {
+function columnProblem(row: PgDecisionRow, r: ChainedRecord): string | undefined {
   const text = (v: unknown): unknown => (typeof v === 'string' ? toIndexText(v) : v);
   const expected: Array<[string, unknown, unknown]> = [
     ['id', row.id, r.id],
@@ -968,6 +1108,7 @@ function columnProblem(row: DecisionRow<string>, r: ChainedRecord): string | und
     ['service_accounts', row.service_accounts, JSON.stringify(r.serviceAccounts)],
     ['task_run', row.task_run, text(r.tekton?.taskRun ?? null)],
     ['pipeline_run', row.pipeline_run, text(r.tekton?.pipelineRun ?? null)],
+    ['ns_seq', row.ns_seq === null ? null : Number(row.ns_seq), (r as { nsSeq?: number }).nsSeq ?? null],
   ];
   const bad = expected.filter(([, col, want]) => col !== want).map(([name]) => name);
   if (bad.length) return toColumnsProblem(bad);
@@ -982,6 +1123,9 @@ async function migrate(pool: pg.Pool, q: string, schema: string | undefined): Pr
   let broken = false;
   try {
     await client.query('BEGIN');
+    // An upgrade may build an index over every stored record: not bound by the per-statement limit
+    // that keeps the write path from hanging.
+    await client.query('SET LOCAL statement_timeout = 0');
     // Replicas starting together queue here instead of racing to create the same tables.
     await client.query('SELECT pg_advisory_xact_lock(hashtext($1))', [`tekton-zscaler-webhook:migrate:${schema ?? ''}`]);
     if (schema) await client.query(`CREATE SCHEMA IF NOT EXISTS ${q.slice(0, -1)}`);

@@ -4,8 +4,7 @@
  * record. Shared by the store (sequential streamChain) and the verify worker threads.
  */
 import type { ChainedRecord } from '../../core/record.js';
-import { fromStoredBody } from '../evidence/body-codec.js';
-import { SA_INDEX_PROBLEM, toColumnsProblem, type DecisionRow } from '../rows.js';
+import { SA_INDEX_PROBLEM, toBodyText, toColumnsProblem, type DecisionRow } from '../rows.js';
 import { toCanonicalTime } from '../query.js';
 
 /** The columns streamChain and the verify workers read per row, in RawDecisionRow order. */
@@ -16,20 +15,10 @@ export type RawDecisionRow = [string, number, string, string, string, string, st
 
 export type SqliteDecisionRow = DecisionRow & { ns_seq: number | null };
 
-/** The canonical body of a row: the v1 text as stored, or the v2 stored bytes inflated. */
-export function bodyOf(record: string, body: Uint8Array | null): string {
-  if (body === null) return record;
-  try {
-    return fromStoredBody(body);
-  } catch (err) {
-    // Not JSON either: the row is reported as a bad record (toChainEntry), naming why.
-    return `(${(err as Error).message})`;
-  }
-}
 
 export function toDecisionRow(r: RawDecisionRow): SqliteDecisionRow {
   const [writer, seq, id, time, namespace, kind, verdict, service_accounts, task_run, pipeline_run, prev_hash, hash, record, sa_keys, body, ns_seq] = r;
-  return { writer, seq, id, time, namespace, kind, verdict, service_accounts, task_run, pipeline_run, prev_hash, hash, record: bodyOf(record, body), sa_keys, ns_seq };
+  return { writer, seq, id, time, namespace, kind, verdict, service_accounts, task_run, pipeline_run, prev_hash, hash, record: toBodyText(record, body), sa_keys, ns_seq };
 }
 
 /** Index keys of a record's ServiceAccounts: "ns/name" and "name" for each, deduplicated. */

@@ -16,9 +16,9 @@ import type { Worker } from 'node:worker_threads';
 import { GENESIS_HASH, toChainedRecord, type CheckedEvidence, type VerifyResult } from '../evidence/chain.js';
 import { verifySqliteChains } from './verify.js';
 import type { Anchor, AppendOptions, ChainEntry, ChainVerifyOptions, Checkpoint, DecisionFilter, DecisionPage, PruneResult, VerifiableStore } from '../port.js';
-import { cancelledError, checkRecordShape, storeError, toChainEntry, toChained, toPage, toPageRequest, unchainableError } from '../rows.js';
+import { cancelledError, checkRecordShape, storeError, toBodyText, toChainEntry, toChained, toPage, toPageRequest, unchainableError } from '../rows.js';
 import { createWriterThread } from '../thread.js';
-import { bodyOf, CHAIN_COLUMNS, columnProblem, saKeysOf, toDecisionRow, type RawDecisionRow } from './rows.js';
+import { CHAIN_COLUMNS, columnProblem, saKeysOf, toDecisionRow, type RawDecisionRow } from './rows.js';
 import type { NamespaceHead } from '../evidence/merkle.js';
 import { SLOT_CANCELLED, SLOT_PENDING, type AppendItem, type CheckpointClaimsNow, type WriterConfig, type WriterOp, type WriterReply, type WriterRequest } from './writer.js';
 import { EQUALITY_FILTER_COLUMNS, toCanonicalTime, type Cursor } from '../query.js';
@@ -82,6 +82,15 @@ export interface SqliteStore extends VerifiableStore {
   writerSettings(): Promise<{ synchronous: number; journalMode: string }>;
   /** SQLite's plan for a query page (diagnostics: shows which index a filter uses). */
   queryPlan(filter: Omit<DecisionFilter, 'limit' | 'cursor'>, after?: Cursor): string[];
+  /**
+   * Caps the database at `pages` pages (PRAGMA max_page_count on the writer thread's connection;
+   * 0 lifts the cap): past it, commits fail with SQLITE_FULL as on a full disk. For tests that
+   * cannot mount a size-limited filesystem. Resolves with the cap SQLite applied (never below the
+   * file's current size).
+   */
+  capPages(pages: number): Promise<number>;
+  /** While not writable: "decision store PATH full (SQLITE_FULL)" or "… not writable". */
+  unwritableReason(): string | undefined;
 }
 
 const MIGRATIONS: string[] = [
@@ -221,6 +230,8 @@ class SqliteDecisionStore implements SqliteStore {
   private queue: Pending[] = [];
   private flushScheduled = false;
   private isWritable: boolean;
+  /** While unwritable because full: the code that said so (SQLITE_FULL, ENOSPC). */
+  private fullCode: string | undefined;
   private closed = false;
   private closing: Promise<void> | undefined;
   private cpInFlight: Promise<Checkpoint | undefined> | undefined;
@@ -316,6 +327,7 @@ class SqliteDecisionStore implements SqliteStore {
         this.chainHead = m.head;
         this.counters.commits++;
         this.isWritable = true;
+        this.fullCode = undefined;
         for (const { batch, results } of m.batches) {
           const f = this.inFlight.get(batch);
           if (!f) continue;
@@ -339,7 +351,10 @@ class SqliteDecisionStore implements SqliteStore {
       case 'failed': {
         this.counters.failedCommits++;
         this.isWritable = false;
-        const e = storeError('ERR_STORE_UNAVAILABLE', `the decision store ${this.path} could not commit ${m.records} record(s): ${m.message}`);
+        if (m.fullCode) this.fullCode = m.fullCode;
+        const e = storeError('ERR_STORE_UNAVAILABLE', m.fullCode
+          ? `the decision store ${this.path} is full (${m.fullCode}): could not commit ${m.records} record(s): ${m.message}`
+          : `the decision store ${this.path} could not commit ${m.records} record(s): ${m.message}`);
         for (const batch of m.batches) {
           const f = this.inFlight.get(batch);
           if (!f) continue;
@@ -350,9 +365,10 @@ class SqliteDecisionStore implements SqliteStore {
       }
       case 'writable':
         this.isWritable = m.writable;
+        this.fullCode = m.writable ? undefined : (m.fullCode ?? this.fullCode);
         break;
       case 'log': {
-        const obj = { err: m.err, path: this.path };
+        const obj = { ...m.fields, err: m.err, path: this.path };
         this.log[m.level](obj, m.msg);
         break;
       }
@@ -423,6 +439,16 @@ class SqliteDecisionStore implements SqliteStore {
 
   writable(): boolean {
     return this.isWritable && !this.closed;
+  }
+
+  unwritableReason(): string | undefined {
+    if (this.writable()) return undefined;
+    if (this.closed) return `decision store ${this.path} closed`;
+    return this.fullCode ? `decision store ${this.path} full (${this.fullCode})` : `decision store ${this.path} not writable`;
+  }
+
+  capPages(pages: number): Promise<number> {
+    return this.callWriter<number>({ op: 'maxPageCount', pages });
   }
 
   append(record: DecisionRecord, opts?: AppendOptions): Promise<ChainedRecord> {
@@ -574,7 +600,7 @@ class SqliteDecisionStore implements SqliteStore {
 
   async get(id: string): Promise<ChainedRecord | undefined> {
     const row = this.stmt('SELECT record, body, hash FROM decisions WHERE id = ?').get(id) as { record: string; body: Uint8Array | null; hash: string } | undefined;
-    return row ? toChained(bodyOf(row.record, row.body), row.hash) : undefined;
+    return row ? toChained(toBodyText(row.record, row.body), row.hash) : undefined;
   }
 
   /** SQL for one page in (time, id) order after `after`; every filter has an index in that order. */
@@ -616,7 +642,7 @@ class SqliteDecisionStore implements SqliteStore {
   private page(filter: ScanFilter, after: Cursor | undefined, limit: number): Array<{ time: string; id: string; record: string; hash: string }> {
     const { sql, params } = this.pageSql(filter, after, limit);
     const rows = this.stmt(sql).all(...params) as Array<{ time: string; id: string; record: string; body: Uint8Array | null; hash: string }>;
-    for (const r of rows) if (r.body !== null) r.record = bodyOf(r.record, r.body);
+    for (const r of rows) if (r.body !== null) r.record = toBodyText(r.record, r.body);
     return rows;
   }
 
@@ -689,11 +715,17 @@ class SqliteDecisionStore implements SqliteStore {
     const stmt = this.stmt('SELECT ns_seq, record, body, hash FROM decisions WHERE writer = ? AND namespace = ? AND ns_seq > ? ORDER BY ns_seq LIMIT ?');
     for (;;) {
       const rows = stmt.all(writer, namespace, after, READ_CHUNK) as Array<{ ns_seq: number; record: string; body: Uint8Array | null; hash: string }>;
-      for (const r of rows) yield toChained(bodyOf(r.record, r.body), r.hash);
+      for (const r of rows) yield toChained(toBodyText(r.record, r.body), r.hash);
       const last = rows[rows.length - 1];
       if (!last || rows.length < READ_CHUNK) return;
       after = last.ns_seq;
     }
+  }
+
+  /** The namespace's current head nsSeq per writer (ns_heads, kept by the writer with every record): who holds its v2 records, and how many. */
+  async namespaceHeads(namespace: string): Promise<Array<{ writer: string; nsSeq: number }>> {
+    const rows = this.stmt('SELECT writer, ns_seq FROM ns_heads WHERE namespace = ? ORDER BY writer').all(namespace) as Array<{ writer: string; ns_seq: number }>;
+    return rows.map((r) => ({ writer: r.writer, nsSeq: r.ns_seq }));
   }
 
   async anchors(): Promise<Anchor[]> {

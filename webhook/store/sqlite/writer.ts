@@ -14,19 +14,26 @@
 import { parentPort, workerData } from 'node:worker_threads';
 import Database from 'better-sqlite3';
 import type { DecisionRecord } from '../../core/record.js';
-import { chainRecord, GENESIS_HASH, type ChainLink } from '../evidence/link.js';
+import { chainNamespaceRecord, GENESIS_HASH, type NamespaceLink } from '../evidence/link.js';
+import { toUnmappedColumn } from '../rows.js';
 import { toStoredBody } from '../evidence/body-codec.js';
 import { toNamespaceRoot, type NamespaceHead } from '../evidence/merkle.js';
 import { toObjectDigest } from '../evidence/object-digest.js';
+import { toFullCode } from '../full.js';
 
 export interface WriterConfig {
   path: string;
   replica: string;
   busyTimeoutMs: number;
   recoveryProbeMs: number;
+  /** PRAGMA max_page_count on the write connection (0/absent: SQLite's default); see SqliteStore.capPages. */
+  maxPageCount?: number;
   /** Shared cancellation flags, one Int32 per slot (see CANCEL_* below); slot -1 = not cancellable. */
   cancelFlags: SharedArrayBuffer;
 }
+
+/** Room a full store must show (a committed write of this size) before it counts as writable again. */
+export const PROBE_HEADROOM_BYTES = 256 * 1024;
 
 /** Slot states in `cancelFlags`: the request side may cancel a PENDING record before it is inserted. */
 export const SLOT_PENDING = 0;
@@ -42,29 +49,6 @@ export interface AppendItem {
   review?: Uint8Array;
 }
 
-/** Reason codes whose `serviceAccount` is an unmapped (or wrongly mapped) account: the `unmapped` column stats read. */
-const UNMAPPED_CODES = new Set(['TASKRUN_SA_UNMAPPED', 'PIPELINERUN_SA_UNMAPPED', 'POD_SA_UNMAPPED', 'MAPPING_CONFLICT', 'MAPPING_INVALID']);
-
-/**
- * The `unmapped` column: a JSON array of the ServiceAccount each unmapped/mapping reason is about
- * (null when none) — the reason's `serviceAccount`, else (records from before reasons carried it)
- * the record's only ServiceAccount, else the account named in the rules' "ServiceAccount ns/name has
- * no IdentityMapping" message. The same derivation as stats.ts applies to v1 rows' JSON.
- */
-function unmappedOf(r: DecisionRecord): string | null {
-  if (!Array.isArray(r.reasons)) return null;
-  const out: string[] = [];
-  for (const reason of r.reasons as Array<{ code?: unknown; serviceAccount?: unknown; message?: unknown }>) {
-    if (!UNMAPPED_CODES.has(reason?.code as string)) continue;
-    let sa: string | undefined;
-    if (typeof reason.serviceAccount === 'string') sa = reason.serviceAccount;
-    else if (r.serviceAccounts.length === 1) sa = r.serviceAccounts[0];
-    else if (typeof reason.message === 'string') sa = /^ServiceAccount (.*?) has no IdentityMapping/.exec(reason.message)?.[1];
-    if (sa !== undefined) out.push(sa);
-  }
-  return out.length ? JSON.stringify(out) : null;
-}
-
 export type WriterRequest =
   | { t: 'append'; batch: number; items: AppendItem[] }
   | { t: 'call'; call: number; op: WriterOp }
@@ -73,6 +57,7 @@ export type WriterRequest =
 export type WriterOp =
   | { op: 'checkpointClaims' }
   | { op: 'settings' }
+  | { op: 'maxPageCount'; pages: number }
   | { op: 'insertCheckpoint'; writer: string; size: number; headHash: string; time: string; jws: string; nsRoot: string; nsSize: number }
   | { op: 'insertAnchor'; writer: string; seq: number; hash: string; time: string; jws: string }
   | { op: 'deleteRange'; writer: string; lo: number; hi: number }
@@ -94,9 +79,9 @@ export interface CheckpointClaimsNow {
 export type WriterReply =
   | { t: 'ready'; head: { seq: number; hash: string } }
   | { t: 'committed'; batches: Array<{ batch: number; results: ItemResult[] }>; head: { seq: number; hash: string } }
-  | { t: 'failed'; batches: number[]; records: number; message: string }
-  | { t: 'writable'; writable: boolean }
-  | { t: 'log'; level: 'info' | 'warn' | 'error'; msg: string; err?: { message: string; code?: string } }
+  | { t: 'failed'; batches: number[]; records: number; message: string; fullCode?: string }
+  | { t: 'writable'; writable: boolean; fullCode?: string }
+  | { t: 'log'; level: 'info' | 'warn' | 'error'; msg: string; err?: { message: string; code?: string }; fields?: Record<string, unknown> }
   | { t: 'result'; call: number; value?: unknown; error?: { message: string; code?: string } }
   | { t: 'closed' };
 
@@ -134,6 +119,8 @@ class Writer {
   private busyNow: number;
   private probeTimer: NodeJS.Timeout | undefined;
   private lastProbeWarning = 0;
+  /** While unwritable: since when (epoch ms), why it is full (SQLITE_FULL, ENOSPC...) if it is, records refused meanwhile. */
+  private down = { since: 0, fullCode: undefined as string | undefined, refused: 0 };
   private readonly writeBatch: Database.Transaction<(items: AppendItem[]) => BatchOut>;
 
   constructor(cfg: WriterConfig, private readonly post: (m: WriterReply) => void) {
@@ -143,6 +130,7 @@ class Writer {
     this.db.pragma('journal_mode = WAL');
     this.db.pragma('synchronous = FULL');
     this.busyNow = cfg.busyTimeoutMs;
+    if (cfg.maxPageCount) this.db.pragma(`max_page_count = ${Math.trunc(cfg.maxPageCount)}`);
     this.loadHead();
     this.writeBatch = this.db.transaction((items: AppendItem[]) => this.insertItems(items));
   }
@@ -202,13 +190,13 @@ class Writer {
         duplicate(r.id);
         continue;
       }
-      const nsHead = nsMoved.get(r.namespace) ?? this.nsHeads.get(r.namespace) ?? { nsSeq: 0, hash: GENESIS_HASH };
-      let link: ChainLink;
+      const nsHead = nsMoved.get(r.namespace) ?? this.nsHeads.get(r.namespace);
+      let link: NamespaceLink;
       let objectDigest: string | null;
       let stored: Buffer;
       try {
         objectDigest = p.review ? toObjectDigest(p.review) : r.objectDigest;
-        link = chainRecord({ ...r, objectDigest, nsSeq: nsHead.nsSeq + 1, nsPrevHash: nsHead.hash }, { seq, hash: prev });
+        link = chainNamespaceRecord({ ...r, objectDigest }, { seq, hash: prev }, nsHead);
         stored = toStoredBody(link.body);
       } catch (err) {
         if (this.stmt('SELECT 1 FROM decisions WHERE id = ?').get(r.id)) duplicate(r.id);
@@ -217,7 +205,7 @@ class Writer {
       }
       const { hash } = link;
       try {
-        insert.run(r.id, this.cfg.replica, seq + 1, p.time, r.namespace, r.kind.kind, r.verdict, JSON.stringify(r.serviceAccounts), r.tekton?.taskRun ?? null, r.tekton?.pipelineRun ?? null, prev, hash, nsHead.nsSeq + 1, stored, unmappedOf(r));
+        insert.run(r.id, this.cfg.replica, seq + 1, p.time, r.namespace, r.kind.kind, r.verdict, JSON.stringify(r.serviceAccounts), r.tekton?.taskRun ?? null, r.tekton?.pipelineRun ?? null, prev, hash, link.nsSeq, stored, toUnmappedColumn(r));
       } catch (err) {
         // The id's PRIMARY KEY finds a stored duplicate; the failed statement alone is undone.
         if ((err as { code?: unknown }).code === 'SQLITE_CONSTRAINT_PRIMARYKEY') {
@@ -228,8 +216,8 @@ class Writer {
       }
       seq++;
       for (const key of p.saKeys) insertSa.run(key, p.time, r.id);
-      results.push({ ok: true, seq, prevHash: prev, hash, nsSeq: nsHead.nsSeq + 1, nsPrevHash: nsHead.hash, objectDigest });
-      nsMoved.set(r.namespace, { nsSeq: nsHead.nsSeq + 1, hash });
+      results.push({ ok: true, seq, prevHash: prev, hash, nsSeq: link.nsSeq, nsPrevHash: link.nsPrevHash, objectDigest });
+      nsMoved.set(r.namespace, { nsSeq: link.nsSeq, hash });
       ids.add(r.id);
       prev = hash;
     }
@@ -260,8 +248,9 @@ class Writer {
       this.reloadHead = true;
       // A record that reached "committing" was rolled back with its batch: let a cancel win again.
       for (const p of items) if (p.slot >= 0) Atomics.compareExchange(this.flags, p.slot, SLOT_COMMITTING, SLOT_PENDING);
-      this.markUnwritable(err);
-      this.post({ t: 'failed', batches: queued.map((q) => q.batch), records: items.length, message: (err as Error).message });
+      this.markUnwritable(err, items.length);
+      const fullCode = toFullCode(err);
+      this.post({ t: 'failed', batches: queued.map((q) => q.batch), records: items.length, message: (err as Error).message, ...(fullCode ? { fullCode } : {}) });
       return;
     }
     this.head = { seq: out.seq, hash: out.hash };
@@ -276,11 +265,29 @@ class Writer {
     this.post({ t: 'committed', batches, head: this.currentHead() });
   }
 
-  private markUnwritable(err: unknown): void {
+  /**
+   * Logs the transitions an operator needs, once each (not per request): "store full" (no space:
+   * SQLITE_FULL, ENOSPC — free space, nothing else is wrong) or a write failure, and "recovered"
+   * with how long it lasted and how many records were refused (failed closed) meanwhile.
+   */
+  private markUnwritable(err: unknown, records = 0): void {
+    const fullCode = toFullCode(err);
     if (this.isWritable) {
-      this.post({ t: 'log', level: 'error', msg: 'decision store write failed; the store is unwritable until a write succeeds', err: errInfo(err) });
-      this.post({ t: 'writable', writable: false });
+      this.down = { since: Date.now(), fullCode, refused: 0 };
+      this.lastProbeWarning = this.down.since; // the "still unwritable" reminder comes a minute later
+      if (fullCode) {
+        this.post({ t: 'log', level: 'error', msg: 'decision store full: admissions fail closed (STORE_UNAVAILABLE) and the pod is unready until space is freed; the store recovers by itself', err: errInfo(err), fields: { fullCode } });
+      } else {
+        this.post({ t: 'log', level: 'error', msg: 'decision store write failed; the store is unwritable until a write succeeds', err: errInfo(err) });
+      }
+      this.post({ t: 'writable', writable: false, ...(fullCode ? { fullCode } : {}) });
+    } else if (fullCode && !this.down.fullCode) {
+      // Failing for another reason first (a lock), full now: say so once.
+      this.down.fullCode = fullCode;
+      this.post({ t: 'log', level: 'error', msg: 'decision store full: admissions fail closed (STORE_UNAVAILABLE) and the pod is unready until space is freed; the store recovers by itself', err: errInfo(err), fields: { fullCode } });
+      this.post({ t: 'writable', writable: false, fullCode });
     }
+    this.down.refused += records;
     this.isWritable = false;
     if (!this.probeTimer) {
       this.probeTimer = setInterval(() => this.probe(), this.cfg.recoveryProbeMs);
@@ -290,10 +297,12 @@ class Writer {
 
   private markWritable(): void {
     if (!this.isWritable) {
-      this.post({ t: 'log', level: 'info', msg: 'decision store writable again' });
+      const { since, fullCode, refused } = this.down;
+      this.post({ t: 'log', level: 'info', msg: fullCode ? 'decision store recovered: space is back and writes succeed again' : 'decision store recovered: writes succeed again', fields: { wasFull: fullCode !== undefined, ...(fullCode ? { fullCode } : {}), downMs: Date.now() - since, refusedRecords: refused } });
       this.post({ t: 'writable', writable: true });
     }
     this.isWritable = true;
+    this.down = { since: 0, fullCode: undefined, refused: 0 };
     if (this.probeTimer) clearInterval(this.probeTimer);
     this.probeTimer = undefined;
   }
@@ -309,9 +318,19 @@ class Writer {
     if (!this.db.open) return;
     try {
       this.setBusyTimeout(0);
-      this.stmt("INSERT INTO store_meta (key, value) VALUES ('probe', ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value").run(new Date().toISOString());
+      const put = this.stmt('INSERT INTO store_meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value');
+      if (this.down.fullCode) {
+        // A full store is writable again only with room to spare: a one-row upsert fits in pages
+        // the file already has long before an append (several index pages) does, and readiness
+        // would flap once per request. Commit PROBE_HEADROOM_BYTES, then give them back (free
+        // pages the next appends reuse).
+        put.run('probe-headroom', 'x'.repeat(PROBE_HEADROOM_BYTES));
+        this.stmt("DELETE FROM store_meta WHERE key = 'probe-headroom'").run();
+      }
+      put.run('probe', new Date().toISOString());
       this.markWritable();
     } catch (err) {
+      this.markUnwritable(err);
       const now = Date.now();
       if (now - this.lastProbeWarning >= 60_000) {
         this.lastProbeWarning = now;
@@ -324,6 +343,9 @@ class Writer {
   call(op: WriterOp): unknown {
     this.setBusyTimeout(this.cfg.busyTimeoutMs);
     switch (op.op) {
+      case 'maxPageCount':
+        // 0 asks SQLite for its default (the largest); SQLite never sets it below the current size.
+        return this.db.pragma(`max_page_count = ${op.pages > 0 ? Math.trunc(op.pages) : 4294967294}`, { simple: true });
       case 'settings':
         return { synchronous: this.db.pragma('synchronous', { simple: true }), journalMode: this.db.pragma('journal_mode', { simple: true }) };
       case 'checkpointClaims': {

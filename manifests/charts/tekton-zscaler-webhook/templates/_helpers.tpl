@@ -28,6 +28,14 @@ config.yaml: the kustomize base's (files/config.yaml), with auditApi.auth replac
 {{- and (eq .Values.store.type "sqlite") .Values.store.sqlite.persistence.enabled -}}
 {{- end }}
 
+{{/*
+PostgreSQL with the spool on a PersistentVolumeClaim per replica: the webhook runs as a StatefulSet
+(as manifests/overlays/ha), so a replica's not-yet-forwarded decisions outlive its pod.
+*/}}
+{{- define "tzw.statefulSet" -}}
+{{- and (eq .Values.store.type "postgres") .Values.store.postgres.spool.persistence.enabled -}}
+{{- end }}
+
 {{- define "tzw.tlsSecret" -}}
 {{- if eq .Values.certificates.mode "existingSecret" -}}
 {{- .Values.certificates.existingSecret.name -}}
