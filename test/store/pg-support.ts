@@ -159,12 +159,25 @@ export interface Replica {
   child: ChildProcess;
   /** SIGTERM, then the exit code. */
   stop(): Promise<number | null>;
+  /** SIGKILL (kill -9: no drain, no cleanup), then the signal it died of. */
+  kill(): Promise<string | null>;
+  /** Its log lines so far (pino JSON on stdout). */
+  logs(): Array<{ msg: string; [k: string]: unknown }>;
 }
 
-/** Starts `tzw serve` as replica `name`; resolves once it printed its listener URLs. */
-export async function startReplica(t: Test, s: HaFiles, name: string, storeUrl: string): Promise<Replica> {
+export interface ReplicaOptions {
+  /** TZW_LOG_LEVEL (default warn). */
+  logLevel?: string;
+}
+
+/**
+ * Starts `tzw serve` as replica `name` (TZW_REPLICA) with its state and spool in s.dir/name — the
+ * same directory again when a replica of that name is started again, as a StatefulSet pod comes
+ * back on its claim; resolves once it printed its listener URLs.
+ */
+export async function startReplica(t: Test, s: HaFiles, name: string, storeUrl: string, opts: ReplicaOptions = {}): Promise<Replica> {
   const state = join(s.dir, name);
-  mkdirSync(state);
+  mkdirSync(state, { recursive: true });
   const env: Record<string, string> = {};
   // Not TZW_* (config overrides) and not tap's loaders: the children are servers, not tests, and
   // tap's coverage hooks would slow their start several times over.
@@ -182,13 +195,14 @@ export async function startReplica(t: Test, s: HaFiles, name: string, storeUrl: 
     TZW_ADMISSION_LISTEN: '127.0.0.1:0',
     TZW_AUDIT_API_LISTEN: '127.0.0.1:0',
     TZW_METRICS_LISTEN: '127.0.0.1:0',
-    TZW_LOG_LEVEL: 'warn',
+    TZW_LOG_LEVEL: opts.logLevel ?? 'warn',
   });
   const child = spawn(process.execPath, ['--import', 'tsx', join(repo, 'webhook/main.ts'), 'serve'], { cwd: repo, env, stdio: ['ignore', 'pipe', 'pipe'] });
   let stdout = '';
   let stderr = '';
   child.stdout!.on('data', (c) => (stdout += c));
   const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
+  const killed = new Promise<string | null>((resolve) => child.on('exit', (_code, signal) => resolve(signal)));
   t.teardown(() => {
     if (child.exitCode === null) child.kill('SIGKILL');
   });
@@ -209,6 +223,13 @@ export async function startReplica(t: Test, s: HaFiles, name: string, storeUrl: 
       const code = await exited;
       t.notMatch(stdout, /tzw-ci|password=/, `${name}: no database password in the logs`);
       return code;
+    },
+    kill() {
+      child.kill('SIGKILL');
+      return killed;
+    },
+    logs() {
+      return stdout.split('\n').filter((l) => l.startsWith('{')).map((l) => JSON.parse(l) as { msg: string });
     },
   };
 }
