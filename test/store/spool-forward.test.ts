@@ -67,7 +67,9 @@ async function setup(t: Test, proxyUp: boolean): Promise<Setup> {
       createSpooledPostgresStore({
         postgres: { url, replica, signer, connectTimeoutMs: 1000, recoveryProbeMs: 50 },
         spool: { path: join(dir, `${replica}.spool.db`), maxBytes: 16 * 1024 * 1024, probeMs: 20 },
-        startWaitMs: 500,
+        // Long enough for a first connection and schema migration on a loaded machine (cases that
+        // start with PostgreSQL down are refused at once by the proxy, so they do not wait it out).
+        startWaitMs: 2000,
         minBackoffMs: 20,
         maxBackoffMs: 200,
         drainTimeoutMs: 2000,

@@ -53,13 +53,13 @@ t.test('appends are chained, durable and final; the head survives removal and re
   t.equal(spool.backlog(), 30);
   t.equal(spool.get(idOf(7)), undefined);
   t.strictSame(spool.peek(1).map((e) => e.record.seq), [21]);
-  spool.close();
+  await spool.close();
 
   spool = open(t, path);
   t.equal(spool.backlog(), 30, 'what was not removed is still there after a restart');
   t.strictSame(spool.peek(1000).map((e) => e.record), stored.slice(20));
   spool.removeThrough(Number.MAX_SAFE_INTEGER);
-  spool.close();
+  await spool.close();
   spool = open(t, path);
   t.equal(spool.backlog(), 0);
   const next = await spool.append(aRecord({ n: 51 }));

@@ -21,7 +21,6 @@ import { mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
 import type { Config } from '../../config/schema.js';
 import type { ChainedRecord, DecisionRecord } from '../../core/record.js';
-import { toObjectDigest } from '../evidence/object-digest.js';
 import { toFullCode } from '../full.js';
 import type { NamespaceHead } from '../evidence/merkle.js';
 import type { Anchor, AppendOptions, ChainEntry, Checkpoint, DecisionFilter, DecisionPage, PruneResult, QuarantinedRecord, VerifiableStore } from '../port.js';
@@ -390,17 +389,8 @@ class SpooledStore implements SpooledPostgresStore {
 
   append(record: DecisionRecord, opts?: AppendOptions): Promise<ChainedRecord> {
     if (this.closing) return Promise.reject(storeError('ERR_STORE_UNAVAILABLE', `the decision store (spool ${this.spoolPath}) is closed`));
-    if (opts?.review) {
-      // The spool commits on this thread (no writer thread yet), so the digest is computed here.
-      let objectDigest: string | null;
-      try {
-        objectDigest = toObjectDigest(opts.review);
-      } catch (err) {
-        return Promise.reject(storeError('ERR_STORE_INVALID_RECORD', `invalid decision record ${record.id}: the review body is not JSON: ${(err as Error).message}`, err));
-      }
-      return this.spool.append({ ...record, objectDigest });
-    }
-    return this.spool.append(record);
+    // The spool's writer thread computes the objectDigest from the review body, off this thread.
+    return this.spool.append(record, opts?.review);
   }
 
   /** The PostgreSQL store for reads; ERR_STORE_UNAVAILABLE before the first connection. */
@@ -473,7 +463,7 @@ class SpooledStore implements SpooledPostgresStore {
       await this.loop;
       await this.connecting?.catch(() => undefined);
       await this.pg?.close();
-      this.spool.close();
+      await this.spool.close();
     })();
     return this.closing;
   }
@@ -489,9 +479,11 @@ export async function createSpooledPostgresStore(opts: SpooledPostgresOptions): 
   const spool = createSpool({ ...opts.spool, replica: opts.postgres.replica, ...(opts.logger ? { logger: opts.logger } : {}) });
   const store = new SpooledStore(spool, opts);
   try {
+    // The spool's writer thread first: then the wait for PostgreSQL is not spent starting it.
+    await spool.ready();
     await store.start(opts.startWaitMs ?? DEFAULT_START_WAIT_MS);
   } catch (err) {
-    spool.close();
+    await spool.close();
     throw err;
   }
   return store;

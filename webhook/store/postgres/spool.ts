@@ -13,8 +13,11 @@ import { dirname, resolve } from 'node:path';
 import Database from 'better-sqlite3';
 import type { ChainedRecord, DecisionRecord } from '../../core/record.js';
 import { GENESIS_HASH, toChainedRecord } from '../evidence/chain.js';
-import { chainNamespaceRecord, type NamespaceChainHead, type NamespaceLink } from '../evidence/link.js';
-import { duplicateIdError, storeError, unchainableError, type StoreError } from '../rows.js';
+import type { Worker } from 'node:worker_threads';
+import { chainNamespaceRecord, type NamespaceChainHead } from '../evidence/link.js';
+import { createWriterThread } from '../thread.js';
+import type { SpoolItem, SpoolWriterConfig, SpoolWriterReply, SpoolWriterRequest } from './spool-writer.js';
+import { storeError, unchainableError, type StoreError } from '../rows.js';
 import { checkRecordShape } from './store.js';
 import type { StoreLogger } from '../sqlite/store.js';
 import type { QuarantinedRecord } from '../port.js';
@@ -96,7 +99,7 @@ export interface Spool {
    * Errors (by `code`): ERR_STORE_INVALID_RECORD, ERR_STORE_DUPLICATE_ID (id already spooled),
    * ERR_STORE_UNAVAILABLE (spool full — the message names the spool and its limit — or a disk error).
    */
-  append(record: DecisionRecord): Promise<ChainedRecord>;
+  append(record: DecisionRecord, review?: Uint8Array): Promise<ChainedRecord>;
   /** This writer's chain head, spooled records included. */
   head(writer?: string): { seq: number; hash: string };
   /** Records spooled and not yet removed (forwarded). */
@@ -140,14 +143,15 @@ export interface Spool {
   rebase(writer: string, base: { seq: number; hash: string }, nsBase?: Map<string, NamespaceChainHead>): number;
   /** Called after every commit that added records (wakes the forwarder). */
   onAppend(listener: () => void): void;
-  /** Commits queued appends, then refuses new ones and closes the file. */
-  close(): void;
+  /** Resolves once the writer thread holds its connection; rejects (ERR_STORE_OPEN) when it cannot start. */
+  ready(): Promise<void>;
+  /** Commits queued appends, then refuses new ones and closes the file (and the writer thread). */
+  close(): Promise<void>;
 }
-
-class SpoolFullError extends Error {}
 
 interface Pending {
   record: DecisionRecord;
+  review?: Uint8Array;
   resolve(r: ChainedRecord): void;
   reject(e: Error): void;
 }
@@ -161,6 +165,15 @@ function checkRecord(record: DecisionRecord, replica: string): string | undefine
   return undefined;
 }
 
+function toItem(p: Pending): SpoolItem {
+  return p.review ? { record: p.record, review: p.review } : { record: p.record };
+}
+
+/**
+ * The spool on the main thread: appends are handed to the writer thread (spool-writer.ts), which
+ * commits them (group commit, fsync) off the event loop; this connection serves the forwarder
+ * (peek, removal, quarantine, head moves) and reads. Both connections see one WAL file.
+ */
 class SqliteSpool implements Spool {
   readonly path: string;
   readonly maxBytes: number;
@@ -168,11 +181,15 @@ class SqliteSpool implements Spool {
   private readonly db: Database.Database;
   private readonly log: StoreLogger;
   private readonly probeMs: number;
-  private readonly heads = new Map<string, { seq: number; hash: string }>();
-  /** Namespace chain heads by writer, then namespace. */
-  private readonly nsHeads = new Map<string, Map<string, NamespaceChainHead>>();
   private readonly listeners: Array<() => void> = [];
   private readonly pageSize: number;
+  private readonly writerConfig: SpoolWriterConfig;
+  private worker: Worker | undefined;
+  private starting: Promise<Worker> | undefined;
+  private workerFailure: string | undefined;
+  private nextBatch = 1;
+  private readonly inFlight = new Map<number, Pending[]>();
+  private closedByWorker: (() => void) | undefined;
   private queue: Pending[] = [];
   private flushScheduled = false;
   private count: number;
@@ -181,12 +198,12 @@ class SqliteSpool implements Spool {
   /** While failed: since when, the "no space" code if that is why (SQLITE_FULL, ENOSPC), records refused meanwhile. */
   private down = { since: 0, fullCode: undefined as string | undefined, refused: 0 };
   private closed = false;
+  private closing: Promise<void> | undefined;
   /** `<path>-reserve`: room given back when the disk is full and forwarded records must be removed. */
   private readonly reserve: Reserve;
   private probeTimer: NodeJS.Timeout | undefined;
   private quarantineCount: number;
-  private readonly st: Record<'exists' | 'insert' | 'setHead' | 'setNsHead' | 'clearNsHeads' | 'peek' | 'removeThrough' | 'removeOne' | 'get' | 'hasWriter' | 'ofWriter' | 'update' | 'pages' | 'free' | 'quarantineOne' | 'quarantined' | 'unshared' | 'shareOne', Database.Statement>;
-  private readonly writeBatch: (batch: Pending[]) => { done: Array<[Pending, ChainedRecord]>; rejected: Array<[Pending, Error]>; nsMoved: Map<string, NamespaceChainHead> };
+  private readonly st: Record<'head' | 'setHead' | 'setNsHead' | 'clearNsHeads' | 'peek' | 'removeThrough' | 'removeOne' | 'get' | 'hasWriter' | 'ofWriter' | 'update' | 'pages' | 'free' | 'quarantineOne' | 'quarantined' | 'unshared' | 'shareOne', Database.Statement>;
 
   constructor(db: Database.Database, opts: SpoolOptions) {
     this.db = db;
@@ -196,9 +213,9 @@ class SqliteSpool implements Spool {
     this.log = opts.logger ?? noopLogger;
     this.probeMs = opts.probeMs ?? DEFAULT_SPOOL_PROBE_MS;
     this.pageSize = db.pragma('page_size', { simple: true }) as number;
+    this.writerConfig = { path: opts.path, replica: opts.replica, busyTimeoutMs: opts.busyTimeoutMs ?? DEFAULT_SPOOL_BUSY_TIMEOUT_MS, maxBytes: opts.maxBytes };
     this.st = {
-      exists: db.prepare('SELECT 1 FROM pending WHERE id = ?'),
-      insert: db.prepare('INSERT INTO pending (id, writer, seq, body, hash) VALUES (?, ?, ?, ?, ?)'),
+      head: db.prepare('SELECT seq, hash FROM heads WHERE writer = ?'),
       setHead: db.prepare('INSERT INTO heads (writer, seq, hash) VALUES (?, ?, ?) ON CONFLICT (writer) DO UPDATE SET seq = excluded.seq, hash = excluded.hash'),
       setNsHead: db.prepare('INSERT INTO ns_heads (writer, namespace, ns_seq, hash) VALUES (?, ?, ?, ?) ON CONFLICT (writer, namespace) DO UPDATE SET ns_seq = excluded.ns_seq, hash = excluded.hash'),
       clearNsHeads: db.prepare('DELETE FROM ns_heads WHERE writer = ?'),
@@ -216,28 +233,116 @@ class SqliteSpool implements Spool {
       unshared: db.prepare('SELECT pos, body, hash, reason, time FROM quarantine WHERE shared = 0 ORDER BY pos'),
       shareOne: db.prepare('UPDATE quarantine SET shared = 1 WHERE pos = ?'),
     };
-    for (const h of db.prepare('SELECT writer, seq, hash FROM heads').all() as Array<{ writer: string; seq: number; hash: string }>) {
-      this.heads.set(h.writer, { seq: h.seq, hash: h.hash });
-    }
-    for (const h of db.prepare('SELECT writer, namespace, ns_seq, hash FROM ns_heads').all() as Array<{ writer: string; namespace: string; ns_seq: number; hash: string }>) {
-      this.nsHeadsOf(h.writer).set(h.namespace, { nsSeq: h.ns_seq, hash: h.hash });
-    }
     this.count = (db.prepare('SELECT count(*) AS n FROM pending').get() as { n: number }).n;
     this.quarantineCount = (db.prepare('SELECT count(*) AS n FROM quarantine').get() as { n: number }).n;
-    this.writeBatch = db.transaction((batch: Pending[]) => this.insertBatch(batch));
     this.reserve = createReserve(`${opts.path}-reserve`);
     this.reserve.restore();
     if (this.usedBytes() > this.maxBytes) this.markFull();
+    // Started now, so the first admission does not wait for it; appends queue until it is ready.
+    this.ensureWriter().catch(() => undefined);
+  }
+
+  async ready(): Promise<void> {
+    try {
+      await this.ensureWriter();
+    } catch (err) {
+      throw storeError('ERR_STORE_OPEN', `cannot open the decision spool ${this.path}: ${this.workerFailure ?? (err as Error).message}`, err);
+    }
+  }
+
+  /** The writer thread, started (again, after it died) when needed; rejects when it cannot start. */
+  private ensureWriter(): Promise<Worker> {
+    if (this.worker) return Promise.resolve(this.worker);
+    if (!this.starting) {
+      const worker = createWriterThread(import.meta.url, './spool-writer', this.writerConfig);
+      this.starting = new Promise<Worker>((resolve, reject) => {
+        const onReady = (m: SpoolWriterReply) => {
+          if (m.t !== 'ready') return;
+          worker.off('message', onReady);
+          worker.off('error', onError);
+          worker.on('message', (r: SpoolWriterReply) => this.onWriterMessage(r));
+          worker.on('error', (err) => this.onWriterGone(worker, `the spool writer thread failed: ${err.message}`));
+          worker.on('exit', (code) => this.onWriterGone(worker, `the spool writer thread exited (code ${code})`));
+          this.worker = worker;
+          this.workerFailure = undefined;
+          resolve(worker);
+        };
+        const onError = (err: Error) => {
+          worker.off('message', onReady);
+          this.workerFailure = `the spool writer thread could not start: ${err.message}`;
+          reject(storeError('ERR_STORE_UNAVAILABLE', `the decision spool ${this.path} ${this.workerFailure.slice(4)}`, err));
+        };
+        worker.on('message', onReady);
+        worker.once('error', onError);
+      }).finally(() => {
+        this.starting = undefined;
+      });
+    }
+    return this.starting;
+  }
+
+  /** The writer thread died (not close()): everything it held fails closed; the next append starts a new one. */
+  private onWriterGone(worker: Worker, why: string): void {
+    if (this.worker !== worker) return;
+    this.worker = undefined;
+    if (this.closedByWorker) {
+      this.closedByWorker();
+      return;
+    }
+    this.workerFailure = why;
+    const e = storeError('ERR_STORE_UNAVAILABLE', `the decision spool ${this.path} could not commit: ${why}`);
+    this.markFailed(e);
+    for (const batch of this.inFlight.values()) for (const p of batch) p.reject(e);
+    this.inFlight.clear();
+  }
+
+  private onWriterMessage(m: SpoolWriterReply): void {
+    if (m.t === 'closed') {
+      this.closedByWorker?.();
+      return;
+    }
+    if (m.t === 'failed') {
+      let e: StoreError;
+      if (m.full) {
+        this.markFull();
+        e = storeError(
+          'ERR_STORE_UNAVAILABLE',
+          `the decision spool ${this.path} is full (${this.count} records waiting for PostgreSQL, limit store.spool.maxBytes = ${this.maxBytes} bytes): the decision was not recorded`,
+        );
+      } else {
+        const err = Object.assign(new Error(m.message), m.code ? { code: m.code } : {});
+        this.markFailed(err, m.records);
+        const fullCode = toFullCode(err);
+        e = storeError('ERR_STORE_UNAVAILABLE', fullCode
+          ? `the decision spool ${this.path} is full (${fullCode}: no space on its disk): could not commit ${m.records} record(s): ${m.message}`
+          : `the decision spool ${this.path} could not commit ${m.records} record(s): ${m.message}`, err);
+      }
+      for (const batch of m.batches) {
+        for (const p of this.inFlight.get(batch) ?? []) p.reject(e);
+        this.inFlight.delete(batch);
+      }
+      return;
+    }
+    if (m.t !== 'committed') return;
+    this.count += m.added;
+    if (this.failed) this.markRecovered();
+    for (const { batch, results } of m.batches) {
+      const pending = this.inFlight.get(batch) ?? [];
+      this.inFlight.delete(batch);
+      pending.forEach((p, i) => {
+        const r = results[i];
+        if (!r) p.reject(storeError('ERR_STORE_UNAVAILABLE', 'the spool writer thread returned no result'));
+        else if (!r.ok) p.reject(storeError(r.code, r.message));
+        else p.resolve(toChainedRecord({ ...p.record, objectDigest: r.objectDigest, nsSeq: r.nsSeq, nsPrevHash: r.nsPrevHash }, { seq: r.seq, prevHash: r.prevHash, hash: r.hash, body: '' }));
+      });
+    }
+    if (m.added > 0) for (const l of this.listeners) l();
   }
 
   head(writer = this.replica): { seq: number; hash: string } {
-    return { ...(this.heads.get(writer) ?? { seq: 0, hash: GENESIS_HASH }) };
-  }
-
-  private nsHeadsOf(writer: string): Map<string, NamespaceChainHead> {
-    let m = this.nsHeads.get(writer);
-    if (!m) this.nsHeads.set(writer, (m = new Map()));
-    return m;
+    if (!this.db.open) return { seq: 0, hash: GENESIS_HASH };
+    const h = this.st.head.get(writer) as { seq: number; hash: string } | undefined;
+    return h ? { seq: h.seq, hash: h.hash } : { seq: 0, hash: GENESIS_HASH };
   }
 
   /** Stores `writer`'s namespace heads as `heads` (inside the caller's transaction). */
@@ -271,12 +376,12 @@ class SqliteSpool implements Spool {
     this.listeners.push(listener);
   }
 
-  append(record: DecisionRecord): Promise<ChainedRecord> {
+  append(record: DecisionRecord, review?: Uint8Array): Promise<ChainedRecord> {
     if (this.closed) return Promise.reject(storeError('ERR_STORE_UNAVAILABLE', `the decision spool ${this.path} is closed`));
     const problem = checkRecord(record, this.replica);
     if (problem) return Promise.reject(storeError('ERR_STORE_INVALID_RECORD', `invalid decision record: ${problem}`));
     return new Promise<ChainedRecord>((resolve, reject) => {
-      this.queue.push({ record, resolve, reject });
+      this.queue.push(review ? { record, review, resolve, reject } : { record, resolve, reject });
       if (!this.flushScheduled) {
         this.flushScheduled = true;
         // setImmediate, not a microtask: every request handled in this turn of the event loop
@@ -286,84 +391,52 @@ class SqliteSpool implements Spool {
     });
   }
 
-  /** Runs inside one transaction; throws (and so rolls back) on a database error or a full spool. */
-  private insertBatch(batch: Pending[]) {
-    const done: Array<[Pending, ChainedRecord]> = [];
-    const rejected: Array<[Pending, Error]> = [];
-    const ids = new Set<string>();
-    const nsMoved = new Map<string, NamespaceChainHead>();
-    const nsHeads = this.nsHeadsOf(this.replica);
-    let { seq, hash: prev } = this.head();
-    for (const p of batch) {
-      const r = p.record;
-      if (ids.has(r.id) || this.st.exists.get(r.id)) {
-        rejected.push([p, duplicateIdError(r.id)]);
-        continue;
-      }
-      let link: NamespaceLink;
-      let chained: ChainedRecord;
-      try {
-        link = chainNamespaceRecord(r, { seq, hash: prev }, nsMoved.get(r.namespace) ?? nsHeads.get(r.namespace));
-        chained = toChainedRecord({ ...r, nsSeq: link.nsSeq, nsPrevHash: link.nsPrevHash }, link);
-      } catch (err) {
-        rejected.push([p, unchainableError(r.id, err)]);
-        continue;
-      }
-      const { body, hash } = link;
-      seq++;
-      this.st.insert.run(r.id, this.replica, seq, body, hash);
-      done.push([p, chained]);
-      nsMoved.set(r.namespace, { nsSeq: link.nsSeq, hash });
-      ids.add(r.id);
-      prev = hash;
-    }
-    if (done.length > 0) {
-      this.st.setHead.run(this.replica, seq, prev);
-      this.putNsHeads(this.replica, nsMoved, false);
-      if (this.usedBytes() > this.maxBytes) throw new SpoolFullError();
-    }
-    return { done, rejected, nsMoved };
-  }
-
+  /** Hands the queued appends to the writer thread as one batch (it joins batches into commits). */
   private flush(): void {
     this.flushScheduled = false;
     const batch = this.queue;
     this.queue = [];
     if (batch.length === 0) return;
-    let result: ReturnType<SqliteSpool['insertBatch']>;
-    try {
-      if (this.full) throw new SpoolFullError();
-      if (!this.db.open) throw new Error('the spool file is closed');
-      result = this.writeBatch(batch);
-    } catch (err) {
-      let e: StoreError;
-      if (err instanceof SpoolFullError) {
-        this.markFull();
-        e = storeError(
-          'ERR_STORE_UNAVAILABLE',
-          `the decision spool ${this.path} is full (${this.count} records waiting for PostgreSQL, limit store.spool.maxBytes = ${this.maxBytes} bytes): the decision was not recorded`,
-        );
-      } else {
-        this.markFailed(err, batch.length);
-        const fullCode = toFullCode(err);
-        e = storeError('ERR_STORE_UNAVAILABLE', fullCode
-          ? `the decision spool ${this.path} is full (${fullCode}: no space on its disk): could not commit ${batch.length} record(s): ${(err as Error).message}`
-          : `the decision spool ${this.path} could not commit ${batch.length} record(s): ${(err as Error).message}`, err);
-      }
+    if (this.full) {
+      const e = storeError(
+        'ERR_STORE_UNAVAILABLE',
+        `the decision spool ${this.path} is full (${this.count} records waiting for PostgreSQL, limit store.spool.maxBytes = ${this.maxBytes} bytes): the decision was not recorded`,
+      );
       for (const p of batch) p.reject(e);
       return;
     }
-    const last = result.done[result.done.length - 1];
-    if (last) {
-      this.heads.set(this.replica, { seq: last[1].seq, hash: last[1].hash });
-      const nsHeads = this.nsHeadsOf(this.replica);
-      for (const [ns, h] of result.nsMoved) nsHeads.set(ns, h);
-      this.count += result.done.length;
+    const worker = this.worker;
+    if (!worker) {
+      this.ensureWriter().then(
+        () => {
+          this.queue = batch.concat(this.queue);
+          this.flush();
+        },
+        (err: Error) => {
+          this.markFailed(err);
+          const e = storeError('ERR_STORE_UNAVAILABLE', `the decision spool ${this.path} could not commit ${batch.length} record(s): ${this.workerFailure ?? err.message}`, err);
+          for (const p of batch) p.reject(e);
+        },
+      );
+      return;
     }
-    if (this.failed) this.markRecovered();
-    for (const [p, r] of result.done) p.resolve(r);
-    for (const [p, e] of result.rejected) p.reject(e);
-    if (last) for (const l of this.listeners) l();
+    const id = this.nextBatch++;
+    try {
+      worker.postMessage({ t: 'append', batch: id, items: batch.map(toItem) } satisfies SpoolWriterRequest);
+      this.inFlight.set(id, batch);
+    } catch {
+      // A record the structured clone cannot copy (a function, a symbol...): post one by one so
+      // only those are refused and their batch mates still commit.
+      for (const p of batch) {
+        const one = this.nextBatch++;
+        try {
+          worker.postMessage({ t: 'append', batch: one, items: [toItem(p)] } satisfies SpoolWriterRequest);
+          this.inFlight.set(one, [p]);
+        } catch (err) {
+          p.reject(unchainableError(p.record.id, err));
+        }
+      }
+    }
   }
 
   private markFull(): void {
@@ -418,7 +491,11 @@ class SqliteSpool implements Spool {
           this.db.transaction(() => this.db.prepare('INSERT INTO probe_headroom (b) VALUES (zeroblob(?))').run(PROBE_HEADROOM_BYTES))();
           this.db.exec('DELETE FROM probe_headroom');
         }
-        this.db.transaction(() => this.st.setHead.run(this.replica, this.head().seq, this.head().hash))();
+        // Read and rewritten under the write lock: the writer thread may be appending meanwhile.
+        this.db.transaction(() => {
+          const h = this.head();
+          this.st.setHead.run(this.replica, h.seq, h.hash);
+        }).immediate();
         this.markRecovered();
       } catch (err) {
         // Still failing: the next probe tries again (logged once by markFailed; again only if it is full now).
@@ -540,15 +617,14 @@ class SqliteSpool implements Spool {
   }
 
   advanceHead(writer: string, base: { seq: number; hash: string }, nsBase?: Map<string, NamespaceChainHead>): boolean {
-    if (base.seq <= this.head(writer).seq) return false;
-    if (this.st.hasWriter.get(writer)) return false;
-    this.db.transaction(() => {
+    // Under the write lock: the writer thread may be appending to this chain right now.
+    return this.db.transaction(() => {
+      if (base.seq <= this.head(writer).seq) return false;
+      if (this.st.hasWriter.get(writer)) return false;
       this.st.setHead.run(writer, base.seq, base.hash);
       this.putNsHeads(writer, nsBase ?? new Map(), true);
-    })();
-    this.heads.set(writer, { ...base });
-    this.nsHeads.set(writer, new Map(nsBase ?? []));
-    return true;
+      return true;
+    }).immediate();
   }
 
   rebase(writer: string, base: { seq: number; hash: string }, nsBase?: Map<string, NamespaceChainHead>): number {
@@ -556,7 +632,7 @@ class SqliteSpool implements Spool {
     let prev = base.hash;
     const nsHeads = new Map(nsBase ?? []);
     let n = 0;
-    const moves = this.db.transaction(() => {
+    this.db.transaction(() => {
       let after = 0;
       for (;;) {
         const rows = this.st.ofWriter.all(writer, after, REBASE_CHUNK) as Array<{ pos: number; body: string }>;
@@ -575,25 +651,37 @@ class SqliteSpool implements Spool {
         if (rows.length < REBASE_CHUNK) break;
       }
       // With nothing spooled the heads stay where they are unless the base is ahead of them.
-      if (n === 0 && seq <= this.head(writer).seq) return false;
+      if (n === 0 && seq <= this.head(writer).seq) return;
       this.st.setHead.run(writer, seq, prev);
       this.putNsHeads(writer, nsHeads, true);
-      return true;
-    })();
-    if (moves) {
-      this.heads.set(writer, { seq, hash: prev });
-      this.nsHeads.set(writer, nsHeads);
-    }
+    }).immediate();
     return n;
   }
 
-  close(): void {
-    if (this.closed) return;
-    if (this.queue.length) this.flush();
-    this.closed = true;
-    if (this.probeTimer) clearInterval(this.probeTimer);
-    this.db.close();
+  close(): Promise<void> {
+    if (this.closing) return this.closing;
+    this.closing = (async () => {
+      // Hand over what was accepted before close, then refuse new appends.
+      if (this.queue.length) this.flush();
+      this.closed = true;
+      if (this.probeTimer) clearInterval(this.probeTimer);
+      await this.starting?.catch(() => undefined);
+      if (this.queue.length) this.flush();
+      // Every batch handed over is answered before the thread closes (it commits its queue first).
+      const worker = this.worker;
+      if (worker) {
+        await new Promise<void>((resolve) => {
+          this.closedByWorker = resolve;
+          worker.postMessage({ t: 'close' } satisfies SpoolWriterRequest);
+        });
+        this.worker = undefined;
+        await worker.terminate();
+      }
+      this.db.close();
+    })();
+    return this.closing;
   }
+
 }
 
 /**
