@@ -142,6 +142,7 @@ t.test('disk full around PostgreSQL', { skip: pgSkip }, async (t) => {
     let n = 0;
     let refused = 0;
     for (let i = 0; i < 20_000 && refused < 5; i++) await store.append(aRecord({ n: ++n })).then((r) => stored.push(r), () => refused++);
+    t.match(logger.lines.find((l) => /^store\.spool\.maxBytes is larger than the spool's volume/.test(l.msg)), { level: 'warn', obj: { maxBytes: 1024 * 1024 * 1024, volumeBytes: 4 * 1024 * 1024 } }, 'warned at start that the volume is smaller than the limit');
     t.equal(refused, 5, `the disk is full after ${stored.length} spooled decisions`);
     t.equal(store.writable(), false, 'unready');
     proxy.up();
