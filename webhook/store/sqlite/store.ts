@@ -570,7 +570,9 @@ class SqliteDecisionStore implements SqliteStore {
   }
 
   private triggerCheckpoint(): void {
-    if (this.readonly || this.cpInFlight || !this.worker) return;
+    // Unwritable (e.g. full): the head cannot move, the write would fail and log every interval;
+    // the first timer after the recovery signs what is there.
+    if (this.readonly || this.cpInFlight || !this.worker || !this.isWritable) return;
     this.cpInFlight = this.writeCheckpoint().finally(() => {
       this.cpInFlight = undefined;
     });
