@@ -301,6 +301,16 @@ t.test('SQLite: a schema-2 store is migrated once: rollups and digests backfille
   const more = aRecord({ n: 10_000, id: idOf(10_000), time: toTime(T0 + 3_600_000, 1), verdict: 'denied', kind: KINDS[1], reasons: [asReason({ code: 'TASKRUN_SA_UNMAPPED', message: 'ServiceAccount payments/ci-builder has no IdentityMapping.', serviceAccount: 'payments/ci-builder' })] });
   await store.append(more);
   await compareAll(t, store, [...records, more], [{}, { since: toTime(T0, 0), until: toTime(T0 + 86_400_000, 0) }], 'after a new append');
+  // The digest column is an index: editing it (to hide a record from the filter) fails verification.
+  await store.close();
+  const rw = new Database(path);
+  rw.prepare('UPDATE decisions SET object_digest = unhex(?) WHERE id = ?').run('cd'.repeat(32), records[5]!.id);
+  rw.close();
+  const reopened = await createSqliteStore({ path, replica: 'tzw-0', readonly: true });
+  t.teardown(() => reopened.close());
+  const tampered = await verifyStore(reopened, jwks);
+  t.equal(tampered.ok, false, 'an edited object_digest column fails verification');
+  t.match(JSON.stringify(tampered), /object_digest/, 'naming the column');
 });
 
 /** Puts a schema-3 PostgreSQL store back the way schema 2 left it, one row in the v1 form (as downgradeToSchema2). */
