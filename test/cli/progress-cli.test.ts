@@ -90,6 +90,8 @@ t.test('verify --store, verify --bundle and export: identical stdout on a fake T
   const commands: Array<[string, string[]]> = [
     ['verify --store', ['decisions', 'verify', '--store', url, '--jwks', jwksPath]],
     ['verify --store -o json', ['decisions', 'verify', '--store', url, '--jwks', jwksPath, '-o', 'json']],
+    ['verify --store on two worker threads', ['decisions', 'verify', '--store', url, '--jwks', jwksPath, '--workers', '2']],
+    ['verify --store on this thread only', ['decisions', 'verify', '--store', url, '--jwks', jwksPath, '--workers', '0']],
     ['verify --bundle', ['decisions', 'verify', '--bundle', 'bundle.jsonl', '--jwks', jwksPath]],
     ['export', ['decisions', 'export', '--store', url, '--jwks', jwksPath, '--out', 'again.jsonl']],
     ['namespaces readiness', ['namespaces', 'readiness', '--store', url, '--since', '2025-01-01T00:00:00Z']],
@@ -148,6 +150,23 @@ t.test('verify --store, verify --bundle and export: identical stdout on a fake T
   t.strictSame(strip('payments.jsonl'), strip('payments-first.jsonl'), 'so is the namespace bundle');
 });
 
+t.test('verify on worker threads: the same report as on this thread; --workers checked', async (t) => {
+  const seen: string[] = [];
+  const one = await tzw('pipe', ['decisions', 'verify', '--store', url, '--jwks', jwksPath, '--workers', '0', '-o', 'json']);
+  const io: CliIo = {
+    stdout: (s) => seen.push(s), stderr: () => undefined, env: {}, cwd: dir, hostname: 'h', readFile: (p) => readFileSync(p, 'utf8'),
+    onSignal: () => () => undefined, stderrTerminal: { isTTY: true, columns: 200 }, now: () => 0,
+  };
+  t.equal(await run(['decisions', 'verify', '--store', url, '--jwks', jwksPath, '--workers', '2', '-o', 'json'], io), 0);
+  t.equal(seen.join(''), one.stdout, 'same JSON report');
+  t.match(JSON.parse(one.stdout), { ok: true, records: RECORDS });
+  const bad = await tzw('pipe', ['decisions', 'verify', '--store', url, '--jwks', jwksPath, '--workers', 'many']);
+  t.equal(bad.code, 2);
+  t.match(bad.stderr, /--workers must be a whole number from 0 to 64, got "many"/);
+  const notStore = await tzw('pipe', ['decisions', 'verify', '--bundle', 'bundle.jsonl', '--workers', '2']);
+  t.match(notStore.stderr, /--workers applies to verify --store only/);
+});
+
 t.test('verify on a pipe for a long time: plain lines, at most one per ~10 s, no \\r', async (t) => {
   // 25 fake ms per clock read; ~100 reads per verify of RECORDS records → several fake seconds.
   let clock = 0;
@@ -170,8 +189,8 @@ t.test('Ctrl-C during namespaces readiness (in process): exit 130 and no report'
 });
 
 t.test('Ctrl-C during verify (in process): exit 130, how far it got, no result on stdout, the handler removed', async (t) => {
-  for (const terminal of ['tty', 'pipe'] as const) {
-    const r = await tzw(terminal, ['decisions', 'verify', '--store', url, '--jwks', jwksPath], { sigint: true });
+  for (const [terminal, workers] of [['tty', []], ['pipe', []], ['tty', ['--workers', '2']]] as const) {
+    const r = await tzw(terminal, ['decisions', 'verify', '--store', url, '--jwks', jwksPath, ...workers], { sigint: true });
     t.equal(r.code, 130, `${terminal}: exit 130`);
     t.equal(r.stdout, '', `${terminal}: no verdict printed`);
     t.match(r.stderr, new RegExp(`Interrupted after [\\d.]+ s: verify had reached (records [\\d,]+/${RECORDS.toLocaleString('en-US')} \\(\\d+%\\)|checkpoints [\\d,]+/\\d+ \\(\\d+%\\))\\. Verification of store ${url.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')} did not finish; nothing was changed\\.\\n$`));

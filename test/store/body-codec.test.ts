@@ -5,7 +5,7 @@
  */
 import t from 'tap';
 import { chainRecord } from '../../webhook/store/evidence/link.js';
-import { CODEC_DEFLATE_DICT_V1, createBodyDeflater, deflateBodyOnce, fromStoredBody, toStoredBody } from '../../webhook/store/evidence/body-codec.js';
+import { CODEC_DEFLATE_DICT_V1, createBodyDeflater, createBodyInflater, deflateBodyOnce, fromStoredBody, toCanonicalBytes, toStoredBody } from '../../webhook/store/evidence/body-codec.js';
 import { benchPodPatch, createRandom, fillRecord } from '../../bench/fixtures.js';
 
 function bodies(n: number): string[] {
@@ -40,4 +40,29 @@ t.test('toStoredBody (the shared deflater) round-trips and refuses nothing it st
   for (const x of bodies(20)) t.equal(fromStoredBody(toStoredBody(x)), x);
   t.throws(() => fromStoredBody(Buffer.from([9, 1, 2])), { code: 'ERR_STORE_BODY' }, 'unknown codec');
   t.throws(() => fromStoredBody(Buffer.from([CODEC_DEFLATE_DICT_V1, 0xff, 0xff, 0xff])), { code: 'ERR_STORE_BODY' }, 'bytes that do not inflate');
+});
+
+t.test('the reused inflater (verification) gives the canonical bytes, with headroom, and survives bad input', async (t) => {
+  const texts = bodies(200);
+  const rnd = createRandom(5);
+  // Larger than the inflater's 64 KiB buffer: the one-shot path, then a larger buffer.
+  texts.push(JSON.stringify({ message: Array.from({ length: 100_000 }, () => String.fromCharCode(0x20 + Math.floor(rnd() * 0x2000))).join('') }), '{}');
+  const stored = texts.map((x) => toStoredBody(x));
+  const plain = createBodyInflater();
+  const roomy = createBodyInflater(64);
+  let same = 0;
+  for (const [i, s] of stored.entries()) {
+    const want = toCanonicalBytes(s);
+    if (want.toString('utf8') !== texts[i]) t.fail(`body ${i} round-trip`);
+    const a = plain(s);
+    const b = roomy(s);
+    if (a.equals(want) && b.equals(want) && b.byteOffset >= 64) same++;
+  }
+  t.equal(same, stored.length, 'every body, byte for byte');
+  // Truncated, corrupted and unknown-codec bodies throw as toCanonicalBytes does; the next good body still inflates.
+  const good = stored[0]!;
+  for (const bad of [good.subarray(0, 20), Buffer.concat([good.subarray(0, 5), Buffer.alloc(40, 0xff)]), Buffer.from([9, 1, 2, 3])]) {
+    t.throws(() => plain(bad), { code: 'ERR_STORE_BODY' });
+    t.ok(plain(good).equals(toCanonicalBytes(good)), 'the inflater still works after a bad body');
+  }
 });

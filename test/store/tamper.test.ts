@@ -10,7 +10,8 @@ import Database from 'better-sqlite3';
 import type { ChainedRecord } from '../../webhook/core/record.js';
 import { fromStoredBody, toStoredBody } from '../../webhook/store/evidence/body-codec.js';
 import { verifyStore } from '../../webhook/store/evidence/bundle.js';
-import { canonicalJson, sha256Hex, type ChainProblem } from '../../webhook/store/evidence/chain.js';
+import { canonicalJson, checkEvidence, sha256Hex, type ChainProblem } from '../../webhook/store/evidence/chain.js';
+import { toChainRanges } from '../../webhook/store/sqlite/verify.js';
 import { createSqliteStore } from '../../webhook/store/sqlite/store.js';
 import { CHECKPOINT_TYP, loadOrCreateSigningKey, toJwks } from '../../webhook/store/evidence/signing.js';
 import { aRecord, timeAt, WRITER } from './builders.js';
@@ -35,8 +36,19 @@ const records: ChainedRecord[] = [];
 const id = (seq: number) => records[seq - 1]?.id ?? '';
 
 let copies = 0;
+/**
+ * How a case is verified: sequentially (one thread, streamChain), or by the parallel verifier
+ * (worker threads, no record parsed on its fast path) cut at every checkpoint, so that each edit
+ * lands inside a range, at a range's start or end, or between ranges.
+ */
+const MODES = {
+  sequential: { parallel: false },
+  parallel: { parallel: { workers: 2, rangeRecords: 1 } },
+} as const;
+type Mode = keyof typeof MODES;
+
 /** Copies the original, applies `edit` to the copy with plain SQL, and verifies the copy. */
-async function verifyEdited(edit: (db: Database.Database) => void | Promise<void>) {
+async function verifyEdited(edit: (db: Database.Database) => void | Promise<void>, mode: Mode = 'sequential') {
   const path = join(dir, `copy-${++copies}.db`);
   copyFileSync(base, path);
   const db = new Database(path);
@@ -44,14 +56,16 @@ async function verifyEdited(edit: (db: Database.Database) => void | Promise<void
   db.close();
   const store = await createSqliteStore({ path, replica: WRITER, readonly: true });
   try {
-    return await verifyStore(store, jwks);
+    return await verifyStore(store, jwks, MODES[mode]);
   } finally {
     await store.close();
   }
 }
 
 t.test('the untouched store verifies', async (t) => {
-  t.match(await verifyEdited(() => undefined), { ok: true, records: 30, checkpoints: 3, unsigned: 0 });
+  for (const mode of Object.keys(MODES) as Mode[]) {
+    t.strictSame(await verifyEdited(() => undefined, mode), { ok: true, records: 30, writers: 1, checkpoints: 3, anchors: 0, unsigned: 0, warnings: [] }, mode);
+  }
 });
 
 /** The canonical body of record `seq` as stored (v2: compressed bytes, evidence/body-codec.ts). */
@@ -87,6 +101,46 @@ t.test('each edit is caught and the first bad record named', async (t) => {
     return mallory.sign({ writer: WRITER, size, headHash: at?.hash ?? '', time: timeAt(size * 1000) }, CHECKPOINT_TYP);
   };
   const cases: Array<[string, (db: Database.Database) => void | Promise<void>, Omit<ChainProblem, 'problem'>, RegExp]> = [
+    [
+      'the record a checkpoint names deleted (a range of the parallel verifier ends early)',
+      (db) => db.prepare('DELETE FROM decisions WHERE seq = 10').run(),
+      { kind: 'record', id: id(11), writer: WRITER, seq: 11 },
+      /seq 11 found where seq 10 was expected/,
+    ],
+    [
+      'the record after a checkpoint deleted (a range starts late)',
+      (db) => db.prepare('DELETE FROM decisions WHERE seq = 21').run(),
+      { kind: 'record', id: id(22), writer: WRITER, seq: 22 },
+      /seq 22 found where seq 21 was expected/,
+    ],
+    [
+      "a record's writer column edited (it leaves its chain)",
+      (db) => db.prepare(`UPDATE decisions SET writer = 'tzw-9' WHERE seq = 14`).run(),
+      { kind: 'record', id: id(15), writer: WRITER, seq: 15 },
+      /seq 15 found where seq 14 was expected/,
+    ],
+    [
+      'a time column edited (the record hides from time ranges)',
+      (db) => db.prepare(`UPDATE decisions SET time = '2020-01-01T00:00:00.000000Z' WHERE seq = 26`).run(),
+      { kind: 'record', id: id(26), writer: WRITER, seq: 26 },
+      /the time column does not match the record/,
+    ],
+    [
+      'a serviceAccounts column rewritten with the same accounts in other JSON spelling',
+      (db) => db.prepare(`UPDATE decisions SET service_accounts = '[ "web/ci-builder" ]' WHERE seq = 18`).run(),
+      { kind: 'record', id: id(18), writer: WRITER, seq: 18 },
+      /the service_accounts column does not match the record/,
+    ],
+    [
+      'a stored hash edited to match an edited body (caught by the next record)',
+      (db) => {
+        const text = readBody(db, 17).replace('"verdict":"allowed"', '"verdict":"denied"').replace('"verdict":"patched"', '"verdict":"denied"');
+        writeBody(db, 17, text);
+        db.prepare('UPDATE decisions SET hash = ?, verdict = ? WHERE seq = 17').run(sha256Hex((records[15]?.hash ?? '') + text), 'denied');
+      },
+      { kind: 'record', id: id(18), writer: WRITER, seq: 18 },
+      /prevHash does not match/,
+    ],
     [
       'a field changed inside the record JSON',
       (db) => writeBody(db, 5, readBody(db, 5).replace('"verdict":"patched"', '"verdict":"allowed"')),
@@ -159,12 +213,14 @@ t.test('each edit is caught and the first bad record named', async (t) => {
     ],
   ];
   for (const [name, edit, where, problem] of cases) {
-    const r = await verifyEdited(edit);
-    t.equal(r.ok, false, name);
-    if (r.ok) continue;
-    const { problem: text, ...at } = r.firstBad;
+    const sequential = await verifyEdited(edit, 'sequential');
+    t.equal(sequential.ok, false, name);
+    if (sequential.ok) continue;
+    const { problem: text, ...at } = sequential.firstBad;
     t.strictSame(at, where, name);
     t.match(text, problem, `${name}: ${text}`);
+    // The parallel verifier names the same first problem, in the same words.
+    t.strictSame(await verifyEdited(edit, 'parallel'), sequential, `${name} (parallel)`);
   }
 });
 
@@ -184,7 +240,9 @@ t.test('retention: deleting the anchor (or records past it) is caught', async (t
     db.close();
     const ro = await createSqliteStore({ path: copy, replica: WRITER, readonly: true });
     try {
-      return await verifyStore(ro, jwks);
+      const sequential = await verifyStore(ro, jwks, MODES.sequential);
+      t.strictSame(await verifyStore(ro, jwks, MODES.parallel), sequential, `${sql} (parallel)`);
+      return sequential;
     } finally {
       await ro.close();
     }
@@ -192,4 +250,59 @@ t.test('retention: deleting the anchor (or records past it) is caught', async (t
   t.match(await edit('DELETE FROM anchors'), { ok: false, firstBad: { kind: 'record', id: id(11), seq: 11, problem: /records 1\.\.10 of this writer are missing and no signed anchor/ } });
   t.match(await edit('DELETE FROM decisions WHERE seq = 11'), { ok: false, firstBad: { kind: 'record', id: id(12), seq: 12, problem: /records 1\.\.11 of this writer are missing/ } });
   t.match(await edit(`UPDATE anchors SET hash = '${'0'.repeat(64)}'`), { ok: false, firstBad: { kind: 'anchor', id: id(11), seq: 10, problem: /hash differs from the signed payload/ } });
+});
+
+t.test('many checkpoints: each is read once, and the parallel verifier cuts at them', async (t) => {
+  const path = join(dir, 'many.db');
+  const store = await createSqliteStore({ path, replica: WRITER, signer: key, checkpointEvery: { records: 1_000_000, seconds: 3600 } });
+  const many: ChainedRecord[] = [];
+  for (let n = 1; n <= 300; n++) {
+    many.push(await store.append(aRecord({ n, namespace: `ns-${n % 7}` })));
+    await store.checkpointNow();
+  }
+  await store.close();
+  const ro = await createSqliteStore({ path, replica: WRITER, readonly: true });
+  t.teardown(() => ro.close());
+  // Count what verification reads from the store.
+  const reads = { checkpoints: 0, anchors: 0 };
+  const counted = new Proxy(ro, {
+    get(target, prop, receiver) {
+      const v = Reflect.get(target, prop, receiver) as unknown;
+      if (prop === 'checkpoints' || prop === 'anchors') {
+        return (...args: unknown[]) => {
+          reads[prop]++;
+          return (v as (...a: unknown[]) => unknown).apply(target, args);
+        };
+      }
+      return typeof v === 'function' ? (v as (...a: unknown[]) => unknown).bind(target) : v;
+    },
+  });
+  const intact = { ok: true, records: 300, writers: 1, checkpoints: 300, anchors: 0, unsigned: 0, warnings: [] };
+  t.strictSame(await verifyStore(counted, jwks, MODES.sequential), intact);
+  t.strictSame(reads, { checkpoints: 1, anchors: 1 }, 'sequential: checkpoints and anchors read once');
+  t.strictSame(await verifyStore(counted, jwks, MODES.parallel), intact);
+  t.strictSame(await verifyStore(counted, jwks, { parallel: { workers: 2, rangeRecords: 40 } }), intact);
+  t.strictSame(reads, { checkpoints: 3, anchors: 3 }, 'parallel: once per verification');
+
+  // The planner hands each checkpoint to exactly one range, and cuts only at checkpoints.
+  const evidence = await checkEvidence(await ro.checkpoints(), [], jwks);
+  const ranges = toChainRanges([{ writer: WRITER, lo: 1, hi: 300 }], evidence, 40);
+  t.equal(ranges.reduce((n, r) => n + r.evidence.checkpoints.length, 0), 300, 'every checkpoint in one range');
+  t.ok(ranges.length >= 7 && ranges.length <= 8, `${ranges.length} ranges of at least 40 records`);
+  for (const [i, r] of ranges.entries()) {
+    t.ok(r.evidence.checkpoints.every((c) => c.cp.size > r.lo && c.cp.size <= r.hi), `range ${i} holds only its own checkpoints`);
+    if (i > 0) t.match(r.start, { seq: r.lo, head: many[r.lo - 1]?.hash }, `range ${i} starts from the signed head at ${r.lo}`);
+  }
+
+  // A change in the middle is named the same way by both verifiers.
+  const copy = join(dir, 'many-edited.db');
+  copyFileSync(path, copy);
+  const db = new Database(copy);
+  writeBody(db, 123, readBody(db, 123).replace(/"verdict":"\w+"/, '"verdict":"denied"'));
+  db.close();
+  const edited = await createSqliteStore({ path: copy, replica: WRITER, readonly: true });
+  t.teardown(() => edited.close());
+  const sequential = await verifyStore(edited, jwks, MODES.sequential);
+  t.match(sequential, { ok: false, firstBad: { kind: 'record', seq: 123, id: many[122]?.id, problem: /hash mismatch/ } });
+  t.strictSame(await verifyStore(edited, jwks, MODES.parallel), sequential);
 });

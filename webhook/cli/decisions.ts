@@ -76,6 +76,14 @@ function noArguments(positionals: string[]): void {
   if (positionals.length > 0) throw new UsageError(`unexpected argument "${positionals[0]}"`);
 }
 
+/** `--workers N` of verify: 0..64, or undefined when not given. */
+function parseWorkers(v: unknown): number | undefined {
+  if (v === undefined) return undefined;
+  const n = typeof v === 'string' && /^\d{1,2}$/.test(v) ? Number(v) : Number.NaN;
+  if (!(n >= 0 && n <= 64)) throw new UsageError(`--workers must be a whole number from 0 to 64, got "${String(v)}"`);
+  return n;
+}
+
 function requireString(values: Values, flag: string, what: string): string {
   const v = values[flag];
   if (typeof v !== 'string' || v === '') throw new UsageError(`--${flag} ${what} is required`);
@@ -381,12 +389,14 @@ export function toVerifyReport(result: VerifyResult, source: string): string {
 }
 
 const verify: Command = {
-  options: { ...STORE_OPTION, ...SERVER_OPTIONS, ...filterOptions(SELECT_KEYS), ...KEY_OPTIONS, ...QUIET_OPTION, bundle: { type: 'string' }, output: { type: 'string', short: 'o' } },
+  options: { ...STORE_OPTION, ...SERVER_OPTIONS, ...filterOptions(SELECT_KEYS), ...KEY_OPTIONS, ...QUIET_OPTION, bundle: { type: 'string' }, output: { type: 'string', short: 'o' }, workers: { type: 'string' } },
   async run({ values, positionals }, io) {
     noArguments(positionals);
     const format = outputFormat(values, ['text', 'json'] as const, 'text');
     const given = (['store', 'bundle', 'server'] as const).filter((k) => values[k] !== undefined);
     if (given.length !== 1) throw new UsageError('give exactly one of --store URL, --bundle FILE or --server URL');
+    const workers = parseWorkers(values.workers);
+    if (workers !== undefined && values.store === undefined) throw new UsageError('--workers applies to verify --store only');
     if (values.server === undefined) {
       for (const flag of ['token-file', 'cacert', 'tls-server-name', ...SELECT_KEYS.map(toFlagName)]) {
         if (values[flag] !== undefined) throw new UsageError(`--${flag} applies to verify --server only`);
@@ -438,7 +448,9 @@ const verify: Command = {
     } else {
       const { jwks } = await loadKeys(values, io);
       source = `store ${redactUrl(requireString(values, 'store', 'URL (sqlite:PATH or postgres://…)'))}`;
-      outcome = await runWithProgress(io, progress, (onProgress) => withStore(values, io, (store) => verifyStore(store, jwks, { onProgress })));
+      // --workers 0: this thread only; N: N worker threads; default: one per core for a large SQLite store.
+      const parallel = workers === undefined ? undefined : workers === 0 ? false : { workers };
+      outcome = await runWithProgress(io, progress, (onProgress) => withStore(values, io, (store) => verifyStore(store, jwks, { onProgress, ...(parallel !== undefined ? { parallel } : {}) })));
     }
     if (!outcome.ok) {
       io.stderr(describeInterrupt(outcome, 'verify', `Verification of ${source} did not finish; nothing was changed.`));

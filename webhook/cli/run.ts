@@ -15,7 +15,7 @@ Usage:
   tzw decisions get ID (--store URL | --server URL) [-o table|json]
   tzw decisions export (--store URL [--jwks FILE] [--config FILE] | --server URL) --out FILE [filters] [--quiet]
   tzw decisions digest -f OBJECT.json|yaml   (the objectDigest of that object, as records hold it)
-  tzw decisions verify (--store URL | --bundle FILE | --server URL [filters]) [--jwks FILE] [--config FILE] [-o text|json] [--quiet]
+  tzw decisions verify (--store URL [--workers N] | --bundle FILE | --server URL [filters]) [--jwks FILE] [--config FILE] [-o text|json] [--quiet]
   tzw version
 
 --server https://HOST:PORT reads a running webhook's audit API instead of the database:

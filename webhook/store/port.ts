@@ -6,6 +6,7 @@
 import type { ChainedRecord, DecisionRecord } from '../core/record.js';
 import type { Verdict } from '../core/verdict.js';
 import type { DecisionStats, StatsBucket, StatsFilter } from './stats.js';
+import type { CheckedEvidence, VerifyResult } from './evidence/chain.js';
 
 /** Filters shared by the audit API and the CLI (parsed by `parseDecisionFilter` in query.ts). */
 export interface DecisionFilter {
@@ -60,6 +61,13 @@ export interface AppendOptions {
    * where the adapter can (the SQLite writer thread); the record's own objectDigest is then ignored.
    */
   review?: Uint8Array;
+  /**
+   * The record's `patch` as RFC 8785 JSON text, when the caller already serialised it (the
+   * admission route does, for the response, and passes it only when isCanonicalOrder(patch)).
+   * Adapters may hash and store this text instead of serialising the patch again; they must
+   * treat it as exactly the canonical form of `record.patch`. Others ignore it.
+   */
+  patchJson?: string;
 }
 
 export interface DecisionStore {
@@ -105,6 +113,16 @@ export interface ChainEntry {
   problem?: string;
 }
 
+/** How an adapter's own chain verification runs (VerifiableStore.verifyChains). */
+export interface ChainVerifyOptions {
+  /** Worker threads (default: the machine's available parallelism). */
+  workers?: number;
+  /** Records per range at least (ranges end at signed checkpoints); default: a few ranges per worker. */
+  rangeRecords?: number;
+  /** Records verified so far; may return a promise (await it) or throw to stop the work. */
+  onRecords?: (done: number) => void | Promise<void>;
+}
+
 export interface PruneResult {
   /** Records deleted. */
   deleted: number;
@@ -141,6 +159,13 @@ export interface VerifiableStore extends DecisionStore {
   loadStats(filter: StatsFilter, bucket: StatsBucket): Promise<DecisionStats>;
   /** Deletes records whose `time` is before `olderThan` (RFC 3339) and writes a signed anchor per writer. */
   prune(olderThan: string): Promise<PruneResult>;
+  /**
+   * Verifies every chain itself, faster than streamChain() allows (SQLite: on worker threads, no
+   * record parsed on the fast path; sqlite/verify.ts), against `evidence` (every checkpoint and
+   * anchor, signatures already checked). Must answer exactly what verifying streamChain() would;
+   * `sequential` is that verification, for the adapter to fall back on.
+   */
+  verifyChains?(evidence: CheckedEvidence, opts: ChainVerifyOptions, sequential: () => Promise<VerifyResult>): Promise<VerifyResult>;
   /** v2: the namespace heads the checkpoint (writer, size) committed to, as persisted with it ([] for a v1 checkpoint). */
   checkpointHeads?(writer: string, size: number): Promise<Array<{ namespace: string; nsSeq: number; nsHeadHash: string }>>;
 }

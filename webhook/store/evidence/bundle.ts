@@ -22,8 +22,8 @@ import { createReadStream } from 'node:fs';
 import { stat } from 'node:fs/promises';
 import { createInterface } from 'node:readline';
 import type { ChainedRecord } from '../../core/record.js';
-import { createChainVerifier, hashRecord, verifyEntries, type ChainProblem, type VerifyResult } from './chain.js';
-import type { Anchor, Checkpoint, DecisionFilter, QuarantinedRecord, VerifiableStore } from '../port.js';
+import { checkEvidence, createChainVerifier, hashRecord, verifyCheckedEntries, type ChainProblem, type VerifyResult } from './chain.js';
+import type { Anchor, ChainVerifyOptions, Checkpoint, DecisionFilter, QuarantinedRecord, VerifiableStore } from '../port.js';
 import { isUnfiltered } from '../query.js';
 import { parseJwks, type Jwks } from './signing.js';
 import { writeLinesAtomically } from './atomic-lines.js';
@@ -283,20 +283,36 @@ function toIntegrity(q: QuarantinedRecord): string {
   }
 }
 
+/** Below this many records a store is verified on this thread (starting workers costs more than it saves). */
+export const PARALLEL_MIN_RECORDS = 50_000;
+
+export interface StoreVerifyOptions extends EvidenceRunOptions {
+  /**
+   * Verify with the adapter's own parallel verifier (VerifiableStore.verifyChains; SQLite: worker
+   * threads): true or options force it, false never; default: when the store has one and holds at
+   * least PARALLEL_MIN_RECORDS records. The answer is the same either way.
+   */
+  parallel?: boolean | Omit<ChainVerifyOptions, 'onRecords'>;
+}
+
 /**
  * Verifies a live store: its records in chain order against its checkpoints and anchors.
- * `opts.onProgress` sees `checkpoints` (their signatures are checked up front) and then `records`,
- * with the store's count as the total when it can count.
+ * `opts.onProgress` sees `checkpoints` (their signatures are checked up front, each once) and then
+ * `records`, with the store's count as the total when it can count.
  */
-export async function verifyStore(store: VerifiableStore, jwks: Jwks, opts: EvidenceRunOptions = {}): Promise<VerifyResult> {
+export async function verifyStore(store: VerifiableStore, jwks: Jwks, opts: StoreVerifyOptions = {}): Promise<VerifyResult> {
   const { onProgress } = opts;
   // Checkpoints first: any checkpoint read then covers records that the stream will see.
   const [checkpoints, anchors] = await Promise.all([store.checkpoints(), store.anchors()]);
-  if (!onProgress) return verifyEntries(store.streamChain(), checkpoints, jwks, anchors);
-  const total = await countFor(store, onProgress);
-  // verifyEntries checks every checkpoint and anchor signature before the first record.
   await report(onProgress, 'checkpoints', 0, checkpoints.length + anchors.length);
-  return verifyEntries(counted(store.streamChain(), onProgress, total), checkpoints, jwks, anchors);
+  const evidence = await checkEvidence(checkpoints, anchors, jwks);
+  const parallel = opts.parallel ?? (store.verifyChains && store.count ? (await store.count()) >= PARALLEL_MIN_RECORDS : false);
+  const total = await countFor(store, onProgress);
+  const sequential = () => verifyCheckedEntries(onProgress ? counted(store.streamChain(), onProgress, total) : store.streamChain(), evidence);
+  if (parallel === false || !store.verifyChains) return sequential();
+  await report(onProgress, 'records', 0, total);
+  const settings = parallel === true ? {} : parallel;
+  return store.verifyChains(evidence, { ...settings, ...(onProgress ? { onRecords: (done) => onProgress({ phase: 'records', done, total }) } : {}) }, sequential);
 }
 
 /** Passes `entries` through, reporting each one as done. */

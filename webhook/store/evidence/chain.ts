@@ -62,18 +62,19 @@ export interface VerifySummary {
 
 export type VerifyResult = VerifySummary | { ok: false; firstBad: ChainProblem };
 
-interface CheckedCheckpoint {
+export interface CheckedCheckpoint {
   cp: Checkpoint;
   /** Why the checkpoint cannot be trusted; undefined when its signature and fields are good. */
   error?: string;
 }
 
-interface CheckedAnchor {
+export interface CheckedAnchor {
   anchor: Anchor;
   error?: string;
 }
 
-interface WriterState {
+/** Where verification of one writer's chain stands (the part a range verifier hands back to be joined). */
+export interface WriterState {
   /** Last seq seen (or the start anchor's seq). */
   seq: number;
   head: string;
@@ -143,14 +144,9 @@ export class ChainVerifier {
       this.last = { writer, state: st };
     }
 
-    const bad = (problem: string, kind: ProblemKind = 'record'): ChainProblem => ({ kind, id, writer, seq, problem });
-    if (seq !== st.seq + 1) {
-      if (seq <= st.seq) return bad(`seq ${seq} comes after seq ${st.seq}: records were reordered or duplicated`);
-      return bad(`seq ${seq} found where seq ${st.seq + 1} was expected: records were deleted or reordered`);
-    }
-    if (record.prevHash !== st.head) {
-      return bad(`prevHash does not match the hash of the previous record (seq ${st.seq}): a record was removed, inserted or reordered`);
-    }
+    const linked = this.link(st, writer, id, seq, record.prevHash);
+    if (linked) return linked;
+    const bad = (problem: string): ChainProblem => ({ kind: 'record', id, writer, seq, problem });
     let computed: string;
     if (body !== undefined) computed = sha256Hex(record.prevHash + body);
     else {
@@ -163,9 +159,69 @@ export class ChainVerifier {
     }
     if (computed !== record.hash) return bad('hash mismatch: the record was changed after it was written');
     if (adapterProblem) return bad(adapterProblem);
+    return this.advance(st, writer, id, seq, record.hash);
+  }
 
+  /**
+   * Checks one record whose hash and index columns the adapter already checked against its stored
+   * body (sha256(prevHash + body) = hash; writer, id, seq and prevHash are the body's own): only
+   * its place in the chain and the checkpoints/anchors at it remain. The fast path of a parallel
+   * verification, which reads no record as a JS object.
+   */
+  addChecked(writer: string, id: string, seq: number, prevHash: string, hash: string): ChainProblem | undefined {
+    let st: WriterState;
+    if (this.last?.writer === writer) st = this.last.state;
+    else {
+      const known = this.writers.get(writer);
+      if (known) st = known;
+      else {
+        const started = this.start(writer, { id, replica: writer, seq, prevHash, hash } as ChainedRecord);
+        if ('problem' in started) return started;
+        st = started;
+        this.writers.set(writer, st);
+      }
+      this.last = { writer, state: st };
+    }
+    return this.link(st, writer, id, seq, prevHash) ?? this.advance(st, writer, id, seq, hash);
+  }
+
+  /**
+   * Continues `writer`'s chain from `state` (a range verifier starting after a signed checkpoint,
+   * or the join of the ranges before this one). Its records count toward the total.
+   */
+  resume(writer: string, state: WriterState): void {
+    const st = { ...state };
+    this.writers.set(writer, st);
+    this.total += st.records;
+    if (this.last?.writer === writer) this.last = { writer, state: st };
+  }
+
+  /** A copy of where `writer`'s chain stands; undefined before its first record. */
+  stateOf(writer: string): WriterState | undefined {
+    const st = this.writers.get(writer);
+    return st ? { ...st } : undefined;
+  }
+
+  /** Writers with records seen, in first-seen order. */
+  writersSeen(): string[] {
+    return [...this.writers.keys()];
+  }
+
+  private link(st: WriterState, writer: string, id: string, seq: number, prevHash: string): ChainProblem | undefined {
+    if (seq !== st.seq + 1) {
+      if (seq <= st.seq) return { kind: 'record', id, writer, seq, problem: `seq ${seq} comes after seq ${st.seq}: records were reordered or duplicated` };
+      return { kind: 'record', id, writer, seq, problem: `seq ${seq} found where seq ${st.seq + 1} was expected: records were deleted or reordered` };
+    }
+    if (prevHash !== st.head) {
+      return { kind: 'record', id, writer, seq, problem: `prevHash does not match the hash of the previous record (seq ${st.seq}): a record was removed, inserted or reordered` };
+    }
+    return undefined;
+  }
+
+  private advance(st: WriterState, writer: string, id: string, seq: number, hash: string): ChainProblem | undefined {
+    const bad = (problem: string, kind: ProblemKind = 'record'): ChainProblem => ({ kind, id, writer, seq, problem });
     st.seq = seq;
-    st.head = record.hash;
+    st.head = hash;
     st.lastId = id;
     st.records++;
     this.total++;
@@ -174,7 +230,7 @@ export class ChainVerifier {
     if (cps) {
       for (const { cp, error } of cps) {
         if (error) return bad(`checkpoint at size ${cp.size} (${cp.time}) is not trustworthy: ${error}`, 'checkpoint');
-        if (cp.headHash !== record.hash) return bad(`the signed checkpoint at size ${cp.size} (${cp.time}) names head hash ${cp.headHash}, but this record's hash is ${record.hash}`, 'checkpoint');
+        if (cp.headHash !== hash) return bad(`the signed checkpoint at size ${cp.size} (${cp.time}) names head hash ${cp.headHash}, but this record's hash is ${hash}`, 'checkpoint');
         if (seq > st.maxSignedSize) st.maxSignedSize = seq;
       }
     }
@@ -182,7 +238,7 @@ export class ChainVerifier {
     if (anchors) {
       for (const { anchor, error } of anchors) {
         if (error) return bad(`anchor at seq ${anchor.seq} is not trustworthy: ${error}`, 'anchor');
-        if (anchor.hash !== record.hash) return bad(`the signed anchor at seq ${anchor.seq} names hash ${anchor.hash}, but this record's hash is ${record.hash}`, 'anchor');
+        if (anchor.hash !== hash) return bad(`the signed anchor at seq ${anchor.seq} names hash ${anchor.hash}, but this record's hash is ${hash}`, 'anchor');
       }
       if (st.pendingAnchor === seq) st.pendingAnchor = undefined;
     }
@@ -299,6 +355,31 @@ export class ChainVerifier {
  * forged one.
  */
 export async function createChainVerifier(checkpoints: Checkpoint[], anchors: Anchor[], keys: Jwks | StatementVerifier): Promise<ChainVerifier> {
+  return toChainVerifier(await checkEvidence(checkpoints, anchors, keys));
+}
+
+/** Checkpoints and anchors with their signatures checked (createChainVerifier's first half). */
+export interface CheckedEvidence {
+  checkpoints: CheckedCheckpoint[];
+  anchors: CheckedAnchor[];
+  /** How many of each are trustworthy. */
+  counts: { checkpoints: number; anchors: number };
+}
+
+/** A verifier over evidence already checked (e.g. one range's share of it, in a worker thread). */
+export function toChainVerifier(evidence: CheckedEvidence): ChainVerifier {
+  return new ChainVerifier(
+    group(evidence.checkpoints, (c) => c.cp.writer, (c) => c.cp.size),
+    group(evidence.anchors, (a) => a.anchor.writer, (a) => a.anchor.seq),
+    evidence.counts,
+  );
+}
+
+/**
+ * Checks every checkpoint's and anchor's signature and fields once. A checkpoint whose stored
+ * fields differ from its signed payload is as bad as a forged one.
+ */
+export async function checkEvidence(checkpoints: Checkpoint[], anchors: Anchor[], keys: Jwks | StatementVerifier): Promise<CheckedEvidence> {
   const verify = typeof keys === 'function' ? keys : createStatementVerifier(keys);
   let goodCheckpoints = 0;
   let goodAnchors = 0;
@@ -328,11 +409,7 @@ export async function createChainVerifier(checkpoints: Checkpoint[], anchors: An
     if (!error) goodAnchors++;
     checkedAnchors.push(error ? { anchor, error } : { anchor });
   }
-  return new ChainVerifier(
-    group(checkedCps, (c) => c.cp.writer, (c) => c.cp.size),
-    group(checkedAnchors, (a) => a.anchor.writer, (a) => a.anchor.seq),
-    { checkpoints: goodCheckpoints, anchors: goodAnchors },
-  );
+  return { checkpoints: checkedCps, anchors: checkedAnchors, counts: { checkpoints: goodCheckpoints, anchors: goodAnchors } };
 }
 
 /**
@@ -348,6 +425,16 @@ export async function verifyChain(
   const v = await createChainVerifier(checkpoints, anchors, keys);
   for await (const r of records) {
     const bad = v.add(r);
+    if (bad) return { ok: false, firstBad: bad };
+  }
+  return v.finish();
+}
+
+/** verifyEntries with checkpoints and anchors already checked (checkEvidence). */
+export async function verifyCheckedEntries(entries: Iterable<ChainEntry> | AsyncIterable<ChainEntry>, evidence: CheckedEvidence): Promise<VerifyResult> {
+  const v = toChainVerifier(evidence);
+  for await (const e of entries) {
+    const bad = v.add(e.record, e.body, e.problem);
     if (bad) return { ok: false, firstBad: bad };
   }
   return v.finish();

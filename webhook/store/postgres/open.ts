@@ -17,7 +17,7 @@
  * - checkpoints are signed by the PostgreSQL store over what PostgreSQL holds, so they never claim
  *   records that are not there yet.
  */
-import { mkdirSync } from 'node:fs';
+import { mkdirSync, statfsSync } from 'node:fs';
 import { dirname } from 'node:path';
 import type { Config } from '../../config/schema.js';
 import type { ChainedRecord, DecisionRecord } from '../../core/record.js';
@@ -477,6 +477,7 @@ class SpooledStore implements SpooledPostgresStore {
  */
 export async function createSpooledPostgresStore(opts: SpooledPostgresOptions): Promise<SpooledPostgresStore> {
   const spool = createSpool({ ...opts.spool, replica: opts.postgres.replica, ...(opts.logger ? { logger: opts.logger } : {}) });
+  warnIfVolumeSmaller(spool.path, spool.maxBytes, opts.logger ?? noopLogger);
   const store = new SpooledStore(spool, opts);
   try {
     // The spool's writer thread first: then the wait for PostgreSQL is not spent starting it.
@@ -487,6 +488,23 @@ export async function createSpooledPostgresStore(opts: SpooledPostgresOptions): 
     throw err;
   }
   return store;
+}
+
+/**
+ * A spool volume smaller than store.spool.maxBytes fills before the limit: it still fails closed and
+ * recovers (the reserve file), but the operator should know at start rather than during an outage.
+ */
+function warnIfVolumeSmaller(path: string, maxBytes: number, log: StoreLogger): void {
+  let volumeBytes: number;
+  try {
+    const fs = statfsSync(dirname(path));
+    volumeBytes = fs.blocks * fs.bsize;
+  } catch {
+    return; // no statfs here: nothing to compare
+  }
+  if (volumeBytes < maxBytes) {
+    log.warn({ spool: path, maxBytes, volumeBytes }, 'store.spool.maxBytes is larger than the spool\'s volume: during a long database outage the disk fills first (admissions then fail closed until the backlog is forwarded); give the volume room above the limit, or lower the limit');
+  }
 }
 
 /** openStore's entry for postgres:// URLs: the spooled store from the server config. */

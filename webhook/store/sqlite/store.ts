@@ -13,10 +13,12 @@ import { dirname, resolve } from 'node:path';
 import Database from 'better-sqlite3';
 import type { ChainedRecord, DecisionRecord } from '../../core/record.js';
 import type { Worker } from 'node:worker_threads';
-import { GENESIS_HASH, toChainedRecord } from '../evidence/chain.js';
-import type { Anchor, AppendOptions, ChainEntry, Checkpoint, DecisionFilter, DecisionPage, PruneResult, VerifiableStore } from '../port.js';
-import { cancelledError, checkRecordShape, SA_INDEX_PROBLEM, storeError, toChainEntry, toChained, toColumnsProblem, toBodyText, toPage, toPageRequest, unchainableError, type DecisionRow } from '../rows.js';
+import { GENESIS_HASH, toChainedRecord, type CheckedEvidence, type VerifyResult } from '../evidence/chain.js';
+import { verifySqliteChains } from './verify.js';
+import type { Anchor, AppendOptions, ChainEntry, ChainVerifyOptions, Checkpoint, DecisionFilter, DecisionPage, PruneResult, VerifiableStore } from '../port.js';
+import { cancelledError, checkRecordShape, storeError, toBodyText, toChainEntry, toChained, toPage, toPageRequest, unchainableError } from '../rows.js';
 import { createWriterThread } from '../thread.js';
+import { CHAIN_COLUMNS, columnProblem, saKeysOf, toDecisionRow, type RawDecisionRow } from './rows.js';
 import type { NamespaceHead } from '../evidence/merkle.js';
 import { SLOT_CANCELLED, SLOT_PENDING, type AppendItem, type CheckpointClaimsNow, type WriterConfig, type WriterOp, type WriterReply, type WriterRequest } from './writer.js';
 import { EQUALITY_FILTER_COLUMNS, toCanonicalTime, type Cursor } from '../query.js';
@@ -176,6 +178,8 @@ interface Pending {
   time: string;
   saKeys: string[];
   review?: Uint8Array;
+  /** AppendOptions.patchJson: the record's patch as canonical JSON text. */
+  patchJson?: string;
   /** Index of its cancellation flag, -1 when it cannot be cancelled. */
   slot: number;
   /** Rejected by its caller's signal; the writer's answer is then ignored. */
@@ -184,35 +188,12 @@ interface Pending {
   reject(e: Error): void;
 }
 
-type RawDecisionRow = [string, number, string, string, string, string, string, string, string | null, string | null, string, string, string, string | null, Uint8Array | null, number | null];
 
-type SqliteDecisionRow = DecisionRow & { ns_seq: number | null };
 
-function toDecisionRow(r: RawDecisionRow): SqliteDecisionRow {
-  const [writer, seq, id, time, namespace, kind, verdict, service_accounts, task_run, pipeline_run, prev_hash, hash, record, sa_keys, body, ns_seq] = r;
-  return { writer, seq, id, time, namespace, kind, verdict, service_accounts, task_run, pipeline_run, prev_hash, hash, record: toBodyText(record, body), sa_keys, ns_seq };
-}
+
 
 const noopLogger: StoreLogger = { info() {}, warn() {}, error() {} };
 
-/** Index keys of a record's ServiceAccounts: "ns/name" and "name" for each, deduplicated. */
-function saKeysOf(serviceAccounts: string[]): string[] {
-  const only = serviceAccounts.length === 1 ? serviceAccounts[0] : undefined;
-  if (only !== undefined) {
-    // The common case (one ServiceAccount), without the Set.
-    const slash = only.indexOf('/');
-    if (slash < 0) return [only];
-    const name = only.slice(slash + 1);
-    return name < only ? [name, only] : [only, name];
-  }
-  const keys = new Set<string>();
-  for (const sa of serviceAccounts) {
-    keys.add(sa);
-    const slash = sa.indexOf('/');
-    if (slash >= 0) keys.add(sa.slice(slash + 1));
-  }
-  return [...keys].sort();
-}
 
 /**
  * The appended record as returned by append(): the caller's top-level members (undefined ones left
@@ -225,7 +206,16 @@ function invalid(message: string): Promise<never> {
 
 type ScanFilter = Omit<DecisionFilter, 'limit' | 'cursor'>;
 function toItem(p: Pending): AppendItem {
-  return p.review ? { record: p.record, time: p.time, saKeys: p.saKeys, slot: p.slot, review: p.review } : { record: p.record, time: p.time, saKeys: p.saKeys, slot: p.slot };
+  const item: AppendItem = { record: p.record, time: p.time, saKeys: p.saKeys, slot: p.slot };
+  if (p.review) item.review = p.review;
+  if (p.patchJson !== undefined) {
+    // The patch travels as the text the caller already has (a string copies as one block; the
+    // object graph costs a structured clone here and another walk in the writer).
+    const { patch: _patch, ...rest } = p.record;
+    item.record = rest;
+    item.patchJson = p.patchJson;
+  }
+  return item;
 }
 
 /** Cancellable appends in flight at once (one shared Int32 flag each); beyond that an append is not cancellable. */
@@ -483,6 +473,7 @@ class SqliteDecisionStore implements SqliteStore {
     const { time } = shape;
     return new Promise<ChainedRecord>((resolve, reject) => {
       const p: Pending = { record, time, saKeys: saKeysOf(record.serviceAccounts), slot: -1, review: opts?.review, resolve, reject };
+      if (opts?.patchJson !== undefined) p.patchJson = opts.patchJson;
       if (signal) {
         p.slot = this.freeSlots.pop() ?? -1;
         if (p.slot >= 0) {
@@ -579,7 +570,9 @@ class SqliteDecisionStore implements SqliteStore {
   }
 
   private triggerCheckpoint(): void {
-    if (this.readonly || this.cpInFlight || !this.worker) return;
+    // Unwritable (e.g. full): the head cannot move, the write would fail and log every interval;
+    // the first timer after the recovery signs what is there.
+    if (this.readonly || this.cpInFlight || !this.worker || !this.isWritable) return;
     this.cpInFlight = this.writeCheckpoint().finally(() => {
       this.cpInFlight = undefined;
     });
@@ -689,8 +682,7 @@ class SqliteDecisionStore implements SqliteStore {
   }
 
   async *streamChain(): AsyncIterable<ChainEntry> {
-    const sql = `SELECT d.writer, d.seq, d.id, d.time, d.namespace, d.kind, d.verdict, d.service_accounts, d.task_run, d.pipeline_run, d.prev_hash, d.hash, d.record,
-        (SELECT group_concat(s.key || char(9) || s.time, char(10)) FROM decision_sas s WHERE s.decision_id = d.id) AS sa_keys, d.body, d.ns_seq
+    const sql = `SELECT ${CHAIN_COLUMNS}
       FROM decisions d WHERE (d.writer, d.seq) > (?, ?) ORDER BY d.writer, d.seq LIMIT ?`;
     // Raw arrays: better-sqlite3 builds row objects far more slowly (several µs per row here).
     const stmt = this.stmt(sql).raw(true);
@@ -705,6 +697,10 @@ class SqliteDecisionStore implements SqliteStore {
       writer = last.writer;
       seq = last.seq;
     }
+  }
+
+  verifyChains(evidence: CheckedEvidence, opts: ChainVerifyOptions, sequential: () => Promise<VerifyResult>): Promise<VerifyResult> {
+    return verifySqliteChains(this.db, this.path, evidence, sequential, opts);
   }
 
   async loadStats(filter: StatsFilter, bucket: StatsBucket): Promise<DecisionStats> {
@@ -837,46 +833,6 @@ class SqliteDecisionStore implements SqliteStore {
  * so an edited column could hide a record from queries). No per-column arrays on the happy path:
  * this runs once per record during verification.
  */
-function columnProblem(row: SqliteDecisionRow, r: ChainedRecord): string | undefined {
-  // Records written by this store carry canonical times already: skip re-parsing those.
-  const time = row.time === r.time ? r.time : typeof r.time === 'string' ? toCanonicalTime(r.time) : undefined;
-  if (
-    row.id !== r.id ||
-    row.writer !== r.replica ||
-    row.seq !== r.seq ||
-    row.prev_hash !== r.prevHash ||
-    row.time !== time ||
-    row.namespace !== r.namespace ||
-    row.kind !== r.kind?.kind ||
-    row.verdict !== r.verdict ||
-    row.service_accounts !== JSON.stringify(r.serviceAccounts) ||
-    row.task_run !== (r.tekton?.taskRun ?? null) ||
-    row.pipeline_run !== (r.tekton?.pipelineRun ?? null) ||
-    row.ns_seq !== ((r as { nsSeq?: number }).nsSeq ?? null)
-  ) {
-    const cols: Array<[string, unknown, unknown]> = [
-      ['id', row.id, r.id],
-      ['writer', row.writer, r.replica],
-      ['seq', row.seq, r.seq],
-      ['prev_hash', row.prev_hash, r.prevHash],
-      ['time', row.time, time],
-      ['namespace', row.namespace, r.namespace],
-      ['kind', row.kind, r.kind?.kind],
-      ['verdict', row.verdict, r.verdict],
-      ['service_accounts', row.service_accounts, JSON.stringify(r.serviceAccounts)],
-      ['task_run', row.task_run, r.tekton?.taskRun ?? null],
-      ['pipeline_run', row.pipeline_run, r.tekton?.pipelineRun ?? null],
-      ['ns_seq', row.ns_seq, (r as { nsSeq?: number }).nsSeq ?? null],
-    ];
-    return toColumnsProblem(cols.filter(([, col, want]) => col !== want).map(([name]) => name));
-  }
-  const want = Array.isArray(r.serviceAccounts) ? saKeysOf(r.serviceAccounts).map((k) => `${k}\t${row.time}`) : [];
-  // group_concat follows the (decision_id, key) index, i.e. key order: usually equal as is.
-  if (row.sa_keys === (want.length ? want.join('\n') : null)) return undefined;
-  const have = row.sa_keys === null ? [] : row.sa_keys.split('\n').sort();
-  if (have.length !== want.length || have.some((h, n) => h !== want[n])) return SA_INDEX_PROBLEM;
-  return undefined;
-}
 
 /**
  * Opens (creating and migrating when needed) the SQLite decision store at `opts.path`.
