@@ -10,6 +10,7 @@ import t from 'tap';
 import { decideAdmission } from '../../webhook/core/admit.js';
 import { parseAdmissionReview, renderReview, type AdmissionRequest } from '../../webhook/core/wire.js';
 import { GOLDEN_CASES, GOLDEN_DECISION_ID, goldenFacts, goldenOptions } from '../golden/cases.js';
+import { canonicalJson } from '../../webhook/store/evidence/canonical.js';
 import { addOnlyViolations, applyOps, duplicateNames, firstLoss, tunnelPlacementProblems } from './patch-check.js';
 
 const goldenDir = fileURLToPath(new URL('../golden/', import.meta.url));
@@ -33,6 +34,7 @@ t.test(`${GOLDEN_CASES.length} golden cases`, async (t) => {
       const decision = decideAdmission('mutate', req, facts, opts, GOLDEN_DECISION_ID);
       t.equal(decision.verdict, 'patched');
       t.strictSame(JSON.parse(JSON.stringify(decision.patch)), expected, 'patch equals expected-patch.json');
+      t.equal(JSON.stringify(decision.patch), canonicalJson(decision.patch), 'the patch\'s JSON is already RFC 8785 (the record reuses the response\'s serialisation)');
 
       const response = renderReview(req.uid, decision, GOLDEN_DECISION_ID).response;
       t.equal(response.patchType, 'JSONPatch');

@@ -2,6 +2,8 @@ import t from 'tap';
 import fc from 'fast-check';
 import { aContainer, aPod, aTaskRun, aPipelineRun } from '../builders.js';
 import { createTestApp, getOverHttp, review, type TestApp } from './support.js';
+import { canonicalJson, isCanonicalOrder, sha256Hex } from '../../webhook/store/evidence/canonical.js';
+import { verifyStore } from '../../webhook/store/evidence/bundle.js';
 
 const post = (app: TestApp['app'], url: string, payload: unknown, headers: Record<string, string> = {}) =>
   app.inject({ method: 'POST', url, payload: typeof payload === 'string' ? payload : JSON.stringify(payload), headers: { 'content-type': 'application/json', ...headers } });
@@ -242,4 +244,20 @@ t.test('objectDigest is sha256 of the RFC 8785 JSON of request.object (independe
   const del = await post(app, '/validate', review(null, { operation: 'DELETE', oldObject: object }));
   t.equal(del.statusCode, 200);
   t.equal((await records())[2]!.objectDigest, null, 'no object, no digest');
+});
+
+t.test('mutate: the patch is serialised once — the response carries it and the record hashes that same canonical text', async (t) => {
+  const { app, store, jwks, records } = await createTestApp(t);
+  const res = await post(app, '/mutate', review(aPod({ serviceAccountName: 'ci-builder' }), { uid: 'u-patch' }));
+  const { response } = res.json();
+  t.equal(response.allowed, true);
+  const patch = JSON.parse(Buffer.from(response.patch, 'base64').toString('utf8')) as unknown[];
+  const text = Buffer.from(response.patch, 'base64').toString('utf8');
+  t.equal(text, canonicalJson(patch), 'the response patch is already RFC 8785 (key-sorted fragments)');
+  t.ok(isCanonicalOrder(patch));
+  const [rec] = await records();
+  t.strictSame(rec!.patch, patch, 'the record holds the patch answered');
+  const { hash, ...rest } = rec!;
+  t.equal(hash, sha256Hex(rec!.prevHash + canonicalJson({ ...rest })), 'the record hash is over the canonical JSON, recomputed independently');
+  t.match(await verifyStore(store, jwks), { ok: true, records: 1 });
 });

@@ -245,10 +245,26 @@ async function tablespaceUnavailable(): Promise<string | undefined> {
     return 'the server\'s OS user "postgres" (to own the tablespace directory)';
   }
   const admin = new pg.Pool({ connectionString: PG_URL, max: 1 });
+  admin.on('error', () => undefined);
+  const cleanup: Array<() => void> = [];
   try {
     const { rows } = await admin.query<{ rolsuper: boolean }>('SELECT rolsuper FROM pg_roles WHERE rolname = current_user');
-    return rows[0]?.rolsuper ? undefined : 'a superuser in TZW_TEST_PG_URL (CREATE TABLESPACE)';
+    if (!rows[0]?.rolsuper) return 'a superuser in TZW_TEST_PG_URL (CREATE TABLESPACE)';
+    // Try it: the server must see the directory this process mounts (not so with a private /tmp).
+    const uid = Number(execFileSync('id', ['-u', 'postgres']).toString().trim());
+    const gid = Number(execFileSync('id', ['-g', 'postgres']).toString().trim());
+    const probe = mountSmallFs({ teardown: (fn) => void cleanup.push(() => void fn()) }, 1024 * 1024, { uid, gid });
+    if (!probe.ok) return `a tmpfs (${probe.why})`;
+    const name = `tzw_probe_${randomBytes(4).toString('hex')}`;
+    try {
+      await admin.query(`CREATE TABLESPACE ${name} LOCATION '${probe.fs.dir}'`);
+      await admin.query(`DROP TABLESPACE ${name}`);
+    } catch (err) {
+      return `a tablespace on a tmpfs this process mounts (CREATE TABLESPACE failed: ${(err as Error).message})`;
+    }
+    return undefined;
   } finally {
+    for (const fn of cleanup) fn();
     await admin.end();
   }
 }

@@ -143,7 +143,8 @@ export function parseAdmissionReview(body: unknown): ParseResult {
  * Kubernetes audit log to our decision record (`<domain>/decision-id`, `<domain>/verdict`; the API
  * server prefixes them with the webhook configuration name).
  */
-export function renderReview(uid: string, decision: Decision, decisionId: string): AdmissionReviewResponse {
+/** `patchJson`: JSON.stringify(decision.patch) when the caller already has it (else computed here). */
+export function renderReview(uid: string, decision: Decision, decisionId: string, patchJson?: string): AdmissionReviewResponse {
   const allowed = isAllowed(decision.verdict);
   const response: AdmissionResponse = {
     uid,
@@ -154,7 +155,7 @@ export function renderReview(uid: string, decision: Decision, decisionId: string
     response.status = { code: decision.status.code, reason: decision.status.reason, message: decision.message };
   }
   if (allowed && decision.patch.length > 0) {
-    response.patch = Buffer.from(JSON.stringify(decision.patch)).toString('base64');
+    response.patch = Buffer.from(patchJson ?? JSON.stringify(decision.patch)).toString('base64');
     response.patchType = 'JSONPatch';
   }
   if (decision.warnings.length > 0) response.warnings = decision.warnings;

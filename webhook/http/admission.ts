@@ -12,7 +12,8 @@ import { formatMicros, toRecord, type DecisionRecord, type Endpoint } from '../c
 import { errored, rejected, type Decision } from '../core/verdict.js';
 import { parseAdmissionReview, renderReview, type AdmissionRequest, type AdmissionReviewResponse } from '../core/wire.js';
 import { PATHS } from '../config/schema.js';
-import type { DecisionStore } from '../store/port.js';
+import type { AppendOptions, DecisionStore } from '../store/port.js';
+import { isCanonicalOrder } from '../store/evidence/canonical.js';
 import type { Metrics } from './metrics.js';
 
 export interface AdmissionDeps {
@@ -45,7 +46,7 @@ class DeadlineError extends Error {
  * not taken it into a transaction yet (the store then rejects with ERR_STORE_CANCELLED: nothing
  * was stored); otherwise this rejects with ERR_STORE_DEADLINE while the commit may still land.
  */
-function appendWithin(store: Pick<DecisionStore, 'append'>, rec: DecisionRecord, review: Buffer | undefined, ms: number): Promise<unknown> {
+function appendWithin(store: Pick<DecisionStore, 'append'>, rec: DecisionRecord, extra: Pick<AppendOptions, 'review' | 'patchJson'>, ms: number): Promise<unknown> {
   const ac = new AbortController();
   let timer: NodeJS.Timeout | undefined;
   const deadline = new Promise<never>((_, reject) => {
@@ -55,7 +56,7 @@ function appendWithin(store: Pick<DecisionStore, 'append'>, rec: DecisionRecord,
       reject(new DeadlineError(`the decision store did not commit within ${ms} ms`));
     }, ms);
   });
-  return Promise.race([store.append(rec, review ? { signal: ac.signal, review } : { signal: ac.signal }), deadline]).finally(() => clearTimeout(timer));
+  return Promise.race([store.append(rec, { ...extra, signal: ac.signal }), deadline]).finally(() => clearTimeout(timer));
 }
 
 /**
@@ -87,7 +88,7 @@ export async function admissionRoutes(app: FastifyInstance, deps: AdmissionDeps)
   const rawBodies = new WeakMap<FastifyRequest, Buffer>();
 
   /** Logs one line, writes the record (unless dry run), then counts it. Throws only ERR_STORE_*. */
-  async function record(rec: DecisionRecord, decision: Decision, review?: Buffer): Promise<void> {
+  async function record(rec: DecisionRecord, decision: Decision, extra: Pick<AppendOptions, 'review' | 'patchJson'> = {}): Promise<void> {
     const warn = decision.verdict === 'errored' || decision.verdict === 'rejected';
     // Build the log line only when the level is on (at info it always is in production).
     if (decisionLog.isLevelEnabled(warn ? 'warn' : 'info')) {
@@ -105,7 +106,7 @@ export async function admissionRoutes(app: FastifyInstance, deps: AdmissionDeps)
     }
     if (!rec.dryRun) {
       const t0 = performance.now();
-      await appendWithin(deps.store, rec, review, deps.deadlineMs);
+      await appendWithin(deps.store, rec, extra, deps.deadlineMs);
       storeWrite.observe((performance.now() - t0) / 1000);
     }
     // Counted once the verdict stands: a failed write turns it into `errored`, counted by the caller.
@@ -145,9 +146,15 @@ export async function admissionRoutes(app: FastifyInstance, deps: AdmissionDeps)
     }
     const rec = toRecord(meta(id, endpoint, started), decision, req);
     const body = req.object == null ? undefined : rawBodies.get(request);
+    // The patch serialised once, for the response and (its keys being in canonical order, as the
+    // core builds them) as the record's canonical patch for the store's hash: no second walk.
+    const patchJson = decision.patch.length > 0 ? JSON.stringify(decision.patch) : undefined;
+    const extra: Pick<AppendOptions, 'review' | 'patchJson'> = {};
+    if (body) extra.review = body;
+    if (patchJson !== undefined && isCanonicalOrder(decision.patch)) extra.patchJson = patchJson;
     let answerId = id;
     try {
-      await record(rec, decision, body);
+      await record(rec, decision, extra);
       deps.onDecision?.(rec);
     } catch (err) {
       const code = (err as { code?: string }).code ?? 'ERR_STORE_UNAVAILABLE';
@@ -178,7 +185,7 @@ export async function admissionRoutes(app: FastifyInstance, deps: AdmissionDeps)
       metrics.decisions.inc({ endpoint, verdict: 'errored', namespace: req.namespace ?? '' });
     }
     admissionSeconds[endpoint].observe((performance.now() - t0) / 1000);
-    return reply.type('application/json; charset=utf-8').send(toReviewJson(renderReview(req.uid, decision, answerId)));
+    return reply.type('application/json; charset=utf-8').send(toReviewJson(renderReview(req.uid, decision, answerId, decision.patch.length > 0 ? patchJson : undefined)));
   }
 
   async function recordRejection(endpoint: Endpoint, started: bigint, id: string, message: string, uid: string | undefined, code: ReasonCode = 'REVIEW_MALFORMED'): Promise<void> {

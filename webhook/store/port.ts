@@ -61,6 +61,13 @@ export interface AppendOptions {
    * where the adapter can (the SQLite writer thread); the record's own objectDigest is then ignored.
    */
   review?: Uint8Array;
+  /**
+   * The record's `patch` as RFC 8785 JSON text, when the caller already serialised it (the
+   * admission route does, for the response, and passes it only when isCanonicalOrder(patch)).
+   * Adapters may hash and store this text instead of serialising the patch again; they must
+   * treat it as exactly the canonical form of `record.patch`. Others ignore it.
+   */
+  patchJson?: string;
 }
 
 export interface DecisionStore {

@@ -53,7 +53,7 @@ const UNMAPPED_CODES: ReadonlySet<string> = new Set(ACCOUNT_PROBLEM_CODES);
  * carried it) the record's only ServiceAccount, else the account named in the rules' "ServiceAccount
  * ns/name has no IdentityMapping" message. The same derivation as stats.ts applies to v1 rows' JSON.
  */
-export function toUnmappedColumn(r: DecisionRecord): string | null {
+export function toUnmappedColumn(r: Pick<DecisionRecord, 'reasons' | 'serviceAccounts'>): string | null {
   if (!Array.isArray(r.reasons)) return null;
   const out: string[] = [];
   for (const reason of r.reasons as Array<{ code?: unknown; serviceAccount?: unknown; message?: unknown }>) {

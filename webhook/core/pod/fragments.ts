@@ -39,6 +39,19 @@ export const PROVIDER_TOKEN_FILE_ENV: Readonly<Record<Provider, string | undefin
 };
 export const OIDC_TOKEN_FILE_ENV = 'TZW_OIDC_TOKEN_FILE';
 
+/**
+ * A copy of `value` with every object's keys in code-unit order (arrays keep theirs). Patch values
+ * are built from these, so JSON.stringify of a patch is already its RFC 8785 form: the response's
+ * serialisation of the patch doubles as the decision record's (admission.ts, AppendOptions.patchJson).
+ */
+function toKeyOrder<T>(value: T): T {
+  if (Array.isArray(value)) return value.map(toKeyOrder) as T;
+  if (typeof value !== 'object' || value === null) return value;
+  const out: Record<string, unknown> = {};
+  for (const k of Object.keys(value).sort()) out[k] = toKeyOrder((value as Record<string, unknown>)[k]);
+  return out as T;
+}
+
 function deepFreeze<T>(value: T): Frozen<T> {
   if (typeof value === 'object' && value !== null && !Object.isFrozen(value)) {
     Object.freeze(value);
@@ -63,7 +76,7 @@ interface OptionFragments {
 const cache = new WeakMap<DecideOptions, OptionFragments>();
 
 function buildOptionFragments(opts: DecideOptions): OptionFragments {
-  const mount = deepFreeze({ name: TOKEN_VOLUME_NAME, mountPath: opts.tokenMountPath, readOnly: true });
+  const mount = deepFreeze(toKeyOrder({ name: TOKEN_VOLUME_NAME, mountPath: opts.tokenMountPath, readOnly: true }));
   const s = opts.sidecar;
   // Copies (never freezes) the caller's config objects; empty ones are left out, so an unset
   // probe never becomes an invalid `startupProbe: {}`.
@@ -83,7 +96,7 @@ function buildOptionFragments(opts: DecideOptions): OptionFragments {
     // (tektoncd/pipeline pkg/pod/status.go), so readiness gates the steps.
     sidecar.readinessProbe = structuredClone(s.probe);
   }
-  return { mount, sidecar: deepFreeze(sidecar), byMapping: new WeakMap() };
+  return { mount, sidecar: deepFreeze(toKeyOrder(sidecar)), byMapping: new WeakMap() };
 }
 
 function buildMappingFragments(mapping: ResolvedMapping, opts: DecideOptions, base: OptionFragments): InjectionFragments {
@@ -98,7 +111,7 @@ function buildMappingFragments(mapping: ResolvedMapping, opts: DecideOptions, ba
       sources: [{ serviceAccountToken: { audience: mapping.audience, expirationSeconds: mapping.tokenExpirationSeconds, path: TOKEN_FILE } }],
     },
   };
-  return deepFreeze({ volume, mount: base.mount, env: dedupeByName(env), sidecar: base.sidecar });
+  return deepFreeze({ volume: toKeyOrder(volume), mount: base.mount, env: dedupeByName(env), sidecar: base.sidecar });
 }
 
 /** First occurrence wins, so a mapping can never list a variable twice in one container. */

@@ -149,7 +149,8 @@ export function toInjectionPatch(
     // `add` on an existing member replaces it: a value copied from the TaskRun can never pose as ours.
     for (const [key, value] of annotations) ops.push({ op: 'add', path: `/metadata/annotations/${escapePointer(key)}`, value });
   } else {
-    ops.push({ op: 'add', path: '/metadata/annotations', value: Object.fromEntries(annotations) });
+    // Keys in code-unit order, like the fragments: the patch's JSON is then its RFC 8785 form.
+    ops.push({ op: 'add', path: '/metadata/annotations', value: Object.fromEntries([...annotations].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))) });
   }
   return { ops, targets, keptEnv, envFromOverrides };
 }

@@ -10,6 +10,19 @@ import canonicalizeCjs from 'canonicalize';
 const canonicalize = canonicalizeCjs as unknown as (input: unknown) => string | undefined;
 
 /**
+ * A member whose canonical JSON text the caller already holds (a decision's patch, serialised once
+ * for the response): canonicalJson writes the text as is instead of walking the value again. The
+ * text MUST be the RFC 8785 form of the value (isCanonicalOrder(value) and JSON.stringify(value)).
+ * The library path (odd input elsewhere in the record) sees toJSON and serialises the parsed value.
+ */
+export class CanonicalText {
+  constructor(readonly text: string) {}
+  toJSON(): unknown {
+    return JSON.parse(this.text);
+  }
+}
+
+/**
  * True when `v` is plain JSON data whose object keys are already in RFC 8785 order at every
  * level (e.g. anything parsed from canonical JSON). For such values JSON.stringify produces exactly
  * the canonical form: canonicalize also serialises primitives with JSON.stringify, and both skip
@@ -63,6 +76,7 @@ function sortedStringify(v: unknown): string | undefined {
       return undefined;
   }
   if (v === null) return 'null';
+  if (v instanceof CanonicalText) return v.text;
   if (isSortedJson(v)) return JSON.stringify(v);
   if (Array.isArray(v)) {
     let out = '[';
@@ -104,6 +118,14 @@ export function canonicalJson(value: unknown): string {
   const s = canonicalize(value);
   if (s === undefined) throw new TypeError('value has no JSON representation');
   return s;
+}
+
+/**
+ * True when JSON.stringify(v) is already the RFC 8785 form of `v`: plain JSON data with every
+ * object's keys in code-unit order (e.g. a patch built from key-sorted fragments).
+ */
+export function isCanonicalOrder(v: unknown): boolean {
+  return isSortedJson(v);
 }
 
 export function sha256Hex(text: string): string {

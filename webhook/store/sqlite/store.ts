@@ -178,6 +178,8 @@ interface Pending {
   time: string;
   saKeys: string[];
   review?: Uint8Array;
+  /** AppendOptions.patchJson: the record's patch as canonical JSON text. */
+  patchJson?: string;
   /** Index of its cancellation flag, -1 when it cannot be cancelled. */
   slot: number;
   /** Rejected by its caller's signal; the writer's answer is then ignored. */
@@ -204,7 +206,16 @@ function invalid(message: string): Promise<never> {
 
 type ScanFilter = Omit<DecisionFilter, 'limit' | 'cursor'>;
 function toItem(p: Pending): AppendItem {
-  return p.review ? { record: p.record, time: p.time, saKeys: p.saKeys, slot: p.slot, review: p.review } : { record: p.record, time: p.time, saKeys: p.saKeys, slot: p.slot };
+  const item: AppendItem = { record: p.record, time: p.time, saKeys: p.saKeys, slot: p.slot };
+  if (p.review) item.review = p.review;
+  if (p.patchJson !== undefined) {
+    // The patch travels as the text the caller already has (a string copies as one block; the
+    // object graph costs a structured clone here and another walk in the writer).
+    const { patch: _patch, ...rest } = p.record;
+    item.record = rest;
+    item.patchJson = p.patchJson;
+  }
+  return item;
 }
 
 /** Cancellable appends in flight at once (one shared Int32 flag each); beyond that an append is not cancellable. */
@@ -462,6 +473,7 @@ class SqliteDecisionStore implements SqliteStore {
     const { time } = shape;
     return new Promise<ChainedRecord>((resolve, reject) => {
       const p: Pending = { record, time, saKeys: saKeysOf(record.serviceAccounts), slot: -1, review: opts?.review, resolve, reject };
+      if (opts?.patchJson !== undefined) p.patchJson = opts.patchJson;
       if (signal) {
         p.slot = this.freeSlots.pop() ?? -1;
         if (p.slot >= 0) {
@@ -558,7 +570,9 @@ class SqliteDecisionStore implements SqliteStore {
   }
 
   private triggerCheckpoint(): void {
-    if (this.readonly || this.cpInFlight || !this.worker) return;
+    // Unwritable (e.g. full): the head cannot move, the write would fail and log every interval;
+    // the first timer after the recovery signs what is there.
+    if (this.readonly || this.cpInFlight || !this.worker || !this.isWritable) return;
     this.cpInFlight = this.writeCheckpoint().finally(() => {
       this.cpInFlight = undefined;
     });

@@ -19,6 +19,7 @@ import { toUnmappedColumn } from '../rows.js';
 import { toStoredBody } from '../evidence/body-codec.js';
 import { toNamespaceRoot, type NamespaceHead } from '../evidence/merkle.js';
 import { toObjectDigest } from '../evidence/object-digest.js';
+import { CanonicalText } from '../evidence/canonical.js';
 import { toFullCode } from '../full.js';
 
 export interface WriterConfig {
@@ -41,12 +42,18 @@ export const SLOT_CANCELLED = 1;
 export const SLOT_COMMITTING = 2;
 
 export interface AppendItem {
-  record: DecisionRecord;
+  /** Without `patch` when patchJson carries it. */
+  record: DecisionRecord | Omit<DecisionRecord, 'patch'>;
   time: string;
   saKeys: string[];
   slot: number;
   /** The AdmissionReview body as received: the writer sets objectDigest from its request.object. */
   review?: Uint8Array;
+  /**
+   * The record's patch as canonical JSON text (AppendOptions.patchJson); `record` then comes
+   * without `patch` and the text is hashed and stored in its place.
+   */
+  patchJson?: string;
 }
 
 export type WriterRequest =
@@ -196,7 +203,7 @@ class Writer {
       let stored: Buffer;
       try {
         objectDigest = p.review ? toObjectDigest(p.review) : r.objectDigest;
-        link = chainNamespaceRecord({ ...r, objectDigest }, { seq, hash: prev }, nsHead);
+        link = chainNamespaceRecord(p.patchJson === undefined ? { ...r, objectDigest } : { ...r, objectDigest, patch: new CanonicalText(p.patchJson) }, { seq, hash: prev }, nsHead);
         stored = toStoredBody(link.body);
       } catch (err) {
         if (this.stmt('SELECT 1 FROM decisions WHERE id = ?').get(r.id)) duplicate(r.id);
