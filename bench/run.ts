@@ -131,12 +131,14 @@ async function prepareServer(useTsx: boolean): Promise<ServerCode> {
         entryPoints: [join(HERE, 'server.ts')], bundle: true, platform: 'node', format: 'esm', target: 'node20',
         packages: 'external', outfile, logLevel: 'warning',
       });
-      // The SQLite store's writer thread starts its module next to the bundle (store/thread.ts):
-      // bundle it too, as the build's dist/ has it next to store.js.
-      await esbuild.build({
-        entryPoints: [join(ROOT, 'webhook', 'store', 'sqlite', 'writer.ts')], bundle: true, platform: 'node', format: 'esm', target: 'node20',
-        packages: 'external', outfile: join(OUT, 'writer.js'), logLevel: 'warning',
-      });
+      // The stores' writer threads (the SQLite store's, the PostgreSQL spool's) start their module
+      // next to the bundle (store/thread.ts): bundle them too, as the build's dist/ has them.
+      for (const [entry, out] of [[['sqlite', 'writer.ts'], 'writer.js'], [['postgres', 'spool-writer.ts'], 'spool-writer.js']] as const) {
+        await esbuild.build({
+          entryPoints: [join(ROOT, 'webhook', 'store', ...entry)], bundle: true, platform: 'node', format: 'esm', target: 'node20',
+          packages: 'external', outfile: join(OUT, out), logLevel: 'warning',
+        });
+      }
       return { script: outfile, execArgv: [], how: 'bundled by esbuild to plain JS' };
     } catch (err) {
       log(`esbuild bundling failed (${(err as Error).message.split('\n')[0]}); running the server through tsx`);
@@ -194,10 +196,11 @@ async function cpuMicrosOf(s: Server): Promise<number> {
   return (await reply).micros;
 }
 
-async function storedIdsOf(s: Server): Promise<string[] | null> {
+async function storedIdsOf(s: Server): Promise<{ ids: string[] | null; bytes: number | null }> {
   const reply = nextMessage<ServerIds>(s.child, 'ids', 300_000);
   s.child.send({ type: 'ids' });
-  return (await reply).ids;
+  const { ids, bytes } = await reply;
+  return { ids, bytes: bytes ?? null };
 }
 
 async function stopServer(s: Server): Promise<void> {
@@ -294,6 +297,8 @@ interface RecordsCheck {
   missing: number;
   /** Ids answered more than once, or stored more than once. */
   duplicated: number;
+  /** Database bytes (tables, indexes, TOAST) per stored record, where the server reports them (PostgreSQL). */
+  bytesPerRecord: number | null;
 }
 
 async function checkRecords(servers: Server[]): Promise<RecordsCheck[]> {
@@ -301,14 +306,15 @@ async function checkRecords(servers: Server[]): Promise<RecordsCheck[]> {
   for (const s of servers) {
     const counted = answers.counted.get(s);
     if (!counted) continue;
-    const stored = await storedIdsOf(s);
+    const { ids: stored, bytes } = await storedIdsOf(s);
     if (stored === null) continue; // the store that does nothing
     const storedSet = new Set(stored);
     const countedSet = new Set(counted);
     let missing = 0;
     for (const id of countedSet) if (!storedSet.has(id)) missing++;
-    const check = { server: s.name, counted: counted.length, stored: stored.length, missing, duplicated: counted.length - countedSet.size + (stored.length - storedSet.size) };
-    log(`${s.name}: ${check.counted} counted answers, ${check.stored} records stored (probes and answers still in flight when a run ended are extra), ${missing} counted answers without a record, ${check.duplicated} duplicated`);
+    const bytesPerRecord = bytes !== null && stored.length > 0 ? Math.round(bytes / stored.length) : null;
+    const check = { server: s.name, counted: counted.length, stored: stored.length, missing, duplicated: counted.length - countedSet.size + (stored.length - storedSet.size), bytesPerRecord };
+    log(`${s.name}: ${check.counted} counted answers, ${check.stored} records stored (probes and answers still in flight when a run ended are extra), ${missing} counted answers without a record, ${check.duplicated} duplicated${bytesPerRecord !== null ? `, ${bytesPerRecord} bytes per record in the database (tables and indexes)` : ''}`);
     out.push(check);
   }
   return out;
@@ -486,7 +492,7 @@ async function main(): Promise<void> {
     // Profiles name lines of this exact bundle: keep a copy next to them.
     if (profileDir && serverCode.script.endsWith('.mjs')) {
       copyFileSync(serverCode.script, join(profileDir, 'server.mjs'));
-      copyFileSync(join(dirname(serverCode.script), 'writer.js'), join(profileDir, 'writer.js'));
+      for (const f of ['writer.js', 'spool-writer.js']) copyFileSync(join(dirname(serverCode.script), f), join(profileDir, f));
     }
   }
   let http: Awaited<ReturnType<typeof runHttp>> | undefined;
@@ -601,6 +607,8 @@ async function main(): Promise<void> {
     mutatePostgresRps: by('mutatePostgres') ? round(by('mutatePostgres')!.rps, 0) : null,
     mutatePostgresRatio: by('mutatePostgres') ? round(by('mutatePostgres')!.ratio, 3) : null,
     mutatePostgresP99Ms: by('mutatePostgres') ? round(by('mutatePostgres')!.p99Ms) : null,
+    mutatePostgresCpuUsPerReq: by('mutatePostgres') ? round(by('mutatePostgres')!.cpuUsPerReq, 0) : null,
+    postgresBytesPerRecord: http?.records.find((r) => r.server === 'app-postgres-10')?.bytesPerRecord ?? null,
     postgres: http ? (http.pgSkipped ?? 'measured') : null,
     mutateRps100k: m100k ? round(m100k.rps, 0) : null,
     mutateRatio100k: m100k ? round(m100k.ratio, 3) : null,

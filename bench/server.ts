@@ -60,6 +60,8 @@ export interface ServerMemory {
 export interface ServerIds {
   type: 'ids';
   ids: string[] | null;
+  /** Bytes the store's tables take in the database, indexes included (PostgreSQL; null elsewhere). */
+  bytes?: number | null;
 }
 
 /** CPU time the server process has used so far (user + system), for CPU cost per request. */
@@ -92,7 +94,7 @@ function createNullStore(): BenchStore {
   };
 }
 
-type BenchStore = Pick<DecisionStore, 'append' | 'close' | 'writable'> & { ids(): Promise<string[] | null> };
+type BenchStore = Pick<DecisionStore, 'append' | 'close' | 'writable'> & { ids(): Promise<string[] | null>; bytes?(): Promise<number> };
 
 async function openSqlite(dir: string): Promise<BenchStore> {
   const { createSqliteStore } = await import('../webhook/store/sqlite/store.js');
@@ -137,12 +139,22 @@ async function openPostgres(dir: string): Promise<BenchStore> {
   }
   const admin = new pg.Pool({ connectionString: base, max: 1 });
   return {
-    append: (r) => store.append(r),
+    // With the review body, as the admission path hands it (the store computes objectDigest from it).
+    append: (r, opts) => store.append(r, opts),
     writable: () => store.writable(),
     async ids() {
       await store.drained(120_000);
       const res = await admin.query<{ id: string }>(`SELECT id FROM "${schema}".decisions WHERE writer = $1`, [REPLICA]);
       return res.rows.map((r) => r.id);
+    },
+    async bytes() {
+      await store.drained(120_000);
+      // Every table of the schema with its indexes and TOAST (decisions, decision_sas, checkpoints, ...).
+      const res = await admin.query<{ bytes: string | null }>(
+        `SELECT sum(pg_total_relation_size(c.oid)) AS bytes FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = $1 AND c.relkind = 'r'`,
+        [schema],
+      );
+      return Number(res.rows[0]?.bytes ?? 0);
     },
     async close() {
       await store.close();
@@ -235,7 +247,8 @@ async function main(): Promise<void> {
     } else if (msg.type === 'ids') {
       void (async () => {
         try {
-          send({ type: 'ids', ids: store ? await store.ids() : null } satisfies ServerIds);
+          const ids = store ? await store.ids() : null;
+          send({ type: 'ids', ids, bytes: store?.bytes ? await store.bytes() : null } satisfies ServerIds);
         } catch (err) {
           send({ type: 'error', message: `listing the stored decision ids failed: ${(err as Error).message}` });
         }

@@ -249,7 +249,7 @@ class SpooledStore implements SpooledPostgresStore {
           lingerNext = true;
           continue;
         }
-        await pg.appendChained(batch.map((e) => e.record));
+        await pg.appendChained(batch.map((e) => e.record), batch.map((e) => e.body));
         // Before the removal: "takes writes again" reports the backlog PostgreSQL came back to.
         this.markConnected();
         this.spool.removeThrough(batch[batch.length - 1]!.pos);

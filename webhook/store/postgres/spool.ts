@@ -88,6 +88,8 @@ export interface SpooledEntry {
   /** Position in the spool (forwarding order). */
   pos: number;
   record: ChainedRecord;
+  /** The canonical body as spooled (what `record` was parsed from and its hash covers). */
+  body: string;
 }
 
 export interface Spool {
@@ -517,7 +519,7 @@ class SqliteSpool implements Spool {
       try {
         const record = JSON.parse(r.body) as ChainedRecord;
         record.hash = r.hash;
-        out.push({ pos: r.pos, record });
+        out.push({ pos: r.pos, record, body: r.body });
       } catch (err) {
         unreadable.push({ pos: r.pos, reason: `unreadable in the spool (its body is not JSON: ${(err as Error).message}); kept as stored` });
       }

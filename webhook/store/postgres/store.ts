@@ -251,8 +251,10 @@ export interface PostgresStore extends VerifiableStore {
    * ERR_STORE_DUPLICATE_ID (an id is stored as a different record; `duplicates` lists them),
    * ERR_STORE_CHAIN_CONFLICT (another record holds the same writer and seq),
    * ERR_STORE_UNAVAILABLE (PostgreSQL could not commit). Nothing is stored on error.
+   * `bodies[i]`, when given, is the text records[i] was parsed from and hashed as (the spool's
+   * stored canonical body): its hash is checked on that text instead of re-serialising the record.
    */
-  appendChained(records: ChainedRecord[]): Promise<{ inserted: number; skipped: number }>;
+  appendChained(records: ChainedRecord[], bodies?: Array<string | undefined>): Promise<{ inserted: number; skipped: number }>;
   /** Where each id is stored ({writer, seq, hash}); absent ids are missing from the map. */
   locate(ids: string[]): Promise<Map<string, { writer: string; seq: number; hash: string }>>;
   /** Signs and stores a checkpoint now if this writer's head moved since the last one. */
@@ -664,11 +666,11 @@ class PostgresDecisionStore implements PostgresStore {
     return { rows, stored, rejected, nsMoved };
   }
 
-  appendChained(records: ChainedRecord[]): Promise<{ inserted: number; skipped: number }> {
+  appendChained(records: ChainedRecord[], bodies?: Array<string | undefined>): Promise<{ inserted: number; skipped: number }> {
     if (this.stopping) return Promise.reject(storeError('ERR_STORE_UNAVAILABLE', `the decision store ${this.where} is closed`));
     if (this.readonly) return Promise.reject(storeError('ERR_STORE_READONLY', `the decision store ${this.where} was opened read-only`));
     const rows: Row[] = [];
-    for (const rec of records) {
+    for (const [i, rec] of records.entries()) {
       const shape = checkRecordShape(rec);
       const bad = (why: string) => Promise.reject(Object.assign(storeError('ERR_STORE_INVALID_RECORD', `invalid chained decision record ${String(rec?.id)}: ${why}`), { id: rec?.id }));
       if (typeof shape === 'string') return bad(shape);
@@ -676,7 +678,7 @@ class PostgresDecisionStore implements PostgresStore {
       const { hash, ...rest } = rec;
       let body: string;
       try {
-        body = canonicalJson(rest);
+        body = bodies?.[i] ?? canonicalJson(rest);
       } catch (err) {
         return bad((err as Error).message);
       }
