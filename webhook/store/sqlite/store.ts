@@ -15,6 +15,7 @@ import type { ChainedRecord, DecisionRecord } from '../../core/record.js';
 import type { Worker } from 'node:worker_threads';
 import { GENESIS_HASH, toChainedRecord, type CheckedEvidence, type VerifyResult } from '../evidence/chain.js';
 import { verifySqliteChains } from './verify.js';
+import { toPageOf, type CheckpointPage, type CheckpointPageRequest } from '../checkpoint-page.js';
 import type { Anchor, AppendOptions, ChainEntry, ChainVerifyOptions, Checkpoint, DecisionFilter, DecisionPage, PruneResult, VerifiableStore } from '../port.js';
 import { cancelledError, checkRecordShape, storeError, toBodyText, toChainEntry, toChained, toPage, toPageRequest, unchainableError } from '../rows.js';
 import { createWriterThread } from '../thread.js';
@@ -191,6 +192,12 @@ interface Pending {
 
 
 
+
+type CheckpointRow = { writer: string; size: number; head_hash: string; time: string; jws: string; ns_root: string | null; ns_size: number | null };
+
+function toCheckpoint(r: CheckpointRow): Checkpoint {
+  return { writer: r.writer, size: r.size, headHash: r.head_hash, time: r.time, jws: r.jws, ...(r.ns_root !== null ? { nsRoot: r.ns_root, nsSize: r.ns_size ?? 0 } : {}) };
+}
 
 const noopLogger: StoreLogger = { info() {}, warn() {}, error() {} };
 
@@ -713,8 +720,32 @@ class SqliteDecisionStore implements SqliteStore {
   }
 
   async checkpoints(): Promise<Checkpoint[]> {
-    const rows = this.stmt('SELECT writer, size, head_hash, time, jws, ns_root, ns_size FROM checkpoints ORDER BY writer, size').all() as Array<{ writer: string; size: number; head_hash: string; time: string; jws: string; ns_root: string | null; ns_size: number | null }>;
-    return rows.map((r) => ({ writer: r.writer, size: r.size, headHash: r.head_hash, time: r.time, jws: r.jws, ...(r.ns_root !== null ? { nsRoot: r.ns_root, nsSize: r.ns_size ?? 0 } : {}) }));
+    const rows = this.stmt('SELECT writer, size, head_hash, time, jws, ns_root, ns_size FROM checkpoints ORDER BY writer, size').all() as CheckpointRow[];
+    return rows.map(toCheckpoint);
+  }
+
+  /** One page in (writer, size) order: the primary key's order, so a page costs its own rows. */
+  async checkpointPage(req: CheckpointPageRequest): Promise<CheckpointPage> {
+    const where: string[] = [];
+    const params: unknown[] = [];
+    if (req.writer !== undefined) {
+      where.push('c.writer = ?');
+      params.push(req.writer);
+    }
+    if (req.after) {
+      where.push('(c.writer, c.size) > (?, ?)');
+      params.push(req.after.writer, req.after.size);
+    }
+    if (req.minSize !== undefined) {
+      where.push('c.size >= ?');
+      params.push(req.minSize);
+    }
+    // The newest of each writer: one primary-key seek per writer.
+    if (req.latest) where.push('c.size = (SELECT max(l.size) FROM checkpoints l WHERE l.writer = c.writer)');
+    const sql = `SELECT c.writer, c.size, c.head_hash, c.time, c.jws, c.ns_root, c.ns_size FROM checkpoints c${where.length ? ` WHERE ${where.join(' AND ')}` : ''} ORDER BY c.writer, c.size LIMIT ?`;
+    params.push(req.limit + 1);
+    const rows = this.stmt(sql).all(...params) as CheckpointRow[];
+    return toPageOf(rows.map(toCheckpoint), req.limit);
   }
 
   /** The namespace heads checkpoint (writer, size) committed to (empty for a v1 checkpoint). */

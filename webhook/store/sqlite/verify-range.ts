@@ -96,8 +96,6 @@ function createBodyCheck(): { fn: (seq: unknown, prevHash: unknown, hash: unknow
 export function openRangeReader(path: string): RangeReader {
   const db = new Database(path, { readonly: true, fileMustExist: true });
   db.pragma('cache_size = -16384');
-  // Pages straight from the file mapping instead of copies in the page cache (SQLite caps it at 2 GiB).
-  db.pragma('mmap_size = 2147418112');
   const bodyCheck = createBodyCheck();
   db.function('tzw_checked_body', { deterministic: true }, bodyCheck.fn);
   // `ok`: the body's hash matches and its indexed fields render exactly as the row's columns
