@@ -5,13 +5,18 @@
  * and "full" named in the answer), /readyz is unready naming the store, "store full" is logged
  * once (not per request). When space is back it recovers by itself (the writer's probe), logs
  * "recovered" once with how many records were refused, and admits again; the chain verifies and
- * every decision answered `allowed` is on record, nothing refused is.
+ * every decision answered `allowed` is on record, nothing refused is. The second test does the
+ * same through a real `tzw serve` process (HTTPS, its own logs) when a tmpfs can be mounted.
  */
+import { join } from 'node:path';
 import t from 'tap';
+import { Agent, request } from 'undici';
 import { aPod, aTaskRun } from '../builders.js';
 import { verifyStore } from '../../webhook/store/evidence/bundle.js';
+import { openStoreForRead } from '../../webhook/store/open-url.js';
 import { createTestApp, getOverHttp, review, type TestApp } from '../http/support.js';
-import { mountSmallFs } from '../store/small-fs.js';
+import { createHaFiles, sendReviews, startReplica, type Sent } from '../store/pg-support.js';
+import { mountSmallFs, smallFsUnavailable } from '../store/small-fs.js';
 
 interface Answer {
   uid: string;
@@ -91,4 +96,47 @@ t.test('SQLite store on a full disk: fails closed, unready, recovers by itself; 
   t.strictSame(refused.filter((a) => ids.has(a.id)), [], 'no refused decision half-written');
   t.equal(stored.length, allowed.length, 'and nothing else');
   t.match(await verifyStore(store, jwks), { ok: true, records: allowed.length }, 'the chain verifies');
+});
+
+const noMount = smallFsUnavailable();
+
+t.test('tzw serve (real HTTPS, SQLite on a full tmpfs): unready naming the full store, refuses every admission, logs once, heals by itself', { skip: noMount ? `needs a tmpfs: ${noMount} (the in-process test above covers the max_page_count fallback)` : false }, async (t) => {
+  const s = await createHaFiles(t);
+  const small = mountSmallFs(t, 6 * 1024 * 1024);
+  if (!small.ok) throw new Error(small.why);
+  const dbPath = join(small.fs.dir, 'decisions.db');
+  const r = await startReplica(t, s, 'tzw-full-0', `sqlite:${dbPath}`, { logLevel: 'info' });
+  const agent = new Agent({ connect: { ca: s.ca }, connections: 4 });
+  t.teardown(() => agent.close());
+  const readyz = async () => {
+    const res = await request(`${r.admission}/readyz`, { dispatcher: agent });
+    return { status: res.statusCode, body: (await res.body.json()) as { unmet?: string[] } };
+  };
+  const sent = await sendReviews([r], agent, 20, 2);
+  t.ok(sent.every((x) => x.status === 200 && x.decisionId), 'admitting before the disk fills');
+  small.fs.fill();
+  let refusedRun: Sent[] = [];
+  for (let i = 0; i < 100 && !refusedRun.some((x) => x.allowed === false); i++) refusedRun = await sendReviews([r], agent, 10, 1);
+  const all = [...sent, ...refusedRun, ...(await sendReviews([r], agent, 20, 2))];
+  t.strictSame(all.filter((x) => x.status !== 200 || !x.decisionId), [], 'every request is answered (200, naming a decision)');
+  t.match(await readyz(), { status: 503, body: { unmet: [`decision store ${dbPath} full (SQLITE_FULL)`] } }, 'unready, naming the full store');
+  t.equal(r.logs().filter((l) => /^decision store full/.test(l.msg)).length, 1, '"decision store full" logged once');
+
+  small.fs.free();
+  let ready = await readyz();
+  for (const end = Date.now() + 10_000; Date.now() < end && ready.status !== 200; await new Promise((res) => setTimeout(res, 100))) ready = await readyz();
+  t.equal(ready.status, 200, 'ready again, no restart');
+  t.equal(r.logs().filter((l) => /^decision store recovered/.test(l.msg)).length, 1, '"decision store recovered" logged once');
+  const after = await sendReviews([r], agent, 20, 2);
+  t.ok(after.every((x) => x.status === 200 && x.decisionId), 'admitting again');
+  t.equal(await r.stop(), 0);
+
+  // Offline: every decision answered allowed is on record, the chain verifies.
+  const store = await openStoreForRead(`sqlite:${dbPath}`);
+  t.teardown(() => store.close());
+  const ids = new Set<string>();
+  for await (const rec of store.stream({})) ids.add(rec.id);
+  const answered = [...all, ...after].filter((x) => x.allowed);
+  t.strictSame(answered.filter((x) => !ids.has(x.decisionId!)), [], `all ${answered.length} decisions answered allowed are on record`);
+  t.match(await verifyStore(store, s.jwks), { ok: true }, 'the chain verifies');
 });
