@@ -19,6 +19,8 @@ export interface DecisionFilter {
   kind?: string;
   taskRun?: string;
   pipelineRun?: string;
+  /** sha256 (64 lowercase hex) of the RFC 8785 JSON of the admitted object, as records carry it. */
+  objectDigest?: string;
   /** RFC 3339 inclusive lower bound on `time`. */
   since?: string;
   /** RFC 3339 exclusive upper bound on `time`. */

@@ -22,8 +22,10 @@ import { createWriterThread } from '../thread.js';
 import { CHAIN_COLUMNS, columnProblem, saKeysOf, toDecisionRow, type RawDecisionRow } from './rows.js';
 import type { NamespaceHead } from '../evidence/merkle.js';
 import { SLOT_CANCELLED, SLOT_PENDING, type AppendItem, type CheckpointClaimsNow, type WriterConfig, type WriterOp, type WriterReply, type WriterRequest } from './writer.js';
-import { EQUALITY_FILTER_COLUMNS, toCanonicalTime, type Cursor } from '../query.js';
-import { toDecisionStats, toStatsSql, type DecisionStats, type SqlQuery, type StatsBucket, type StatsFilter, type StatsRows } from '../stats.js';
+import { EQUALITY_FILTER_COLUMNS, toCanonicalTime, toSqlParam, type Cursor } from '../query.js';
+import { toDecisionStats, toRollupDdl, toRollupDeltaSql, toStatsSql, type DecisionStats, type SqlQuery, type StatsBucket, type StatsFilter, type StatsRows } from '../stats.js';
+import { STATS_TABLES } from './tables.js';
+import { toDigestBytes, toDigestBytesOfStoredBody } from '../evidence/object-digest.js';
 import { ANCHOR_TYP, CHECKPOINT_TYP, type Signer } from '../evidence/signing.js';
 
 export const DEFAULT_CHECKPOINT_RECORDS = 1000;
@@ -94,7 +96,8 @@ export interface SqliteStore extends VerifiableStore {
   unwritableReason(): string | undefined;
 }
 
-const MIGRATIONS: string[] = [
+/** Schema steps, SQL or a function on the connection; each runs in one transaction. */
+const MIGRATIONS: Array<string | ((db: Database.Database) => void)> = [
   `
   CREATE TABLE decisions (
     id TEXT PRIMARY KEY NOT NULL,
@@ -171,6 +174,40 @@ const MIGRATIONS: string[] = [
     PRIMARY KEY (writer, size, namespace)
   ) WITHOUT ROWID;
   `,
+  // Queries at a million records (issues 10 and 11): the objectDigest filter's column and index, the
+  // namespace and verdict indexes widened so a second filter (and the per-namespace stats) is
+  // answered inside the index, and the stats rollups, backfilled once from the records.
+  (db) => {
+    db.exec(`
+      ALTER TABLE decisions ADD COLUMN object_digest BLOB;
+      DROP INDEX decisions_namespace;
+      DROP INDEX decisions_verdict;
+      UPDATE decisions SET object_digest = unhex(json_extract(record, '$.objectDigest'))
+        WHERE body IS NULL AND json_valid(record) AND length(json_extract(record, '$.objectDigest')) = 64 AND json_extract(record, '$.objectDigest') NOT GLOB '*[^0-9a-f]*';
+    `);
+    // v2 rows keep the digest in the compressed body only: read each once.
+    const read = db.prepare('SELECT rowid AS r, body FROM decisions WHERE rowid > ? AND body IS NOT NULL ORDER BY rowid LIMIT 2000');
+    const write = db.prepare('UPDATE decisions SET object_digest = ? WHERE rowid = ?');
+    for (let after = 0; ; ) {
+      const rows = read.all(after) as Array<{ r: number; body: Uint8Array }>;
+      for (const row of rows) {
+        const bytes = toDigestBytesOfStoredBody(row.body);
+        if (bytes) write.run(bytes, row.r);
+      }
+      const last = rows[rows.length - 1];
+      if (!last) break;
+      after = last.r;
+    }
+    db.exec(`
+      CREATE INDEX decisions_namespace ON decisions (namespace, time, id, verdict, kind, writer);
+      CREATE INDEX decisions_verdict ON decisions (verdict, time, id, namespace, kind);
+      CREATE INDEX decisions_object_digest ON decisions (object_digest);
+      ${toRollupDdl('sqlite', STATS_TABLES)}
+    `);
+    for (const sql of toRollupDeltaSql('sqlite', STATS_TABLES, 'decisions d', '1 = 1', 1)) db.exec(sql);
+    // Planner statistics for the new indexes (a sample: fast on millions of rows).
+    db.exec('PRAGMA analysis_limit = 1000; ANALYZE;');
+  },
 ];
 export const SCHEMA_VERSION = MIGRATIONS.length;
 
@@ -638,9 +675,9 @@ class SqliteDecisionStore implements SqliteStore {
       where.push('s.key = ?');
       params.push(filter.serviceAccount);
     }
-    for (const [key, col] of EQUALITY_FILTER_COLUMNS) {
+    for (const [key, col, type] of EQUALITY_FILTER_COLUMNS) {
       if (filter[key] === undefined) continue;
-      where.push(`${col} = ?`);
+      where.push(`${col} = ${toSqlParam('sqlite', type, '?')}`);
       params.push(filter[key]);
     }
     if (filter.since !== undefined) {
@@ -711,7 +748,7 @@ class SqliteDecisionStore implements SqliteStore {
   }
 
   async loadStats(filter: StatsFilter, bucket: StatsBucket): Promise<DecisionStats> {
-    const q = toStatsSql('sqlite', { decisions: 'decisions', sas: 'decision_sas', checkpoints: 'checkpoints' }, filter, bucket);
+    const q = toStatsSql('sqlite', STATS_TABLES, filter, bucket);
     const all = <T>(x: SqlQuery) => this.stmt(x.sql).all(...x.params) as T[];
     // One read transaction: the four aggregates see the same snapshot.
     return this.db.transaction(() =>
@@ -914,9 +951,10 @@ export async function createSqliteStore(opts: SqliteStoreOptions): Promise<Sqlit
     if (version < SCHEMA_VERSION) {
       if (readonly) throw new Error(`its schema version ${version} is older than ${SCHEMA_VERSION}; open it read-write once to upgrade`);
       for (let v = version; v < SCHEMA_VERSION; v++) {
-        const sql = MIGRATIONS[v] ?? '';
+        const step = MIGRATIONS[v] ?? '';
         db.transaction(() => {
-          db.exec(sql);
+          if (typeof step === 'string') db.exec(step);
+          else step(db);
           db.pragma(`user_version = ${v + 1}`);
         })();
       }

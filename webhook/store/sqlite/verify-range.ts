@@ -107,8 +107,8 @@ export function openRangeReader(path: string): RangeReader {
     .prepare(
       `SELECT d.seq, d.id, d.prev_hash, d.hash, d.time, d.service_accounts,
         (SELECT group_concat(s.key || char(9) || s.time, char(10)) FROM decision_sas s WHERE s.decision_id = d.id) AS sa_keys,
-        coalesce(json_extract(${body}, '$.id', '$.replica', '$.seq', '$.prevHash', '$.time', '$.namespace', '$.kind.kind', '$.verdict', '$.tekton.taskRun', '$.tekton.pipelineRun', '$.nsSeq')
-            = json_array(d.id, d.writer, d.seq, d.prev_hash, d.time, d.namespace, d.kind, d.verdict, d.task_run, d.pipeline_run, d.ns_seq)
+        coalesce(json_extract(${body}, '$.id', '$.replica', '$.seq', '$.prevHash', '$.time', '$.namespace', '$.kind.kind', '$.verdict', '$.tekton.taskRun', '$.tekton.pipelineRun', '$.nsSeq', '$.objectDigest')
+            = json_array(d.id, d.writer, d.seq, d.prev_hash, d.time, d.namespace, d.kind, d.verdict, d.task_run, d.pipeline_run, d.ns_seq, CASE WHEN d.object_digest IS NOT NULL THEN lower(hex(d.object_digest)) END)
           AND json_extract(${body}, '$.serviceAccounts') = d.service_accounts, 0) AS ok
       FROM decisions d WHERE d.writer = ? AND d.seq > ? AND d.seq <= ? ORDER BY d.seq LIMIT ?`,
     )
