@@ -13,6 +13,7 @@ import Database from 'better-sqlite3';
 import type { ChainedRecord } from '../webhook/core/record.js';
 import { formatMicros } from '../webhook/core/record.js';
 import { parseDecisionFilter } from '../webhook/store/query.js';
+import type { StatsBucket, StatsFilter } from '../webhook/store/stats.js';
 import { FILL_DAYS, FILL_END_MICROS, FILL_NAMESPACES, benchPodPatch, createRandom, fillRecord } from './fixtures.js';
 import { median, percentile } from './stats.js';
 
@@ -21,8 +22,9 @@ const FILL_VERSION = 2;
 const FILL_REPLICA = 'bench-fill-0';
 /** Appends queued per group commit while filling. */
 const FILL_BATCH = 10_000;
-/** Unfiltered stats scan every record: a few runs show the cost (their p99 is the slowest run). */
-const STATS_CLUSTER_RUNS = 5;
+/** Runs per cluster-wide stats case and per one-namespace case (random namespace each run). */
+const STATS_CLUSTER_RUNS = 20;
+const STATS_NAMESPACE_RUNS = 50;
 const HERE = dirname(fileURLToPath(import.meta.url));
 const ROOT = resolve(HERE, '..');
 
@@ -37,15 +39,21 @@ export interface StoreBenchResult {
   queryItemsMedian: number;
   getP50Ms: number;
   getP99Ms: number;
+  /** The worst p99 of the page queries with verdict=denied (alone and combined). */
   deniedQueryP99Ms: number;
+  /** The worst p99 of every console filter's page query (first page, and page 5 by cursor). */
+  filterP99Ms: number;
+  filters: TimedCase[];
   /** GET /api/v1/stats (loadStats) for one namespace, the whole month by day: a namespaced auditor's Overview. */
   statsP50Ms: number;
+  /** The worst p99 over every stats case below (cluster-wide and one namespace, the console's filters and buckets). */
   statsP99Ms: number;
-  statsQueries: number;
-  /** loadStats with no filter, the whole month by day: a cluster auditor's Overview. */
+  statsNamespaceP99Ms: number;
+  /** loadStats with no filter, the whole month by day: a cluster auditor's default Overview. */
   statsClusterP50Ms: number;
+  /** The worst p99 of the cluster-wide stats cases. */
   statsClusterP99Ms: number;
-  statsClusterQueries: number;
+  stats: TimedCase[];
   verifySeconds: number;
   /** Process CPU time during verification: the wall time a quiet machine would show. */
   verifyCpuSeconds: number;
@@ -55,6 +63,15 @@ export interface StoreBenchResult {
 }
 
 type Log = (line: string) => void;
+
+/** One timed query shape: p50/p99 over `runs` calls, the median number of items/buckets returned. */
+export interface TimedCase {
+  name: string;
+  p50Ms: number;
+  p99Ms: number;
+  runs: number;
+  items: number;
+}
 
 /**
  * Keyed by schema and fill version only: if a later build can no longer verify a cached store, that
@@ -178,9 +195,8 @@ export async function runStoreBench(o: { outDir: string; records: number; querie
   const store = await createSqliteStore({ path, replica: FILL_REPLICA, readonly: true });
   let q: Awaited<ReturnType<typeof timeEach<number>>>;
   let g: Awaited<ReturnType<typeof timeEach<boolean>>>;
-  let d: Awaited<ReturnType<typeof timeEach<number>>>;
-  let st: Awaited<ReturnType<typeof timeEach<number>>>;
-  let sc: Awaited<ReturnType<typeof timeEach<number>>>;
+  const filters: TimedCase[] = [];
+  const stats: TimedCase[] = [];
   try {
     const rnd = createRandom(42);
     const spanDays = FILL_DAYS - 1;
@@ -192,6 +208,15 @@ export async function runStoreBench(o: { outDir: string; records: number; querie
       return parsed.filter;
     };
     const randomNamespace = () => `team-${String(Math.floor(rnd() * FILL_NAMESPACES)).padStart(4, '0')}`;
+    const randomAccount = () => `builder-${Math.floor(rnd() * 20)}`;
+    /** A window of `days` starting anywhere in the month, at any microsecond (never hour-aligned by luck). */
+    const randomWindow = (days: number) => {
+      const since = startMicros + BigInt(Math.floor(rnd() * (FILL_DAYS - days) * 86_400)) * 1_000_000n + 123_457n;
+      return { since: formatMicros(since), until: formatMicros(since + BigInt(days) * dayMicros) };
+    };
+    // Values of real records (runs, digests) for the filters that name one object.
+    const sampled = (await Promise.all(ids.slice(0, 100).map((id) => store.get(id)))).filter((r): r is ChainedRecord => r !== undefined);
+    const randomSample = () => sampled[Math.floor(rnd() * sampled.length)]!;
     // Warm the page cache and the statement cache as a running API server would have them.
     for (let k = 0; k < 20; k++) await store.query(filterFor({ namespace: randomNamespace(), limit: '100' }));
     // A namespace and a one-day window starting anywhere in the stored month: one page of 100.
@@ -202,14 +227,73 @@ export async function runStoreBench(o: { outDir: string; records: number; querie
     });
     g = await timeEach(ids.length, async (k) => (await store.get(ids[k]!))?.id === ids[k]);
     if (g.results.some((found) => !found)) throw new Error('an id lookup did not find a stored record');
-    // A selective filter: denied decisions (3%) of one namespace over the whole month.
-    d = await timeEach(Math.min(100, o.queries), async () => (await store.query(filterFor({ namespace: randomNamespace(), verdict: 'denied', limit: '100' }))).items.length);
-    // The Overview: GROUP BY in the store over every matching record (no limit), by day.
-    st = await timeEach(Math.min(100, o.queries), async () => (await store.loadStats({ namespace: randomNamespace() }, 'day')).buckets.length);
-    sc = await timeEach(STATS_CLUSTER_RUNS, async () => (await store.loadStats({}, 'day')).buckets.length);
+
+    // Every filter the console (and the CLI/API) offers, alone and combined, first page of 100 and
+    // a later page through the cursor: what an auditor clicks through.
+    const pageCases: Array<[string, () => Record<string, string>]> = [
+      ['verdict=denied', () => ({ verdict: 'denied' })],
+      ['namespace + verdict=denied (month)', () => ({ namespace: randomNamespace(), verdict: 'denied' })],
+      ['verdict=denied + kind=PipelineRun', () => ({ verdict: 'denied', kind: 'PipelineRun' })],
+      ['namespace + kind=PipelineRun', () => ({ namespace: randomNamespace(), kind: 'PipelineRun' })],
+      ['namespace + verdict=denied + 7-day window', () => ({ namespace: randomNamespace(), verdict: 'denied', ...randomWindow(7) })],
+      ['kind=TaskRun', () => ({ kind: 'TaskRun' })],
+      ['serviceAccount ns/name', () => ({ serviceAccount: `${randomNamespace()}/${randomAccount()}` })],
+      ['serviceAccount name (any namespace)', () => ({ serviceAccount: randomAccount() })],
+      ['serviceAccount name + verdict=denied', () => ({ serviceAccount: randomAccount(), verdict: 'denied' })],
+      ['serviceAccount ns/name + verdict=denied', () => ({ serviceAccount: `${randomNamespace()}/${randomAccount()}`, verdict: 'denied' })],
+      ['taskRun', () => ({ taskRun: randomSample().tekton?.taskRun ?? 'none' })],
+      ['pipelineRun', () => ({ pipelineRun: randomSample().tekton?.pipelineRun ?? 'none' })],
+      ['objectDigest', () => ({ objectDigest: randomSample().objectDigest ?? 'ab'.repeat(32) })],
+      ['since/until 1 day', () => randomWindow(1)],
+      ['no filter', () => ({})],
+    ];
+    const runs = Math.max(20, Math.floor(o.queries / 10));
+    for (const [name, params] of pageCases) {
+      const first = await timeEach(runs, async () => (await store.query(filterFor({ ...params(), limit: '100' }))).items.length);
+      filters.push({ name, p50Ms: percentile(first.sorted, 0.5), p99Ms: percentile(first.sorted, 0.99), runs, items: median(first.results) });
+    }
+    // Paging: the 5th page of verdict=denied and of a namespace, each page through the previous one's cursor.
+    for (const [name, params] of [['verdict=denied, page 5 by cursor', () => ({ verdict: 'denied' })], ['namespace, page 5 by cursor', () => ({ namespace: randomNamespace() })]] as const) {
+      const cursors: string[] = [];
+      for (let k = 0; k < runs; k++) {
+        let page = await store.query(filterFor({ ...params(), limit: '100' }));
+        for (let p = 0; p < 3 && page.nextCursor; p++) page = await store.query(filterFor({ ...params(), limit: '100', cursor: page.nextCursor }));
+        if (page.nextCursor) cursors.push(page.nextCursor);
+      }
+      const paged = await timeEach(cursors.length, async (k) => (await store.query(filterFor({ ...params(), limit: '100', cursor: cursors[k]! }))).items.length);
+      filters.push({ name, p50Ms: percentile(paged.sorted, 0.5), p99Ms: percentile(paged.sorted, 0.99), runs: cursors.length, items: median(paged.results) });
+    }
+
+    // The Overview (GET /api/v1/stats): what the console requests, cluster-wide and for one namespace.
+    const statsCases: Array<[string, number, () => StatsFilter, StatsBucket]> = [
+      ['cluster, whole store by day (the default Overview)', STATS_CLUSTER_RUNS, () => ({}), 'day'],
+      ['cluster, whole store by hour', STATS_CLUSTER_RUNS, () => ({}), 'hour'],
+      ['cluster, 7-day window by hour', STATS_CLUSTER_RUNS, () => filterFor(randomWindow(7)), 'hour'],
+      ['cluster, 1-day window by hour', STATS_CLUSTER_RUNS, () => filterFor(randomWindow(1)), 'hour'],
+      ['cluster, verdict=denied by day', STATS_CLUSTER_RUNS, () => ({ verdict: 'denied' }), 'day'],
+      ['cluster, kind=TaskRun + 7-day window by day', STATS_CLUSTER_RUNS, () => filterFor({ kind: 'TaskRun', ...randomWindow(7) }), 'day'],
+      ['namespace, whole store by day', STATS_NAMESPACE_RUNS, () => ({ namespace: randomNamespace() }), 'day'],
+      ['namespace, whole store by hour', STATS_NAMESPACE_RUNS, () => ({ namespace: randomNamespace() }), 'hour'],
+      ['namespace + verdict=denied by day', STATS_NAMESPACE_RUNS, () => ({ namespace: randomNamespace(), verdict: 'denied' }), 'day'],
+      ['namespace + 7-day window by hour', STATS_NAMESPACE_RUNS, () => filterFor({ namespace: randomNamespace(), ...randomWindow(7) }), 'hour'],
+      ['serviceAccount ns/name by day', STATS_NAMESPACE_RUNS, () => ({ serviceAccount: `${randomNamespace()}/${randomAccount()}` }), 'day'],
+      ['serviceAccount name (any namespace) by day', STATS_CLUSTER_RUNS, () => ({ serviceAccount: randomAccount() }), 'day'],
+    ];
+    for (const [name, n, filter, bucket] of statsCases) {
+      const { limit: _l, cursor: _c, ...f } = filter() as StatsFilter & { limit?: number; cursor?: string };
+      await store.loadStats(f, bucket); // statement cache, as a running server has it
+      const timed = await timeEach(n, async () => {
+        const { limit: _l2, cursor: _c2, ...each } = filter() as StatsFilter & { limit?: number; cursor?: string };
+        return (await store.loadStats(each, bucket)).buckets.length;
+      });
+      stats.push({ name, p50Ms: percentile(timed.sorted, 0.5), p99Ms: percentile(timed.sorted, 0.99), runs: n, items: median(timed.results) });
+    }
   } finally {
     await store.close();
   }
+  const worst = (cases: TimedCase[], pick: (c: TimedCase) => boolean = () => true) => Math.max(...cases.filter(pick).map((c) => c.p99Ms));
+  const namespaceStats = stats.find((c) => c.name === 'namespace, whole store by day')!;
+  const clusterStats = stats.find((c) => c.name.startsWith('cluster, whole store by day'))!;
 
   o.log(`store: verifying ${o.records.toLocaleString('en-US')} records`);
   const cpu0 = process.cpuUsage();
@@ -234,13 +318,15 @@ export async function runStoreBench(o: { outDir: string; records: number; querie
     queryItemsMedian: median(q.results),
     getP50Ms: percentile(g.sorted, 0.5),
     getP99Ms: percentile(g.sorted, 0.99),
-    deniedQueryP99Ms: percentile(d.sorted, 0.99),
-    statsP50Ms: percentile(st.sorted, 0.5),
-    statsP99Ms: percentile(st.sorted, 0.99),
-    statsQueries: st.sorted.length,
-    statsClusterP50Ms: percentile(sc.sorted, 0.5),
-    statsClusterP99Ms: percentile(sc.sorted, 0.99),
-    statsClusterQueries: sc.sorted.length,
+    deniedQueryP99Ms: worst(filters, (c) => c.name.includes('denied')),
+    filterP99Ms: worst(filters),
+    filters,
+    statsP50Ms: namespaceStats.p50Ms,
+    statsP99Ms: worst(stats),
+    statsNamespaceP99Ms: namespaceStats.p99Ms,
+    statsClusterP50Ms: clusterStats.p50Ms,
+    statsClusterP99Ms: worst(stats, (c) => c.name.startsWith('cluster')),
+    stats,
     verifySeconds,
     verifyCpuSeconds,
     verifyMsPerMillion: (verifySeconds * 1000 * 1_000_000) / o.records,

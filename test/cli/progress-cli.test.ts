@@ -20,6 +20,8 @@ import { aRecord, WRITER } from '../store/builders.js';
 const REPO = fileURLToPath(new URL('../../', import.meta.url));
 const MAIN = join(REPO, 'webhook/main.ts');
 const RECORDS = 6000;
+// Every command runs three times (terminal, pipe, --quiet) on a filled store: slower than tap's default on a busy machine.
+t.setTimeout(300_000);
 /** Every third record: a run an audit namespace admitted that enforce would deny (what readiness lists). */
 const WARNED: Partial<DecisionRecord> = { namespace: 'data-science', verdict: 'warned', mode: 'audit', mapping: null, patch: [], serviceAccounts: ['data-science/trainer'], reasons: [{ code: 'POD_SA_UNMAPPED', message: 'ServiceAccount data-science/trainer has no IdentityMapping.' }] };
 

@@ -10,6 +10,8 @@ import { CSV_COLUMNS } from '../../webhook/cli/output.js';
 import type { ChainedRecord, DecisionRecord } from '../../webhook/core/record.js';
 import { createSqliteStore, type SqliteStore } from '../../webhook/store/sqlite/store.js';
 import { loadOrCreateSigningKey, toJwks, verifyCheckpointJws, type Jwks } from '../../webhook/store/evidence/signing.js';
+import { parseCheckpointQuery, toCheckpointPage } from '../../webhook/store/checkpoint-page.js';
+import type { Checkpoint } from '../../webhook/store/port.js';
 
 const REPLICA = 'tzw-0';
 
@@ -283,12 +285,62 @@ t.test('checkpoints and jwks: the signed checkpoints verify with the served keys
   const res = await app.inject({ url: '/api/v1/checkpoints' });
   t.equal(res.statusCode, 200);
   const body = res.json() as { items: Array<{ writer: string; size: number; headHash: string; time: string; jws: string }>; anchors: unknown[] };
-  t.strictSame(body, { items: await store.checkpoints(), anchors: [] });
+  t.strictSame(body, { items: await store.checkpoints(), anchors: [], nextCursor: null }, 'one page by default (up to 1000)');
   t.ok(body.items.length >= 2, 'one checkpoint every 5 records, plus the final one');
   t.equal(body.items.at(-1)?.size, FIXTURE.length);
   for (const cp of body.items) {
     const claims = await verifyCheckpointJws(cp.jws, jwks);
     t.strictSame(claims, { writer: cp.writer, size: cp.size, headHash: cp.headHash, time: cp.time });
+  }
+});
+
+t.test('checkpoints are paged: limit/cursor walk them all once, latest/writer/minSize select, bad parameters are 400', async (t) => {
+  const { deps, store } = await setup(t);
+  const app = await buildAuditApp(deps);
+  t.teardown(() => app.close());
+  const all = await store.checkpoints();
+  t.ok(all.length >= 2, `${all.length} checkpoints`);
+  const get = async (query: string) => {
+    const res = await app.inject({ url: `/api/v1/checkpoints${query}` });
+    return { status: res.statusCode, body: res.json() as { items: Checkpoint[]; anchors: unknown[]; nextCursor: string | null; code?: string; message?: string } };
+  };
+  // Walk with pages of 2: every checkpoint exactly once, in order, then nextCursor null.
+  const seen: Checkpoint[] = [];
+  let cursor: string | null = null;
+  let pages = 0;
+  do {
+    const { status, body } = await get(`?limit=1${cursor ? `&cursor=${cursor}` : ''}`);
+    t.equal(status, 200);
+    t.equal(body.items.length, 1);
+    seen.push(...body.items);
+    cursor = body.nextCursor;
+    pages++;
+  } while (cursor !== null && pages < 100);
+  t.strictSame(seen, all, 'the pages hold every checkpoint once, in (writer, size) order');
+  t.equal(pages, all.length);
+  const last = all.at(-1)!;
+  t.strictSame((await get('?latest=true')).body, { items: [last], anchors: [], nextCursor: null }, 'latest: the newest per writer');
+  const seq = all[0]!.size + 1;
+  t.strictSame((await get(`?writer=${last.writer}&minSize=${seq}&limit=1`)).body.items, [all.find((c) => c.size >= seq)], `the first checkpoint covering seq ${seq}`);
+  t.strictSame((await get('?writer=someone-else')).body, { items: [], anchors: [], nextCursor: null });
+  // The page an adapter without SQL paging (PostgreSQL) gets from the same request is the same.
+  for (const q of ['limit=1', 'latest=true', `writer=${last.writer}&minSize=${seq}&limit=1`, 'limit=1000', `cursor=${(await get('?limit=1')).body.nextCursor ?? ''}`]) {
+    const parsed = parseCheckpointQuery(Object.fromEntries(new URLSearchParams(q)));
+    if (!parsed.ok) throw new Error(parsed.errors.join());
+    t.strictSame(toCheckpointPage(all, parsed.request), await store.checkpointPage?.(parsed.request), `in memory = SQL: ${q}`);
+  }
+  for (const [q, message] of [
+    ['?limit=0', /limit "0" must be a whole number from 1 to 1000/],
+    ['?limit=1001', /limit "1001"/],
+    ['?cursor=not-ours', /cursor is not valid/],
+    ['?latest=yes', /latest "yes" must be true or false/],
+    ['?minSize=-1', /minSize "-1" must be a whole number/],
+    ['?since=2026-01-01T00:00:00Z', /unknown parameter "since"/],
+    ['?limit=1&limit=2', /limit is given 2 times/],
+  ] as const) {
+    const { status, body } = await get(q);
+    t.equal(status, 400, q);
+    t.match(body, { code: 'ERR_BAD_FILTER', message }, q);
   }
 });
 

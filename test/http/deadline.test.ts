@@ -55,7 +55,7 @@ t.test('a writer stalled past the deadline: errored in time, /healthz and anothe
   for (let i = 0; i < 200 && !(rec = await store.get(otherId)); i++) await new Promise((r) => setTimeout(r, 25));
   for (const [what, want] of [['first', id], ['other', otherId]] as const) {
     const r = await store.get(want);
-    t.match(r, { verdict: 'errored', requestUid: what === 'first' ? 'stalled' : 'other', reasons: [{ code: 'STORE_DEADLINE', message: /cancelled before commit/ }] }, `${what}: the record on file is the errored answer`);
+    t.match(r, { verdict: 'errored', requestUid: what === 'first' ? 'stalled' : 'other', name: 'build-run', namespace: 'payments', kind: { kind: 'TaskRun' }, objectDigest: /^[0-9a-f]{64}$/, reasons: [{ code: 'STORE_DEADLINE', message: /cancelled before commit/ }] }, `${what}: the record on file is the errored answer, naming the object`);
     t.equal(r?.supersedes, undefined);
   }
   const all = (await store.query({ limit: 100 })).items;

@@ -61,6 +61,8 @@ export function seedRecords(): DecisionRecord[] {
       verdict: VERDICTS[n % VERDICTS.length],
       serviceAccounts,
       tekton: kind === 'PipelineRun' ? { pipelineRun: n % 2 ? 'release' : 'nightly' } : n % 5 === 0 ? {} : { taskRun: `build-${n}`, pipelineRun: n % 2 ? 'release' : 'nightly' },
+      // Six objects, each admitted several times (retries, dry runs); one record without an object.
+      objectDigest: n === 13 ? null : (n % 5).toString(16).repeat(64),
     });
   });
 }
@@ -77,6 +79,7 @@ export function matches(r: DecisionRecord, f: Scan): boolean {
   if (f.kind !== undefined && r.kind.kind !== f.kind) return false;
   if (f.taskRun !== undefined && r.tekton.taskRun !== f.taskRun) return false;
   if (f.pipelineRun !== undefined && r.tekton.pipelineRun !== f.pipelineRun) return false;
+  if (f.objectDigest !== undefined && r.objectDigest !== f.objectDigest) return false;
   if (f.since !== undefined && time < f.since) return false;
   if (f.until !== undefined && time >= f.until) return false;
   return true;
@@ -112,6 +115,8 @@ const FILTERS: Array<[string, Scan]> = [
   ['namespace + verdict + since', { namespace: 'web', verdict: 'patched', since: timeAt(5_000) }],
   ['serviceAccount + namespace + until', { serviceAccount: 'ci-builder', namespace: 'ops', until: timeAt(40_000) }],
   ['pipelineRun + kind', { pipelineRun: 'nightly', kind: 'PipelineRun' }],
+  ['objectDigest', { objectDigest: '3'.repeat(64) }],
+  ['objectDigest + verdict + until', { objectDigest: '4'.repeat(64), verdict: 'denied', until: timeAt(40_000) }],
 ];
 
 async function waitFor<T>(what: string, probe: () => Promise<T | undefined>, timeoutMs = 5000): Promise<T> {
@@ -224,8 +229,9 @@ export function runStoreContract(t: Test, name: string, makeStore: MakeStore): v
   });
 
   withStore('a checkpoint is signed every T seconds when there is something new', { checkpointEvery: { records: 1000, seconds: 0.1 } }, async (t, h) => {
-    await h.store.append(aRecord({ n: 1 }));
-    await h.store.append(aRecord({ n: 2 }));
+    // Together (one commit): two appends in a row can straddle a 100 ms tick on a loaded machine,
+    // which signs a checkpoint of size 1 first.
+    await Promise.all([h.store.append(aRecord({ n: 1 })), h.store.append(aRecord({ n: 2 }))]);
     const cps = await waitFor('a timed checkpoint', async () => {
       const c = await h.store.checkpoints();
       return c.length ? c : undefined;

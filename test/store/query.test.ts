@@ -32,6 +32,7 @@ t.test('parseDecisionFilter accepts every filter and normalises times', async (t
       },
     ],
     ['bare ServiceAccount name', { serviceAccount: 'default' }, { limit: 100, serviceAccount: 'default' }],
+    ['objectDigest, as sha256sum prints it (either case)', { objectDigest: 'AB'.repeat(32) }, { limit: 100, objectDigest: 'ab'.repeat(32) }],
     ['a single-element array (repeated-key parsers)', { verdict: ['allowed'] }, { limit: 100, verdict: 'allowed' }],
     ['limit 1', { limit: '1' }, { limit: 1 }],
   ];
@@ -43,7 +44,7 @@ t.test('parseDecisionFilter accepts every filter and normalises times', async (t
 
 t.test('parseDecisionFilter rejects bad input with one clear message per problem', async (t) => {
   const cases: Array<[string, FilterParams, string[]]> = [
-    ['unknown key', { namespce: 'a' }, ['unknown filter "namespce" (allowed: namespace, serviceAccount, verdict, kind, taskRun, pipelineRun, since, until, limit, cursor)']],
+    ['unknown key', { namespce: 'a' }, ['unknown filter "namespce" (allowed: namespace, serviceAccount, verdict, kind, taskRun, pipelineRun, objectDigest, since, until, limit, cursor)']],
     ['bad verdict', { verdict: 'ok' }, ['verdict "ok" is not one of allowed, patched, denied, warned, errored, rejected']],
     ['repeated key', { namespace: ['a', 'b'] }, ['namespace is given 2 times; give it once']],
     ['empty value', { kind: '' }, ['kind is empty; omit it or give a value']],
@@ -52,6 +53,8 @@ t.test('parseDecisionFilter rejects bad input with one clear message per problem
     ['bad ServiceAccount', { serviceAccount: 'a/b/c' }, ['serviceAccount "a/b/c" must be "namespace/name" or "name" (Kubernetes names)']],
     ['bad kind', { kind: 'Task Run' }, ['kind "Task Run" is not a Kubernetes kind name (e.g. TaskRun, PipelineRun, Pod)']],
     ['bad taskRun', { taskRun: 'Build_1' }, ['taskRun "Build_1" is not a valid object name']],
+    ['short objectDigest', { objectDigest: 'abc123' }, ['objectDigest "abc123" is not a sha256 digest (64 hex digits, as `tzw decisions digest` prints)']],
+    ['objectDigest with a prefix', { objectDigest: `sha256:${'a'.repeat(64)}` }, [`objectDigest "sha256:${'a'.repeat(64)}" is not a sha256 digest (64 hex digits, as \`tzw decisions digest\` prints)`]],
     ['date only', { since: '2026-01-01' }, ['since "2026-01-01" is not an RFC 3339 date-time (e.g. 2026-11-25T22:45:14Z or 2026-11-25T23:45:14.5+01:00)']],
     ['no zone', { until: '2026-01-01T00:00:00' }, ['until "2026-01-01T00:00:00" is not an RFC 3339 date-time (e.g. 2026-11-25T22:45:14Z or 2026-11-25T23:45:14.5+01:00)']],
     ['since after until', { since: '2026-01-02T00:00:00Z', until: '2026-01-01T00:00:00Z' }, ['since (2026-01-02T00:00:00.000000Z) must be before until (2026-01-01T00:00:00.000000Z)']],
@@ -60,7 +63,7 @@ t.test('parseDecisionFilter rejects bad input with one clear message per problem
     ['limit not a number', { limit: '10abc' }, ['limit "10abc" must be a whole number from 1 to 1000']],
     ['limit negative', { limit: '-5' }, ['limit "-5" must be a whole number from 1 to 1000']],
     ['bad cursor', { cursor: 'not-a-cursor' }, ['cursor is not valid: pass the nextCursor of a previous page unchanged']],
-    ['several problems at once', { verdict: 'x', limit: 'y', extra: '1' }, ['unknown filter "extra" (allowed: namespace, serviceAccount, verdict, kind, taskRun, pipelineRun, since, until, limit, cursor)', 'verdict "x" is not one of allowed, patched, denied, warned, errored, rejected', 'limit "y" must be a whole number from 1 to 1000']],
+    ['several problems at once', { verdict: 'x', limit: 'y', extra: '1' }, ['unknown filter "extra" (allowed: namespace, serviceAccount, verdict, kind, taskRun, pipelineRun, objectDigest, since, until, limit, cursor)', 'verdict "x" is not one of allowed, patched, denied, warned, errored, rejected', 'limit "y" must be a whole number from 1 to 1000']],
   ];
   for (const [name, params, errors] of cases) t.strictSame(parseDecisionFilter(params), { ok: false, errors }, name);
 });

@@ -132,6 +132,12 @@ t.test('each edit is caught and the first bad record named', async (t) => {
       /the service_accounts column does not match the record/,
     ],
     [
+      "an object_digest column edited (the record answers another object's --object-digest)",
+      (db) => db.prepare(`UPDATE decisions SET object_digest = unhex('${'cd'.repeat(32)}') WHERE seq = 9`).run(),
+      { kind: 'record', id: id(9), writer: WRITER, seq: 9 },
+      /the object_digest column does not match the record/,
+    ],
+    [
       'a stored hash edited to match an edited body (caught by the next record)',
       (db) => {
         const text = readBody(db, 17).replace('"verdict":"allowed"', '"verdict":"denied"').replace('"verdict":"patched"', '"verdict":"denied"');

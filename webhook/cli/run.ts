@@ -10,8 +10,8 @@ Usage:
   tzw mappings check [--objects DIR]... [-o text|json] [--config FILE]
   tzw namespaces readiness [--since 7d] (--store URL | --server URL [--token-file F] [--cacert F]) [-o text|json] [--quiet]
   tzw decisions list   (--store URL | --server URL) [--namespace NS] [--service-account SA] [--verdict V]
-                       [--kind K] [--task-run N] [--pipeline-run N] [--since T] [--until T] [--limit N]
-                       [--cursor C] [-o table|json|jsonl|csv]
+                       [--kind K] [--task-run N] [--pipeline-run N] [--object-digest HEX] [--since T]
+                       [--until T] [--limit N] [--cursor C] [-o table|json|jsonl|csv]
   tzw decisions get ID (--store URL | --server URL) [-o table|json]
   tzw decisions export (--store URL [--jwks FILE] [--config FILE] | --server URL) --out FILE [filters] [--quiet]
   tzw decisions digest -f OBJECT.json|yaml   (the objectDigest of that object, as records hold it)

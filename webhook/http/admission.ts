@@ -131,7 +131,7 @@ export async function admissionRoutes(app: FastifyInstance, deps: AdmissionDeps)
       admissionSeconds[endpoint].observe((performance.now() - t0) / 1000);
       return reply.code(400).send({ code: 'REVIEW_MALFORMED', message: `invalid AdmissionReview: ${parsed.message}`, decisionId: id });
     }
-    const req: AdmissionRequest = parsed.review.request;
+    let req: AdmissionRequest = parsed.review.request;
     let decision: Decision;
     if (!deps.sourceSynced()) {
       decision = errored([reason('SOURCE_NOT_SYNCED')], 'tekton-zscaler-webhook is starting: namespaces, ServiceAccounts and IdentityMappings are not loaded yet; retry shortly');
@@ -146,6 +146,13 @@ export async function admissionRoutes(app: FastifyInstance, deps: AdmissionDeps)
     }
     const rec = toRecord(meta(id, endpoint, started), decision, req);
     const body = req.object == null ? undefined : rawBodies.get(request);
+    rawBodies.delete(request);
+    // Let go of the parsed review (request.object is most of it) before awaiting the commit: what
+    // follows needs only these fields (toRecord of the deadline path reads the name from `name`).
+    // Otherwise every request in flight holds its pod through the scavenges that run meanwhile,
+    // which then copy and promote it.
+    req = { ...req, object: null, oldObject: null, name: rec.name };
+    request.body = undefined;
     // The patch serialised once, for the response and (its keys being in canonical order, as the
     // core builds them) as the record's canonical patch for the store's hash: no second walk.
     const patchJson = decision.patch.length > 0 ? JSON.stringify(decision.patch) : undefined;

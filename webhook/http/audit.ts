@@ -2,7 +2,7 @@
  * The auditor's HTTP API, on its own listener:
  *   GET /api/v1/decisions        filters → {items, nextCursor}; ?format=jsonl|csv streams every match
  *   GET /api/v1/decisions/:id    one record, 404 when absent
- *   GET /api/v1/checkpoints      signed checkpoints and retention anchors
+ *   GET /api/v1/checkpoints      signed checkpoints (paged: limit, cursor; writer, latest) and retention anchors
  *   GET /api/v1/jwks             public keys that verify them (public: no token needed)
  *   GET /api/v1/export           the evidence bundle for a filter (the format of `tzw decisions export`)
  *   GET /api/v1/stats            filters + bucket=hour|day → aggregates counted by the store (Overview)
@@ -19,6 +19,7 @@ import { DEFAULT_DOMAIN } from '../core/keys.js';
 import type { ChainedRecord } from '../core/record.js';
 import type { VerifiableStore } from '../store/port.js';
 import { parseDecisionFilter, type FilterParams } from '../store/query.js';
+import { parseCheckpointQuery, toCheckpointPage } from '../store/checkpoint-page.js';
 import { createExportStream, EXPORT_FORMATS, type ExportFormat } from '../cli/output.js';
 import type { KubeReviews } from '../kube/reviews.js';
 import { authorize, AuthError, callerOf, createBearerAuth, createNoAuth, registerAuth, type AuditAuth } from './auth.js';
@@ -411,9 +412,16 @@ export async function buildAuditApp(deps: AuditDeps): Promise<FastifyInstance> {
     });
 
     scope.get(AUDIT_PATHS.checkpoints, async (req) => {
+      const parsed = parseCheckpointQuery(toQueryParams(req.query));
+      if (!parsed.ok) throw new HttpError(400, 'ERR_BAD_FILTER', `invalid query: ${parsed.errors.join('; ')}`, parsed.errors);
       await authorize(req, { verb: 'list', resource: 'checkpoints', namespace: '' });
-      const [items, anchors] = await Promise.all([store.checkpoints(), store.anchors()]);
-      return { items, anchors };
+      const { request } = parsed;
+      // Retention anchors are few (one per writer and prune): they come with the first page.
+      const [page, anchors] = await Promise.all([
+        store.checkpointPage ? store.checkpointPage(request) : store.checkpoints().then((all) => toCheckpointPage(all, request)),
+        request.after ? Promise.resolve([]) : store.anchors(),
+      ]);
+      return { items: page.items, anchors: request.writer === undefined ? anchors : anchors.filter((a) => a.writer === request.writer), nextCursor: page.nextCursor };
     });
   });
 

@@ -7,6 +7,7 @@ import type { ChainedRecord, DecisionRecord } from '../core/record.js';
 import type { Verdict } from '../core/verdict.js';
 import type { DecisionStats, StatsBucket, StatsFilter } from './stats.js';
 import type { CheckedEvidence, VerifyResult } from './evidence/chain.js';
+import type { CheckpointPage, CheckpointPageRequest } from './checkpoint-page.js';
 
 /** Filters shared by the audit API and the CLI (parsed by `parseDecisionFilter` in query.ts). */
 export interface DecisionFilter {
@@ -18,6 +19,8 @@ export interface DecisionFilter {
   kind?: string;
   taskRun?: string;
   pipelineRun?: string;
+  /** sha256 (64 lowercase hex) of the RFC 8785 JSON of the admitted object, as records carry it. */
+  objectDigest?: string;
   /** RFC 3339 inclusive lower bound on `time`. */
   since?: string;
   /** RFC 3339 exclusive upper bound on `time`. */
@@ -166,6 +169,8 @@ export interface VerifiableStore extends DecisionStore {
    * `sequential` is that verification, for the adapter to fall back on.
    */
   verifyChains?(evidence: CheckedEvidence, opts: ChainVerifyOptions, sequential: () => Promise<VerifyResult>): Promise<VerifyResult>;
+  /** One page of checkpoints in (writer, size) order (checkpoint-page.ts); without it the API pages checkpoints() in memory. */
+  checkpointPage?(req: CheckpointPageRequest): Promise<CheckpointPage>;
   /** v2: the namespace heads the checkpoint (writer, size) committed to, as persisted with it ([] for a v1 checkpoint). */
   checkpointHeads?(writer: string, size: number): Promise<Array<{ namespace: string; nsSeq: number; nsHeadHash: string }>>;
 }

@@ -9,7 +9,7 @@ export const DEFAULT_LIMIT = 100;
 export const MAX_LIMIT = 1000;
 
 /** Filter names, as in the query string and (kebab-free) CLI flags. */
-export const FILTER_KEYS = ['namespace', 'serviceAccount', 'verdict', 'kind', 'taskRun', 'pipelineRun', 'since', 'until', 'limit', 'cursor'] as const;
+export const FILTER_KEYS = ['namespace', 'serviceAccount', 'verdict', 'kind', 'taskRun', 'pipelineRun', 'objectDigest', 'since', 'until', 'limit', 'cursor'] as const;
 
 export type FilterParams = Record<string, string | string[] | undefined>;
 export type FilterResult = { ok: true; filter: DecisionFilter } | { ok: false; errors: string[] };
@@ -20,6 +20,7 @@ const DNS1123_LABEL = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/;
 const DNS1123_SUBDOMAIN = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$/;
 const KIND = /^[A-Za-z][A-Za-z0-9]*$/;
 const RFC3339 = /^(\d{4})-(\d{2})-(\d{2})[Tt ](\d{2}):(\d{2}):(\d{2})(?:\.(\d+))?(?:([Zz])|([+-])(\d{2}):(\d{2}))$/;
+const SHA256_HEX = /^[0-9a-fA-F]{64}$/;
 const CANONICAL_TIME = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{6}Z$/;
 
 function isLabel(s: string): boolean {
@@ -152,6 +153,12 @@ export function parseDecisionFilter(params: FilterParams, opts: { ignore?: reado
     if (isSubdomain(v)) filter[key] = v;
     else errors.push(`${key} "${v}" is not a valid object name`);
   }
+  const digest = one('objectDigest');
+  if (digest !== undefined) {
+    // Stored lowercase (hex of sha256); accept either case as `sha256sum` and others print it.
+    if (SHA256_HEX.test(digest)) filter.objectDigest = digest.toLowerCase();
+    else errors.push(`objectDigest "${digest.length > 80 ? `${digest.slice(0, 80)}…` : digest}" is not a sha256 digest (64 hex digits, as \`tzw decisions digest\` prints)`);
+  }
   for (const key of ['since', 'until'] as const) {
     const v = one(key);
     if (v === undefined) continue;
@@ -177,17 +184,28 @@ export function parseDecisionFilter(params: FilterParams, opts: { ignore?: reado
 /** True when the filter selects every record (an export of it is a complete, verifiable bundle). */
 export function isUnfiltered(filter: Omit<DecisionFilter, 'limit' | 'cursor'> | undefined): boolean {
   if (!filter) return true;
-  return (['namespace', 'serviceAccount', 'verdict', 'kind', 'taskRun', 'pipelineRun', 'since', 'until'] as const).every((k) => filter[k] === undefined);
+  return (['namespace', 'serviceAccount', 'verdict', 'kind', 'taskRun', 'pipelineRun', 'objectDigest', 'since', 'until'] as const).every((k) => filter[k] === undefined);
 }
+
+export type EqualityFilterKey = 'namespace' | 'verdict' | 'kind' | 'taskRun' | 'pipelineRun' | 'objectDigest';
 
 /**
  * The equality filters and the `decisions` column (alias `d`) each one compares, shared by every SQL
  * query builder (SQLite and PostgreSQL pages, streams and stats) so a new filter is added once.
+ * `hex`: the column holds the bytes of a hex value (the 32-byte objectDigest), so the parameter is
+ * compared through `toSqlParam`.
  */
-export const EQUALITY_FILTER_COLUMNS: ReadonlyArray<readonly ['namespace' | 'verdict' | 'kind' | 'taskRun' | 'pipelineRun', string]> = [
-  ['namespace', 'd.namespace'],
-  ['verdict', 'd.verdict'],
-  ['kind', 'd.kind'],
-  ['taskRun', 'd.task_run'],
-  ['pipelineRun', 'd.pipeline_run'],
+export const EQUALITY_FILTER_COLUMNS: ReadonlyArray<readonly [EqualityFilterKey, string, 'text' | 'hex']> = [
+  ['namespace', 'd.namespace', 'text'],
+  ['verdict', 'd.verdict', 'text'],
+  ['kind', 'd.kind', 'text'],
+  ['taskRun', 'd.task_run', 'text'],
+  ['pipelineRun', 'd.pipeline_run', 'text'],
+  ['objectDigest', 'd.object_digest', 'hex'],
 ];
+
+/** The SQL for a filter parameter placeholder `p` of a column stored as `type` (hex: bytes, unhex/decode). */
+export function toSqlParam(dialect: 'sqlite' | 'postgres', type: 'text' | 'hex', p: string): string {
+  if (type === 'text') return p;
+  return dialect === 'sqlite' ? `unhex(${p})` : `decode(${p}, 'hex')`;
+}

@@ -54,6 +54,12 @@ const UNMAPPED_CODES: ReadonlySet<string> = new Set(ACCOUNT_PROBLEM_CODES);
  * ns/name has no IdentityMapping" message. The same derivation as stats.ts applies to v1 rows' JSON.
  */
 export function toUnmappedColumn(r: Pick<DecisionRecord, 'reasons' | 'serviceAccounts'>): string | null {
+  const accounts = toUnmappedAccounts(r);
+  return accounts ? JSON.stringify(accounts) : null;
+}
+
+/** The accounts of toUnmappedColumn, as an array (the SQLite writer also counts them in the stats rollups). */
+export function toUnmappedAccounts(r: Pick<DecisionRecord, 'reasons' | 'serviceAccounts'>): string[] | null {
   if (!Array.isArray(r.reasons)) return null;
   const out: string[] = [];
   for (const reason of r.reasons as Array<{ code?: unknown; serviceAccount?: unknown; message?: unknown }>) {
@@ -64,7 +70,7 @@ export function toUnmappedColumn(r: Pick<DecisionRecord, 'reasons' | 'serviceAcc
     else if (typeof reason.message === 'string') sa = /^ServiceAccount (.*?) has no IdentityMapping/.exec(reason.message)?.[1];
     if (sa !== undefined) out.push(sa);
   }
-  return out.length ? JSON.stringify(out) : null;
+  return out.length ? out : null;
 }
 
 /** A stored record: its canonical body (stored without `hash`) with the row's hash put back. Throws on a body that is not JSON. */

@@ -10,11 +10,13 @@ import { Worker, type ResourceLimits } from 'node:worker_threads';
 
 /**
  * V8 limits of a writer thread unless the caller gives its own. A writer holds one batch of
- * records at a time, so its young generation stays small: V8's default lets a busy thread's grow
- * to tens of MB that are never given back (measured: a SQLite writer thread after 20,000 appends,
- * +42 MB RSS at the default, +18 MB at 8 MB; CPU per record within the noise).
+ * records at a time, so its young generation can stay small: V8's default lets a busy thread's
+ * grow to tens of MB that are not given back. Measured on this box (SQLite writer, 20,000 appends,
+ * 50 in flight, loaded machine, two runs each): RSS after 184-187 MB at V8's default, 170-171 MB
+ * at 16 MB, 174-177 MB at 8 MB; CPU per record 502-513 / 456-511 / 539-561 µs (8 MB scavenges
+ * too often: the writer's GC share doubled in a bench profile).
  */
-export const WRITER_RESOURCE_LIMITS: ResourceLimits = { maxYoungGenerationSizeMb: 8 };
+export const WRITER_RESOURCE_LIMITS: ResourceLimits = { maxYoungGenerationSizeMb: 16 };
 
 export interface WriterThreadOptions {
   /** V8 heap limits of the thread; default WRITER_RESOURCE_LIMITS. */

@@ -89,11 +89,22 @@ function fileNameOf(res: Response, fallback: string): string {
   return m?.[1] ?? fallback;
 }
 
+/** One page of GET /api/v1/checkpoints (anchors come with the first page). */
+interface CheckpointPage {
+  items: Checkpoint[];
+  anchors: Anchor[];
+  nextCursor: string | null;
+}
+
 export const api = {
   decisions: (params: URLSearchParams) => json<DecisionPage>('/api/v1/decisions', params),
   decision: (id: string) => json<ChainedRecord>(`/api/v1/decisions/${encodeURIComponent(id)}`),
   stats: (params: URLSearchParams) => json<DecisionStats>('/api/v1/stats', params),
-  checkpoints: () => json<{ items: Checkpoint[]; anchors: Anchor[] }>('/api/v1/checkpoints'),
+  /** The newest signed checkpoint of each writer (one short page, however many checkpoints there are). */
+  latestCheckpoints: (writer?: string) => json<CheckpointPage>('/api/v1/checkpoints', new URLSearchParams({ latest: 'true', ...(writer !== undefined ? { writer } : {}) })),
+  /** The first signed checkpoint of `writer` whose size is at least `seq` (the one that covers that record), if any. */
+  coveringCheckpoint: async (writer: string, seq: number) =>
+    (await json<CheckpointPage>('/api/v1/checkpoints', new URLSearchParams({ writer, minSize: String(seq), limit: '1' }))).items[0],
   jwks: () => json<{ keys: Array<Record<string, unknown>> }>('/api/v1/jwks'),
   /** The evidence bundle for a selection, as a Blob (the token cannot ride on a plain link). */
   async exportBundle(params: URLSearchParams): Promise<{ blob: Blob; fileName: string }> {

@@ -306,8 +306,10 @@ export async function verifyStore(store: VerifiableStore, jwks: Jwks, opts: Stor
   const [checkpoints, anchors] = await Promise.all([store.checkpoints(), store.anchors()]);
   await report(onProgress, 'checkpoints', 0, checkpoints.length + anchors.length);
   const evidence = await checkEvidence(checkpoints, anchors, jwks);
-  const parallel = opts.parallel ?? (store.verifyChains && store.count ? (await store.count()) >= PARALLEL_MIN_RECORDS : false);
-  const total = await countFor(store, onProgress);
+  // One count(*) serves both the choice of verifier and the progress total.
+  const count = (opts.parallel === undefined && store.verifyChains) || onProgress ? await store.count?.() : undefined;
+  const parallel = opts.parallel ?? (store.verifyChains !== undefined && count !== undefined && count >= PARALLEL_MIN_RECORDS);
+  const total = onProgress ? count : undefined;
   const sequential = () => verifyCheckedEntries(onProgress ? counted(store.streamChain(), onProgress, total) : store.streamChain(), evidence);
   if (parallel === false || !store.verifyChains) return sequential();
   await report(onProgress, 'records', 0, total);

@@ -213,7 +213,9 @@ export async function* toNamespaceBundleLines(
   for (const { writer, after } of plans) {
     for await (const record of source.namespaceRecords(writer, range.namespace, after)) {
       yield `{"type":"record","record":${JSON.stringify(record)}}`;
-      await report(onProgress, 'records', ++done, total);
+      // Inline (not `await report(…)`): an await per record only when the callback asks for one.
+      const waiting = onProgress?.({ phase: 'records', done: ++done, total });
+      if (waiting) await waiting;
     }
   }
 }
@@ -662,6 +664,7 @@ export async function verifyNamespaceBundleFile(path: string, jwks?: Jwks, opts:
   const input = createReadStream(path, { encoding: 'utf8' });
   const rl = createInterface({ input, crlfDelay: Infinity });
   if (!onProgress) return verifyNamespaceBundleLines(rl, jwks);
+  const progress: NamespaceProgress = onProgress;
   const size = (await stat(path)).size;
   async function* reported(): AsyncGenerator<string> {
     let phase = 'checkpoints';
@@ -670,7 +673,8 @@ export async function verifyNamespaceBundleFile(path: string, jwks?: Jwks, opts:
       for await (const line of rl) {
         if (phase === 'checkpoints' && line.startsWith('{"type":"record"')) phase = 'records';
         // bytesRead runs ahead of the lines by at most one read buffer (64 KiB).
-        await report(onProgress, phase, Math.min(input.bytesRead, size), size, 'bytes');
+        const waiting = progress({ phase, done: Math.min(input.bytesRead, size), total: size, unit: 'bytes' });
+        if (waiting) await waiting;
         yield line;
       }
     } finally {

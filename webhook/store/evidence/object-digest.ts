@@ -4,6 +4,7 @@
  * requestObject, a saved manifest) with `tzw decisions digest -f FILE`. Pure.
  */
 import { canonicalJson, sha256Hex } from './canonical.js';
+import { fromStoredBody } from './body-codec.js';
 
 /** The digest of an object (null for null/undefined: a review without an object). Throws what canonicalJson throws. */
 export function toDigestOfObject(object: unknown): string | null {
@@ -17,4 +18,27 @@ export function toDigestOfObject(object: unknown): string | null {
 export function toObjectDigest(review: Uint8Array): string | null {
   const parsed = JSON.parse(Buffer.from(review.buffer, review.byteOffset, review.byteLength).toString('utf8')) as { request?: { object?: unknown } } | null;
   return toDigestOfObject(parsed?.request?.object);
+}
+
+const DIGEST_HEX = /^[0-9a-f]{64}$/;
+
+/**
+ * The 32 bytes the stores index a record's objectDigest as (the `object_digest` column the
+ * `objectDigest` filter compares), or null when it is not a sha256 hex digest (null, or a record
+ * from elsewhere). Verification derives it again from the record and compares.
+ */
+export function toDigestBytes(digest: unknown): Buffer | null {
+  return typeof digest === 'string' && DIGEST_HEX.test(digest) ? Buffer.from(digest, 'hex') : null;
+}
+
+/**
+ * The object_digest bytes of a v2 row, whose objectDigest sits inside its compressed body (a
+ * migration's backfill reads each once); null for an unreadable body (verify reports that row).
+ */
+export function toDigestBytesOfStoredBody(body: Uint8Array): Buffer | null {
+  try {
+    return toDigestBytes((JSON.parse(fromStoredBody(body)) as { objectDigest?: unknown }).objectDigest);
+  } catch {
+    return null;
+  }
 }

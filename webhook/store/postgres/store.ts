@@ -20,11 +20,11 @@ import { canonicalJson, GENESIS_HASH, toChainedRecord, sha256Hex } from '../evid
 import { chainNamespaceRecord, type NamespaceChainHead, type NamespaceLink } from '../evidence/link.js';
 import { toStoredBody } from '../evidence/body-codec.js';
 import { toNamespaceRoot, type NamespaceHead } from '../evidence/merkle.js';
-import { toObjectDigest } from '../evidence/object-digest.js';
+import { toDigestBytes, toDigestBytesOfStoredBody, toObjectDigest } from '../evidence/object-digest.js';
 import type { Anchor, AppendOptions, ChainEntry, Checkpoint, DecisionFilter, DecisionPage, PruneResult, VerifiableStore } from '../port.js';
 import { checkRecordShape as checkSharedShape, duplicateIdError, SA_INDEX_PROBLEM, storeError, toBodyText, toChainEntry, toChained, toColumnsProblem, toPage, toPageRequest, toUnmappedColumn, unchainableError, type DecisionRow, type StoreError } from '../rows.js';
-import { EQUALITY_FILTER_COLUMNS, toCanonicalTime, type Cursor } from '../query.js';
-import { toDecisionStats, toStatsSql, type DecisionStats, type StatsBucket, type StatsFilter, type StatsRows } from '../stats.js';
+import { EQUALITY_FILTER_COLUMNS, toCanonicalTime, toSqlParam, type Cursor } from '../query.js';
+import { toDecisionStats, toRollupDdl, toRollupDeltaSql, toStatsSql, type DecisionStats, type StatsBucket, type StatsFilter, type StatsRows, type StatsTables } from '../stats.js';
 import { ANCHOR_TYP, CHECKPOINT_TYP, type Signer } from '../evidence/signing.js';
 import type { StoreLogger } from '../sqlite/store.js';
 import { appendQuarantined, readQuarantined } from './quarantine.js';
@@ -79,6 +79,14 @@ async function checkout(pool: pg.Pool): Promise<{ client: pg.PoolClient; done(br
 const UNIQUE_VIOLATION = '23505';
 const PK_CONSTRAINT = 'decisions_pkey';
 const WRITER_SEQ_CONSTRAINT = 'decisions_writer_seq';
+
+/** Client-side bound on one migration step (a backfill of millions of records takes minutes). */
+const MIGRATION_QUERY_TIMEOUT_MS = 6 * 3_600_000;
+
+/** The stats tables (stats.ts ROLLUPS) under schema prefix `q`. */
+function pgStatsTables(q: string): StatsTables {
+  return { decisions: `${q}decisions`, sas: `${q}decision_sas`, checkpoints: `${q}checkpoints`, hourly: `${q}counts_ns_hour`, daily: `${q}counts_ns_day`, cluster: `${q}counts_hour`, unmapped: `${q}unmapped_hour` };
+}
 
 /** SQL for each schema version; `q` is the quoted schema prefix (`"tzw".`) or ''. */
 const MIGRATIONS: Array<(q: string) => string> = [
@@ -157,6 +165,38 @@ const MIGRATIONS: Array<(q: string) => string> = [
     PRIMARY KEY (writer, size, namespace)
   );
   `,
+  // Queries at a million records (issues 10 and 11), as on SQLite (sqlite/store.ts migration 3):
+  // the objectDigest filter's column and index, the namespace and verdict indexes carrying the
+  // columns a second filter and the per-namespace stats read, and the stats rollups (stats.ts
+  // ROLLUPS), kept by statement triggers over the rows each INSERT/DELETE touched (same transaction,
+  // so exact), backfilled once here (the digests of v2 rows, inside their compressed bodies, by
+  // backfillDigests after this step). The triggers derive the unmapped accounts as stats.ts does for
+  // both row forms (v1 JSON text, v2 `unmapped` column): a new record format must replace them.
+  (q) => {
+    const t = pgStatsTables(q);
+    const fn = (name: string, from: string, sign: 1 | -1) => `
+  CREATE FUNCTION ${q}${name}() RETURNS trigger LANGUAGE plpgsql AS $fn$
+  BEGIN
+    ${toRollupDeltaSql('postgres', t, from, 'true', sign).join(';\n    ')};
+    RETURN NULL;
+  END $fn$;`;
+    return `
+  ALTER TABLE ${q}decisions ADD COLUMN object_digest bytea;
+  UPDATE ${q}decisions SET object_digest = decode(record::jsonb ->> 'objectDigest', 'hex') WHERE body IS NULL AND (record::jsonb ->> 'objectDigest') ~ '^[0-9a-f]{64}$';
+  CREATE INDEX decisions_object_digest ON ${q}decisions (object_digest);
+  DROP INDEX ${q}decisions_namespace;
+  CREATE INDEX decisions_namespace ON ${q}decisions (namespace, time, id) INCLUDE (verdict, kind, writer);
+  DROP INDEX ${q}decisions_verdict;
+  CREATE INDEX decisions_verdict ON ${q}decisions (verdict, time, id) INCLUDE (namespace, kind);
+  ${toRollupDdl('postgres', t)}
+  ${toRollupDeltaSql('postgres', t, `${q}decisions d`, 'true', 1).join(';\n  ')};
+  ${fn('decisions_rollup_add', 'new_rows d', 1)}
+  ${fn('decisions_rollup_subtract', 'old_rows d', -1)}
+  CREATE TRIGGER decisions_rollup_add AFTER INSERT ON ${q}decisions REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION ${q}decisions_rollup_add();
+  CREATE TRIGGER decisions_rollup_subtract AFTER DELETE ON ${q}decisions REFERENCING OLD TABLE AS old_rows FOR EACH STATEMENT EXECUTE FUNCTION ${q}decisions_rollup_subtract();
+  ANALYZE ${q}decisions;
+  `;
+  },
 ];
 /** Schema SQL per version, exported for the migration test (a store created by an older build). */
 export const SCHEMA_MIGRATIONS: ReadonlyArray<(q: string) => string> = MIGRATIONS;
@@ -285,6 +325,13 @@ interface Row {
   nsSeq: number | null;
   unmapped: string | null;
   saKeys: string[];
+  /** The object_digest column as hex (decoded to bytes in SQL), null when the record has no sha256 digest. */
+  objectDigest: string | null;
+}
+
+/** The object_digest column's value (hex) for a record's objectDigest (toDigestBytes). */
+function digestHexOf(digest: unknown): string | null {
+  return toDigestBytes(digest) === null ? null : (digest as string);
 }
 
 const noopLogger: StoreLogger = { info() {}, warn() {}, error() {} };
@@ -360,6 +407,7 @@ function toRow(r: DecisionRecord & { nsSeq?: unknown }, time: string, seq: numbe
     nsSeq: v2 ? (r.nsSeq as number) : null,
     unmapped: v2 ? toUnmappedColumn(r) : null,
     saKeys: saKeysOf(r.serviceAccounts),
+    objectDigest: digestHexOf(r.objectDigest),
   };
 }
 
@@ -433,8 +481,10 @@ class PostgresDecisionStore implements PostgresStore {
       // adds none; a head only moves forward.
       insert: (ignore) => `
         WITH ins AS (
-          INSERT INTO ${D} (id, writer, seq, time, namespace, kind, verdict, service_accounts, task_run, pipeline_run, prev_hash, hash, record, ns_seq, body, unmapped)
-          SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[], $9::text[], $10::text[], $11::text[], $12::text[], $13::text[], $14::bigint[], $15::bytea[], $16::text[])
+          INSERT INTO ${D} (id, writer, seq, time, namespace, kind, verdict, service_accounts, task_run, pipeline_run, prev_hash, hash, record, ns_seq, body, unmapped, object_digest)
+          SELECT u.id, u.writer, u.seq, u.time, u.namespace, u.kind, u.verdict, u.sas, u.task_run, u.pipeline_run, u.prev_hash, u.hash, u.record, u.ns_seq, u.body, u.unmapped, decode(u.digest, 'hex')
+          FROM unnest($1::text[], $2::text[], $3::bigint[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[], $9::text[], $10::text[], $11::text[], $12::text[], $13::text[], $14::bigint[], $15::bytea[], $16::text[], $19::text[])
+            AS u(id, writer, seq, time, namespace, kind, verdict, sas, task_run, pipeline_run, prev_hash, hash, record, ns_seq, body, unmapped, digest)
           ${ignore ? 'ON CONFLICT (id) DO NOTHING' : ''}
           RETURNING id, time, writer, namespace, ns_seq, hash
         ), sas AS (
@@ -855,10 +905,10 @@ class PostgresDecisionStore implements PostgresStore {
       i = 's.decision_id';
       where.push(`s.key = ${p(toIndexText(filter.serviceAccount))}`);
     }
-    for (const [key, col] of EQUALITY_FILTER_COLUMNS) {
+    for (const [key, col, type] of EQUALITY_FILTER_COLUMNS) {
       const v = filter[key];
       if (v === undefined) continue;
-      where.push(`${col} = ${p(toIndexText(String(v)))}`);
+      where.push(`${col} = ${toSqlParam('postgres', type, p(type === 'text' ? toIndexText(String(v)) : v))}`);
     }
     if (filter.since !== undefined) where.push(`${t} >= ${p(toCanonicalTime(filter.since) ?? filter.since)}`);
     if (filter.until !== undefined) where.push(`${t} < ${p(toCanonicalTime(filter.until) ?? filter.until)}`);
@@ -869,7 +919,7 @@ class PostgresDecisionStore implements PostgresStore {
   }
 
   async loadStats(filter: StatsFilter, bucket: StatsBucket): Promise<DecisionStats> {
-    const q = toStatsSql('postgres', { decisions: this.t.decisions, sas: this.t.sas, checkpoints: this.t.checkpoints }, filter, bucket, toIndexText);
+    const q = toStatsSql('postgres', pgStatsTables(this.q), filter, bucket, toIndexText);
     // One REPEATABLE READ transaction: the four aggregates see the same snapshot.
     return this.read(async () => {
       const { client, done } = await checkout(this.pool);
@@ -906,7 +956,7 @@ class PostgresDecisionStore implements PostgresStore {
 
   async *streamChain(): AsyncIterable<ChainEntry> {
     const sql = `SELECT d.writer, d.seq, d.id, d.time, d.namespace, d.kind, d.verdict, d.service_accounts, d.task_run, d.pipeline_run, d.prev_hash, d.hash, d.record,
-        (SELECT string_agg(s.key || E'\\t' || s.time, E'\\n') FROM ${this.t.sas} s WHERE s.decision_id = d.id) AS sa_keys, d.body, d.ns_seq
+        (SELECT string_agg(s.key || E'\\t' || s.time, E'\\n') FROM ${this.t.sas} s WHERE s.decision_id = d.id) AS sa_keys, d.body, d.ns_seq, encode(d.object_digest, 'hex') AS object_digest
       FROM ${this.t.decisions} d WHERE (d.writer, d.seq) > ($1, $2) ORDER BY d.writer, d.seq LIMIT $3`;
     let writer = '';
     let seq = 0;
@@ -1090,6 +1140,7 @@ function insertParams(rows: Row[]): unknown[] {
     rows.map((r) => r.unmapped),
     saIds,
     saKeys,
+    rows.map((r) => r.objectDigest),
   ];
 }
 
@@ -1111,6 +1162,7 @@ function columnProblem(row: PgDecisionRow, r: ChainedRecord): string | undefined
     ['task_run', row.task_run, text(r.tekton?.taskRun ?? null)],
     ['pipeline_run', row.pipeline_run, text(r.tekton?.pipelineRun ?? null)],
     ['ns_seq', row.ns_seq === null ? null : Number(row.ns_seq), (r as { nsSeq?: number }).nsSeq ?? null],
+    ['object_digest', (row as { object_digest?: string | null }).object_digest, digestHexOf(r.objectDigest)],
   ];
   const bad = expected.filter(([, col, want]) => col !== want).map(([name]) => name);
   if (bad.length) return toColumnsProblem(bad);
@@ -1118,6 +1170,29 @@ function columnProblem(row: PgDecisionRow, r: ChainedRecord): string | undefined
   const have = row.sa_keys === null ? [] : row.sa_keys.split('\n');
   if (have.length !== want.length || have.sort().some((h, n) => h !== want[n])) return SA_INDEX_PROBLEM;
   return undefined;
+}
+
+/** The schema version that added object_digest (v1 rows filled in SQL, v2 rows by backfillDigests). */
+const DIGEST_COLUMN_VERSION = 3;
+
+/** object_digest of the v2 rows, whose digest sits inside the compressed body: each read once, in id order. */
+async function backfillDigests(client: pg.PoolClient, q: string): Promise<void> {
+  for (let after = ''; ; ) {
+    const res = await client.query<{ id: string; body: Buffer }>(`SELECT id, body FROM ${q}decisions WHERE id > $1 AND body IS NOT NULL ORDER BY id LIMIT 2000`, [after]);
+    const ids: string[] = [];
+    const digests: string[] = [];
+    for (const row of res.rows) {
+      const bytes = toDigestBytesOfStoredBody(row.body);
+      if (bytes) {
+        ids.push(row.id);
+        digests.push(bytes.toString('hex'));
+      }
+    }
+    if (ids.length) await client.query(`UPDATE ${q}decisions d SET object_digest = decode(u.digest, 'hex') FROM unnest($1::text[], $2::text[]) AS u(id, digest) WHERE d.id = u.id`, [ids, digests]);
+    const last = res.rows[res.rows.length - 1];
+    if (!last) return;
+    after = last.id;
+  }
 }
 
 async function migrate(pool: pg.Pool, q: string, schema: string | undefined): Promise<void> {
@@ -1135,8 +1210,13 @@ async function migrate(pool: pg.Pool, q: string, schema: string | undefined): Pr
     const res = await client.query<{ v: number | null }>(`SELECT max(version) AS v FROM ${q}schema_version`);
     const version = res.rows[0]?.v ?? 0;
     if (version > SCHEMA_VERSION) throw storeError('ERR_STORE_OPEN', `its schema version ${version} is newer than this build supports (${SCHEMA_VERSION})`);
+    if (version < SCHEMA_VERSION) {
+      // A migration may backfill every record (rollups, digests): not bound by the request-path timeout.
+      await client.query('SET LOCAL statement_timeout = 0');
+    }
     for (let v = version; v < SCHEMA_VERSION; v++) {
-      await client.query(MIGRATIONS[v]!(q));
+      await client.query({ text: MIGRATIONS[v]!(q), query_timeout: MIGRATION_QUERY_TIMEOUT_MS } as pg.QueryConfig);
+      if (v + 1 === DIGEST_COLUMN_VERSION) await backfillDigests(client, q);
       await client.query(`INSERT INTO ${q}schema_version (version, applied) VALUES ($1, $2)`, [v + 1, new Date().toISOString()]);
     }
     await client.query('COMMIT');

@@ -6,19 +6,22 @@
 import type { ChainedRecord } from '../../core/record.js';
 import { SA_INDEX_PROBLEM, toBodyText, toColumnsProblem, type DecisionRow } from '../rows.js';
 import { toCanonicalTime } from '../query.js';
+import { toDigestBytes } from '../evidence/object-digest.js';
 
 /** The columns streamChain and the verify workers read per row, in RawDecisionRow order. */
 export const CHAIN_COLUMNS = `d.writer, d.seq, d.id, d.time, d.namespace, d.kind, d.verdict, d.service_accounts, d.task_run, d.pipeline_run, d.prev_hash, d.hash, d.record,
-        (SELECT group_concat(s.key || char(9) || s.time, char(10)) FROM decision_sas s WHERE s.decision_id = d.id) AS sa_keys, d.body, d.ns_seq`;
+        (SELECT group_concat(s.key || char(9) || s.time, char(10)) FROM decision_sas s WHERE s.decision_id = d.id) AS sa_keys, d.body, d.ns_seq, d.object_digest`;
 
-export type RawDecisionRow = [string, number, string, string, string, string, string, string, string | null, string | null, string, string, string, string | null, Uint8Array | null, number | null];
+export type RawDecisionRow = [string, number, string, string, string, string, string, string, string | null, string | null, string, string, string, string | null, Uint8Array | null, number | null, Uint8Array | null];
 
-export type SqliteDecisionRow = DecisionRow & { ns_seq: number | null };
+/** object_digest as hex (the objectDigest filter's column). */
+export type SqliteDecisionRow = DecisionRow & { ns_seq: number | null; object_digest: string | null };
 
 
 export function toDecisionRow(r: RawDecisionRow): SqliteDecisionRow {
-  const [writer, seq, id, time, namespace, kind, verdict, service_accounts, task_run, pipeline_run, prev_hash, hash, record, sa_keys, body, ns_seq] = r;
-  return { writer, seq, id, time, namespace, kind, verdict, service_accounts, task_run, pipeline_run, prev_hash, hash, record: toBodyText(record, body), sa_keys, ns_seq };
+  const [writer, seq, id, time, namespace, kind, verdict, service_accounts, task_run, pipeline_run, prev_hash, hash, record, sa_keys, body, ns_seq, digest] = r;
+  const object_digest = digest === null ? null : Buffer.from(digest.buffer, digest.byteOffset, digest.byteLength).toString('hex');
+  return { writer, seq, id, time, namespace, kind, verdict, service_accounts, task_run, pipeline_run, prev_hash, hash, record: toBodyText(record, body), sa_keys, ns_seq, object_digest };
 }
 
 /** Index keys of a record's ServiceAccounts: "ns/name" and "name" for each, deduplicated. */
@@ -40,6 +43,11 @@ export function saKeysOf(serviceAccounts: string[]): string[] {
   return [...keys].sort();
 }
 
+/** The object_digest column's value (hex) for a record's objectDigest: toDigestBytes, as hex. */
+function digestHexOf(digest: unknown): string | null {
+  return toDigestBytes(digest) === null ? null : (digest as string);
+}
+
 export function columnProblem(row: SqliteDecisionRow, r: ChainedRecord): string | undefined {
   // Records written by this store carry canonical times already: skip re-parsing those.
   const time = row.time === r.time ? r.time : typeof r.time === 'string' ? toCanonicalTime(r.time) : undefined;
@@ -55,7 +63,8 @@ export function columnProblem(row: SqliteDecisionRow, r: ChainedRecord): string 
     row.service_accounts !== JSON.stringify(r.serviceAccounts) ||
     row.task_run !== (r.tekton?.taskRun ?? null) ||
     row.pipeline_run !== (r.tekton?.pipelineRun ?? null) ||
-    row.ns_seq !== ((r as { nsSeq?: number }).nsSeq ?? null)
+    row.ns_seq !== ((r as { nsSeq?: number }).nsSeq ?? null) ||
+    row.object_digest !== digestHexOf(r.objectDigest)
   ) {
     const cols: Array<[string, unknown, unknown]> = [
       ['id', row.id, r.id],
@@ -70,6 +79,7 @@ export function columnProblem(row: SqliteDecisionRow, r: ChainedRecord): string 
       ['task_run', row.task_run, r.tekton?.taskRun ?? null],
       ['pipeline_run', row.pipeline_run, r.tekton?.pipelineRun ?? null],
       ['ns_seq', row.ns_seq, (r as { nsSeq?: number }).nsSeq ?? null],
+      ['object_digest', row.object_digest, digestHexOf(r.objectDigest)],
     ];
     return toColumnsProblem(cols.filter(([, col, want]) => col !== want).map(([name]) => name));
   }

@@ -15,14 +15,17 @@ import type { ChainedRecord, DecisionRecord } from '../../core/record.js';
 import type { Worker } from 'node:worker_threads';
 import { GENESIS_HASH, toChainedRecord, type CheckedEvidence, type VerifyResult } from '../evidence/chain.js';
 import { verifySqliteChains } from './verify.js';
+import { toPageOf, type CheckpointPage, type CheckpointPageRequest } from '../checkpoint-page.js';
 import type { Anchor, AppendOptions, ChainEntry, ChainVerifyOptions, Checkpoint, DecisionFilter, DecisionPage, PruneResult, VerifiableStore } from '../port.js';
 import { cancelledError, checkRecordShape, storeError, toBodyText, toChainEntry, toChained, toPage, toPageRequest, unchainableError } from '../rows.js';
 import { createWriterThread } from '../thread.js';
 import { CHAIN_COLUMNS, columnProblem, saKeysOf, toDecisionRow, type RawDecisionRow } from './rows.js';
 import type { NamespaceHead } from '../evidence/merkle.js';
 import { SLOT_CANCELLED, SLOT_PENDING, type AppendItem, type CheckpointClaimsNow, type WriterConfig, type WriterOp, type WriterReply, type WriterRequest } from './writer.js';
-import { EQUALITY_FILTER_COLUMNS, toCanonicalTime, type Cursor } from '../query.js';
-import { toDecisionStats, toStatsSql, type DecisionStats, type SqlQuery, type StatsBucket, type StatsFilter, type StatsRows } from '../stats.js';
+import { EQUALITY_FILTER_COLUMNS, toCanonicalTime, toSqlParam, type Cursor } from '../query.js';
+import { toDecisionStats, toRollupDdl, toRollupDeltaSql, toStatsSql, type DecisionStats, type SqlQuery, type StatsBucket, type StatsFilter, type StatsRows } from '../stats.js';
+import { STATS_TABLES } from './tables.js';
+import { toDigestBytes, toDigestBytesOfStoredBody } from '../evidence/object-digest.js';
 import { ANCHOR_TYP, CHECKPOINT_TYP, type Signer } from '../evidence/signing.js';
 
 export const DEFAULT_CHECKPOINT_RECORDS = 1000;
@@ -93,7 +96,8 @@ export interface SqliteStore extends VerifiableStore {
   unwritableReason(): string | undefined;
 }
 
-const MIGRATIONS: string[] = [
+/** Schema steps, SQL or a function on the connection; each runs in one transaction. */
+const MIGRATIONS: Array<string | ((db: Database.Database) => void)> = [
   `
   CREATE TABLE decisions (
     id TEXT PRIMARY KEY NOT NULL,
@@ -170,6 +174,40 @@ const MIGRATIONS: string[] = [
     PRIMARY KEY (writer, size, namespace)
   ) WITHOUT ROWID;
   `,
+  // Queries at a million records (issues 10 and 11): the objectDigest filter's column and index, the
+  // namespace and verdict indexes widened so a second filter (and the per-namespace stats) is
+  // answered inside the index, and the stats rollups, backfilled once from the records.
+  (db) => {
+    db.exec(`
+      ALTER TABLE decisions ADD COLUMN object_digest BLOB;
+      DROP INDEX decisions_namespace;
+      DROP INDEX decisions_verdict;
+      UPDATE decisions SET object_digest = unhex(json_extract(record, '$.objectDigest'))
+        WHERE body IS NULL AND json_valid(record) AND length(json_extract(record, '$.objectDigest')) = 64 AND json_extract(record, '$.objectDigest') NOT GLOB '*[^0-9a-f]*';
+    `);
+    // v2 rows keep the digest in the compressed body only: read each once.
+    const read = db.prepare('SELECT rowid AS r, body FROM decisions WHERE rowid > ? AND body IS NOT NULL ORDER BY rowid LIMIT 2000');
+    const write = db.prepare('UPDATE decisions SET object_digest = ? WHERE rowid = ?');
+    for (let after = 0; ; ) {
+      const rows = read.all(after) as Array<{ r: number; body: Uint8Array }>;
+      for (const row of rows) {
+        const bytes = toDigestBytesOfStoredBody(row.body);
+        if (bytes) write.run(bytes, row.r);
+      }
+      const last = rows[rows.length - 1];
+      if (!last) break;
+      after = last.r;
+    }
+    db.exec(`
+      CREATE INDEX decisions_namespace ON decisions (namespace, time, id, verdict, kind, writer);
+      CREATE INDEX decisions_verdict ON decisions (verdict, time, id, namespace, kind);
+      CREATE INDEX decisions_object_digest ON decisions (object_digest);
+      ${toRollupDdl('sqlite', STATS_TABLES)}
+    `);
+    for (const sql of toRollupDeltaSql('sqlite', STATS_TABLES, 'decisions d', '1 = 1', 1)) db.exec(sql);
+    // Planner statistics for the new indexes (a sample: fast on millions of rows).
+    db.exec('PRAGMA analysis_limit = 1000; ANALYZE;');
+  },
 ];
 export const SCHEMA_VERSION = MIGRATIONS.length;
 
@@ -191,6 +229,12 @@ interface Pending {
 
 
 
+
+type CheckpointRow = { writer: string; size: number; head_hash: string; time: string; jws: string; ns_root: string | null; ns_size: number | null };
+
+function toCheckpoint(r: CheckpointRow): Checkpoint {
+  return { writer: r.writer, size: r.size, headHash: r.head_hash, time: r.time, jws: r.jws, ...(r.ns_root !== null ? { nsRoot: r.ns_root, nsSize: r.ns_size ?? 0 } : {}) };
+}
 
 const noopLogger: StoreLogger = { info() {}, warn() {}, error() {} };
 
@@ -631,9 +675,9 @@ class SqliteDecisionStore implements SqliteStore {
       where.push('s.key = ?');
       params.push(filter.serviceAccount);
     }
-    for (const [key, col] of EQUALITY_FILTER_COLUMNS) {
+    for (const [key, col, type] of EQUALITY_FILTER_COLUMNS) {
       if (filter[key] === undefined) continue;
-      where.push(`${col} = ?`);
+      where.push(`${col} = ${toSqlParam('sqlite', type, '?')}`);
       params.push(filter[key]);
     }
     if (filter.since !== undefined) {
@@ -704,7 +748,7 @@ class SqliteDecisionStore implements SqliteStore {
   }
 
   async loadStats(filter: StatsFilter, bucket: StatsBucket): Promise<DecisionStats> {
-    const q = toStatsSql('sqlite', { decisions: 'decisions', sas: 'decision_sas', checkpoints: 'checkpoints' }, filter, bucket);
+    const q = toStatsSql('sqlite', STATS_TABLES, filter, bucket);
     const all = <T>(x: SqlQuery) => this.stmt(x.sql).all(...x.params) as T[];
     // One read transaction: the four aggregates see the same snapshot.
     return this.db.transaction(() =>
@@ -713,8 +757,32 @@ class SqliteDecisionStore implements SqliteStore {
   }
 
   async checkpoints(): Promise<Checkpoint[]> {
-    const rows = this.stmt('SELECT writer, size, head_hash, time, jws, ns_root, ns_size FROM checkpoints ORDER BY writer, size').all() as Array<{ writer: string; size: number; head_hash: string; time: string; jws: string; ns_root: string | null; ns_size: number | null }>;
-    return rows.map((r) => ({ writer: r.writer, size: r.size, headHash: r.head_hash, time: r.time, jws: r.jws, ...(r.ns_root !== null ? { nsRoot: r.ns_root, nsSize: r.ns_size ?? 0 } : {}) }));
+    const rows = this.stmt('SELECT writer, size, head_hash, time, jws, ns_root, ns_size FROM checkpoints ORDER BY writer, size').all() as CheckpointRow[];
+    return rows.map(toCheckpoint);
+  }
+
+  /** One page in (writer, size) order: the primary key's order, so a page costs its own rows. */
+  async checkpointPage(req: CheckpointPageRequest): Promise<CheckpointPage> {
+    const where: string[] = [];
+    const params: unknown[] = [];
+    if (req.writer !== undefined) {
+      where.push('c.writer = ?');
+      params.push(req.writer);
+    }
+    if (req.after) {
+      where.push('(c.writer, c.size) > (?, ?)');
+      params.push(req.after.writer, req.after.size);
+    }
+    if (req.minSize !== undefined) {
+      where.push('c.size >= ?');
+      params.push(req.minSize);
+    }
+    // The newest of each writer: one primary-key seek per writer.
+    if (req.latest) where.push('c.size = (SELECT max(l.size) FROM checkpoints l WHERE l.writer = c.writer)');
+    const sql = `SELECT c.writer, c.size, c.head_hash, c.time, c.jws, c.ns_root, c.ns_size FROM checkpoints c${where.length ? ` WHERE ${where.join(' AND ')}` : ''} ORDER BY c.writer, c.size LIMIT ?`;
+    params.push(req.limit + 1);
+    const rows = this.stmt(sql).all(...params) as CheckpointRow[];
+    return toPageOf(rows.map(toCheckpoint), req.limit);
   }
 
   /** The namespace heads checkpoint (writer, size) committed to (empty for a v1 checkpoint). */
@@ -883,9 +951,10 @@ export async function createSqliteStore(opts: SqliteStoreOptions): Promise<Sqlit
     if (version < SCHEMA_VERSION) {
       if (readonly) throw new Error(`its schema version ${version} is older than ${SCHEMA_VERSION}; open it read-write once to upgrade`);
       for (let v = version; v < SCHEMA_VERSION; v++) {
-        const sql = MIGRATIONS[v] ?? '';
+        const step = MIGRATIONS[v] ?? '';
         db.transaction(() => {
-          db.exec(sql);
+          if (typeof step === 'string') db.exec(step);
+          else step(db);
           db.pragma(`user_version = ${v + 1}`);
         })();
       }

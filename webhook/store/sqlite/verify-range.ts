@@ -96,8 +96,6 @@ function createBodyCheck(): { fn: (seq: unknown, prevHash: unknown, hash: unknow
 export function openRangeReader(path: string): RangeReader {
   const db = new Database(path, { readonly: true, fileMustExist: true });
   db.pragma('cache_size = -16384');
-  // Pages straight from the file mapping instead of copies in the page cache (SQLite caps it at 2 GiB).
-  db.pragma('mmap_size = 2147418112');
   const bodyCheck = createBodyCheck();
   db.function('tzw_checked_body', { deterministic: true }, bodyCheck.fn);
   // `ok`: the body's hash matches and its indexed fields render exactly as the row's columns
@@ -109,8 +107,8 @@ export function openRangeReader(path: string): RangeReader {
     .prepare(
       `SELECT d.seq, d.id, d.prev_hash, d.hash, d.time, d.service_accounts,
         (SELECT group_concat(s.key || char(9) || s.time, char(10)) FROM decision_sas s WHERE s.decision_id = d.id) AS sa_keys,
-        coalesce(json_extract(${body}, '$.id', '$.replica', '$.seq', '$.prevHash', '$.time', '$.namespace', '$.kind.kind', '$.verdict', '$.tekton.taskRun', '$.tekton.pipelineRun', '$.nsSeq')
-            = json_array(d.id, d.writer, d.seq, d.prev_hash, d.time, d.namespace, d.kind, d.verdict, d.task_run, d.pipeline_run, d.ns_seq)
+        coalesce(json_extract(${body}, '$.id', '$.replica', '$.seq', '$.prevHash', '$.time', '$.namespace', '$.kind.kind', '$.verdict', '$.tekton.taskRun', '$.tekton.pipelineRun', '$.nsSeq', '$.objectDigest')
+            = json_array(d.id, d.writer, d.seq, d.prev_hash, d.time, d.namespace, d.kind, d.verdict, d.task_run, d.pipeline_run, d.ns_seq, CASE WHEN d.object_digest IS NOT NULL THEN lower(hex(d.object_digest)) END)
           AND json_extract(${body}, '$.serviceAccounts') = d.service_accounts, 0) AS ok
       FROM decisions d WHERE d.writer = ? AND d.seq > ? AND d.seq <= ? ORDER BY d.seq LIMIT ?`,
     )

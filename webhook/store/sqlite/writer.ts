@@ -15,12 +15,19 @@ import { parentPort, workerData } from 'node:worker_threads';
 import Database from 'better-sqlite3';
 import type { DecisionRecord } from '../../core/record.js';
 import { chainNamespaceRecord, GENESIS_HASH, type NamespaceLink } from '../evidence/link.js';
-import { toUnmappedColumn } from '../rows.js';
+import { toUnmappedAccounts } from '../rows.js';
 import { toStoredBody } from '../evidence/body-codec.js';
 import { toNamespaceRoot, type NamespaceHead } from '../evidence/merkle.js';
-import { toObjectDigest } from '../evidence/object-digest.js';
+import { toDigestBytes, toObjectDigest } from '../evidence/object-digest.js';
 import { CanonicalText } from '../evidence/canonical.js';
 import { toFullCode } from '../full.js';
+import { addToRollups, toRollupDeltaSql, toRollupUpsertSql, type RollupName } from '../stats.js';
+import { STATS_TABLES } from './tables.js';
+
+const ROLLUP_UPSERT = toRollupUpsertSql('sqlite', STATS_TABLES);
+/** This writer's records with seq in (lo, hi]: what one prune chunk removes. */
+const SEQ_RANGE = 'd.writer = @writer AND d.seq > @lo AND d.seq <= @hi';
+const ROLLUP_SUBTRACT = toRollupDeltaSql('sqlite', STATS_TABLES, 'decisions d', SEQ_RANGE, -1);
 
 export interface WriterConfig {
   path: string;
@@ -175,13 +182,14 @@ class Writer {
   /** Runs inside one transaction; throws (and so rolls back) on any database error. */
   private insertItems(items: AppendItem[]): BatchOut {
     const insert = this.stmt(
-      `INSERT INTO decisions (id, writer, seq, time, namespace, kind, verdict, service_accounts, task_run, pipeline_run, prev_hash, hash, record, ns_seq, body, unmapped)
-       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, '', ?, ?, ?)`,
+      `INSERT INTO decisions (id, writer, seq, time, namespace, kind, verdict, service_accounts, task_run, pipeline_run, prev_hash, hash, record, ns_seq, body, unmapped, object_digest)
+       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, '', ?, ?, ?, ?)`,
     );
     const insertSa = this.stmt('INSERT INTO decision_sas (key, time, decision_id) VALUES (?, ?, ?)');
     const results: ItemResult[] = [];
     const ids = new Set<string>();
     const nsMoved = new Map<string, { nsSeq: number; hash: string }>();
+    const rollups = new Map<string, { name: RollupName; key: string[]; n: number }>();
     const duplicate = (id: string) => results.push({ ok: false, code: 'ERR_STORE_DUPLICATE_ID', message: `a decision with id ${id} is already stored` });
     let seq = this.head.seq;
     let prev = this.head.hash;
@@ -211,8 +219,10 @@ class Writer {
         continue;
       }
       const { hash } = link;
+      let unmapped: string[] | null;
       try {
-        insert.run(r.id, this.cfg.replica, seq + 1, p.time, r.namespace, r.kind.kind, r.verdict, JSON.stringify(r.serviceAccounts), r.tekton?.taskRun ?? null, r.tekton?.pipelineRun ?? null, prev, hash, link.nsSeq, stored, toUnmappedColumn(r));
+        unmapped = toUnmappedAccounts(r);
+        insert.run(r.id, this.cfg.replica, seq + 1, p.time, r.namespace, r.kind.kind, r.verdict, JSON.stringify(r.serviceAccounts), r.tekton?.taskRun ?? null, r.tekton?.pipelineRun ?? null, prev, hash, link.nsSeq, stored, unmapped ? JSON.stringify(unmapped) : null, toDigestBytes(objectDigest));
       } catch (err) {
         // The id's PRIMARY KEY finds a stored duplicate; the failed statement alone is undone.
         if ((err as { code?: unknown }).code === 'SQLITE_CONSTRAINT_PRIMARYKEY') {
@@ -223,11 +233,14 @@ class Writer {
       }
       seq++;
       for (const key of p.saKeys) insertSa.run(key, p.time, r.id);
+      addToRollups(rollups, { time: p.time, namespace: r.namespace, kind: r.kind.kind, verdict: r.verdict, writer: this.cfg.replica, unmapped });
       results.push({ ok: true, seq, prevHash: prev, hash, nsSeq: link.nsSeq, nsPrevHash: link.nsPrevHash, objectDigest });
       nsMoved.set(r.namespace, { nsSeq: link.nsSeq, hash });
       ids.add(r.id);
       prev = hash;
     }
+    // The stats rollups count this batch's records, in this transaction: one upsert per row touched.
+    for (const { name, key, n } of rollups.values()) this.stmt(ROLLUP_UPSERT[name]).run(...key, n);
     const upsertHead = this.stmt('INSERT INTO ns_heads (writer, namespace, ns_seq, hash) VALUES (?, ?, ?, ?) ON CONFLICT (writer, namespace) DO UPDATE SET ns_seq = excluded.ns_seq, hash = excluded.hash');
     for (const [ns, h] of nsMoved) upsertHead.run(this.cfg.replica, ns, h.nsSeq, h.hash);
     return { results, seq, hash: prev, nsHeads: nsMoved };
@@ -376,6 +389,7 @@ class Writer {
         return this.stmt('INSERT OR IGNORE INTO anchors (writer, seq, hash, time, jws) VALUES (?, ?, ?, ?, ?)').run(op.writer, op.seq, op.hash, op.time, op.jws).changes;
       case 'deleteRange':
         return this.db.transaction(() => {
+          for (const sql of ROLLUP_SUBTRACT) this.stmt(sql).run({ writer: op.writer, lo: op.lo - 1, hi: op.hi });
           this.stmt('DELETE FROM decision_sas WHERE decision_id IN (SELECT id FROM decisions WHERE writer = ? AND seq BETWEEN ? AND ?)').run(op.writer, op.lo, op.hi);
           return this.stmt('DELETE FROM decisions WHERE writer = ? AND seq BETWEEN ? AND ?').run(op.writer, op.lo, op.hi).changes;
         })();

@@ -147,7 +147,7 @@ async function writersTable(stats: DecisionStats): Promise<HTMLElement> {
   let checks = new Map<string, string>();
   let note: HTMLElement | null = null;
   try {
-    const [{ items }, jwks] = await Promise.all([api.checkpoints(), api.jwks()]);
+    const [{ items }, jwks] = await Promise.all([api.latestCheckpoints(), api.jwks()]);
     const last = new Map<string, Checkpoint>();
     for (const c of items) last.set(c.writer, c);
     for (const [writer, c] of last) {

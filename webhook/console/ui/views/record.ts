@@ -30,17 +30,17 @@ function section(title: string, ...children: Child[]): HTMLElement {
 
 async function checkpointSection(r: ChainedRecord): Promise<HTMLElement> {
   let items: Checkpoint[];
+  let covering: Checkpoint | undefined;
   let jwks;
   try {
-    [{ items }, jwks] = await Promise.all([api.checkpoints(), api.jwks()]);
+    // Two short pages, however many checkpoints the writer signed: its newest, and the first at or after this record.
+    [{ items }, covering, jwks] = await Promise.all([api.latestCheckpoints(r.replica), api.coveringCheckpoint(r.replica, r.seq), api.jwks()]);
   } catch (err) {
     return section("Writer's last checkpoint", problemBox(err));
   }
-  const mine = items.filter((c) => c.writer === r.replica);
-  const last = mine[mine.length - 1];
+  const last = items.find((c) => c.writer === r.replica);
   if (!last) return section("Writer's last checkpoint", h('p', {}, `Writer ${r.replica} has no signed checkpoint yet: this record is hash-chained but not yet covered by a signature.`));
   const check = await verifyCheckpoint(last, jwks);
-  const covering = mine.find((c) => c.size >= r.seq);
   return section(
     "Writer's last checkpoint",
     dl([
