@@ -36,10 +36,23 @@ t.test('CLI digest = record objectDigest = independent RFC 8785 sha256', async (
   t.equal(fromJson.out, `${independent}\n`);
   t.equal(fromYaml.out, `${independent}\n`, 'a YAML copy of the object has the same digest');
 
-  const { app, records } = await createTestApp(t);
+  const { app, records, store } = await createTestApp(t);
   await app.inject({ method: 'POST', url: '/validate', payload: JSON.stringify(review(object)), headers: { 'content-type': 'application/json' } });
   const [rec] = await records();
   t.equal(rec?.objectDigest, independent, 'the record holds the same digest');
+
+  // The digest finds the record: `decisions list --object-digest`, as printed and upper-cased.
+  const list = async (hex: string) => {
+    const out: string[] = [];
+    const err: string[] = [];
+    const io: CliIo = { stdout: (x) => out.push(x), stderr: (x) => err.push(x), env: {}, cwd: dir, hostname: 'h', readFile: (p) => readFileSync(p, 'utf8'), onSignal: () => undefined };
+    const code = await run(['decisions', 'list', '--store', `sqlite:${store.path}`, '--object-digest', hex, '-o', 'json'], io);
+    return { code, items: code === 0 ? (JSON.parse(out.join('')) as { items: Array<{ id: string }> }).items : [], err: err.join('') };
+  };
+  t.strictSame((await list(independent)).items.map((r) => r.id), [rec?.id], 'list --object-digest finds the record');
+  t.strictSame((await list(independent.toUpperCase())).items.map((r) => r.id), [rec?.id], 'in either case');
+  t.strictSame((await list('0'.repeat(64))).items, [], 'another digest finds nothing');
+  t.match(await list('xyz'), { code: 2, err: /--object-digest "xyz" is not a sha256 digest/ }, 'a bad digest is a usage error');
 });
 
 t.test('clear errors for bad input', async (t) => {
