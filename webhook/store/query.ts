@@ -204,6 +204,25 @@ export const EQUALITY_FILTER_COLUMNS: ReadonlyArray<readonly [EqualityFilterKey,
   ['objectDigest', 'd.object_digest', 'hex'],
 ];
 
+/**
+ * The filter whose index drives a page or a count when several are given: the most selective kind
+ * first (a digest or a run names one object; an account and a namespace a slice; a verdict or a kind
+ * a large share). On SQLite the other equality filters are then written `+col = ?` so the planner
+ * never drives from a less selective index (its statistics cannot tell `denied` is rare): they are
+ * checked inside the driving index where it carries the column (namespace and verdict indexes), else
+ * on the row.
+ */
+const DRIVING_ORDER = ['objectDigest', 'taskRun', 'pipelineRun', 'serviceAccount', 'namespace', 'verdict', 'kind'] as const;
+
+export function toDrivingFilter(filter: Partial<Record<(typeof DRIVING_ORDER)[number], unknown>>): (typeof DRIVING_ORDER)[number] | undefined {
+  return DRIVING_ORDER.find((k) => filter[k] !== undefined);
+}
+
+/** `col` as a SQLite equality operand: `+col` (no index) unless `key` is the driving filter. */
+export function toSqliteColumn(col: string, key: string, driving: string | undefined): string {
+  return key === driving ? col : `+${col}`;
+}
+
 /** The SQL for a filter parameter placeholder `p` of a column stored as `type` (hex: bytes, unhex/decode). */
 export function toSqlParam(dialect: 'sqlite' | 'postgres', type: 'text' | 'hex', p: string): string {
   if (type === 'text') return p;

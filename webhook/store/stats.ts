@@ -7,7 +7,7 @@
 import { ACCOUNT_PROBLEM_CODES } from '../core/taskrun/account-checks.js';
 import type { Verdict } from '../core/verdict.js';
 import type { DecisionFilter } from './port.js';
-import { EQUALITY_FILTER_COLUMNS, parseDecisionFilter, toSqlParam, type FilterParams } from './query.js';
+import { EQUALITY_FILTER_COLUMNS, parseDecisionFilter, toDrivingFilter, toSqliteColumn, toSqlParam, type FilterParams } from './query.js';
 
 export const STATS_BUCKETS = ['hour', 'day'] as const;
 export type StatsBucket = (typeof STATS_BUCKETS)[number];
@@ -139,7 +139,8 @@ function paramsFor(dialect: StatsDialect): { params: unknown[]; p(v: unknown): s
  */
 function toUnmappedRowsSql(dialect: StatsDialect, from: string, where: () => string): string {
   const codes = UNMAPPED_CODES.map((c) => `'${c}'`).join(', ');
-  const verdicts = `d.verdict IN ('denied', 'warned')`;
+  // Never an index on this (SQLite `+`): the caller's filter drives.
+  const verdicts = `${dialect === 'sqlite' ? '+' : ''}d.verdict IN ('denied', 'warned')`;
   if (dialect === 'sqlite') {
     return `SELECT d.time AS time, d.kind AS kind, d.verdict AS verdict, d.writer AS writer, COALESCE(json_extract(r.value, '$.serviceAccount'),
              CASE WHEN json_array_length(d.record, '$.serviceAccounts') = 1 THEN json_extract(d.record, '$.serviceAccounts[0]')
@@ -294,9 +295,12 @@ export function toStatsSql(dialect: StatsDialect, t: StatsTables, filter: StatsF
   const rawWhere = (p: (v: unknown) => string, range: Range): string[] => {
     const where: string[] = [];
     if (filter.serviceAccount !== undefined) where.push(`d.id IN (SELECT s.decision_id FROM ${t.sas} s WHERE s.key = ${p(toText(filter.serviceAccount))})`);
+    const driving = toDrivingFilter(filter);
     for (const [key, col, type] of EQUALITY_FILTER_COLUMNS) {
       const v = filter[key];
-      if (v !== undefined) where.push(`${col} = ${toSqlParam(dialect, type, p(type === 'text' ? toText(String(v)) : v))}`);
+      if (v === undefined) continue;
+      const ref = dialect === 'sqlite' ? toSqliteColumn(col, key, driving) : col;
+      where.push(`${ref} = ${toSqlParam(dialect, type, p(type === 'text' ? toText(String(v)) : v))}`);
     }
     if (range.from !== undefined) where.push(`d.time >= ${p(range.from)}`);
     if (range.to !== undefined) where.push(`d.time < ${p(range.to)}`);

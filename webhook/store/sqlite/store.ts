@@ -22,7 +22,7 @@ import { createWriterThread } from '../thread.js';
 import { CHAIN_COLUMNS, columnProblem, saKeysOf, toDecisionRow, type RawDecisionRow } from './rows.js';
 import type { NamespaceHead } from '../evidence/merkle.js';
 import { SLOT_CANCELLED, SLOT_PENDING, type AppendItem, type CheckpointClaimsNow, type WriterConfig, type WriterOp, type WriterReply, type WriterRequest } from './writer.js';
-import { EQUALITY_FILTER_COLUMNS, toCanonicalTime, toSqlParam, type Cursor } from '../query.js';
+import { EQUALITY_FILTER_COLUMNS, toCanonicalTime, toDrivingFilter, toSqliteColumn, toSqlParam, type Cursor } from '../query.js';
 import { toDecisionStats, toRollupDdl, toRollupDeltaSql, toStatsSql, type DecisionStats, type SqlQuery, type StatsBucket, type StatsFilter, type StatsRows } from '../stats.js';
 import { STATS_TABLES } from './tables.js';
 import { toDigestBytes, toDigestBytesOfStoredBody } from '../evidence/object-digest.js';
@@ -675,9 +675,10 @@ class SqliteDecisionStore implements SqliteStore {
       where.push('s.key = ?');
       params.push(filter.serviceAccount);
     }
+    const driving = toDrivingFilter(filter);
     for (const [key, col, type] of EQUALITY_FILTER_COLUMNS) {
       if (filter[key] === undefined) continue;
-      where.push(`${col} = ${toSqlParam('sqlite', type, '?')}`);
+      where.push(`${toSqliteColumn(col, key, driving)} = ${toSqlParam('sqlite', type, '?')}`);
       params.push(filter[key]);
     }
     if (filter.since !== undefined) {
