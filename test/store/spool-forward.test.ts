@@ -67,9 +67,10 @@ async function setup(t: Test, proxyUp: boolean): Promise<Setup> {
       createSpooledPostgresStore({
         postgres: { url, replica, signer, connectTimeoutMs: 1000, recoveryProbeMs: 50 },
         spool: { path: join(dir, `${replica}.spool.db`), maxBytes: 16 * 1024 * 1024, probeMs: 20 },
-        // Long enough for a first connection and schema migration on a loaded machine (cases that
-        // start with PostgreSQL down are refused at once by the proxy, so they do not wait it out).
-        startWaitMs: 2000,
+        // Long enough for a first connection and schema migration on a loaded machine (measured
+        // 0.25-2 s at load 5-17; cases that start with PostgreSQL down are refused at once by the
+        // proxy, so start() returns without waiting it out).
+        startWaitMs: 10_000,
         minBackoffMs: 20,
         maxBackoffMs: 200,
         drainTimeoutMs: 2000,
