@@ -15,12 +15,45 @@ import { Agent, request } from 'undici';
 import { createCertificateAuthority, createServingCertificate } from '../../certs/lib.js';
 import { verifyStore } from '../../webhook/store/evidence/bundle.js';
 import { openStoreForRead } from '../../webhook/store/open-url.js';
-import { loadOrCreateSigningKey, toJwks, type Jwks } from '../../webhook/store/evidence/signing.js';
+import { loadOrCreateSigningKey, toJwks, type Jwks, type Signer } from '../../webhook/store/evidence/signing.js';
+import { createSqliteStore, type SqliteStore } from '../../webhook/store/sqlite/store.js';
+import { createPostgresStore, type PostgresStore } from '../../webhook/store/postgres/store.js';
 
 export const PG_URL = process.env.TZW_TEST_PG_URL;
 
 /** tap's `{ skip }` option: a plain reason when there is no test database. */
 export const pgSkip: string | false = PG_URL ? false : 'PostgreSQL tests skipped: TZW_TEST_PG_URL is not set (.ci/run sets it)';
+
+/**
+ * Runs a store contract twice: on a fresh SQLite store and on a fresh PostgreSQL store in a
+ * throwaway schema (skipped with pgSkip's reason when there is no test database); each store is
+ * closed (and its schema dropped) after its test. Replica `tzw-0`, checkpoints every
+ * `checkpointRecords` records or an hour.
+ */
+export function onSqliteAndPostgres(
+  contract: (name: string, open: (tt: Test) => Promise<SqliteStore | PostgresStore>, skip?: string | false) => void,
+  opts: { signer: Signer; checkpointRecords: number },
+): void {
+  const checkpointEvery = { records: opts.checkpointRecords, seconds: 3600 };
+  contract('SQLite', async (tt) => {
+    const store = await createSqliteStore({ path: join(tt.testdir({}), 'd.db'), replica: 'tzw-0', signer: opts.signer, checkpointEvery });
+    tt.teardown(() => store.close());
+    return store;
+  });
+  contract(
+    'PostgreSQL',
+    async (tt) => {
+      const schema = await createTestSchema();
+      const store = await createPostgresStore({ url: schema.url, replica: 'tzw-0', signer: opts.signer, checkpointEvery });
+      tt.teardown(async () => {
+        await store.close();
+        await schema.drop();
+      });
+      return store;
+    },
+    pgSkip,
+  );
+}
 
 export interface TestSchema {
   name: string;

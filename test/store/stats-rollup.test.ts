@@ -19,7 +19,7 @@ import { verifyStore } from '../../webhook/store/evidence/bundle.js';
 import { canonicalJson } from '../../webhook/store/evidence/canonical.js';
 import { toStatsPlan, UNMAPPED_LIMIT, type DecisionStats, type StatsBucket, type StatsFilter } from '../../webhook/store/stats.js';
 import { aRecord, idOf } from './builders.js';
-import { createTestSchema, pgSkip } from './pg-support.js';
+import { createTestSchema, onSqliteAndPostgres, pgSkip } from './pg-support.js';
 import { createTestSigner } from './setup.js';
 
 const { signer, jwks } = await createTestSigner(t, 'tzw-rollup-key-');
@@ -227,26 +227,7 @@ function contract(name: string, open: Open, skip: string | false = false): void 
   });
 }
 
-contract('SQLite', async (tt) => {
-  const dir = tt.testdir({});
-  const store = await createSqliteStore({ path: join(dir, 'd.db'), replica: 'tzw-0', signer, checkpointEvery: { records: 100_000, seconds: 3600 } });
-  tt.teardown(() => store.close());
-  return store;
-});
-
-contract(
-  'PostgreSQL',
-  async (tt) => {
-    const schema = await createTestSchema();
-    const store = await createPostgresStore({ url: schema.url, replica: 'tzw-0', signer, checkpointEvery: { records: 100_000, seconds: 3600 } });
-    tt.teardown(async () => {
-      await store.close();
-      await schema.drop();
-    });
-    return store;
-  },
-  pgSkip,
-);
+onSqliteAndPostgres(contract, { signer, checkpointRecords: 100_000 });
 
 /**
  * Puts a schema-3 file back the way schema 2 left it (no rollups, no object_digest, the narrow

@@ -6,17 +6,14 @@
  * beside them) — on SQLite and on PostgreSQL.
  */
 import t, { type Test } from 'tap';
-import { join } from 'node:path';
 import { decideAdmission } from '../../webhook/core/admit.js';
 import { createMemoryFacts } from '../../webhook/core/facts-memory.js';
 import { toRecord } from '../../webhook/core/record.js';
 import type { AdmissionRequest } from '../../webhook/core/wire.js';
 import type { VerifiableStore } from '../../webhook/store/port.js';
-import { createPostgresStore } from '../../webhook/store/postgres/store.js';
-import { createSqliteStore } from '../../webhook/store/sqlite/store.js';
 import { aMapping, aNamespace, aPipelineRun, aPod, aRequest, aTaskRun, defaultOptions } from '../builders.js';
 import { idOf, timeAt } from './builders.js';
-import { createTestSchema, pgSkip } from './pg-support.js';
+import { onSqliteAndPostgres } from './pg-support.js';
 import { createTestSigner } from './setup.js';
 
 const { signer } = await createTestSigner(t, 'tzw-stats-sa-');
@@ -90,22 +87,4 @@ function contract(name: string, open: Open, skip: string | false = false): void 
   });
 }
 
-contract('SQLite', async (tt) => {
-  const store = await createSqliteStore({ path: join(tt.testdir({}), 'd.db'), replica: 'tzw-0', signer, checkpointEvery: { records: 1000, seconds: 3600 } });
-  tt.teardown(() => store.close());
-  return store;
-});
-
-contract(
-  'PostgreSQL',
-  async (tt) => {
-    const schema = await createTestSchema();
-    const store = await createPostgresStore({ url: schema.url, replica: 'tzw-0', signer, checkpointEvery: { records: 1000, seconds: 3600 } });
-    tt.teardown(async () => {
-      await store.close();
-      await schema.drop();
-    });
-    return store;
-  },
-  pgSkip,
-);
+onSqliteAndPostgres(contract, { signer, checkpointRecords: 1_000 });

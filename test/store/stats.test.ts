@@ -5,14 +5,11 @@
  * writer with the last checkpoint; and every filter narrowing all four.
  */
 import t, { type Test } from 'tap';
-import { join } from 'node:path';
 import type { DecisionRecord } from '../../webhook/core/record.js';
 import type { VerifiableStore } from '../../webhook/store/port.js';
-import { createSqliteStore } from '../../webhook/store/sqlite/store.js';
-import { createPostgresStore } from '../../webhook/store/postgres/store.js';
 import type { DecisionStats } from '../../webhook/store/stats.js';
 import { aRecord } from './builders.js';
-import { createTestSchema, pgSkip } from './pg-support.js';
+import { onSqliteAndPostgres } from './pg-support.js';
 import { createTestSigner } from './setup.js';
 
 const { signer } = await createTestSigner(t, 'tzw-stats-key-');
@@ -99,23 +96,4 @@ function contract(name: string, open: Open, skip: string | false = false): void 
   });
 }
 
-contract('SQLite', async (tt) => {
-  const dir = tt.testdir({});
-  const store = await createSqliteStore({ path: join(dir, 'd.db'), replica: 'tzw-0', signer, checkpointEvery: { records: 1000, seconds: 3600 } });
-  tt.teardown(() => store.close());
-  return store;
-});
-
-contract(
-  'PostgreSQL',
-  async (tt) => {
-    const schema = await createTestSchema();
-    const store = await createPostgresStore({ url: schema.url, replica: 'tzw-0', signer, checkpointEvery: { records: 1000, seconds: 3600 } });
-    tt.teardown(async () => {
-      await store.close();
-      await schema.drop();
-    });
-    return store;
-  },
-  pgSkip,
-);
+onSqliteAndPostgres(contract, { signer, checkpointRecords: 1_000 });

@@ -3,7 +3,7 @@
  * hashes the canonical JSON text; the store keeps `[codec byte][payload]`, so verification
  * inflates and hashes the stored bytes without parsing them.
  *
- * Codec 1: deflate-raw (zlib level 6) with the preset dictionary DICTIONARY_V1 — canonical JSON of
+ * Codec 1: deflate-raw (written at zlib level 1; any level inflates) with the preset dictionary DICTIONARY_V1 — canonical JSON of
  * three typical records (a patched Tekton pod with the injection patch under the default config,
  * an allowed TaskRun, a denied pod). Most of a record is key names and the injection patch, which
  * repeat in every record; the dictionary lets each record refer to them instead of carrying them.
@@ -33,6 +33,25 @@ interface DeflateHandle {
   onerror: (...args: unknown[]) => void;
 }
 
+/**
+ * The native handle and write state of a new node:zlib stream, for the reused deflater and
+ * inflater below; both undefined when this Node's internals do not look as expected (the callers
+ * then use the one-shot API). `onError` is called by the handle on a zlib error.
+ */
+function openZlibHandle(create: () => unknown, onError: () => void): { handle?: DeflateHandle; state?: Uint32Array } {
+  try {
+    const stream = create() as { _handle?: DeflateHandle; _writeState?: Uint32Array };
+    const h = stream._handle;
+    if (h && typeof h.reset === 'function' && typeof h.writeSync === 'function' && stream._writeState instanceof Uint32Array) {
+      h.onerror = onError;
+      return { handle: h, state: stream._writeState };
+    }
+  } catch {
+    // fall through: no reusable handle
+  }
+  return {};
+}
+
 /** One-shot deflate (a new zlib stream per call): the reference the reused deflater must equal. */
 export function deflateBodyOnce(input: Uint8Array): Buffer {
   return deflateRawSync(input, { dictionary: DICTIONARY_V1, level: DEFLATE_LEVEL });
@@ -54,20 +73,9 @@ export function createBodyDeflater(): (canonical: string) => Buffer {
   let state: Uint32Array | undefined;
   let failed = false;
   const open = (): void => {
-    handle = undefined;
-    try {
-      const stream = createDeflateRaw({ dictionary: DICTIONARY_V1, level: DEFLATE_LEVEL }) as unknown as { _handle?: DeflateHandle; _writeState?: Uint32Array };
-      const h = stream._handle;
-      if (h && typeof h.reset === 'function' && typeof h.writeSync === 'function' && stream._writeState instanceof Uint32Array) {
-        h.onerror = () => {
-          failed = true;
-        };
-        handle = h;
-        state = stream._writeState;
-      }
-    } catch {
-      handle = undefined;
-    }
+    ({ handle, state } = openZlibHandle(() => createDeflateRaw({ dictionary: DICTIONARY_V1, level: DEFLATE_LEVEL }), () => {
+      failed = true;
+    }));
   };
   const once = (bytes: Uint8Array): Buffer => {
     const payload = deflateBodyOnce(bytes);
@@ -158,20 +166,9 @@ export function createBodyInflater(headroom = 0): (stored: Uint8Array) => Buffer
   let state: Uint32Array | undefined;
   let failed = false;
   const open = (): void => {
-    handle = undefined;
-    try {
-      const stream = createInflateRaw({ dictionary: DICTIONARY_V1 }) as unknown as { _handle?: DeflateHandle; _writeState?: Uint32Array };
-      const h = stream._handle;
-      if (h && typeof h.reset === 'function' && typeof h.writeSync === 'function' && stream._writeState instanceof Uint32Array) {
-        h.onerror = () => {
-          failed = true;
-        };
-        handle = h;
-        state = stream._writeState;
-      }
-    } catch {
-      handle = undefined;
-    }
+    ({ handle, state } = openZlibHandle(() => createInflateRaw({ dictionary: DICTIONARY_V1 }), () => {
+      failed = true;
+    }));
   };
   open();
   return (stored) => {
