@@ -2,8 +2,9 @@
  * Stats from the rollups equal a count of the records themselves: random records over three days
  * (several writers' worth of namespaces, kinds, verdicts, unmapped accounts in every form the rules
  * write), random filters and windows (hour- and day-aligned and not), both buckets, on SQLite and
- * PostgreSQL; again after prune (the rollups are decremented), and on a SQLite store migrated from
- * schema 2 (the rollups and the object_digest column backfilled once). The expected numbers are
+ * PostgreSQL; again after prune (the rollups are decremented), and on stores migrated from schema 2
+ * and 3 (the rollups, the object_digest column and the account index rows' record columns backfilled
+ * once). Account filters (bare name and ns/name) are counted from the account index rows alone. The expected numbers are
  * computed here in JS from the records, independently of any SQL.
  */
 import t, { type Test } from 'tap';
@@ -173,12 +174,21 @@ function randomFilters(rnd: () => number, records: DecisionRecord[]): StatsFilte
   filters.push({ since: toTime(T0 + 3_600_000 + 60_000, 5), until: toTime(T0 + 3_600_000 + 120_000, 0) });
   filters.push({ since: toTime(T0 + 3_600_000 + 60_000, 5), until: toTime(T0 + 2 * 3_600_000 + 120_000, 0) });
   filters.push({ since: toTime(T0 + 20 * 3_600_000 + 60_000, 5), until: toTime(T0 + 50 * 3_600_000 + 120_000, 7) });
+  // An account (bare name across namespaces, or ns/name) alone and with every other filter: counted
+  // from the account index rows alone; with a run or digest, through the records.
+  filters.push({ serviceAccount: 'runner' }, { serviceAccount: 'sa-2', verdict: 'denied' }, { serviceAccount: 'sa-0', namespace: 'ci' }, { serviceAccount: 'payments/sa-1', kind: 'TaskRun' });
+  filters.push({ serviceAccount: 'data-science/sa-0', namespace: 'payments' }, { serviceAccount: 'sa-1', taskRun: 'build-3' }, { serviceAccount: 'no-such-account' });
+  const randomAccount = () => {
+    const name = rnd() < 0.25 ? 'runner' : `sa-${Math.floor(rnd() * 3)}`;
+    return rnd() < 0.5 ? name : `${NAMESPACES[Math.floor(rnd() * NAMESPACES.length)]}/${name}`;
+  };
   for (let k = 0; k < 30; k++) {
     const extra = rnd();
     const f: StatsFilter = { ...window() };
     if (extra < 0.2) f.verdict = VERDICTS[Math.floor(rnd() * VERDICTS.length)];
     else if (extra < 0.35) f.kind = KINDS[Math.floor(rnd() * KINDS.length)]!.kind;
     else if (extra < 0.5) f.namespace = NAMESPACES[Math.floor(rnd() * NAMESPACES.length)];
+    if (rnd() < 0.4) f.serviceAccount = randomAccount();
     filters.push(f);
   }
   return filters;
@@ -229,13 +239,29 @@ function contract(name: string, open: Open, skip: string | false = false): void 
 
 onSqliteAndPostgres(contract, { signer, checkpointRecords: 100_000 });
 
+/** Puts a schema-4 SQLite file's account index back the way schema 3 left it: (key, time, decision_id) only. */
+function narrowSasSql(): string {
+  return `
+    CREATE TABLE decision_sas_v3 (key TEXT NOT NULL, time TEXT NOT NULL, decision_id TEXT NOT NULL, PRIMARY KEY (key, time, decision_id)) WITHOUT ROWID;
+    INSERT INTO decision_sas_v3 SELECT key, time, decision_id FROM decision_sas;
+    DROP TABLE decision_sas;
+    ALTER TABLE decision_sas_v3 RENAME TO decision_sas;
+    CREATE INDEX decision_sas_decision ON decision_sas (decision_id);`;
+}
+
 /**
- * Puts a schema-3 file back the way schema 2 left it (no rollups, no object_digest, the narrow
- * namespace and verdict indexes), with one row in the v1 form (the record's text, no compressed body).
+ * Puts a schema-4 file back the way schema 3 left it (to: 3), or schema 2 (to: 2: also no rollups,
+ * no object_digest, the narrow namespace and verdict indexes, and one row in the v1 form: the
+ * record's text, no compressed body).
  */
-function downgradeToSchema2(path: string): void {
+function downgradeSqlite(path: string, to: 2 | 3): void {
   const db = new Database(path);
   try {
+    db.exec(narrowSasSql());
+    if (to === 3) {
+      db.pragma('user_version = 3');
+      return;
+    }
     db.exec(`
       DROP TABLE counts_ns_hour; DROP TABLE counts_ns_day; DROP TABLE counts_hour; DROP TABLE unmapped_hour;
       DROP INDEX decisions_object_digest; DROP INDEX decisions_namespace; DROP INDEX decisions_verdict;
@@ -252,8 +278,46 @@ function downgradeToSchema2(path: string): void {
   }
 }
 
+/** Account index rows whose record columns differ from their record's, and the rows there are. */
+const SAS_CHECK_SQL = `SELECT count(*) AS n, sum(CASE WHEN s.namespace = d.namespace AND s.kind = d.kind AND s.verdict = d.verdict AND s.writer = d.writer THEN 0 ELSE 1 END) AS bad
+  FROM decision_sas s JOIN decisions d ON d.id = s.decision_id`;
+const sasKeyCount = (records: DecisionRecord[]) => records.reduce((n, r) => n + new Set(r.serviceAccounts.flatMap((sa) => [sa, sa.slice(sa.indexOf('/') + 1)])).size, 0);
+
+t.test('SQLite: a schema-3 store is migrated once: account index rows carry the record columns, stats exact, still verifies', async (t) => {
+  t.equal(SCHEMA_VERSION, 4);
+  const path = join(t.testdir({}), 'd.db');
+  const rnd = createRandom(99);
+  const records = randomRecords(250, rnd);
+  let store = await createSqliteStore({ path, replica: 'tzw-0', signer, checkpointEvery: { records: 100_000, seconds: 3600 } });
+  await Promise.all(records.map((r) => store.append(r)));
+  await store.checkpointNow();
+  await store.close();
+  downgradeSqlite(path, 3);
+
+  store = await createSqliteStore({ path, replica: 'tzw-0', signer, checkpointEvery: { records: 100_000, seconds: 3600 } });
+  t.teardown(() => store.close());
+  const db = new Database(path, { readonly: true });
+  t.teardown(() => db.close());
+  t.equal(db.pragma('user_version', { simple: true }), 4, 'migrated to schema 4');
+  t.strictSame(db.prepare(SAS_CHECK_SQL).get(), { n: sasKeyCount(records), bad: 0 }, "every account index row kept, filled with its record's columns");
+  await compareAll(t, store, records, randomFilters(rnd, records), 'migrated from 3');
+  t.equal((await verifyStore(store, jwks)).ok, true, 'the migrated store verifies');
+  const plan = (db.prepare(`EXPLAIN QUERY PLAN SELECT substr(d.time, 1, 13), d.verdict, count(*) FROM decision_sas d WHERE d.key = ? GROUP BY 1, 2`).all('sa-1') as Array<{ detail: string }>).map((r) => r.detail);
+  t.match(plan.join('\n'), /SEARCH d USING PRIMARY KEY \(key=\?\)/, 'account stats read one range of the account index');
+
+  // The copied columns are an index too: editing one (to move a record out of an account's stats) fails verification.
+  await store.close();
+  const rw = new Database(path);
+  rw.prepare("UPDATE decision_sas SET verdict = 'allowed' WHERE decision_id = ? AND key NOT LIKE '%/%'").run(records.find((r) => r.verdict === 'denied' && r.serviceAccounts.length > 0)!.id);
+  rw.close();
+  const reopened = await createSqliteStore({ path, replica: 'tzw-0', readonly: true });
+  t.teardown(() => reopened.close());
+  const tampered = await verifyStore(reopened, jwks);
+  t.equal(tampered.ok, false, "an account index row's edited verdict fails verification");
+  t.match(JSON.stringify(tampered), /serviceAccount index rows/, 'naming the account index');
+});
+
 t.test('SQLite: a schema-2 store is migrated once: rollups and digests backfilled, stats exact, still verifies', async (t) => {
-  t.equal(SCHEMA_VERSION, 3);
   const dir = t.testdir({});
   const path = join(dir, 'd.db');
   const rnd = createRandom(4242);
@@ -262,13 +326,14 @@ t.test('SQLite: a schema-2 store is migrated once: rollups and digests backfille
   await Promise.all(records.map((r) => store.append(r)));
   await store.checkpointNow();
   await store.close();
-  downgradeToSchema2(path);
+  downgradeSqlite(path, 2);
 
   store = await createSqliteStore({ path, replica: 'tzw-0', signer, checkpointEvery: { records: 100_000, seconds: 3600 } });
   t.teardown(() => store.close());
   const db = new Database(path, { readonly: true });
   t.teardown(() => db.close());
-  t.equal(db.pragma('user_version', { simple: true }), 3, 'migrated to schema 3');
+  t.equal(db.pragma('user_version', { simple: true }), 4, 'migrated to schema 4');
+  t.strictSame(db.prepare(SAS_CHECK_SQL).get(), { n: sasKeyCount(records), bad: 0 }, "account index rows filled with their record's columns");
   t.equal((db.prepare('SELECT sum(n) AS n FROM counts_hour').get() as { n: number }).n, records.length, 'the per-hour rollup counts every record once');
   t.equal((db.prepare('SELECT count(*) AS n FROM decisions WHERE object_digest IS NULL').get() as { n: number }).n, 0, 'every digest backfilled (v1 and v2 rows)');
   await compareAll(t, store, records, randomFilters(rnd, records), 'migrated');
@@ -294,8 +359,14 @@ t.test('SQLite: a schema-2 store is migrated once: rollups and digests backfille
   t.match(JSON.stringify(tampered), /object_digest/, 'naming the column');
 });
 
-/** Puts a schema-3 PostgreSQL store back the way schema 2 left it, one row in the v1 form (as downgradeToSchema2). */
-async function downgradePgToSchema2(pool: import('pg').Pool): Promise<void> {
+/** Puts a schema-4 PostgreSQL store back the way schema 3 left it (to: 3), or schema 2, one row in the v1 form (as downgradeSqlite). */
+async function downgradePg(pool: import('pg').Pool, to: 2 | 3): Promise<void> {
+  await pool.query(`
+    ALTER TABLE decision_sas DROP CONSTRAINT decision_sas_pkey, ADD PRIMARY KEY (key, time, decision_id);
+    ALTER TABLE decision_sas DROP COLUMN namespace, DROP COLUMN kind, DROP COLUMN verdict, DROP COLUMN writer;
+    DELETE FROM schema_version WHERE version > 3;
+  `);
+  if (to === 3) return;
   await pool.query(`
     DROP TRIGGER decisions_rollup_add ON decisions; DROP TRIGGER decisions_rollup_subtract ON decisions;
     DROP FUNCTION decisions_rollup_add(); DROP FUNCTION decisions_rollup_subtract();
@@ -310,6 +381,32 @@ async function downgradePgToSchema2(pool: import('pg').Pool): Promise<void> {
   await pool.query('UPDATE decisions SET record = $1, body = NULL, unmapped = NULL WHERE id = $2', [fromStoredBody(row.body), row.id]);
 }
 
+t.test('PostgreSQL: a schema-3 store is migrated once: account index rows carry the record columns, stats exact, still verifies', { skip: pgSkip }, async (t) => {
+  const schema = await createTestSchema();
+  t.teardown(() => schema.drop());
+  const rnd = createRandom(555);
+  const records = randomRecords(200, rnd);
+  const opts = { url: schema.url, replica: 'tzw-0', signer, checkpointEvery: { records: 100_000, seconds: 3600 } };
+  let store = await createPostgresStore(opts);
+  await Promise.all(records.map((r) => store.append(r)));
+  await store.checkpointNow();
+  await store.close();
+  await downgradePg(schema.pool, 3);
+
+  store = await createPostgresStore(opts);
+  t.teardown(() => store.close());
+  t.equal(Number((await schema.pool.query('SELECT max(version) AS v FROM schema_version')).rows[0].v), 4, 'migrated to schema 4');
+  const check = (await schema.pool.query(SAS_CHECK_SQL)).rows[0];
+  t.strictSame({ n: Number(check.n), bad: Number(check.bad) }, { n: sasKeyCount(records), bad: 0 }, "every account index row kept, filled with its record's columns");
+  await compareAll(t, store, records, randomFilters(rnd, records), 'migrated from 3');
+  t.equal((await verifyStore(store, jwks)).ok, true, 'the migrated store verifies');
+  const denied = records.find((r) => r.verdict === 'denied' && r.serviceAccounts.length > 0)!;
+  await schema.pool.query("UPDATE decision_sas SET verdict = 'allowed' WHERE decision_id = $1", [denied.id]);
+  const tampered = await verifyStore(store, jwks);
+  t.equal(tampered.ok, false, "an account index row's edited verdict fails verification");
+  t.match(JSON.stringify(tampered), /serviceAccount index rows/, 'naming the account index');
+});
+
 t.test('PostgreSQL: a schema-2 store is migrated once: rollups and digests backfilled, stats exact, still verifies', { skip: pgSkip }, async (t) => {
   const schema = await createTestSchema();
   t.teardown(() => schema.drop());
@@ -320,10 +417,12 @@ t.test('PostgreSQL: a schema-2 store is migrated once: rollups and digests backf
   await Promise.all(records.map((r) => store.append(r)));
   await store.checkpointNow();
   await store.close();
-  await downgradePgToSchema2(schema.pool);
+  await downgradePg(schema.pool, 2);
 
   store = await createPostgresStore(opts);
   t.teardown(() => store.close());
+  const check = (await schema.pool.query(SAS_CHECK_SQL)).rows[0];
+  t.strictSame({ n: Number(check.n), bad: Number(check.bad) }, { n: sasKeyCount(records), bad: 0 }, "account index rows filled with their record's columns");
   t.equal(Number((await schema.pool.query('SELECT sum(n) AS n FROM counts_hour')).rows[0].n), records.length, 'the per-hour rollup counts every record once');
   t.equal(Number((await schema.pool.query('SELECT count(*) AS n FROM decisions WHERE object_digest IS NULL')).rows[0].n), 0, 'every digest backfilled (v1 and v2 rows)');
   await compareAll(t, store, records, randomFilters(rnd, records), 'migrated');

@@ -282,6 +282,17 @@ export function isRollupFilter(filter: StatsFilter): boolean {
 }
 
 /**
+ * The record columns each account index row (`decision_sas`) carries besides (key, time,
+ * decision_id): what the stats group and filter by, so account stats never read the records.
+ */
+export const SAS_COLUMNS = ['namespace', 'kind', 'verdict', 'writer'] as const;
+
+/** True when the account index rows alone answer the filter: an account, plus namespace, verdict, kind, since/until at most. */
+export function isSasFilter(filter: StatsFilter): boolean {
+  return filter.serviceAccount !== undefined && filter.taskRun === undefined && filter.pipelineRun === undefined && filter.objectDigest === undefined;
+}
+
+/**
  * Builds the stats queries for a dialect. Filters the rollups can answer (none, verdict, kind,
  * since/until) read whole hours and days from them and count only the partial edge hours from the
  * records; any other filter (a namespace: its covering index; an account, run or digest: their
@@ -291,19 +302,26 @@ export function isRollupFilter(filter: StatsFilter): boolean {
  */
 export function toStatsSql(dialect: StatsDialect, t: StatsTables, filter: StatsFilter, bucket: StatsBucket, toText: (v: string) => string = (v) => v): StatsSql {
   const plan: StatsPlan = isRollupFilter(filter) ? toStatsPlan(filter.since, filter.until) : { raw: [{ from: filter.since, to: filter.until }], hours: undefined, days: undefined, edgeHours: [] };
-  /** The record filter (alias d) within one raw range, as SQL conditions. */
-  const rawWhere = (p: (v: unknown) => string, range: Range): string[] => {
+  // An account filter (with namespace, verdict, kind, since/until at most) is counted from the
+  // account index rows alone: they carry the record's time, namespace, kind, verdict and writer
+  // (SAS_COLUMNS), one row per (account key, record). Aliased `d`, the same column names.
+  const bySas = isSasFilter(filter);
+  /** The record filter (on alias `a`) within one raw range, as SQL conditions. */
+  const rawWhere = (p: (v: unknown) => string, range: Range, a = 'd'): string[] => {
     const where: string[] = [];
-    if (filter.serviceAccount !== undefined) where.push(`d.id IN (SELECT s.decision_id FROM ${t.sas} s WHERE s.key = ${p(toText(filter.serviceAccount))})`);
+    if (filter.serviceAccount !== undefined) {
+      where.push(bySas ? `${a}.key = ${p(toText(filter.serviceAccount))}` : `d.id IN (SELECT s.decision_id FROM ${t.sas} s WHERE s.key = ${p(toText(filter.serviceAccount))})`);
+    }
     const driving = toDrivingFilter(filter);
-    for (const [key, col, type] of EQUALITY_FILTER_COLUMNS) {
+    for (const [key, dcol, type] of EQUALITY_FILTER_COLUMNS) {
       const v = filter[key];
       if (v === undefined) continue;
+      const col = `${a}.${dcol.slice(2)}`;
       const ref = dialect === 'sqlite' ? toSqliteColumn(col, key, driving) : col;
       where.push(`${ref} = ${toSqlParam(dialect, type, p(type === 'text' ? toText(String(v)) : v))}`);
     }
-    if (range.from !== undefined) where.push(`d.time >= ${p(range.from)}`);
-    if (range.to !== undefined) where.push(`d.time < ${p(range.to)}`);
+    if (range.from !== undefined) where.push(`${a}.time >= ${p(range.from)}`);
+    if (range.to !== undefined) where.push(`${a}.time < ${p(range.to)}`);
     return where;
   };
   /** The rollup filter (alias r) within a period range. */
@@ -316,7 +334,7 @@ export function toStatsSql(dialect: StatsDialect, t: StatsTables, filter: StatsF
     return where;
   };
   const whereSql = (conds: string[]): string => (conds.length ? ` WHERE ${conds.join(' AND ')}` : '');
-  const D = `${t.decisions} d`;
+  const D = bySas ? `${t.sas} d` : `${t.decisions} d`;
 
   /** UNION ALL of rollup rows and raw groups, each selecting `cols` (rollup columns / raw expressions) and n. */
   const union = (p: (v: unknown) => string, rollup: Array<{ table: string; range: Range }>, rawCols: string[], rollupCols: string[]): string => {
@@ -346,7 +364,11 @@ export function toStatsSql(dialect: StatsDialect, t: StatsTables, filter: StatsF
   const uparts: string[] = [];
   for (const { table, range } of hourRollups(t.unmapped)) uparts.push(`SELECT r.sa AS sa, r.verdict AS verdict, r.n AS n FROM ${table} r${whereSql(rollupWhere(unmapped.p, range))}`);
   for (const range of plan.raw) {
-    uparts.push(`SELECT u.sa AS sa, u.verdict AS verdict, count(*) AS n FROM (${toUnmappedRowsSql(dialect, D, () => rawWhere(unmapped.p, range).join(' AND ') || '1 = 1')}) u WHERE u.sa IS NOT NULL GROUP BY 1, 2`);
+    // By account: its denied and warned index rows (few) lead to their records, read for the accounts.
+    const rows = bySas
+      ? toUnmappedRowsSql(dialect, `${t.sas} s JOIN ${t.decisions} d ON d.id = s.decision_id`, () => [...rawWhere(unmapped.p, range, 's'), `s.verdict IN ('denied', 'warned')`].join(' AND '))
+      : toUnmappedRowsSql(dialect, D, () => rawWhere(unmapped.p, range).join(' AND ') || '1 = 1');
+    uparts.push(`SELECT u.sa AS sa, u.verdict AS verdict, count(*) AS n FROM (${rows}) u WHERE u.sa IS NOT NULL GROUP BY 1, 2`);
   }
   const unmappedSql = uparts.length
     ? `SELECT x.sa AS sa, sum(CASE WHEN x.verdict = 'denied' THEN x.n ELSE 0 END) AS denied, sum(CASE WHEN x.verdict = 'warned' THEN x.n ELSE 0 END) AS warned

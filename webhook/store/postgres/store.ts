@@ -197,6 +197,18 @@ const MIGRATIONS: Array<(q: string) => string> = [
   ANALYZE ${q}decisions;
   `;
   },
+  // Stats for a ServiceAccount (issue 10), as on SQLite (sqlite/store.ts migration 4): each account
+  // index row carries the record's columns the stats group and filter by (stats.ts SAS_COLUMNS),
+  // and the primary key INCLUDEs them, so an account's stats are one index-only range scan that
+  // never reads the records. Filled from the records; rows of no record (none are written) dropped.
+  (q) => `
+  ALTER TABLE ${q}decision_sas ADD COLUMN namespace text COLLATE "C", ADD COLUMN kind text COLLATE "C", ADD COLUMN verdict text COLLATE "C", ADD COLUMN writer text COLLATE "C";
+  UPDATE ${q}decision_sas s SET namespace = d.namespace, kind = d.kind, verdict = d.verdict, writer = d.writer FROM ${q}decisions d WHERE d.id = s.decision_id;
+  DELETE FROM ${q}decision_sas WHERE namespace IS NULL;
+  ALTER TABLE ${q}decision_sas ALTER COLUMN namespace SET NOT NULL, ALTER COLUMN kind SET NOT NULL, ALTER COLUMN verdict SET NOT NULL, ALTER COLUMN writer SET NOT NULL,
+    DROP CONSTRAINT decision_sas_pkey, ADD CONSTRAINT decision_sas_pkey PRIMARY KEY (key, time, decision_id) INCLUDE (namespace, kind, verdict, writer);
+  ANALYZE ${q}decision_sas;
+  `,
 ];
 /** Schema SQL per version, exported for the migration test (a store created by an older build). */
 export const SCHEMA_MIGRATIONS: ReadonlyArray<(q: string) => string> = MIGRATIONS;
@@ -486,10 +498,10 @@ class PostgresDecisionStore implements PostgresStore {
           FROM unnest($1::text[], $2::text[], $3::bigint[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[], $9::text[], $10::text[], $11::text[], $12::text[], $13::text[], $14::bigint[], $15::bytea[], $16::text[], $19::text[])
             AS u(id, writer, seq, time, namespace, kind, verdict, sas, task_run, pipeline_run, prev_hash, hash, record, ns_seq, body, unmapped, digest)
           ${ignore ? 'ON CONFLICT (id) DO NOTHING' : ''}
-          RETURNING id, time, writer, namespace, ns_seq, hash
+          RETURNING id, time, writer, namespace, kind, verdict, ns_seq, hash
         ), sas AS (
-          INSERT INTO ${S} (key, time, decision_id)
-          SELECT k.key, ins.time, ins.id FROM unnest($17::text[], $18::text[]) AS k(id, key) JOIN ins ON ins.id = k.id
+          INSERT INTO ${S} (key, time, decision_id, namespace, kind, verdict, writer)
+          SELECT k.key, ins.time, ins.id, ins.namespace, ins.kind, ins.verdict, ins.writer FROM unnest($17::text[], $18::text[]) AS k(id, key) JOIN ins ON ins.id = k.id
         ), heads AS (
           INSERT INTO ${H} AS h (writer, namespace, ns_seq, hash)
           SELECT DISTINCT ON (writer, namespace) writer, namespace, ns_seq, hash FROM ins WHERE ns_seq IS NOT NULL ORDER BY writer, namespace, ns_seq DESC
@@ -956,7 +968,7 @@ class PostgresDecisionStore implements PostgresStore {
 
   async *streamChain(): AsyncIterable<ChainEntry> {
     const sql = `SELECT d.writer, d.seq, d.id, d.time, d.namespace, d.kind, d.verdict, d.service_accounts, d.task_run, d.pipeline_run, d.prev_hash, d.hash, d.record,
-        (SELECT string_agg(s.key || E'\\t' || s.time, E'\\n') FROM ${this.t.sas} s WHERE s.decision_id = d.id) AS sa_keys, d.body, d.ns_seq, encode(d.object_digest, 'hex') AS object_digest
+        (SELECT string_agg(s.key || E'\\t' || s.time || CASE WHEN (s.namespace, s.kind, s.verdict, s.writer) = (d.namespace, d.kind, d.verdict, d.writer) THEN '' ELSE E'\\tcolumns differ' END, E'\\n') FROM ${this.t.sas} s WHERE s.decision_id = d.id) AS sa_keys, d.body, d.ns_seq, encode(d.object_digest, 'hex') AS object_digest
       FROM ${this.t.decisions} d WHERE (d.writer, d.seq) > ($1, $2) ORDER BY d.writer, d.seq LIMIT $3`;
     let writer = '';
     let seq = 0;

@@ -8,9 +8,16 @@ import { SA_INDEX_PROBLEM, toBodyText, toColumnsProblem, type DecisionRow } from
 import { toCanonicalTime } from '../query.js';
 import { toDigestBytes } from '../evidence/object-digest.js';
 
+/**
+ * A record's account index rows as `key<TAB>time` lines (sa_keys). The record columns a row carries
+ * for the stats (namespace, kind, verdict, writer) must equal the record's (alias d, itself checked
+ * against the body): a row whose copy differs gets a suffix, so it matches no expected line.
+ */
+export const SA_KEYS_SQL = `(SELECT group_concat(s.key || char(9) || s.time || CASE WHEN s.namespace = d.namespace AND s.kind = d.kind AND s.verdict = d.verdict AND s.writer = d.writer THEN '' ELSE char(9) || 'columns differ' END, char(10)) FROM decision_sas s WHERE s.decision_id = d.id)`;
+
 /** The columns streamChain and the verify workers read per row, in RawDecisionRow order. */
 export const CHAIN_COLUMNS = `d.writer, d.seq, d.id, d.time, d.namespace, d.kind, d.verdict, d.service_accounts, d.task_run, d.pipeline_run, d.prev_hash, d.hash, d.record,
-        (SELECT group_concat(s.key || char(9) || s.time, char(10)) FROM decision_sas s WHERE s.decision_id = d.id) AS sa_keys, d.body, d.ns_seq, d.object_digest`;
+        ${SA_KEYS_SQL} AS sa_keys, d.body, d.ns_seq, d.object_digest`;
 
 export type RawDecisionRow = [string, number, string, string, string, string, string, string, string | null, string | null, string, string, string, string | null, Uint8Array | null, number | null, Uint8Array | null];
 

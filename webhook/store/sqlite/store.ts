@@ -208,6 +208,27 @@ const MIGRATIONS: Array<string | ((db: Database.Database) => void)> = [
     // Planner statistics for the new indexes (a sample: fast on millions of rows).
     db.exec('PRAGMA analysis_limit = 1000; ANALYZE;');
   },
+  // Stats for a ServiceAccount (issue 10): each account index row carries the record's columns the
+  // stats group and filter by, so an account's stats read one range of this table's primary key
+  // (WITHOUT ROWID: the columns sit in the key's b-tree) and never the records. Rebuilt from the
+  // records in key order; rows of no record (none are written) are not carried over.
+  `
+  CREATE TABLE decision_sas_v4 (
+    key TEXT NOT NULL,
+    time TEXT NOT NULL,
+    decision_id TEXT NOT NULL,
+    namespace TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    verdict TEXT NOT NULL,
+    writer TEXT NOT NULL,
+    PRIMARY KEY (key, time, decision_id)
+  ) WITHOUT ROWID;
+  INSERT INTO decision_sas_v4 (key, time, decision_id, namespace, kind, verdict, writer)
+    SELECT s.key, s.time, s.decision_id, d.namespace, d.kind, d.verdict, d.writer FROM decision_sas s JOIN decisions d ON d.id = s.decision_id ORDER BY s.key, s.time, s.decision_id;
+  DROP TABLE decision_sas;
+  ALTER TABLE decision_sas_v4 RENAME TO decision_sas;
+  CREATE INDEX decision_sas_decision ON decision_sas (decision_id);
+  `,
 ];
 export const SCHEMA_VERSION = MIGRATIONS.length;
 

@@ -12,7 +12,7 @@ import Database from 'better-sqlite3';
 import { createBodyInflater } from '../evidence/body-codec.js';
 import { toChainVerifier, type ChainProblem, type CheckedEvidence, type WriterState } from '../evidence/chain.js';
 import { toChainEntry } from '../rows.js';
-import { CHAIN_COLUMNS, columnProblem, saKeysOf, toDecisionRow, type RawDecisionRow } from './rows.js';
+import { CHAIN_COLUMNS, SA_KEYS_SQL, columnProblem, saKeysOf, toDecisionRow, type RawDecisionRow } from './rows.js';
 
 /** Records `(lo, hi]` of `writer` (by seq). `start`: the state after record `lo`, unless this is the writer's first range. */
 export interface ChainRange {
@@ -106,7 +106,7 @@ export function openRangeReader(path: string): RangeReader {
   const fast = db
     .prepare(
       `SELECT d.seq, d.id, d.prev_hash, d.hash, d.time, d.service_accounts,
-        (SELECT group_concat(s.key || char(9) || s.time, char(10)) FROM decision_sas s WHERE s.decision_id = d.id) AS sa_keys,
+        ${SA_KEYS_SQL} AS sa_keys,
         coalesce(json_extract(${body}, '$.id', '$.replica', '$.seq', '$.prevHash', '$.time', '$.namespace', '$.kind.kind', '$.verdict', '$.tekton.taskRun', '$.tekton.pipelineRun', '$.nsSeq', '$.objectDigest')
             = json_array(d.id, d.writer, d.seq, d.prev_hash, d.time, d.namespace, d.kind, d.verdict, d.task_run, d.pipeline_run, d.ns_seq, CASE WHEN d.object_digest IS NOT NULL THEN lower(hex(d.object_digest)) END)
           AND json_extract(${body}, '$.serviceAccounts') = d.service_accounts, 0) AS ok

@@ -185,7 +185,7 @@ class Writer {
       `INSERT INTO decisions (id, writer, seq, time, namespace, kind, verdict, service_accounts, task_run, pipeline_run, prev_hash, hash, record, ns_seq, body, unmapped, object_digest)
        VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, '', ?, ?, ?, ?)`,
     );
-    const insertSa = this.stmt('INSERT INTO decision_sas (key, time, decision_id) VALUES (?, ?, ?)');
+    const insertSa = this.stmt('INSERT INTO decision_sas (key, time, decision_id, namespace, kind, verdict, writer) VALUES (?, ?, ?, ?, ?, ?, ?)');
     const results: ItemResult[] = [];
     const ids = new Set<string>();
     const nsMoved = new Map<string, { nsSeq: number; hash: string }>();
@@ -232,7 +232,7 @@ class Writer {
         throw err;
       }
       seq++;
-      for (const key of p.saKeys) insertSa.run(key, p.time, r.id);
+      for (const key of p.saKeys) insertSa.run(key, p.time, r.id, r.namespace, r.kind.kind, r.verdict, this.cfg.replica);
       addToRollups(rollups, { time: p.time, namespace: r.namespace, kind: r.kind.kind, verdict: r.verdict, writer: this.cfg.replica, unmapped });
       results.push({ ok: true, seq, prevHash: prev, hash, nsSeq: link.nsSeq, nsPrevHash: link.nsPrevHash, objectDigest });
       nsMoved.set(r.namespace, { nsSeq: link.nsSeq, hash });
