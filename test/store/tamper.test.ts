@@ -91,6 +91,8 @@ function rewriteFrom(db: Database.Database, fromSeq: number, change: (r: Record<
     const hash = sha256Hex(prev + body);
     writeBody(db, seq, body);
     db.prepare('UPDATE decisions SET prev_hash = ?, hash = ?, verdict = ? WHERE seq = ?').run(prev, hash, r.verdict, seq);
+    // The account index rows carry the verdict too (the stats read them): a careful forger edits them as well.
+    db.prepare('UPDATE decision_sas SET verdict = ? WHERE decision_id = (SELECT id FROM decisions WHERE seq = ?)').run(r.verdict, seq);
     prev = hash;
   }
 }
@@ -143,6 +145,7 @@ t.test('each edit is caught and the first bad record named', async (t) => {
         const text = readBody(db, 17).replace('"verdict":"allowed"', '"verdict":"denied"').replace('"verdict":"patched"', '"verdict":"denied"');
         writeBody(db, 17, text);
         db.prepare('UPDATE decisions SET hash = ?, verdict = ? WHERE seq = 17').run(sha256Hex((records[15]?.hash ?? '') + text), 'denied');
+        db.prepare(`UPDATE decision_sas SET verdict = 'denied' WHERE decision_id = ?`).run(id(17));
       },
       { kind: 'record', id: id(18), writer: WRITER, seq: 18 },
       /prevHash does not match/,
@@ -158,6 +161,12 @@ t.test('each edit is caught and the first bad record named', async (t) => {
       (db) => db.prepare(`UPDATE decisions SET namespace = 'elsewhere' WHERE seq = 7`).run(),
       { kind: 'record', id: id(7), writer: WRITER, seq: 7 },
       /the namespace column does not match the record/,
+    ],
+    [
+      "an account index row's copy of the verdict changed (the record hides from an account's stats)",
+      (db) => db.prepare(`UPDATE decision_sas SET verdict = 'errored' WHERE decision_id = ? AND key = 'ci-builder'`).run(id(9)),
+      { kind: 'record', id: id(9), writer: WRITER, seq: 9 },
+      /serviceAccount index rows do not match/,
     ],
     [
       'a ServiceAccount index row deleted',
