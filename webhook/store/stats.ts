@@ -295,8 +295,8 @@ export function isSasFilter(filter: StatsFilter): boolean {
 /**
  * Builds the stats queries for a dialect. Filters the rollups can answer (none, verdict, kind,
  * since/until) read whole hours and days from them and count only the partial edge hours from the
- * records; any other filter (a namespace: its covering index; an account, run or digest: their
- * indexes) counts the matching records. Both give the same numbers (test/store/stats.test.ts
+ * records; any other filter (a namespace: its covering index; an account: its index rows alone,
+ * which carry the columns counted; a run or digest: their indexes) counts the matching records. Both give the same numbers (test/store/stats.test.ts
  * compares them). `toText` maps a filter value to its stored index text (PostgreSQL escapes values
  * it cannot store). Pure.
  */
