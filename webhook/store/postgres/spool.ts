@@ -262,6 +262,7 @@ class SqliteSpool implements Spool {
           if (m.t !== 'ready') return;
           worker.off('message', onReady);
           worker.off('error', onError);
+          worker.off('exit', onExit);
           worker.on('message', (r: SpoolWriterReply) => this.onWriterMessage(r));
           worker.on('error', (err) => this.onWriterGone(worker, `the spool writer thread failed: ${err.message}`));
           worker.on('exit', (code) => this.onWriterGone(worker, `the spool writer thread exited (code ${code})`));
@@ -271,11 +272,20 @@ class SqliteSpool implements Spool {
         };
         const onError = (err: Error) => {
           worker.off('message', onReady);
+          worker.off('exit', onExit);
           this.workerFailure = `the spool writer thread could not start: ${err.message}`;
           reject(storeError('ERR_STORE_UNAVAILABLE', `the decision spool ${this.path} ${this.workerFailure.slice(4)}`, err));
         };
+        // A thread that ends before it is ready (no 'error' event) must fail the start, not hang it.
+        const onExit = (code: number) => {
+          worker.off('message', onReady);
+          worker.off('error', onError);
+          this.workerFailure = `the spool writer thread exited (code ${code}) before it was ready`;
+          reject(storeError('ERR_STORE_UNAVAILABLE', `the decision spool ${this.path} ${this.workerFailure.slice(4)}`));
+        };
         worker.on('message', onReady);
         worker.once('error', onError);
+        worker.once('exit', onExit);
       }).finally(() => {
         this.starting = undefined;
       });

@@ -365,15 +365,24 @@ class SqliteDecisionStore implements SqliteStore {
         if (m.t !== 'ready') return;
         worker.off('message', onReady);
         worker.off('error', onError);
+        worker.off('exit', onExit);
         this.chainHead = m.head;
         resolve();
       };
       const onError = (err: Error) => {
         worker.off('message', onReady);
+        worker.off('exit', onExit);
         reject(err);
+      };
+      // A thread that ends before it is ready (no 'error' event) must fail the start, not hang it.
+      const onExit = (code: number) => {
+        worker.off('message', onReady);
+        worker.off('error', onError);
+        reject(new Error(`the writer thread exited (code ${code}) before it was ready`));
       };
       worker.on('message', onReady);
       worker.once('error', onError);
+      worker.once('exit', onExit);
     });
     worker.on('message', (m: WriterReply) => this.onWriterMessage(m));
     worker.on('error', (err) => this.onWriterGone(worker, `the writer thread failed: ${err.message}`));
