@@ -19,6 +19,7 @@ import { fromStoredBody } from '../../webhook/store/evidence/body-codec.js';
 import { verifyStore } from '../../webhook/store/evidence/bundle.js';
 import { canonicalJson } from '../../webhook/store/evidence/canonical.js';
 import { toStatsPlan, UNMAPPED_LIMIT, type DecisionStats, type StatsBucket, type StatsFilter } from '../../webhook/store/stats.js';
+import { createRandom } from '../../bench/fixtures.js';
 import { aRecord, idOf } from './builders.js';
 import { createTestSchema, onSqliteAndPostgres, pgSkip } from './pg-support.js';
 import { createTestSigner } from './setup.js';
@@ -36,17 +37,6 @@ const KINDS = [
 const VERDICTS: Verdict[] = ['allowed', 'patched', 'denied', 'warned', 'rejected', 'errored'];
 const CODES = ['TASKRUN_SA_UNMAPPED', 'PIPELINERUN_SA_UNMAPPED', 'POD_SA_UNMAPPED'] as const;
 
-function createRandom(seed: number): () => number {
-  let x = seed >>> 0 || 1;
-  return () => {
-    x ^= x << 13;
-    x >>>= 0;
-    x ^= x >>> 17;
-    x ^= x << 5;
-    x >>>= 0;
-    return x / 0x1_0000_0000;
-  };
-}
 
 /** A reason as the rules write it, with the `serviceAccount` newer records carry. */
 const asReason = (r: { code: string; message: string; serviceAccount?: string }) => r as DecisionRecord['reasons'][number];

@@ -36,3 +36,34 @@ export function createWriterThread(base: string, name: string, workerData: unkno
   const bootstrap = `import(${JSON.stringify(loader)}).then((m) => { m.register(); return import(${JSON.stringify(target.href)}); })`;
   return new Worker(bootstrap, { eval: true, workerData, resourceLimits });
 }
+
+/**
+ * Resolves with the first message for which `isReady` is true; rejects when the thread fails
+ * ('error') or ends ('exit', which comes without an 'error' when a thread stops on its own) before
+ * that. Removes its listeners either way, so the caller attaches its steady-state ones after.
+ */
+export function whenWriterReady<M>(worker: Worker, isReady: (m: M) => boolean): Promise<M> {
+  return new Promise<M>((resolve, reject) => {
+    const off = () => {
+      worker.off('message', onMessage);
+      worker.off('error', onError);
+      worker.off('exit', onExit);
+    };
+    const onMessage = (m: M) => {
+      if (!isReady(m)) return;
+      off();
+      resolve(m);
+    };
+    const onError = (err: Error) => {
+      off();
+      reject(err);
+    };
+    const onExit = (code: number) => {
+      off();
+      reject(new Error(`the thread exited (code ${code}) before it was ready`));
+    };
+    worker.on('message', onMessage);
+    worker.on('error', onError);
+    worker.on('exit', onExit);
+  });
+}

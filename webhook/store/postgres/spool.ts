@@ -15,7 +15,7 @@ import type { ChainedRecord, DecisionRecord } from '../../core/record.js';
 import { GENESIS_HASH, toChainedRecord } from '../evidence/chain.js';
 import type { Worker } from 'node:worker_threads';
 import { chainNamespaceRecord, type NamespaceChainHead } from '../evidence/link.js';
-import { createWriterThread } from '../thread.js';
+import { createWriterThread, whenWriterReady } from '../thread.js';
 import type { SpoolItem, SpoolWriterConfig, SpoolWriterReply, SpoolWriterRequest } from './spool-writer.js';
 import { storeError, unchainableError, type StoreError } from '../rows.js';
 import { checkRecordShape } from './store.js';
@@ -257,38 +257,24 @@ class SqliteSpool implements Spool {
     if (this.worker) return Promise.resolve(this.worker);
     if (!this.starting) {
       const worker = createWriterThread(import.meta.url, './spool-writer', this.writerConfig);
-      this.starting = new Promise<Worker>((resolve, reject) => {
-        const onReady = (m: SpoolWriterReply) => {
-          if (m.t !== 'ready') return;
-          worker.off('message', onReady);
-          worker.off('error', onError);
-          worker.off('exit', onExit);
-          worker.on('message', (r: SpoolWriterReply) => this.onWriterMessage(r));
-          worker.on('error', (err) => this.onWriterGone(worker, `the spool writer thread failed: ${err.message}`));
-          worker.on('exit', (code) => this.onWriterGone(worker, `the spool writer thread exited (code ${code})`));
-          this.worker = worker;
-          this.workerFailure = undefined;
-          resolve(worker);
-        };
-        const onError = (err: Error) => {
-          worker.off('message', onReady);
-          worker.off('exit', onExit);
-          this.workerFailure = `the spool writer thread could not start: ${err.message}`;
-          reject(storeError('ERR_STORE_UNAVAILABLE', `the decision spool ${this.path} ${this.workerFailure.slice(4)}`, err));
-        };
-        // A thread that ends before it is ready (no 'error' event) must fail the start, not hang it.
-        const onExit = (code: number) => {
-          worker.off('message', onReady);
-          worker.off('error', onError);
-          this.workerFailure = `the spool writer thread exited (code ${code}) before it was ready`;
-          reject(storeError('ERR_STORE_UNAVAILABLE', `the decision spool ${this.path} ${this.workerFailure.slice(4)}`));
-        };
-        worker.on('message', onReady);
-        worker.once('error', onError);
-        worker.once('exit', onExit);
-      }).finally(() => {
-        this.starting = undefined;
-      });
+      this.starting = whenWriterReady<SpoolWriterReply>(worker, (m) => m.t === 'ready')
+        .then(
+          () => {
+            worker.on('message', (r: SpoolWriterReply) => this.onWriterMessage(r));
+            worker.on('error', (err) => this.onWriterGone(worker, `the spool writer thread failed: ${err.message}`));
+            worker.on('exit', (code) => this.onWriterGone(worker, `the spool writer thread exited (code ${code})`));
+            this.worker = worker;
+            this.workerFailure = undefined;
+            return worker;
+          },
+          (err: Error) => {
+            this.workerFailure = `the spool writer thread could not start: ${err.message}`;
+            throw storeError('ERR_STORE_UNAVAILABLE', `the decision spool ${this.path} ${this.workerFailure.slice(4)}`, err);
+          },
+        )
+        .finally(() => {
+          this.starting = undefined;
+        });
     }
     return this.starting;
   }

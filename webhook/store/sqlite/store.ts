@@ -18,7 +18,7 @@ import { verifySqliteChains } from './verify.js';
 import { toPageOf, type CheckpointPage, type CheckpointPageRequest } from '../checkpoint-page.js';
 import type { Anchor, AppendOptions, ChainEntry, ChainVerifyOptions, Checkpoint, DecisionFilter, DecisionPage, PruneResult, VerifiableStore } from '../port.js';
 import { cancelledError, checkRecordShape, storeError, toBodyText, toChainEntry, toChained, toPage, toPageRequest, unchainableError } from '../rows.js';
-import { createWriterThread } from '../thread.js';
+import { createWriterThread, whenWriterReady } from '../thread.js';
 import { CHAIN_COLUMNS, columnProblem, saKeysOf, toDecisionRow, type RawDecisionRow } from './rows.js';
 import type { NamespaceHead } from '../evidence/merkle.js';
 import { SLOT_CANCELLED, SLOT_PENDING, type AppendItem, type CheckpointClaimsNow, type WriterConfig, type WriterOp, type WriterReply, type WriterRequest } from './writer.js';
@@ -360,30 +360,8 @@ class SqliteDecisionStore implements SqliteStore {
     const worker = createWriterThread(import.meta.url, './writer', cfg);
     this.worker = worker;
     this.workerFailure = undefined;
-    await new Promise<void>((resolve, reject) => {
-      const onReady = (m: WriterReply) => {
-        if (m.t !== 'ready') return;
-        worker.off('message', onReady);
-        worker.off('error', onError);
-        worker.off('exit', onExit);
-        this.chainHead = m.head;
-        resolve();
-      };
-      const onError = (err: Error) => {
-        worker.off('message', onReady);
-        worker.off('exit', onExit);
-        reject(err);
-      };
-      // A thread that ends before it is ready (no 'error' event) must fail the start, not hang it.
-      const onExit = (code: number) => {
-        worker.off('message', onReady);
-        worker.off('error', onError);
-        reject(new Error(`the writer thread exited (code ${code}) before it was ready`));
-      };
-      worker.on('message', onReady);
-      worker.once('error', onError);
-      worker.once('exit', onExit);
-    });
+    const ready = await whenWriterReady<WriterReply>(worker, (m) => m.t === 'ready');
+    if (ready.t === 'ready') this.chainHead = ready.head;
     worker.on('message', (m: WriterReply) => this.onWriterMessage(m));
     worker.on('error', (err) => this.onWriterGone(worker, `the writer thread failed: ${err.message}`));
     worker.on('exit', (code) => this.onWriterGone(worker, `the writer thread exited (code ${code})`));
