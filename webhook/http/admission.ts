@@ -178,10 +178,11 @@ export async function admissionRoutes(app: FastifyInstance, deps: AdmissionDeps)
     request.body = undefined;
     // The patch serialised once, for the response and (its keys being in canonical order, as the
     // core builds them) as the record's canonical patch for the store's hash: no second walk.
-    const patchJson = decision.patch.length > 0 ? JSON.stringify(decision.patch) : undefined;
+    // The core usually hands it over already joined from its fragments' texts (Decision.patchJson).
+    const patchJson = decision.patch.length > 0 ? (decision.patchJson ?? JSON.stringify(decision.patch)) : undefined;
     const extra: Pick<AppendOptions, 'review' | 'patchJson'> = {};
     if (body) extra.review = body;
-    if (patchJson !== undefined && isCanonicalOrder(decision.patch)) extra.patchJson = patchJson;
+    if (patchJson !== undefined && (decision.patchJson !== undefined || isCanonicalOrder(decision.patch))) extra.patchJson = patchJson;
     let answerId = id;
     try {
       await record(rec, decision, extra);
