@@ -26,7 +26,8 @@ import { loadBenchFacts, mutateReviewBody, validateReviewBody } from './fixtures
 
 const records = Number(process.argv[2] ?? 3000);
 const batch = Number(process.argv[3] ?? 16);
-const roots = process.argv.length > 4 ? process.argv.slice(4).map((r) => resolve(r)) : [resolve(join(import.meta.dirname, '..'))];
+/** `root` or `root#pragma;pragma` (experiments: PRAGMAs run on that subject's write connection). */
+const subjectsArgs = process.argv.length > 4 ? process.argv.slice(4) : [join(import.meta.dirname, '..')];
 
 type Item = { record: DecisionRecord | Omit<DecisionRecord, 'patch'>; time: string; saKeys: string[]; slot: number; review?: Uint8Array; patchJson?: string };
 
@@ -47,7 +48,9 @@ function template(endpoint: 'mutate' | 'validate', body: string): { record: Deci
 const templates = [template('mutate', mutateReviewBody()), template('validate', validateReviewBody())];
 
 /** The store code of one checkout, a store file and a Writer on it. */
-async function load(root: string, dir: string) {
+async function load(arg: string, index: number, dir: string) {
+  const [rootArg = '.', pragmas = ''] = arg.split('#');
+  const root = resolve(rootArg);
   const from = (p: string) => import(pathToFileURL(join(root, p)).href);
   const { Writer } = await from('webhook/store/sqlite/writer.ts');
   const { createSqliteStore } = await from('webhook/store/sqlite/store.ts');
@@ -58,11 +61,12 @@ async function load(root: string, dir: string) {
   const { toStoredBody } = await from('webhook/store/evidence/body-codec.ts');
   const { CanonicalText } = await from('webhook/store/evidence/canonical.ts');
   const signer = await loadOrCreateSigningKey(join(dir, 'key.pem'), { create: true });
-  const path = join(dir, `store-${roots.indexOf(root)}.db`);
+  const path = join(dir, `store-${index}.db`);
   const store = await createSqliteStore({ path, replica: 'bench-0', signer, checkpointEvery: { records: 1e9, seconds: 1e6 } });
   await store.close();
   const writer = new Writer({ path, replica: 'bench-0', busyTimeoutMs: 5000, recoveryProbeMs: 1000, cancelFlags: new SharedArrayBuffer(4) }, () => {});
-  return { root, writer, saKeysOf, toObjectDigest, chainNamespaceRecord, GENESIS_HASH, toStoredBody, CanonicalText };
+  for (const pragma of pragmas.split(';').filter(Boolean)) (writer as unknown as { db: { pragma(s: string): unknown } }).db.pragma(pragma);
+  return { root: arg, writer, saKeysOf, toObjectDigest, chainNamespaceRecord, GENESIS_HASH, toStoredBody, CanonicalText };
 }
 
 let n = 0;
@@ -89,7 +93,7 @@ function cpuMicros(): number {
 const dir = mkdtempSync(join(tmpdir(), 'tzw-writer-micro-'));
 try {
   const subjects = [];
-  for (const root of roots) subjects.push(await load(root, dir));
+  for (const [i, arg] of subjectsArgs.entries()) subjects.push(await load(arg, i, dir));
   type Subject = (typeof subjects)[number];
   const run = (x: Subject, count: number): number => {
     const t0 = cpuMicros();
