@@ -7,7 +7,7 @@
  * throughput) and the decision id of each expected answer is kept, so the caller can check that
  * the store holds a record for each one. Only expected answers count in rps, latencies and `ok`.
  */
-import { request } from 'node:https';
+import { Agent, request } from 'node:https';
 // autocannon ships no types; the part used here is typed below.
 // @ts-expect-error no declaration file for 'autocannon'
 import autocannonUntyped from 'autocannon';
@@ -169,5 +169,91 @@ export function postJson(port: number, path: string, body: string, caPem: string
     );
     req.on('error', reject);
     req.end(body);
+  });
+}
+
+/**
+ * Open-loop load at a fixed rate: request i is due at start + i / rate (evenly spaced, as
+ * independent callers such as an API server's arrive), sent on a free keep-alive connection of a
+ * pool of `connections` (queued in the agent when all are busy), and its latency is taken from the
+ * time it was DUE, not from when it left: a server that stalls is charged for every request that
+ * waited behind the stall (no coordinated omission).
+ *
+ * autocannon's `overallRate` is not this: each connection may send rate/connections requests per
+ * second and then waits for the next whole second (lib/httpClient.js, a 1 s setInterval resets the
+ * count), so at the top of every second all connections fire back to back — a burst at full
+ * concurrency, whose latency is the saturated latency (≈ connections × service time) however low
+ * the average rate is. The bench reports both; this is the one its fixed-rate targets use.
+ */
+export function runPacedLoad(o: LoadOptions & { rate: number; ca: string }): Promise<LoadResult> {
+  const total = Math.max(1, Math.round(o.rate * o.seconds));
+  const interval = 1000 / o.rate;
+  const agent = new Agent({ keepAlive: true, maxSockets: o.connections, ca: o.ca, servername: 'localhost' });
+  const latencies = new Float64Array(total);
+  const ids: string[] = [];
+  let n = 0;
+  let unexpected = 0;
+  let failed = 0;
+  let settled = 0;
+  let sent = 0;
+  const body = Buffer.from(o.body);
+  return new Promise((resolve) => {
+    const start = performance.now() + 5;
+    const finish = (): void => {
+      agent.destroy();
+      const sorted = latencies.subarray(0, n).sort();
+      const seconds = (performance.now() - start) / 1000;
+      resolve({
+        rps: n / seconds,
+        p50Ms: percentile(sorted, 0.5),
+        p90Ms: percentile(sorted, 0.9),
+        p99Ms: percentile(sorted, 0.99),
+        maxMs: n > 0 ? sorted[n - 1]! : NaN,
+        ok: n,
+        unexpected,
+        ids,
+        failed,
+        seconds,
+      });
+    };
+    const done = (): void => {
+      if (++settled === total) finish();
+    };
+    const send = (due: number): void => {
+      const req = request(
+        { host: '127.0.0.1', port: o.port, path: o.path, method: 'POST', agent, headers: { 'content-type': 'application/json', 'content-length': body.length }, timeout: 10_000 },
+        (res) => {
+          const chunks: Buffer[] = [];
+          res.on('data', (c: Buffer) => chunks.push(c));
+          res.on('end', () => {
+            const ms = performance.now() - due;
+            const status = res.statusCode ?? 0;
+            if (status < 200 || status >= 300) failed++;
+            else if (!o.expect) latencies[n++] = ms;
+            else {
+              const id = o.expect(Buffer.concat(chunks).toString('utf8'));
+              if (id === undefined) unexpected++;
+              else {
+                latencies[n++] = ms;
+                ids.push(id);
+              }
+            }
+            done();
+          });
+        },
+      );
+      req.on('timeout', () => req.destroy(new Error('timeout')));
+      req.on('error', () => {
+        failed++;
+        done();
+      });
+      req.end(body);
+    };
+    const tick = (): void => {
+      const now = performance.now();
+      while (sent < total && start + sent * interval <= now) send(start + sent++ * interval);
+      if (sent < total) setTimeout(tick, Math.max(0, start + sent * interval - performance.now()));
+    };
+    setTimeout(tick, 5);
   });
 }

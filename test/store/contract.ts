@@ -6,7 +6,9 @@
  * The harness opens a fresh, empty store for each case with the given writer id and checkpoint
  * cadence, and the recovery probe set short (the failure case waits for it).
  */
+import { createHash } from 'node:crypto';
 import { join } from 'node:path';
+import canonicalizeCjs from 'canonicalize';
 import type { Test } from 'tap';
 import type { ChainedRecord, DecisionRecord } from '../../webhook/core/record.js';
 import { GENESIS_HASH, hashRecord } from '../../webhook/store/evidence/chain.js';
@@ -38,6 +40,8 @@ export interface HarnessOptions {
 export type MakeStore = (opts: HarnessOptions) => Promise<StoreHarness>;
 
 type Scan = Omit<DecisionFilter, 'limit' | 'cursor'>;
+
+const canonicalize = canonicalizeCjs as unknown as (v: unknown) => string | undefined;
 
 const DEFAULTS: HarnessOptions = { replica: WRITER, checkpointEvery: { records: 1000, seconds: 3600 } };
 
@@ -168,6 +172,31 @@ export function runStoreContract(t: Test, name: string, makeStore: MakeStore): v
     const path = join(t.testdir({}), 'b.jsonl');
     await writeBundle(h.store, undefined, path, h.jwks);
     t.match(await verifyBundle(path, h.jwks), { ok: true, records: 3 });
+  });
+
+  withStore('append with the review body and the patch as canonical text stores what the plain append would', {}, async (t, h) => {
+    // The admission route passes both (AppendOptions.review, .patchJson); the stored record, its
+    // hash and objectDigest must be exactly those of the record with its patch object and the
+    // RFC 8785 digest of request.object, whether an adapter uses the options or not.
+    const object = { metadata: { namespace: 'payments', name: 'p', labels: { b: '1', a: '2' } }, kind: 'Pod', apiVersion: 'v1', spec: { containers: [{ name: 'c', image: 'i' }] } };
+    const review = Buffer.from(JSON.stringify({ apiVersion: 'admission.k8s.io/v1', kind: 'AdmissionReview', request: { uid: 'u', object } }));
+    const patch = [
+      { op: 'add' as const, path: '/metadata/annotations/tekton-zscaler.io~1status', value: 'injected' },
+      { op: 'add' as const, path: '/spec/volumes/-', value: { name: 'tekton-zscaler-token', projected: { sources: [{ serviceAccountToken: { audience: 'sts', expirationSeconds: 600, path: 'token' } }] } } },
+    ];
+    const digest = createHash('sha256').update(canonicalize(object) ?? '').digest('hex');
+    const a = aRecord({ n: 1, patch, objectDigest: null });
+    const ra = await h.store.append(a, { review, patchJson: JSON.stringify(patch) });
+    const { hash, ...rest } = ra;
+    t.strictSame(rest, { ...a, objectDigest: digest, seq: 1, prevHash: GENESIS_HASH, ...(h.v2 ? { nsSeq: 1, nsPrevHash: GENESIS_HASH } : {}) });
+    t.equal(hash, hashRecord(GENESIS_HASH, rest), 'the hash is of the canonical record with the patch object');
+    t.strictSame(await h.store.get(a.id), ra);
+    // The same record without the options, after it: the same body but for id and chain fields.
+    const b = aRecord({ n: 2, patch, objectDigest: digest });
+    const rb = await h.store.append(b);
+    t.equal(rb.hash, hashRecord(hash, { ...rest, ...b, seq: 2, prevHash: hash, ...(h.v2 ? { nsSeq: 2, nsPrevHash: hash } : {}) }));
+    t.strictSame((await h.store.query({ objectDigest: digest, limit: 10 })).items.map((r) => r.id), [a.id, b.id], 'found by objectDigest');
+    t.match(await verifyStore(h.store, h.jwks), { ok: true, records: 2 });
   });
 
   withStore('every filter, ordering by (time, id), pagination and stream', {}, async (t, h) => {

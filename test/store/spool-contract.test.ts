@@ -21,7 +21,7 @@ const { signer, jwks } = await createTestSigner(t, 'tzw-spool-contract-key-');
 function readYourWrites(s: SpooledPostgresStore): VerifiableStore {
   const sync = () => s.drained(10_000);
   return {
-    append: (r) => s.append(r),
+    append: (r, o) => s.append(r, o),
     get: async (id) => (await sync(), s.get(id)),
     query: async (f) => (await sync(), s.query(f)),
     stream: (f) =>

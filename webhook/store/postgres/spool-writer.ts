@@ -16,6 +16,7 @@ import Database from 'better-sqlite3';
 import type { DecisionRecord } from '../../core/record.js';
 import { chainNamespaceRecord, GENESIS_HASH, type NamespaceChainHead, type NamespaceLink } from '../evidence/link.js';
 import { toObjectDigest } from '../evidence/object-digest.js';
+import { CanonicalText } from '../evidence/canonical.js';
 
 export interface SpoolWriterConfig {
   path: string;
@@ -26,9 +27,12 @@ export interface SpoolWriterConfig {
 }
 
 export interface SpoolItem {
-  record: DecisionRecord;
+  /** Without `patch` when patchJson carries it. */
+  record: DecisionRecord | Omit<DecisionRecord, 'patch'>;
   /** The AdmissionReview body as received: objectDigest is computed from its request.object here. */
   review?: Uint8Array;
+  /** The record's patch as canonical JSON text (AppendOptions.patchJson), hashed and stored in its place. */
+  patchJson?: string;
 }
 
 /** Per item: its place on the chains, or the error (code, message) it was refused with. */
@@ -97,7 +101,7 @@ class SpoolWriter {
     const nsMoved = new Map<string, NamespaceChainHead>();
     const head = (this.st.head.get(replica) as { seq: number; hash: string } | undefined) ?? { seq: 0, hash: GENESIS_HASH };
     let { seq, hash: prev } = head;
-    for (const { record: r, review } of items) {
+    for (const { record: r, review, patchJson } of items) {
       if (ids.has(r.id) || this.st.exists.get(r.id)) {
         results.push({ ok: false, code: 'ERR_STORE_DUPLICATE_ID', message: `a decision with id ${r.id} is already stored` });
         continue;
@@ -111,7 +115,7 @@ class SpoolWriter {
           throw new Error(`the review body is not JSON: ${(err as Error).message}`);
         }
         const nsHead = nsMoved.get(r.namespace) ?? (this.st.nsHead.get(replica, r.namespace) as NamespaceChainHead | undefined);
-        link = chainNamespaceRecord({ ...r, objectDigest }, { seq, hash: prev }, nsHead);
+        link = chainNamespaceRecord(patchJson === undefined ? { ...r, objectDigest } : { ...r, objectDigest, patch: new CanonicalText(patchJson) }, { seq, hash: prev }, nsHead);
       } catch (err) {
         results.push({ ok: false, code: 'ERR_STORE_INVALID_RECORD', message: `invalid decision record ${r.id}: ${(err as Error).message}` });
         continue;

@@ -20,7 +20,7 @@ import type { SpoolItem, SpoolWriterConfig, SpoolWriterReply, SpoolWriterRequest
 import { storeError, unchainableError, type StoreError } from '../rows.js';
 import { checkRecordShape } from './store.js';
 import type { StoreLogger } from '../sqlite/store.js';
-import type { QuarantinedRecord } from '../port.js';
+import type { AppendOptions, QuarantinedRecord } from '../port.js';
 import { toFullCode } from '../full.js';
 import { createReserve, type Reserve } from '../reserve.js';
 
@@ -101,7 +101,7 @@ export interface Spool {
    * Errors (by `code`): ERR_STORE_INVALID_RECORD, ERR_STORE_DUPLICATE_ID (id already spooled),
    * ERR_STORE_UNAVAILABLE (spool full — the message names the spool and its limit — or a disk error).
    */
-  append(record: DecisionRecord, review?: Uint8Array): Promise<ChainedRecord>;
+  append(record: DecisionRecord, opts?: SpoolAppendOptions): Promise<ChainedRecord>;
   /** This writer's chain head, spooled records included. */
   head(writer?: string): { seq: number; hash: string };
   /** Records spooled and not yet removed (forwarded). */
@@ -151,9 +151,13 @@ export interface Spool {
   close(): Promise<void>;
 }
 
+/** What the store's append passes on (AppendOptions.review and .patchJson, see port.ts). */
+export type SpoolAppendOptions = Pick<AppendOptions, 'review' | 'patchJson'>;
+
 interface Pending {
   record: DecisionRecord;
   review?: Uint8Array;
+  patchJson?: string;
   resolve(r: ChainedRecord): void;
   reject(e: Error): void;
 }
@@ -168,7 +172,16 @@ function checkRecord(record: DecisionRecord, replica: string): string | undefine
 }
 
 function toItem(p: Pending): SpoolItem {
-  return p.review ? { record: p.record, review: p.review } : { record: p.record };
+  const item: SpoolItem = { record: p.record };
+  if (p.review) item.review = p.review;
+  if (p.patchJson !== undefined) {
+    // The patch travels as the text the caller already has: no structured clone of it here and no
+    // second canonical walk in the writer.
+    const { patch: _patch, ...rest } = p.record;
+    item.record = rest;
+    item.patchJson = p.patchJson;
+  }
+  return item;
 }
 
 /**
@@ -374,12 +387,15 @@ class SqliteSpool implements Spool {
     this.listeners.push(listener);
   }
 
-  append(record: DecisionRecord, review?: Uint8Array): Promise<ChainedRecord> {
+  append(record: DecisionRecord, opts?: SpoolAppendOptions): Promise<ChainedRecord> {
     if (this.closed) return Promise.reject(storeError('ERR_STORE_UNAVAILABLE', `the decision spool ${this.path} is closed`));
     const problem = checkRecord(record, this.replica);
     if (problem) return Promise.reject(storeError('ERR_STORE_INVALID_RECORD', `invalid decision record: ${problem}`));
     return new Promise<ChainedRecord>((resolve, reject) => {
-      this.queue.push(review ? { record, review, resolve, reject } : { record, resolve, reject });
+      const p: Pending = { record, resolve, reject };
+      if (opts?.review) p.review = opts.review;
+      if (opts?.patchJson !== undefined) p.patchJson = opts.patchJson;
+      this.queue.push(p);
       if (!this.flushScheduled) {
         this.flushScheduled = true;
         // setImmediate, not a microtask: every request handled in this turn of the event loop

@@ -116,7 +116,8 @@ function errInfo(err: unknown): { message: string; code?: string } {
   return typeof code === 'string' ? { message: (err as Error).message, code } : { message: String((err as Error)?.message ?? err) };
 }
 
-class Writer {
+/** Exported for the in-process micro-benchmark (bench/writer-micro.ts); the thread below runs one. */
+export class Writer {
   private readonly db: Database.Database;
   private readonly cfg: WriterConfig;
   private readonly flags: Int32Array;

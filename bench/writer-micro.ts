@@ -1,0 +1,146 @@
+/**
+ * In-process micro-benchmark of the SQLite writer thread's per-record work: the Writer of
+ * webhook/store/sqlite/writer.ts driven on this thread against a real store file (WAL,
+ * synchronous=FULL), with the records and AdmissionReview bodies the HTTP bench sends (/mutate:
+ * the corpus pod, patched; /validate: the PipelineRun, allowed), committed in groups like the
+ * group commit forms under load. Prints CPU µs per record (user + system of this process, so
+ * fsync's system time counts) for the whole append and for its parts.
+ *
+ *   npx tsx bench/writer-micro.ts [records=3000] [batch=16] [root=.. ...]
+ *
+ * Each `root` is a checkout to import the store code from (e.g. a copy of another commit): with
+ * several, their rounds alternate in one process, so before/after see the same machine load. The
+ * fixtures always come from this checkout.
+ */
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { pathToFileURL } from 'node:url';
+import { toDecideOptions } from '../webhook/config/options.js';
+import { defaultConfig } from '../webhook/config/schema.js';
+import { decideAdmission } from '../webhook/core/admit.js';
+import { createFactsIndex } from '../webhook/core/mapping-index.js';
+import { formatMicros, toRecord, type DecisionRecord } from '../webhook/core/record.js';
+import { parseAdmissionReview } from '../webhook/core/wire.js';
+import { loadBenchFacts, mutateReviewBody, validateReviewBody } from './fixtures.js';
+
+const records = Number(process.argv[2] ?? 3000);
+const batch = Number(process.argv[3] ?? 16);
+/** `root` or `root#pragma;pragma` (experiments: PRAGMAs run on that subject's write connection). */
+const subjectsArgs = process.argv.length > 4 ? process.argv.slice(4) : [join(import.meta.dirname, '..')];
+
+type Item = { record: DecisionRecord | Omit<DecisionRecord, 'patch'>; time: string; saKeys: string[]; slot: number; review?: Uint8Array; patchJson?: string };
+
+const config = defaultConfig('bench-0');
+const facts = createFactsIndex(config.domain);
+loadBenchFacts(facts, 2);
+const options = toDecideOptions(config);
+
+/** One template per endpoint: the record the route builds, its patch text and the body as received. */
+function template(endpoint: 'mutate' | 'validate', body: string): { record: DecisionRecord; patchJson?: string; review: Buffer } {
+  const parsed = parseAdmissionReview(JSON.parse(body));
+  if (!parsed.ok) throw new Error(parsed.message);
+  const decision = decideAdmission(endpoint, parsed.review.request, facts, options, '01900000-0000-7000-8000-000000000000');
+  const record = toRecord({ id: '', time: '', endpoint, replica: 'bench-0', durationMs: 0.4, objectDigest: null }, decision, parsed.review.request);
+  const patchJson = decision.patch.length > 0 ? JSON.stringify(decision.patch) : undefined;
+  return { record, review: Buffer.from(body), ...(patchJson ? { patchJson } : {}) };
+}
+const templates = [template('mutate', mutateReviewBody()), template('validate', validateReviewBody())];
+
+/** The store code of one checkout, a store file and a Writer on it. */
+async function load(arg: string, index: number, dir: string) {
+  const [rootArg = '.', pragmas = ''] = arg.split('#');
+  const root = resolve(rootArg);
+  const from = (p: string) => import(pathToFileURL(join(root, p)).href);
+  const { Writer } = await from('webhook/store/sqlite/writer.ts');
+  const { createSqliteStore } = await from('webhook/store/sqlite/store.ts');
+  const { loadOrCreateSigningKey } = await from('webhook/store/evidence/signing.ts');
+  const { saKeysOf } = await from('webhook/store/sqlite/rows.ts');
+  const { toObjectDigest } = await from('webhook/store/evidence/object-digest.ts');
+  const { chainNamespaceRecord, GENESIS_HASH } = await from('webhook/store/evidence/link.ts');
+  const { toStoredBody } = await from('webhook/store/evidence/body-codec.ts');
+  const { CanonicalText } = await from('webhook/store/evidence/canonical.ts');
+  const signer = await loadOrCreateSigningKey(join(dir, 'key.pem'), { create: true });
+  const path = join(dir, `store-${index}.db`);
+  const store = await createSqliteStore({ path, replica: 'bench-0', signer, checkpointEvery: { records: 1e9, seconds: 1e6 } });
+  await store.close();
+  const writer = new Writer({ path, replica: 'bench-0', busyTimeoutMs: 5000, recoveryProbeMs: 1000, cancelFlags: new SharedArrayBuffer(4) }, () => {});
+  for (const pragma of pragmas.split(';').filter(Boolean)) (writer as unknown as { db: { pragma(s: string): unknown } }).db.pragma(pragma);
+  return { root: arg, writer, saKeysOf, toObjectDigest, chainNamespaceRecord, GENESIS_HASH, toStoredBody, CanonicalText };
+}
+
+let n = 0;
+function nextItem(saKeysOf: (sas: string[]) => string[]): Item {
+  const t = templates[n % 2]!;
+  n++;
+  const time = formatMicros(1_767_225_600_000_000n + BigInt(n) * 1000n);
+  const id = `01900000-${(n >>> 16).toString(16).padStart(4, '0')}-7000-8000-${n.toString(16).padStart(12, '0')}`;
+  const full: DecisionRecord = { ...t.record, id, time };
+  const item: Item = { record: full, time, saKeys: saKeysOf(full.serviceAccounts), slot: -1, review: t.review };
+  if (t.patchJson !== undefined) {
+    const { patch: _p, ...rest } = full;
+    item.record = rest;
+    item.patchJson = t.patchJson;
+  }
+  return item;
+}
+
+function cpuMicros(): number {
+  const u = process.cpuUsage();
+  return u.user + u.system;
+}
+
+const dir = mkdtempSync(join(tmpdir(), 'tzw-writer-micro-'));
+try {
+  const subjects = [];
+  for (const [i, arg] of subjectsArgs.entries()) subjects.push(await load(arg, i, dir));
+  type Subject = (typeof subjects)[number];
+  const run = (x: Subject, count: number): number => {
+    const t0 = cpuMicros();
+    for (let done = 0; done < count; done += batch) {
+      const items: Item[] = [];
+      for (let i = 0; i < batch; i++) items.push(nextItem(x.saKeysOf));
+      x.writer.enqueue({ batch: done, items });
+      x.writer.flush();
+    }
+    return (cpuMicros() - t0) / count;
+  };
+  const parts = (x: Subject, count: number): Record<string, number> => {
+    const items: Item[] = [];
+    for (let i = 0; i < count; i++) items.push(nextItem(x.saKeysOf));
+    const out: Record<string, number> = {};
+    let t0 = cpuMicros();
+    const digests = items.map((p) => x.toObjectDigest(p.review!));
+    out.objectDigest = (cpuMicros() - t0) / count;
+    t0 = cpuMicros();
+    const links = items.map((p, i) => x.chainNamespaceRecord(p.patchJson === undefined ? { ...p.record, objectDigest: digests[i] } : { ...p.record, objectDigest: digests[i], patch: new x.CanonicalText(p.patchJson) }, { seq: i, hash: x.GENESIS_HASH }, undefined));
+    out.chain = (cpuMicros() - t0) / count;
+    t0 = cpuMicros();
+    let bytes = 0;
+    for (const l of links) bytes += x.toStoredBody(l.body).length;
+    out.deflate = (cpuMicros() - t0) / count;
+    out.storedBodyBytes = bytes / count;
+    return out;
+  };
+  for (const x of subjects) {
+    run(x, 1000); // warm-up (JIT, page cache)
+    parts(x, 1000);
+  }
+  const rounds = subjects.map(() => [] as number[]);
+  const partRounds = subjects.map(() => [] as Array<Record<string, number>>);
+  for (let r = 0; r < 5; r++) {
+    subjects.forEach((x, i) => {
+      rounds[i]!.push(run(x, records));
+      partRounds[i]!.push(parts(x, Math.min(records, 2000)));
+    });
+  }
+  const med = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
+  subjects.forEach((x, i) => {
+    x.writer.close();
+    const summary: Record<string, number> = { appendCpuUsPerRecord: med(rounds[i]!) };
+    for (const k of Object.keys(partRounds[i]![0]!)) summary[k] = med(partRounds[i]!.map((p) => p[k]!));
+    console.log(JSON.stringify({ root: x.root, records, batch, rounds: rounds[i]!.map((v) => Math.round(v)), ...Object.fromEntries(Object.entries(summary).map(([k, v]) => [k, Math.round(v * 10) / 10])) }));
+  });
+} finally {
+  rmSync(dir, { recursive: true, force: true });
+}
