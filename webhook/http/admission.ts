@@ -154,7 +154,7 @@ export async function admissionRoutes(app: FastifyInstance, deps: AdmissionDeps)
       admissionSeconds[endpoint].observe((performance.now() - t0) / 1000);
       return reply.code(400).send({ code: 'REVIEW_MALFORMED', message: `invalid AdmissionReview: ${parsed.message}`, decisionId: id });
     }
-    let req: AdmissionRequest = parsed.review.request;
+    const req: AdmissionRequest = parsed.review.request;
     let decision: Decision;
     if (!deps.sourceSynced()) {
       decision = errored([reason('SOURCE_NOT_SYNCED')], 'tekton-zscaler-webhook is starting: namespaces, ServiceAccounts and IdentityMappings are not loaded yet; retry shortly');
@@ -173,8 +173,11 @@ export async function admissionRoutes(app: FastifyInstance, deps: AdmissionDeps)
     // Let go of the parsed review (request.object is most of it) before awaiting the commit: what
     // follows needs only these fields (toRecord of the deadline path reads the name from `name`).
     // Otherwise every request in flight holds its pod through the scavenges that run meanwhile,
-    // which then copy and promote it.
-    req = { ...req, object: null, oldObject: null, name: rec.name };
+    // which then copy and promote it. (parseAdmissionReview built `req` for this request alone, so
+    // it is changed in place rather than copied.)
+    req.object = null;
+    if (req.oldObject != null) req.oldObject = null;
+    req.name = rec.name;
     request.body = undefined;
     // The patch serialised once, for the response and (its keys being in canonical order, as the
     // core builds them) as the record's canonical patch for the store's hash: no second walk.
