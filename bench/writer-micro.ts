@@ -29,7 +29,8 @@ const batch = Number(process.argv[3] ?? 16);
 /**
  * `root` or `root#option;option`: an option `main-digest` hands the writer records whose objectDigest
  * was computed from the parsed object (toDigestOfObject, timed and counted: the main thread's cost)
- * instead of the review body; any other option is a PRAGMA run on that subject's write connection.
+ * instead of the review body; `sql:STATEMENT` runs that SQL on the subject's file first (e.g. a
+ * DROP INDEX, to price an index); any other option is a PRAGMA run on its write connection.
  */
 const subjectsArgs = process.argv.length > 4 ? process.argv.slice(4) : [join(import.meta.dirname, '..')];
 
@@ -72,7 +73,11 @@ async function load(arg: string, index: number, dir: string) {
   const options = pragmas.split(';').filter(Boolean);
   const mainDigest = options.includes('main-digest');
   const { toDigestOfObject } = await from('webhook/store/evidence/object-digest.ts');
-  for (const pragma of options.filter((o) => o !== 'main-digest')) (writer as unknown as { db: { pragma(s: string): unknown } }).db.pragma(pragma);
+  const db = (writer as unknown as { db: { pragma(s: string): unknown; exec(s: string): unknown } }).db;
+  for (const o of options.filter((o) => o !== 'main-digest')) {
+    if (o.startsWith('sql:')) db.exec(o.slice(4));
+    else db.pragma(o);
+  }
   return { root: arg, mainDigest, toDigestOfObject, writer, saKeysOf, toObjectDigest, chainNamespaceRecord, GENESIS_HASH, toStoredBody, CanonicalText };
 }
 
