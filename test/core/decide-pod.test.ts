@@ -7,6 +7,7 @@ import { reason } from '../../webhook/core/reasons.js';
 import { allowed, type AddOperation, type Decision } from '../../webhook/core/verdict.js';
 import type { KubeObject, Operation } from '../../webhook/core/wire.js';
 import { aContainer, aMapping, aNamespace, aPod, aRequest, defaultOptions, NS } from '../builders.js';
+import { canonicalJson } from '../../webhook/store/evidence/canonical.js';
 import { addOnlyViolations, applyOps, container, duplicateNames, envNames, firstLoss, tunnelPlacementProblems } from './patch-check.js';
 
 const ID = '0192f0a0-0000-7000-8000-00000000abcd';
@@ -456,6 +457,30 @@ t.test('patch values come from a per-mapping cache and are frozen', async (t) =>
   t.not(other[3]?.value, a[3]?.value, 'other options get their own sidecar');
   t.strictSame(other[3]?.value, a[3]?.value);
   t.notOk(Object.isFrozen(native.sidecar.probe), "the caller's options are copied, never frozen");
+});
+
+t.test('the patch text comes with the patch: JSON.stringify of it and RFC 8785, for every shape of pod and both modes', async (t) => {
+  const pods: Array<[string, KubeObject]> = [
+    ['plain', aPod()],
+    ['no volumes, no mounts, no initContainers, no annotations', aPod({ annotations: null, volumes: null, initContainers: null, containers: [aContainer('step-build')] })],
+    ['env partly set', aPod({ containers: [aContainer('step-build', { env: [{ name: 'AWS_ROLE_ARN', value: 'mine' }] }), aContainer('sidecar-db')] })],
+  ];
+  for (const opts of [native, classic]) {
+    for (const [name, pod] of pods) {
+      const d = decidePod(aRequest(pod), mapped, opts, ID);
+      t.equal(d.verdict, 'patched', name);
+      t.equal(d.patchJson, JSON.stringify(d.patch), `${name} (${opts.sidecar.mode}): same text as JSON.stringify`);
+      t.equal(d.patchJson, canonicalJson(d.patch), `${name} (${opts.sidecar.mode}): and its RFC 8785 form`);
+    }
+  }
+  // A config piece with an integer-like key cannot be put in code-unit order (JavaScript lists
+  // such keys first): then no text is offered, and the caller serialises (and checks) as before.
+  const odd = defaultOptions({ mode: 'classic' });
+  odd.sidecar = { ...odd.sidecar, resources: { limits: { '9': '1', '10': '1' } } };
+  const d = decidePod(aRequest(aPod()), mapped, odd, ID);
+  t.equal(d.verdict, 'patched');
+  t.equal(d.patchJson, undefined, 'no text when a fragment is not in code-unit key order');
+  t.not(JSON.stringify(d.patch), canonicalJson(d.patch), 'that patch is indeed not RFC 8785 as JSON.stringify writes it');
 });
 
 t.test('dry run does not change the decision, and the request is never mutated', async (t) => {

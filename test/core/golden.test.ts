@@ -35,6 +35,7 @@ t.test(`${GOLDEN_CASES.length} golden cases`, async (t) => {
       t.equal(decision.verdict, 'patched');
       t.strictSame(JSON.parse(JSON.stringify(decision.patch)), expected, 'patch equals expected-patch.json');
       t.equal(JSON.stringify(decision.patch), canonicalJson(decision.patch), 'the patch\'s JSON is already RFC 8785 (the record reuses the response\'s serialisation)');
+      t.equal(decision.patchJson, JSON.stringify(decision.patch), 'the text joined from the fragments is JSON.stringify of the patch');
 
       const response = renderReview(req.uid, decision, GOLDEN_DECISION_ID).response;
       t.equal(response.patchType, 'JSONPatch');

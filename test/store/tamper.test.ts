@@ -97,6 +97,24 @@ function rewriteFrom(db: Database.Database, fromSeq: number, change: (r: Record<
   }
 }
 
+/** Replaces record `seq`'s stored text with `edit(text)` and re-hashes the chain from it on (columns left as they were). */
+function rewriteTextFrom(db: Database.Database, seq: number, edit: (text: string) => string) {
+  let prev = records[seq - 2]?.hash ?? '0'.repeat(64);
+  const seqs = db.prepare('SELECT seq FROM decisions WHERE writer = ? AND seq >= ? ORDER BY seq').all(WRITER, seq) as Array<{ seq: number }>;
+  for (const { seq: at } of seqs) {
+    let text = readBody(db, at);
+    if (at === seq) text = edit(text);
+    else text = canonicalJson({ ...(JSON.parse(text) as Record<string, unknown>), prevHash: prev });
+    const hash = sha256Hex(prev + text);
+    writeBody(db, at, text);
+    db.prepare('UPDATE decisions SET prev_hash = ?, hash = ? WHERE seq = ?').run(prev, hash, at);
+    prev = hash;
+  }
+}
+
+/** A second "namespace" member between the patch and the policy tags: JSON.parse keeps the last. */
+const secondNamespace = (text: string) => text.replace(',"policyTags":', ',"namespace":"elsewhere","policyTags":');
+
 t.test('each edit is caught and the first bad record named', async (t) => {
   const forgedJws = async (size: number) => {
     const at = records[size - 1];
@@ -169,6 +187,79 @@ t.test('each edit is caught and the first bad record named', async (t) => {
       /serviceAccount index rows do not match/,
     ],
     [
+      'a ServiceAccount index row added (the record shows under another account)',
+      (db) =>
+        db.prepare(`INSERT INTO decision_sas (key, time, decision_id, namespace, kind, verdict, writer) SELECT 'intruder', time, id, namespace, kind, verdict, writer FROM decisions WHERE seq = 6`).run(),
+      { kind: 'record', id: id(6), writer: WRITER, seq: 6 },
+      /serviceAccount index rows do not match/,
+    ],
+    [
+      "a ServiceAccount index row's key changed",
+      (db) => db.prepare(`UPDATE decision_sas SET key = 'other-builder' WHERE decision_id = ? AND key = 'ci-builder'`).run(id(4)),
+      { kind: 'record', id: id(4), writer: WRITER, seq: 4 },
+      /serviceAccount index rows do not match/,
+    ],
+    [
+      "a ServiceAccount index row's time changed (the record moves in an account's time range)",
+      (db) => db.prepare(`UPDATE decision_sas SET time = '2020-01-01T00:00:00.000000Z' WHERE decision_id = ? AND key = 'ci-builder'`).run(id(27)),
+      { kind: 'record', id: id(27), writer: WRITER, seq: 27 },
+      /serviceAccount index rows do not match/,
+    ],
+    [
+      'a ServiceAccount index row moved to another record',
+      (db) => db.prepare(`UPDATE decision_sas SET decision_id = ? WHERE decision_id = ? AND key = 'ci-builder'`).run(id(3), id(2)),
+      { kind: 'record', id: id(2), writer: WRITER, seq: 2 },
+      /serviceAccount index rows do not match/,
+    ],
+    [
+      'a task_run column edited',
+      (db) => db.prepare(`UPDATE decisions SET task_run = 'build-other' WHERE seq = 19`).run(),
+      { kind: 'record', id: id(19), writer: WRITER, seq: 19 },
+      /the task_run column does not match the record/,
+    ],
+    [
+      'a pipeline_run column cleared',
+      (db) => db.prepare('UPDATE decisions SET pipeline_run = NULL WHERE seq = 23').run(),
+      { kind: 'record', id: id(23), writer: WRITER, seq: 23 },
+      /the pipeline_run column does not match the record/,
+    ],
+    [
+      'an ns_seq column edited',
+      (db) => db.prepare('UPDATE decisions SET ns_seq = ns_seq + 1 WHERE seq = 29').run(),
+      { kind: 'record', id: id(29), writer: WRITER, seq: 29 },
+      /the ns_seq column does not match the record/,
+    ],
+    [
+      'a kind column edited',
+      (db) => db.prepare(`UPDATE decisions SET kind = 'TaskRun' WHERE seq = 11`).run(),
+      { kind: 'record', id: id(11), writer: WRITER, seq: 11 },
+      /the kind column does not match the record/,
+    ],
+    [
+      'a second namespace member put in the middle of a body, the chain re-hashed after it (the parallel fast path reads only the ends of a signed body)',
+      (db) => rewriteTextFrom(db, 13, secondNamespace),
+      { kind: 'record', id: id(13), writer: WRITER, seq: 13 },
+      /the namespace column does not match the record/,
+    ],
+    [
+      'a second namespace member put in an unsigned body',
+      (db) => {
+        db.prepare('DELETE FROM checkpoints WHERE size = 30').run();
+        rewriteTextFrom(db, 28, secondNamespace);
+      },
+      { kind: 'record', id: id(28), writer: WRITER, seq: 28 },
+      /the namespace column does not match the record/,
+    ],
+    [
+      'an unsigned body made unreadable, its hash recomputed',
+      (db) => {
+        db.prepare('DELETE FROM checkpoints WHERE size = 30').run();
+        rewriteTextFrom(db, 30, (text) => text.slice(0, -1));
+      },
+      { kind: 'record', id: id(30), writer: WRITER, seq: 30 },
+      /the stored record is not JSON/,
+    ],
+    [
       'a ServiceAccount index row deleted',
       (db) => db.prepare(`DELETE FROM decision_sas WHERE decision_id = ? AND key = 'ci-builder'`).run(id(8)),
       { kind: 'record', id: id(8), writer: WRITER, seq: 8 },
@@ -235,6 +326,29 @@ t.test('each edit is caught and the first bad record named', async (t) => {
     t.strictSame(at, where, name);
     t.match(text, problem, `${name}: ${text}`);
     // The parallel verifier names the same first problem, in the same words.
+    t.strictSame(await verifyEdited(edit, 'parallel'), sequential, `${name} (parallel)`);
+  }
+});
+
+t.test('edits that change no answer verify the same both ways', async (t) => {
+  const cases: Array<[string, (db: Database.Database) => void, object]> = [
+    [
+      'an account index row of no record',
+      (db) => db.prepare(`INSERT INTO decision_sas (key, time, decision_id, namespace, kind, verdict, writer) VALUES ('ghost', ?, 'no-such-record', 'web', 'Pod', 'denied', ?)`).run(timeAt(0), WRITER),
+      { ok: true, records: 30, checkpoints: 3, unsigned: 0 },
+    ],
+    [
+      'an unsigned body re-written with whitespace, its hash recomputed',
+      (db) => {
+        db.prepare('DELETE FROM checkpoints WHERE size = 30').run();
+        rewriteTextFrom(db, 25, (text) => JSON.stringify(JSON.parse(text), null, 1));
+      },
+      { ok: true, records: 30, checkpoints: 2, unsigned: 10 },
+    ],
+  ];
+  for (const [name, edit, want] of cases) {
+    const sequential = await verifyEdited(edit, 'sequential');
+    t.match(sequential, want, name);
     t.strictSame(await verifyEdited(edit, 'parallel'), sequential, `${name} (parallel)`);
   }
 });

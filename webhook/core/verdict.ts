@@ -31,6 +31,11 @@ export interface Decision {
   status: { code: number; reason: string };
   warnings: string[];
   patch: AddOperation[];
+  /**
+   * JSON.stringify(patch) when the rule built it along with the patch; it is then also the
+   * patch's RFC 8785 form (every object's keys in code-unit order). Absent otherwise.
+   */
+  patchJson?: string;
   /** `namespace/name` of every ServiceAccount the request uses. */
   serviceAccounts: string[];
   mode?: NamespaceMode;
@@ -64,8 +69,12 @@ export function allowed(reasons: Reason[], ctx: DecisionContext = {}): Decision 
   return base('allowed', reasons, reasons.map((r) => r.message).join(' '), OK, ctx);
 }
 
-export function patched(patch: AddOperation[], reasons: Reason[], ctx: DecisionContext = {}): Decision {
-  return { ...base('patched', reasons, reasons.map((r) => r.message).join(' '), OK, ctx), patch };
+/** `patchJson`: the patch's JSON text, only when it is JSON.stringify(patch) and in RFC 8785 key order (Decision.patchJson). */
+export function patched(patch: AddOperation[], reasons: Reason[], ctx: DecisionContext = {}, patchJson?: string): Decision {
+  const d = base('patched', reasons, reasons.map((r) => r.message).join(' '), OK, ctx);
+  d.patch = patch;
+  if (patchJson !== undefined) d.patchJson = patchJson;
+  return d;
 }
 
 /**

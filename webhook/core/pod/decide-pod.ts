@@ -140,7 +140,7 @@ export function decidePod(req: AdmissionRequest, facts: Facts, opts: DecideOptio
     `tunnel sidecar (${opts.sidecar.mode === 'native' ? 'native, first init container' : 'classic, last container'}).${kept}${note}`;
   const injected = [reason('POD_INJECTED', message)];
   if (patch.envFromOverrides.length > 0) injected.push(reason('POD_ENV_OVERRIDES_ENVFROM', describeEnvFromOverrides(podLabel, patch.envFromOverrides)));
-  return patched(patch.ops, injected, mapped);
+  return patched(patch.ops, injected, mapped, patch.json);
 }
 
 /**

@@ -28,6 +28,21 @@ export interface InjectionFragments {
   readonly env: ReadonlyArray<EnvVar>;
   /** The `zscaler-tunnel` container for `opts.sidecar.mode`. */
   readonly sidecar: Frozen<Json>;
+  /**
+   * JSON.stringify of each piece, written once here so a patch's text is joined from them instead
+   * of serialising the shared pieces again per request (injection-patch.ts). Absent when a piece's
+   * keys could not be put in code-unit order (an integer-like key from the config: JavaScript
+   * lists those first), so that JSON.stringify would not be the RFC 8785 form.
+   */
+  readonly json?: FragmentJson;
+}
+
+export interface FragmentJson {
+  readonly volume: string;
+  readonly mount: string;
+  /** One text per `env` entry, in order. */
+  readonly env: readonly string[];
+  readonly sidecar: string;
 }
 
 /** The env var each provider's SDK reads the projected token from (besides our own). */
@@ -50,6 +65,19 @@ function toKeyOrder<T>(value: T): T {
   const out: Record<string, unknown> = {};
   for (const k of Object.keys(value).sort()) out[k] = toKeyOrder((value as Record<string, unknown>)[k]);
   return out as T;
+}
+
+/** True when every object in `value` lists its keys in code-unit order (what toKeyOrder aims for; integer-like keys defeat it). */
+function isKeyOrdered(value: unknown): boolean {
+  if (typeof value !== 'object' || value === null) return true;
+  if (Array.isArray(value)) return value.every(isKeyOrdered);
+  let prev: string | undefined;
+  for (const k of Object.keys(value)) {
+    if (prev !== undefined && prev >= k) return false;
+    prev = k;
+    if (!isKeyOrdered((value as Record<string, unknown>)[k])) return false;
+  }
+  return true;
 }
 
 function deepFreeze<T>(value: T): Frozen<T> {
@@ -111,7 +139,11 @@ function buildMappingFragments(mapping: ResolvedMapping, opts: DecideOptions, ba
       sources: [{ serviceAccountToken: { audience: mapping.audience, expirationSeconds: mapping.tokenExpirationSeconds, path: TOKEN_FILE } }],
     },
   };
-  return deepFreeze({ volume: toKeyOrder(volume), mount: base.mount, env: dedupeByName(env), sidecar: base.sidecar });
+  const fragments = { volume: toKeyOrder(volume), mount: base.mount, env: dedupeByName(env), sidecar: base.sidecar };
+  const json: FragmentJson | undefined = [fragments.volume, fragments.mount, fragments.env, fragments.sidecar].every(isKeyOrdered)
+    ? { volume: JSON.stringify(fragments.volume), mount: JSON.stringify(fragments.mount), env: fragments.env.map((e) => JSON.stringify(e)), sidecar: JSON.stringify(fragments.sidecar) }
+    : undefined;
+  return deepFreeze({ ...fragments, ...(json ? { json } : {}) });
 }
 
 /** First occurrence wins, so a mapping can never list a variable twice in one container. */

@@ -63,6 +63,12 @@ export interface EnvFromOverride {
 
 export interface InjectionPatch {
   ops: AddOperation[];
+  /**
+   * JSON.stringify(ops), joined from the fragments' texts (no walk of the shared pieces per
+   * request), and then also the RFC 8785 form of `ops`: every object's keys are in code-unit order.
+   * Absent when the fragments carry no text (InjectionFragments.json).
+   */
+  json?: string;
   /** Names of the containers that got the mount and env. */
   targets: string[];
   /** `container: VAR` for env vars left alone because the container already sets them. */
@@ -107,33 +113,39 @@ export function toInjectionPatch(
   const targets: string[] = [];
   const keptEnv: string[] = [];
   const envFromOverrides: EnvFromOverride[] = [];
+  const texts = fragments.json;
+  // The patch's JSON, op by op: `"op"`, `"path"`, `"value"` is code-unit order, and each value's
+  // text is its fragment's (or JSON.stringify of a value made here, keys sorted).
+  let json = '';
+  const add = (path: string, value: unknown, valueJson: string | undefined): void => {
+    ops.push({ op: 'add', path, value });
+    if (texts) json += `${json ? ',' : '['}{"op":"add","path":${JSON.stringify(path)},"value":${valueJson ?? JSON.stringify(value)}}`;
+  };
 
-  ops.push(pod.volumes
-    ? { op: 'add', path: '/spec/volumes/-', value: fragments.volume }
-    : { op: 'add', path: '/spec/volumes', value: [fragments.volume] });
+  if (pod.volumes) add('/spec/volumes/-', fragments.volume, texts?.volume);
+  else add('/spec/volumes', [fragments.volume], texts && `[${texts.volume}]`);
 
   for (const c of pod.containers) {
     if (!isInjectionTarget(c)) continue;
     targets.push(c.name);
     const at = `/spec/${c.list}/${c.index}`;
-    ops.push(c.volumeMounts
-      ? { op: 'add', path: `${at}/volumeMounts/-`, value: fragments.mount }
-      : { op: 'add', path: `${at}/volumeMounts`, value: [fragments.mount] });
+    if (c.volumeMounts) add(`${at}/volumeMounts/-`, fragments.mount, texts?.mount);
+    else add(`${at}/volumeMounts`, [fragments.mount], texts && `[${texts.mount}]`);
     let added: readonly EnvVar[];
     if (!c.env) {
-      ops.push({ op: 'add', path: `${at}/env`, value: [...fragments.env] });
+      add(`${at}/env`, [...fragments.env], texts && `[${texts.env.join(',')}]`);
       added = fragments.env;
     } else {
       const present = new Set<unknown>();
       for (const e of c.env) present.add(e.name);
       const missing: EnvVar[] = [];
-      for (const e of fragments.env) {
+      fragments.env.forEach((e, i) => {
         if (present.has(e.name)) keptEnv.push(`${c.name}: ${e.name}`);
         else {
-          ops.push({ op: 'add', path: `${at}/env/-`, value: e });
+          add(`${at}/env/-`, e, texts?.env[i]);
           missing.push(e);
         }
-      }
+      });
       added = missing;
     }
     // Kubernetes lets `env` win over `envFrom` for the same name: say which of ours now do.
@@ -142,15 +154,16 @@ export function toInjectionPatch(
     }
   }
 
-  if (!pod.lists[sidecarList]) ops.push({ op: 'add', path: `/spec/${sidecarList}`, value: [fragments.sidecar] });
-  else ops.push({ op: 'add', path: sidecarList === 'initContainers' ? '/spec/initContainers/0' : '/spec/containers/-', value: fragments.sidecar });
+  if (!pod.lists[sidecarList]) add(`/spec/${sidecarList}`, [fragments.sidecar], texts && `[${texts.sidecar}]`);
+  else add(sidecarList === 'initContainers' ? '/spec/initContainers/0' : '/spec/containers/-', fragments.sidecar, texts?.sidecar);
 
   if (pod.annotations) {
     // `add` on an existing member replaces it: a value copied from the TaskRun can never pose as ours.
-    for (const [key, value] of annotations) ops.push({ op: 'add', path: `/metadata/annotations/${escapePointer(key)}`, value });
+    for (const [key, value] of annotations) add(`/metadata/annotations/${escapePointer(key)}`, value, undefined);
   } else {
     // Keys in code-unit order, like the fragments: the patch's JSON is then its RFC 8785 form.
-    ops.push({ op: 'add', path: '/metadata/annotations', value: Object.fromEntries([...annotations].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))) });
+    // (Annotation keys hold a '/', so none is integer-like.)
+    add('/metadata/annotations', Object.fromEntries([...annotations].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))), undefined);
   }
-  return { ops, targets, keptEnv, envFromOverrides };
+  return { ops, ...(texts ? { json: `${json}]` } : {}), targets, keptEnv, envFromOverrides };
 }

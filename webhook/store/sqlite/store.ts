@@ -753,7 +753,7 @@ class SqliteDecisionStore implements SqliteStore {
   }
 
   verifyChains(evidence: CheckedEvidence, opts: ChainVerifyOptions, sequential: () => Promise<VerifyResult>): Promise<VerifyResult> {
-    return verifySqliteChains(this.db, this.path, evidence, sequential, opts);
+    return verifySqliteChains(this.path, evidence, sequential, opts);
   }
 
   async loadStats(filter: StatsFilter, bucket: StatsBucket): Promise<DecisionStats> {

@@ -1,11 +1,16 @@
 /**
  * Verification of one range of one writer's chain in a SQLite store, as a verify worker thread
  * runs it (verify-worker.ts; planned and joined by verify.ts). Reads no record as a JS object on
- * the fast path: per row, SQLite hands a registered function the stored body, which inflates it
- * and checks sha256(prev_hash + body) against the row's hash (native zlib and sha256), and
- * SQLite's own JSON functions extract the body's indexed fields, which must render exactly as the
- * row's index columns do. Only rows that fail any of that are read the slow way (JSON.parse,
- * ChainVerifier.add), so every problem is reported with the same words as a sequential verify.
+ * the fast path: SQLite hands a registered function each row's columns and stored body; the
+ * function inflates the body, checks sha256(prev_hash + body) against the row's hash (native zlib
+ * and sha256), validates the body as JSON and compares its indexed fields with the row's index
+ * columns in one pass over its bytes (verify-body.ts), and moves the chain on. Only rows that fail
+ * any of that are read the slow way (JSON.parse, ChainVerifier.add), so every problem is reported
+ * with the same words as a sequential verify.
+ *
+ * The ServiceAccount index rows are checked either per record, as the sequential verify does
+ * (`range.accountKey` absent), or set-wise: the range sums the index lines its records imply
+ * (verify-accounts.ts) and verify.ts compares the sum with the index's.
  */
 import { hash as digest } from 'node:crypto';
 import Database from 'better-sqlite3';
@@ -13,6 +18,8 @@ import { createBodyInflater } from '../evidence/body-codec.js';
 import { toChainVerifier, type ChainProblem, type CheckedEvidence, type WriterState } from '../evidence/chain.js';
 import { toChainEntry } from '../rows.js';
 import { CHAIN_COLUMNS, SA_KEYS_SQL, columnProblem, saKeysOf, toDecisionRow, type RawDecisionRow } from './rows.js';
+import { addLine, emptyAccountSum, isLineField, type AccountKey, type AccountSum } from './verify-accounts.js';
+import { FIELD, createFieldPositions, isAbsent, isIntegerField, isObjectField, isRawField, isStringField, scanBody, scanSignedBody } from './verify-body.js';
 
 /** Records `(lo, hi]` of `writer` (by seq). `start`: the state after record `lo`, unless this is the writer's first range. */
 export interface ChainRange {
@@ -22,6 +29,13 @@ export interface ChainRange {
   start?: WriterState;
   /** The checkpoints and anchors this range meets (signatures already checked). */
   evidence: CheckedEvidence;
+  /**
+   * The fast mode: check the ServiceAccount index set-wise under this key (RangeOutcome.accounts),
+   * and read only the start and end of bodies a signed checkpoint in the range covers
+   * (verify-body.ts scanSignedBody; sound only when the whole verification then finds no problem,
+   * which verify.ts requires). Absent: every check per record, as the sequential verify does.
+   */
+  accountKey?: AccountKey;
 }
 
 export interface RangeOutcome {
@@ -34,12 +48,17 @@ export interface RangeOutcome {
   foreign?: boolean;
   /** Where the writer's chain stands after the range; undefined when the range had no rows. */
   state?: WriterState;
+  /**
+   * With `accountKey`: the sum of the index lines the range's records imply; undefined when one
+   * of them cannot be a line (a field with a tab or newline): then only the per-record check can tell.
+   */
+  accounts?: AccountSum;
   /** Rows that took the slow path. */
   slowRows: number;
 }
 
-/** Rows per read: bounded memory. */
-const CHUNK = 2000;
+/** Rows per read: each read is one short read transaction. */
+const CHUNK = 5000;
 /** Progress is reported every this many rows. */
 const PROGRESS_ROWS = 100;
 /** Distinct serviceAccounts column values remembered with their index keys. */
@@ -50,80 +69,59 @@ export interface RangeReader {
   close(): void;
 }
 
-/**
- * The stored body's canonical bytes (v1: the text; v2: inflated) when sha256(prevHash + body) is
- * the row's hash, else NULL; any error (unknown codec, bytes that do not inflate) is NULL too: the
- * slow path then names it. The fast query refers to the body twice (the field comparison and the
- * serviceAccounts text), so the last answer is remembered per row (seq; unique within a writer's
- * range): one inflate and one sha256 per row.
- */
-function createBodyCheck(): { fn: (seq: unknown, prevHash: unknown, hash: unknown, record: unknown, body: unknown) => Uint8Array | string | null; forget(): void } {
-  const inflate = createBodyInflater(64);
-  let lastSeq: unknown;
-  let last: Uint8Array | string | null = null;
-  const check = (prevHash: unknown, hash: unknown, record: unknown, body: unknown): Uint8Array | string | null => {
-    if (typeof prevHash !== 'string' || typeof hash !== 'string' || prevHash.length !== 64) return null;
-    if (body === null) {
-      if (typeof record !== 'string') return null;
-      return digest('sha256', prevHash + record, 'hex') === hash ? record : null;
-    }
-    if (!(body instanceof Uint8Array)) return null;
-    let bytes: Buffer;
-    try {
-      bytes = inflate(body);
-    } catch {
-      return null;
-    }
-    // prevHash (64 ASCII hex digits) goes into the 64 bytes of headroom before the body: one buffer, one hash.
-    const whole = Buffer.from(bytes.buffer, bytes.byteOffset - 64, bytes.length + 64);
-    if (whole.write(prevHash, 0, 64, 'latin1') !== 64) return null;
-    return digest('sha256', whole, 'hex') === hash ? bytes : null;
-  };
-  return {
-    fn: (seq, prevHash, hash, record, body) => {
-      if (seq === lastSeq) return last;
-      last = check(prevHash, hash, record, body);
-      lastSeq = seq;
-      return last;
-    },
-    forget() {
-      lastSeq = undefined;
-      last = null;
-    },
-  };
-}
+/** The per-row function's arguments, in SQL order (verify-range's fast query). */
+type RowArgs = [
+  seq: unknown,
+  id: unknown,
+  prevHash: unknown,
+  hash: unknown,
+  time: unknown,
+  namespace: unknown,
+  kind: unknown,
+  verdict: unknown,
+  serviceAccounts: unknown,
+  taskRun: unknown,
+  pipelineRun: unknown,
+  nsSeq: unknown,
+  objectDigest: unknown,
+  record: unknown,
+  body: unknown,
+  saKeys: unknown,
+];
+
+/** The per-row function's arguments (aliases of the read's columns, below). */
+const ROW_ARGS = 'seq, id, prev_hash, hash, time, namespace, kind, verdict, service_accounts, task_run, pipeline_run, ns_seq, object_digest, record, body, sa_keys';
+
+/** The read's columns, `saKeys` the account index lines per record (or NULL). */
+const readColumns = (saKeys: string) => `d.seq, d.id, d.prev_hash, d.hash, d.time, d.namespace, d.kind, d.verdict, d.service_accounts, d.task_run, d.pipeline_run, d.ns_seq,
+  CASE WHEN typeof(d.object_digest) = 'blob' THEN lower(hex(d.object_digest)) WHEN d.object_digest IS NOT NULL THEN 'not a digest' END AS object_digest,
+  d.record, d.body, ${saKeys} AS sa_keys`;
+
+const isText = (v: unknown): v is string => typeof v === 'string';
+const isTextOrNull = (v: unknown): v is string | null => v === null || typeof v === 'string';
 
 export function openRangeReader(path: string): RangeReader {
   const db = new Database(path, { readonly: true, fileMustExist: true });
   db.pragma('cache_size = -16384');
-  const bodyCheck = createBodyCheck();
-  db.function('tzw_checked_body', { deterministic: true }, bodyCheck.fn);
-  // `ok`: the body's hash matches and its indexed fields render exactly as the row's columns
-  // (json_array renders the columns as JSON; json_extract keeps the body's own text of each value,
-  // and the body is canonical JSON). Text equality of the renderings means equal values; any
-  // difference, even one the slow path would accept, only sends the row to the slow path.
-  const body = 'CAST(tzw_checked_body(d.seq, d.prev_hash, d.hash, d.record, d.body) AS TEXT)';
-  const fast = db
-    .prepare(
-      `SELECT d.seq, d.id, d.prev_hash, d.hash, d.time, d.service_accounts,
-        ${SA_KEYS_SQL} AS sa_keys,
-        coalesce(json_extract(${body}, '$.id', '$.replica', '$.seq', '$.prevHash', '$.time', '$.namespace', '$.kind.kind', '$.verdict', '$.tekton.taskRun', '$.tekton.pipelineRun', '$.nsSeq', '$.objectDigest')
-            = json_array(d.id, d.writer, d.seq, d.prev_hash, d.time, d.namespace, d.kind, d.verdict, d.task_run, d.pipeline_run, d.ns_seq, CASE WHEN d.object_digest IS NOT NULL THEN lower(hex(d.object_digest)) END)
-          AND json_extract(${body}, '$.serviceAccounts') = d.service_accounts, 0) AS ok
-      FROM decisions d WHERE d.writer = ? AND d.seq > ? AND d.seq <= ? ORDER BY d.seq LIMIT ?`,
-    )
-    .raw(true);
-  const slowChunk = db.prepare(`SELECT ${CHAIN_COLUMNS} FROM decisions d WHERE d.writer = ? AND d.seq > ? AND d.seq <= ? ORDER BY d.seq LIMIT ?`).raw(true);
-  const slowRow = db.prepare(`SELECT ${CHAIN_COLUMNS} FROM decisions d WHERE d.writer = ? AND d.seq = ?`).raw(true);
+  const inflate = createBodyInflater(64);
+  const at = createFieldPositions();
   const saCache = new Map<string, string[] | null>();
 
-  /** The ServiceAccount index keys a serviceAccounts column implies; null when it is not an array of strings. */
+  /**
+   * The ServiceAccount index keys a serviceAccounts column implies; null unless the column is an
+   * array of strings written as JSON.stringify writes it (so a body holding these exact bytes has
+   * the column's value) whose keys can be index lines (no tab or newline).
+   */
   const saKeysFor = (column: string): string[] | null => {
     let keys = saCache.get(column);
     if (keys !== undefined) return keys;
+    keys = null;
     try {
       const v: unknown = JSON.parse(column);
-      keys = Array.isArray(v) && v.every((x) => typeof x === 'string') ? saKeysOf(v as string[]) : null;
+      if (Array.isArray(v) && v.every((x) => typeof x === 'string') && JSON.stringify(v) === column) {
+        const k = saKeysOf(v as string[]);
+        if (k.every(isLineField)) keys = k;
+      }
     } catch {
       keys = null;
     }
@@ -132,62 +130,175 @@ export function openRangeReader(path: string): RangeReader {
     return keys;
   };
 
+  // Per verify() call: the range's verifier and where the current read stands.
+  let writer = '';
+  let v = toChainVerifier({ checkpoints: [], anchors: [], counts: { checkpoints: 0, anchors: 0 } });
+  let accountKey: AccountKey | undefined;
+  let accounts: AccountSum | undefined;
+  /** In the fast mode, rows up to this seq are covered by a signed checkpoint of the range. */
+  let signedUpTo = 0;
+  let report: ((n: number) => void) | undefined;
+  let unreported = 0;
+  /** The last seq the row function took, and how many rows it took in this read. */
+  let lastSeq = 0;
+  let taken = 0;
+  /** Set when a row needs the slow path (its seq) or the chain has a problem: the rest of the read is skipped. */
+  let haltSeq: number | undefined;
+  let haltProblem: ChainProblem | undefined;
+
+  /** Whether the row's stored body hashes to its hash and matches its index columns (and, per record, its account rows). */
+  const rowIsGood = (a: RowArgs): boolean => {
+    const [seq, id, prevHash, hash, time, namespace, kind, verdict, serviceAccounts, taskRun, pipelineRun, nsSeq, objectDigest, record, body, saKeys] = a;
+    if (!isText(id) || !isText(prevHash) || !isText(hash) || !isText(time) || !isText(namespace) || !isText(kind) || !isText(verdict) || !isText(serviceAccounts)) return false;
+    if (!isTextOrNull(taskRun) || !isTextOrNull(pipelineRun) || !isTextOrNull(objectDigest) || !(nsSeq === null || typeof nsSeq === 'number')) return false;
+    if (typeof seq !== 'number' || !Number.isSafeInteger(seq) || seq < 1 || prevHash.length !== 64) return false;
+    let bytes: Buffer;
+    if (body === null) {
+      if (!isText(record) || digest('sha256', prevHash + record, 'hex') !== hash) return false;
+      bytes = Buffer.from(record, 'utf8');
+    } else {
+      if (!(body instanceof Uint8Array)) return false;
+      try {
+        bytes = inflate(body);
+      } catch {
+        return false;
+      }
+      // prevHash (64 ASCII hex digits) goes into the 64 bytes of headroom before the body: one buffer, one hash.
+      const whole = Buffer.from(bytes.buffer, bytes.byteOffset - 64, bytes.length + 64);
+      if (whole.write(prevHash, 0, 64, 'latin1') !== 64 || digest('sha256', whole, 'hex') !== hash) return false;
+    }
+    if (!(accountKey !== undefined && seq <= signedUpTo ? scanSignedBody(bytes, at) : scanBody(bytes, at))) return false;
+    if (
+      !isStringField(bytes, at, FIELD.id, id) ||
+      !isStringField(bytes, at, FIELD.replica, writer) ||
+      !isIntegerField(bytes, at, FIELD.seq, seq) ||
+      !isStringField(bytes, at, FIELD.prevHash, prevHash) ||
+      !isStringField(bytes, at, FIELD.time, time) ||
+      !isStringField(bytes, at, FIELD.namespace, namespace) ||
+      !isObjectField(bytes, at, FIELD.kind) ||
+      !isStringField(bytes, at, FIELD.kindKind, kind) ||
+      !isStringField(bytes, at, FIELD.verdict, verdict) ||
+      !isRawField(bytes, at, FIELD.serviceAccounts, serviceAccounts) ||
+      !(nsSeq === null ? isAbsent(at, FIELD.nsSeq) : isIntegerField(bytes, at, FIELD.nsSeq, nsSeq)) ||
+      !(objectDigest === null ? isAbsent(at, FIELD.objectDigest) : objectDigest.length === 64 && isStringField(bytes, at, FIELD.objectDigest, objectDigest))
+    ) {
+      return false;
+    }
+    // tekton.taskRun and tekton.pipelineRun: a null column is an absent member (or no tekton at all).
+    if (isAbsent(at, FIELD.tekton)) {
+      if (taskRun !== null || pipelineRun !== null) return false;
+    } else if (
+      !isObjectField(bytes, at, FIELD.tekton) ||
+      !(taskRun === null ? isAbsent(at, FIELD.taskRun) : isStringField(bytes, at, FIELD.taskRun, taskRun)) ||
+      !(pipelineRun === null ? isAbsent(at, FIELD.pipelineRun) : isStringField(bytes, at, FIELD.pipelineRun, pipelineRun))
+    ) {
+      return false;
+    }
+    const keys = saKeysFor(serviceAccounts);
+    if (keys === null) return false;
+    if (!accountKey) return saKeys === (keys.length ? keys.map((k) => `${k}\t${time}`).join('\n') : null);
+    // The fields compared above are JSON strings without escapes: no tab or newline in them.
+    if (accounts && keys.length) {
+      const rest = `\t${time}\t${id}\t${namespace}\t${kind}\t${verdict}\t${writer}`;
+      for (const k of keys) addLine(accounts, accountKey, k + rest);
+    }
+    return true;
+  };
+
+  const onRow = (...a: RowArgs): number => {
+    taken++;
+    if (haltSeq !== undefined || haltProblem !== undefined) return 0;
+    const seq = a[0];
+    if (typeof seq === 'number' && seq <= lastSeq) throw new Error(`verify: SQLite handed seq ${seq} after ${lastSeq}`);
+    if (typeof seq !== 'number' || !rowIsGood(a)) {
+      // The slow path reads the row again by seq (a number: the range query compares seq with numbers).
+      haltSeq = seq as number;
+      return 0;
+    }
+    lastSeq = seq;
+    const problem = v.addChecked(writer, a[1] as string, seq, a[2] as string, a[3] as string);
+    if (problem) {
+      haltProblem = problem;
+      return 0;
+    }
+    if (++unreported === PROGRESS_ROWS) {
+      report?.(unreported);
+      unreported = 0;
+    }
+    return 1;
+  };
+  db.function('tzw_verify_row', { deterministic: false, varargs: true }, onRow as (...a: unknown[]) => number);
+
+  // The rows of a read in seq order (the subquery's ORDER BY runs on the (writer, seq) index, so
+  // the function sees them in that order; onRow refuses any other). count(*) says how many there were.
+  const readSql = (saKeys: string) =>
+    `SELECT count(tzw_verify_row(${ROW_ARGS})) AS taken, count(*) AS n FROM (
+      SELECT ${readColumns(saKeys)} FROM decisions d WHERE d.writer = ? AND d.seq > ? AND d.seq <= ? ORDER BY d.seq LIMIT ?)`;
+  const readSetWise = db.prepare(readSql('NULL'));
+  const readPerRecord = db.prepare(readSql(SA_KEYS_SQL));
+  const slowRow = db.prepare(`SELECT ${CHAIN_COLUMNS} FROM decisions d WHERE d.writer = ? AND d.seq = ?`).raw(true);
+
   return {
     verify(range: ChainRange, onRows?: (n: number) => void): RangeOutcome {
-      const { writer } = range;
-      const v = toChainVerifier(range.evidence);
+      writer = range.writer;
+      v = toChainVerifier(range.evidence);
       if (range.start) v.resume(writer, { ...range.start, records: 0 });
+      accountKey = range.accountKey;
+      accounts = accountKey ? emptyAccountSum() : undefined;
+      signedUpTo = 0;
+      for (const c of range.evidence.checkpoints) {
+        if (!c.error && c.cp.writer === writer && c.cp.size <= range.hi && c.cp.size > signedUpTo) signedUpTo = c.cp.size;
+      }
+      report = onRows;
+      unreported = 0;
+      const read = accountKey ? readSetWise : readPerRecord;
       let slowRows = 0;
-      let after = range.lo;
+      const done = (outcome: Omit<RangeOutcome, 'slowRows'>): RangeOutcome => {
+        if (unreported > 0) onRows?.(unreported);
+        unreported = 0;
+        return { ...outcome, slowRows };
+      };
       const slow = (raw: RawDecisionRow): ChainProblem | 'foreign' | undefined => {
         slowRows++;
-        const entry = toChainEntry(toDecisionRow(raw), columnProblem);
+        const row = toDecisionRow(raw);
+        const entry = toChainEntry(row, columnProblem);
         if (entry.record.replica !== writer) return 'foreign';
-        return v.add(entry.record, entry.body, entry.problem);
-      };
-      for (;;) {
-        let rows: unknown[][];
-        let fastPath = true;
-        try {
-          bodyCheck.forget();
-          rows = fast.all(writer, after, range.hi, CHUNK) as unknown[][];
-        } catch {
-          // A body whose hash matches is not JSON (SQLite's json_extract refuses it): this chunk the slow way.
-          rows = slowChunk.all(writer, after, range.hi, CHUNK) as unknown[][];
-          fastPath = false;
+        const problem = v.add(entry.record, entry.body, entry.problem);
+        if (!problem && accounts) {
+          const keys = Array.isArray(entry.record.serviceAccounts) ? saKeysOf(entry.record.serviceAccounts) : [];
+          const fields = [row.time, row.id, row.namespace, row.kind, row.verdict, writer];
+          if (![...keys, ...fields].every(isLineField)) accounts = undefined;
+          else for (const k of keys) addLine(accounts, accountKey!, [k, ...fields].join('\t'));
         }
-        let unreported = 0;
-        for (const row of rows) {
-          if (++unreported === PROGRESS_ROWS) {
+        return problem;
+      };
+      let after = range.lo;
+      for (;;) {
+        lastSeq = after;
+        taken = 0;
+        haltSeq = undefined;
+        haltProblem = undefined;
+        const { n } = read.get(writer, after, range.hi, CHUNK) as { n: number };
+        if (n !== taken) throw new Error(`verify: SQLite read ${n} rows but checked ${taken}`);
+        if (haltProblem) return done({ problem: haltProblem });
+        if (haltSeq !== undefined) {
+          const raw = slowRow.get(writer, haltSeq) as RawDecisionRow | undefined;
+          // Gone since the read (a concurrent prune): the chain then shows the gap.
+          const problem = raw ? slow(raw) : undefined;
+          if (problem === 'foreign') return done({ foreign: true });
+          if (problem) return done({ problem });
+          if (++unreported >= PROGRESS_ROWS) {
             onRows?.(unreported);
             unreported = 0;
           }
-          let problem: ChainProblem | 'foreign' | undefined;
-          if (!fastPath) problem = slow(row as RawDecisionRow);
-          else {
-            const [seq, id, prevHash, hash, time, serviceAccounts, saKeys, fieldsOk] = row as [number, string, string, string, string, string, string | null, number];
-            let ok = fieldsOk === 1;
-            if (ok) {
-              const keys = saKeysFor(serviceAccounts);
-              ok = keys !== null && saKeys === (keys.length ? keys.map((k) => `${k}\t${time}`).join('\n') : null);
-            }
-            if (ok) problem = v.addChecked(writer, id, seq, prevHash, hash);
-            else {
-              const raw = slowRow.get(writer, seq) as RawDecisionRow | undefined;
-              // Gone since the chunk was read (a concurrent prune): the chain then shows the gap.
-              problem = raw ? slow(raw) : undefined;
-            }
-          }
-          if (problem === 'foreign') return { foreign: true, slowRows };
-          if (problem) return { problem, slowRows };
+          after = haltSeq;
+          continue;
         }
-        if (unreported > 0) onRows?.(unreported);
-        const last = rows[rows.length - 1];
-        if (!last || rows.length < CHUNK) break;
-        after = (fastPath ? last[0] : last[1]) as number;
+        if (n < CHUNK) break;
+        after = lastSeq;
       }
       const state = v.stateOf(writer);
-      return state ? { state, slowRows } : { slowRows };
+      return done({ ...(state ? { state } : {}), ...(accounts ? { accounts } : {}) });
     },
     close() {
       db.close();

@@ -14,15 +14,23 @@
  * another writer, the whole store is verified sequentially instead (only a tampered store gets
  * there), so the report is always exactly the sequential one. The tail checks (truncation,
  * checkpoints beyond the chain, pending anchors) are the sequential verifier's finish().
+ *
+ * ServiceAccount index: the plan is read in one read transaction of its own connection, which
+ * then sums every decision_sas row (verify-accounts.ts) while the workers run, each range summing
+ * the rows its records imply. Equal sums, and every range clean, finish it; otherwise (a tampered
+ * store, or a record whose index line is ambiguous) the ranges run again checking each record's
+ * index rows, as the sequential verify does, so the first problem named is the same.
  */
+import { randomBytes } from 'node:crypto';
 import { availableParallelism } from 'node:os';
-import type Database from 'better-sqlite3';
+import Database from 'better-sqlite3';
 import type { Worker } from 'node:worker_threads';
 import { toChainVerifier, type CheckedEvidence, type VerifyResult, type WriterState } from '../evidence/chain.js';
 import { createWriterThread } from '../thread.js';
 import type { ChainVerifyOptions } from '../port.js';
 import type { ChainRange, RangeOutcome } from './verify-range.js';
 import type { VerifyWorkerReply, VerifyWorkerRequest } from './verify-worker.js';
+import { addAccountSums, emptyAccountSum, sameAccountSums, sumAccountRows, type AccountKey, type AccountSum } from './verify-accounts.js';
 
 /** Ranges: about four per worker, at least 20,000 records each unless `rangeRecords` says otherwise. */
 export type ParallelVerifyOptions = ChainVerifyOptions;
@@ -98,6 +106,20 @@ export function toChainRanges(
   return ranges;
 }
 
+/**
+ * Whether the set-wise account index check settles it: every range ran clean and summed its
+ * records' index lines, and together they equal the index's own sum.
+ */
+function isAccountIndexWhole(outcomes: RangeOutcome[], indexSum: AccountSum | undefined): boolean {
+  if (!indexSum) return false;
+  let implied = emptyAccountSum();
+  for (const o of outcomes) {
+    if (o.problem || o.foreign || !o.accounts) return false;
+    implied = addAccountSums(implied, o.accounts);
+  }
+  return sameAccountSums(implied, indexSum);
+}
+
 /** Starts `n` verify workers on `path`; resolves once each has opened the file. */
 async function startWorkers(path: string, n: number): Promise<Worker[]> {
   const workers: Worker[] = [];
@@ -164,55 +186,74 @@ async function runRanges(workers: Worker[], ranges: PlannedRange[], onRows: (n: 
 }
 
 /**
- * Verifies the SQLite store at `path` (its main connection `db` plans the ranges) against
- * `evidence` (every checkpoint and anchor, signatures checked once). `sequential` is the
- * single-threaded verification the result falls back to (see the module comment).
+ * Verifies the SQLite store at `path` against `evidence` (every checkpoint and anchor, signatures
+ * checked once). `sequential` is the single-threaded verification the result falls back to (see
+ * the module comment).
  */
 export async function verifySqliteChains(
-  db: Database.Database,
   path: string,
   evidence: CheckedEvidence,
   sequential: () => Promise<VerifyResult>,
   opts: ParallelVerifyOptions = {},
 ): Promise<VerifyResult> {
-  const writers = loadWriterBounds(db);
-  if (writers.some((w) => !Number.isSafeInteger(w.lo) || !Number.isSafeInteger(w.hi))) return sequential();
-  const workerCount = Math.max(1, Math.floor(opts.workers ?? availableParallelism()));
-  const total = writers.reduce((n, w) => n + (w.hi - w.lo + 1), 0);
-  const minRecords = opts.rangeRecords ?? Math.max(MIN_RANGE_RECORDS, Math.ceil(total / (workerCount * RANGES_PER_WORKER)));
-  const ranges = toChainRanges(writers, evidence, Math.max(1, minRecords));
-  const workers = await startWorkers(path, Math.min(workerCount, ranges.length));
+  // The plan and the account index sum read one snapshot: rows appended meanwhile are in neither.
+  const snapshot = new Database(path, { readonly: true, fileMustExist: true });
   let outcomes: RangeOutcome[];
+  let ranges: PlannedRange[];
   try {
-    let done = 0;
-    let stopped: unknown;
-    const stop = (err: unknown) => {
-      if (stopped !== undefined) return;
-      stopped = err;
-      for (const w of workers) void w.terminate();
-    };
-    // Reported per record, as a sequential verify does (the callback is cheap, and a progress line
-    // then moves the same way); a throw (Ctrl-C) stops the workers.
-    const onRecords = opts.onRecords;
-    const onRows = (n: number) => {
-      if (!onRecords || stopped !== undefined) return;
-      try {
-        for (let i = 0; i < n; i++) {
-          const waiting = onRecords(++done);
-          if (waiting) waiting.catch(stop);
-        }
-      } catch (err) {
-        stop(err);
-      }
-    };
+    snapshot.exec('BEGIN');
+    const writers = loadWriterBounds(snapshot);
+    if (writers.some((w) => !Number.isSafeInteger(w.lo) || !Number.isSafeInteger(w.hi))) return sequential();
+    const workerCount = Math.max(1, Math.floor(opts.workers ?? availableParallelism()));
+    const total = writers.reduce((n, w) => n + (w.hi - w.lo + 1), 0);
+    const minRecords = opts.rangeRecords ?? Math.max(MIN_RANGE_RECORDS, Math.ceil(total / (workerCount * RANGES_PER_WORKER)));
+    ranges = toChainRanges(writers, evidence, Math.max(1, minRecords));
+    const key = randomBytes(8);
+    const accountKey: AccountKey = [key.readInt32LE(0), key.readInt32LE(4)];
+    const workers = await startWorkers(path, Math.min(workerCount, ranges.length));
     try {
-      outcomes = await runRanges(workers, ranges, onRows);
-    } catch (err) {
-      throw stopped ?? err;
+      let done = 0;
+      let stopped: unknown;
+      const stop = (err: unknown) => {
+        if (stopped !== undefined) return;
+        stopped = err;
+        for (const w of workers) void w.terminate();
+      };
+      // Reported per record, as a sequential verify does (the callback is cheap, and a progress line
+      // then moves the same way); a throw (Ctrl-C) stops the workers.
+      const onRecords = opts.onRecords;
+      const onRows = (n: number) => {
+        if (!onRecords || stopped !== undefined) return;
+        try {
+          for (let i = 0; i < n; i++) {
+            const waiting = onRecords(++done);
+            if (waiting) waiting.catch(stop);
+          }
+        } catch (err) {
+          stop(err);
+        }
+      };
+      const run = async (rs: PlannedRange[]): Promise<RangeOutcome[]> => {
+        let out: RangeOutcome[];
+        try {
+          out = await runRanges(workers, rs, onRows);
+        } catch (err) {
+          throw stopped ?? err;
+        }
+        if (stopped !== undefined) throw stopped;
+        return out;
+      };
+      let indexSum: AccountSum | undefined;
+      [outcomes, indexSum] = await Promise.all([run(ranges.map((r) => ({ ...r, accountKey }))), sumAccountRows(snapshot, accountKey)]);
+      if (!isAccountIndexWhole(outcomes, indexSum)) {
+        done = 0;
+        outcomes = await run(ranges);
+      }
+    } finally {
+      await Promise.all(workers.map((w) => w.terminate()));
     }
-    if (stopped !== undefined) throw stopped;
   } finally {
-    await Promise.all(workers.map((w) => w.terminate()));
+    snapshot.close();
   }
 
   const joined = toChainVerifier(evidence);

@@ -1,0 +1,81 @@
+/**
+ * The verify workers' body scanners (webhook/store/sqlite/verify-body.ts): scanBody accepts only
+ * what JSON.parse accepts (whitespace, escaped or repeated compared keys and deep nesting are left
+ * to the slow path), and finds the compared fields where JSON.parse does; scanSignedBody finds the
+ * same fields in a canonical body from its two ends.
+ */
+import t from 'tap';
+import { canonicalJson } from '../../webhook/store/evidence/chain.js';
+import { FIELD, createFieldPositions, isIntegerField, isRawField, isStringField, scanBody, scanSignedBody } from '../../webhook/store/sqlite/verify-body.js';
+import { aRecord } from './builders.js';
+
+const bytes = (s: string) => Buffer.from(s, 'utf8');
+const record = { ...aRecord({ n: 7 }), seq: 7, prevHash: 'a'.repeat(64), nsSeq: 3 };
+const canonical = canonicalJson(record);
+
+t.test('a canonical record: both scanners find every compared field', async (t) => {
+  for (const scan of [scanBody, scanSignedBody]) {
+    const at = createFieldPositions();
+    const b = bytes(canonical);
+    t.ok(scan(b, at), scan.name);
+    t.ok(isStringField(b, at, FIELD.id, record.id), `${scan.name} id`);
+    t.ok(isStringField(b, at, FIELD.replica, record.replica), `${scan.name} replica`);
+    t.ok(isIntegerField(b, at, FIELD.seq, 7), `${scan.name} seq`);
+    t.ok(isStringField(b, at, FIELD.prevHash, record.prevHash), `${scan.name} prevHash`);
+    t.ok(isStringField(b, at, FIELD.time, record.time), `${scan.name} time`);
+    t.ok(isStringField(b, at, FIELD.namespace, record.namespace), `${scan.name} namespace`);
+    t.ok(isStringField(b, at, FIELD.kindKind, 'Pod'), `${scan.name} kind.kind`);
+    t.ok(isStringField(b, at, FIELD.verdict, record.verdict), `${scan.name} verdict`);
+    t.ok(isStringField(b, at, FIELD.taskRun, 'build-7'), `${scan.name} tekton.taskRun`);
+    t.ok(isStringField(b, at, FIELD.pipelineRun, 'release'), `${scan.name} tekton.pipelineRun`);
+    t.ok(isIntegerField(b, at, FIELD.nsSeq, 3), `${scan.name} nsSeq`);
+    t.ok(isStringField(b, at, FIELD.objectDigest, record.objectDigest!), `${scan.name} objectDigest`);
+    t.ok(isRawField(b, at, FIELD.serviceAccounts, JSON.stringify(record.serviceAccounts)), `${scan.name} serviceAccounts`);
+    t.notOk(isStringField(b, at, FIELD.verdict, 'denied'), `${scan.name} another verdict`);
+    t.notOk(isIntegerField(b, at, FIELD.seq, 8), `${scan.name} another seq`);
+  }
+});
+
+t.test('scanBody: true only for JSON.parse-able text, false for what the slow path must decide', async (t) => {
+  const inner = canonical.slice(1, -1);
+  const cases: Array<[string, string, boolean]> = [
+    ['canonical', canonical, true],
+    ['escapes in other strings', `{"a":"x\\"y\\\\z\\u00e9\\n",${inner}}`, true],
+    ['non-ASCII UTF-8 in a string', `{"a":"é✓",${inner}}`, true],
+    ['numbers of every form', `{"a":[0,-1,1.5,2e10,-3.25E-7,1e+2],${inner}}`, true],
+    ['literals and empty containers', `{"a":[true,false,null,{},[]],${inner}}`, true],
+    ['whitespace', canonical.replace(',', ', '), false],
+    ['a repeated compared key', `{${inner},"verdict":"denied"}`, false],
+    ['an escaped compared key', `{"\\u0069d":"x",${inner.replace(/"id":"[^"]*",/, '')}}`, false],
+    ['truncated', canonical.slice(0, -1), false],
+    ['trailing bytes', `${canonical}x`, false],
+    ['a raw control character in a string', `{"a":"x\ty",${inner}}`, false],
+    ['a bad escape', `{"a":"\\x",${inner}}`, false],
+    ['a leading zero', `{"a":01,${inner}}`, false],
+    ['a bare minus', `{"a":-,${inner}}`, false],
+    ['a trailing comma', `{${inner},}`, false],
+    ['single quotes', `{'a':1,${inner}}`, false],
+    ['nesting deeper than 64', `{"a":${'['.repeat(70)}${']'.repeat(70)},${inner}}`, false],
+  ];
+  for (const [name, text, want] of cases) {
+    const at = createFieldPositions();
+    t.equal(scanBody(bytes(text), at), want, name);
+    if (want) t.doesNotThrow(() => JSON.parse(text), `${name}: JSON.parse agrees`);
+  }
+  const invalidUtf8 = Buffer.concat([bytes(`{"a":"`), Buffer.from([0xc3, 0x28]), bytes(`",${inner}}`)]);
+  t.notOk(scanBody(invalidUtf8, createFieldPositions()), 'invalid UTF-8');
+});
+
+t.test('scanSignedBody: a body not shaped as the writer writes it is left to the slow path', async (t) => {
+  t.notOk(scanSignedBody(bytes(canonical.slice(0, -1)), createFieldPositions()), 'truncated');
+  t.notOk(scanSignedBody(bytes(`[${canonical}]`), createFieldPositions()), 'not an object');
+  const at = createFieldPositions();
+  // A record without tekton, nsSeq and objectDigest: the absent fields stay absent.
+  const { tekton: _t, objectDigest: _o, ...plain } = record;
+  const b = bytes(canonicalJson({ ...plain, nsSeq: undefined }));
+  t.ok(scanSignedBody(b, at));
+  t.equal(at[2 * FIELD.tekton], -1);
+  t.equal(at[2 * FIELD.objectDigest], -1);
+  t.equal(at[2 * FIELD.nsSeq], -1);
+  t.ok(isStringField(b, at, FIELD.verdict, record.verdict));
+});
