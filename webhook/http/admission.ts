@@ -61,7 +61,7 @@ class DeadlineSignal implements AppendSignal {
  * was stored); otherwise this rejects with ERR_STORE_DEADLINE while the commit may still land.
  * One timer per append; no AbortController and no Promise.race (~7 µs less per request).
  */
-function appendWithin(store: Pick<DecisionStore, 'append'>, rec: DecisionRecord, extra: Pick<AppendOptions, 'review' | 'patchJson'>, ms: number): Promise<unknown> {
+function appendWithin(store: Pick<DecisionStore, 'append'>, rec: DecisionRecord, extra: Pick<AppendOptions, 'patchJson'>, ms: number): Promise<unknown> {
   return new Promise((resolve, reject) => {
     const signal = new DeadlineSignal();
     const timer = setTimeout(() => {
@@ -110,7 +110,7 @@ export async function admissionRoutes(app: FastifyInstance, deps: AdmissionDeps)
   const decisionLog = logger.child({}, { redact: { paths: ['req.headers.authorization'], censor: '[redacted]' } });
 
   /** Logs one line, writes the record (unless dry run), then counts it. Throws only ERR_STORE_*. */
-  async function record(rec: DecisionRecord, decision: Decision, extra: Pick<AppendOptions, 'review' | 'patchJson'> = {}): Promise<void> {
+  async function record(rec: DecisionRecord, decision: Decision, extra: Pick<AppendOptions, 'patchJson'> = {}): Promise<void> {
     const warn = decision.verdict === 'errored' || decision.verdict === 'rejected';
     // Build the log line only when the level is on (at info it always is in production).
     if (decisionLog.isLevelEnabled(warn ? 'warn' : 'info')) {
