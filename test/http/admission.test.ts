@@ -171,6 +171,39 @@ t.test('bad input: clear 4xx and a rejected record (controller-runtime edge list
   t.equal(counted, cases.length, 'every rejected request counted once');
 });
 
+t.test('prototype poisoning in the body is refused (400, rejected record), literal or \\u-escaped; the same words elsewhere are not', async (t) => {
+  const { app, records } = await createTestApp(t);
+  const ok = JSON.stringify(review(aTaskRun({ serviceAccountName: 'ci-builder' }), { uid: 'pp' }));
+  // Spliced into request.object.metadata as raw JSON text, so the escapes reach the parser as sent.
+  const withMember = (member: string): string => ok.replace('"metadata":{', `"metadata":{${member},`);
+  const poisoned: Array<[string, string]> = [
+    ['__proto__', '"__proto__":{"polluted":true}'],
+    ['__proto__ with space before the colon', '"__proto__" :{"polluted":true}'],
+    ['\\u-escaped __proto__', '"\\u005f_proto__":{"polluted":true}'],
+    ['fully escaped __proto__', '"\\u005f\\u005f\\u0070\\u0072\\u006f\\u0074\\u006f\\u005f\\u005f":{"polluted":true}'],
+    ['constructor.prototype', '"constructor":{"prototype":{"polluted":true}}'],
+    ['\\u-escaped constructor.prototype', '"constru\\u0063tor":{"prototype":{"polluted":true}}'],
+  ];
+  for (const [name, member] of poisoned) {
+    const body = withMember(member);
+    t.doesNotThrow(() => JSON.parse(body), `${name}: the body is valid JSON`);
+    const res = await post(app, '/validate', body);
+    t.equal(res.statusCode, 400, name);
+    t.match(res.json(), { code: 'REVIEW_MALFORMED', message: /JSON/ }, name);
+  }
+  t.equal(({} as Record<string, unknown>).polluted, undefined, 'Object.prototype untouched');
+  const stored = await records();
+  t.equal(stored.length, poisoned.length);
+  t.ok(stored.every((r) => r.verdict === 'rejected'), 'each refused body left a rejected record');
+
+  // The words as values, or a "constructor" member without a prototype, are ordinary data.
+  for (const [name, member] of [['values', '"note":"__proto__ and constructor"'], ['constructor without prototype', '"constructor":{"name":"x"}'], ['escaped ordinary key', '"\\u0061bc":"d"']] as const) {
+    const res = await post(app, '/validate', withMember(member));
+    t.equal(res.statusCode, 200, name);
+    t.equal(res.json().response.allowed, true, name);
+  }
+});
+
 t.test('property: thousands of random and malformed reviews never crash the server', async (t) => {
   const { app } = await createTestApp(t);
   const junk = fc.oneof(fc.anything(), fc.jsonValue());

@@ -2,11 +2,12 @@
  * The verify workers' body scanners (webhook/store/sqlite/verify-body.ts): scanBody accepts only
  * what JSON.parse accepts (whitespace, escaped or repeated compared keys and deep nesting are left
  * to the slow path), and finds the compared fields where JSON.parse does; scanSignedBody finds the
- * same fields in a canonical body from its two ends.
+ * same fields in a canonical body from its two ends. The account index line hashes (verify-accounts.ts) add up as a multiset.
  */
 import t from 'tap';
 import { canonicalJson } from '../../webhook/store/evidence/chain.js';
 import { FIELD, createFieldPositions, isIntegerField, isRawField, isStringField, scanBody, scanSignedBody } from '../../webhook/store/sqlite/verify-body.js';
+import { addLine, addLines, emptyAccountSum, sameAccountSums } from '../../webhook/store/sqlite/verify-accounts.js';
 import { aRecord } from './builders.js';
 
 const bytes = (s: string) => Buffer.from(s, 'utf8');
@@ -78,4 +79,31 @@ t.test('scanSignedBody: a body not shaped as the writer writes it is left to the
   t.equal(at[2 * FIELD.objectDigest], -1);
   t.equal(at[2 * FIELD.nsSeq], -1);
   t.ok(isStringField(b, at, FIELD.verdict, record.verdict));
+});
+
+t.test('account lines: a shared prefix hashes as the whole line; any change moves the sum', async (t) => {
+  const key = [0x01234567, -0x76543211] as const;
+  for (const prefix of ['2025-12-02T00:00:00.000000Z\tid-1\tweb\tPod\tpatched\ttzw-0\t', 'odd\t']) {
+    const whole = emptyAccountSum();
+    for (const k of ['web/ci-builder', 'ci-builder', '', 'x']) addLine(whole, key, prefix + k);
+    const shared = emptyAccountSum();
+    addLines(shared, key, prefix, ['web/ci-builder', 'ci-builder', '', 'x']);
+    t.strictSame(shared, whole, `prefix of length ${prefix.length}`);
+  }
+  const a = emptyAccountSum();
+  addLine(a, key, 'line-1');
+  addLine(a, key, 'line-2');
+  const swapped = emptyAccountSum();
+  addLine(swapped, key, 'line-2');
+  addLine(swapped, key, 'line-1');
+  t.ok(sameAccountSums(a, swapped), 'order does not matter');
+  for (const other of [['line-1', 'line-3'], ['line-1'], ['line-1', 'line-2', 'line-2'], ['lime-2', 'line-1']]) {
+    const b = emptyAccountSum();
+    for (const l of other) addLine(b, key, l);
+    t.notOk(sameAccountSums(a, b), `${other.join(', ')} differs`);
+  }
+  const otherKey = emptyAccountSum();
+  addLine(otherKey, [1, 2], 'line-1');
+  addLine(otherKey, [1, 2], 'line-2');
+  t.notOk(sameAccountSums(a, otherKey), 'another key gives another sum');
 });

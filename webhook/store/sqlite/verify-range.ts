@@ -18,7 +18,7 @@ import { createBodyInflater } from '../evidence/body-codec.js';
 import { toChainVerifier, type ChainProblem, type CheckedEvidence, type WriterState } from '../evidence/chain.js';
 import { toChainEntry } from '../rows.js';
 import { CHAIN_COLUMNS, SA_KEYS_SQL, columnProblem, saKeysOf, toDecisionRow, type RawDecisionRow } from './rows.js';
-import { addLine, emptyAccountSum, isLineField, type AccountKey, type AccountSum } from './verify-accounts.js';
+import { addLines, emptyAccountSum, isLineField, type AccountKey, type AccountSum } from './verify-accounts.js';
 import { FIELD, createFieldPositions, isAbsent, isIntegerField, isObjectField, isRawField, isStringField, scanBody, scanSignedBody } from './verify-body.js';
 
 /** Records `(lo, hi]` of `writer` (by seq). `start`: the state after record `lo`, unless this is the writer's first range. */
@@ -57,7 +57,7 @@ export interface RangeOutcome {
   slowRows: number;
 }
 
-/** Rows per read: each read is one short read transaction. */
+/** Seqs per read (one short read transaction each). */
 const CHUNK = 5000;
 /** Progress is reported every this many rows. */
 const PROGRESS_ROWS = 100;
@@ -89,13 +89,10 @@ type RowArgs = [
   saKeys: unknown,
 ];
 
-/** The per-row function's arguments (aliases of the read's columns, below). */
-const ROW_ARGS = 'seq, id, prev_hash, hash, time, namespace, kind, verdict, service_accounts, task_run, pipeline_run, ns_seq, object_digest, record, body, sa_keys';
-
-/** The read's columns, `saKeys` the account index lines per record (or NULL). */
-const readColumns = (saKeys: string) => `d.seq, d.id, d.prev_hash, d.hash, d.time, d.namespace, d.kind, d.verdict, d.service_accounts, d.task_run, d.pipeline_run, d.ns_seq,
-  CASE WHEN typeof(d.object_digest) = 'blob' THEN lower(hex(d.object_digest)) WHEN d.object_digest IS NOT NULL THEN 'not a digest' END AS object_digest,
-  d.record, d.body, ${saKeys} AS sa_keys`;
+/** The per-row function's arguments: a row's columns (the v1 text only for a row without a stored body). */
+const rowArgs = (saKeys: string) => `d.seq, d.id, d.prev_hash, d.hash, d.time, d.namespace, d.kind, d.verdict, d.service_accounts, d.task_run, d.pipeline_run, d.ns_seq,
+  CASE WHEN typeof(d.object_digest) = 'blob' THEN lower(hex(d.object_digest)) WHEN d.object_digest IS NOT NULL THEN 'not a digest' END,
+  CASE WHEN d.body IS NULL THEN d.record END, d.body, ${saKeys}`;
 
 const isText = (v: unknown): v is string => typeof v === 'string';
 const isTextOrNull = (v: unknown): v is string | null => v === null || typeof v === 'string';
@@ -198,10 +195,7 @@ export function openRangeReader(path: string): RangeReader {
     if (keys === null) return false;
     if (!accountKey) return saKeys === (keys.length ? keys.map((k) => `${k}\t${time}`).join('\n') : null);
     // The fields compared above are JSON strings without escapes: no tab or newline in them.
-    if (accounts && keys.length) {
-      const rest = `\t${time}\t${id}\t${namespace}\t${kind}\t${verdict}\t${writer}`;
-      for (const k of keys) addLine(accounts, accountKey, k + rest);
-    }
+    if (accounts && keys.length) addLines(accounts, accountKey, `${time}\t${id}\t${namespace}\t${kind}\t${verdict}\t${writer}\t`, keys);
     return true;
   };
 
@@ -229,13 +223,14 @@ export function openRangeReader(path: string): RangeReader {
   };
   db.function('tzw_verify_row', { deterministic: false, varargs: true }, onRow as (...a: unknown[]) => number);
 
-  // The rows of a read in seq order (the subquery's ORDER BY runs on the (writer, seq) index, so
-  // the function sees them in that order; onRow refuses any other). count(*) says how many there were.
+  // The rows of a read, (after, to] by seq, in seq order: the range scan of the (writer, seq)
+  // index, which the function sees row by row (onRow refuses any other order). count(*) says how
+  // many rows there were.
   const readSql = (saKeys: string) =>
-    `SELECT count(tzw_verify_row(${ROW_ARGS})) AS taken, count(*) AS n FROM (
-      SELECT ${readColumns(saKeys)} FROM decisions d WHERE d.writer = ? AND d.seq > ? AND d.seq <= ? ORDER BY d.seq LIMIT ?)`;
+    `SELECT count(tzw_verify_row(${rowArgs(saKeys)})) AS taken, count(*) AS n FROM decisions d WHERE d.writer = ? AND d.seq > ? AND d.seq <= ?`;
   const readSetWise = db.prepare(readSql('NULL'));
   const readPerRecord = db.prepare(readSql(SA_KEYS_SQL));
+  const nextSeq = db.prepare('SELECT min(seq) FROM decisions WHERE writer = ? AND seq > ? AND seq <= ?').pluck();
   const slowRow = db.prepare(`SELECT ${CHAIN_COLUMNS} FROM decisions d WHERE d.writer = ? AND d.seq = ?`).raw(true);
 
   return {
@@ -268,17 +263,22 @@ export function openRangeReader(path: string): RangeReader {
           const keys = Array.isArray(entry.record.serviceAccounts) ? saKeysOf(entry.record.serviceAccounts) : [];
           const fields = [row.time, row.id, row.namespace, row.kind, row.verdict, writer];
           if (![...keys, ...fields].every(isLineField)) accounts = undefined;
-          else for (const k of keys) addLine(accounts, accountKey!, [k, ...fields].join('\t'));
+          else addLines(accounts, accountKey!, `${fields.join('\t')}\t`, keys);
         }
         return problem;
       };
       let after = range.lo;
       for (;;) {
+        // Reads of CHUNK seqs from the next row on (seqs may have gaps, or start anywhere).
+        const next = nextSeq.get(writer, after, range.hi) as number | null;
+        if (next === null) break;
+        after = Math.max(after, next - 1);
+        const to = Math.min(range.hi, after + CHUNK);
         lastSeq = after;
         taken = 0;
         haltSeq = undefined;
         haltProblem = undefined;
-        const { n } = read.get(writer, after, range.hi, CHUNK) as { n: number };
+        const { n } = read.get(writer, after, to) as { n: number };
         if (n !== taken) throw new Error(`verify: SQLite read ${n} rows but checked ${taken}`);
         if (haltProblem) return done({ problem: haltProblem });
         if (haltSeq !== undefined) {
@@ -294,8 +294,7 @@ export function openRangeReader(path: string): RangeReader {
           after = haltSeq;
           continue;
         }
-        if (n < CHUNK) break;
-        after = lastSeq;
+        after = to;
       }
       const state = v.stateOf(writer);
       return done({ ...(state ? { state } : {}), ...(accounts ? { accounts } : {}) });
