@@ -37,6 +37,9 @@ export interface AdmissionDeps {
   onDecision?: (rec: DecisionRecord) => void;
 }
 
+const RAW_BODY = 'tzwRawBody';
+type RawBodyRequest = FastifyRequest & { [RAW_BODY]: Buffer | null };
+
 class DeadlineError extends Error {
   code = 'ERR_STORE_DEADLINE';
 }
@@ -60,7 +63,7 @@ class DeadlineSignal implements AppendSignal {
  * was stored); otherwise this rejects with ERR_STORE_DEADLINE while the commit may still land.
  * One timer per append; no AbortController and no Promise.race (~7 µs less per request).
  */
-function appendWithin(store: Pick<DecisionStore, 'append'>, rec: DecisionRecord, extra: Pick<AppendOptions, 'review' | 'patchJson'>, ms: number): Promise<unknown> {
+function appendWithin(store: Pick<DecisionStore, 'append'>, rec: DecisionRecord, opts: AppendOptions, ms: number): Promise<unknown> {
   return new Promise((resolve, reject) => {
     const signal = new DeadlineSignal();
     const timer = setTimeout(() => {
@@ -69,7 +72,9 @@ function appendWithin(store: Pick<DecisionStore, 'append'>, rec: DecisionRecord,
       signal.abort();
       queueMicrotask(() => reject(new DeadlineError(`the decision store did not commit within ${ms} ms`)));
     }, ms);
-    store.append(rec, { ...extra, signal }).then(
+    // The caller's options object is this append's own: the signal is set on it, not spread into a copy.
+    opts.signal = signal;
+    store.append(rec, opts).then(
       (value) => {
         clearTimeout(timer);
         resolve(value);
@@ -107,8 +112,9 @@ export async function admissionRoutes(app: FastifyInstance, deps: AdmissionDeps)
   // process logger's wildcard redaction (`*.token` etc. cost ~13 µs per line); the explicit
   // authorization header path stays.
   const decisionLog = logger.child({}, { redact: { paths: ['req.headers.authorization'], censor: '[redacted]' } });
-  /** Request bodies as received, for objectDigest (set by the JSON parser below). */
-  const rawBodies = new WeakMap<FastifyRequest, Buffer>();
+  // The request body as received, for objectDigest: set by the JSON parser below on a declared
+  // request field (fastify keeps the request's shape stable), not kept in a WeakMap.
+  app.decorateRequest(RAW_BODY, null);
 
   /** Logs one line, writes the record (unless dry run), then counts it. Throws only ERR_STORE_*. */
   async function record(rec: DecisionRecord, decision: Decision, extra: Pick<AppendOptions, 'review' | 'patchJson'> = {}): Promise<void> {
@@ -168,8 +174,9 @@ export async function admissionRoutes(app: FastifyInstance, deps: AdmissionDeps)
       }
     }
     const rec = toRecord(meta(id, endpoint, started), decision, req);
-    const body = req.object == null ? undefined : rawBodies.get(request);
-    rawBodies.delete(request);
+    const raw = request as RawBodyRequest;
+    const body = req.object == null ? undefined : (raw[RAW_BODY] ?? undefined);
+    raw[RAW_BODY] = null;
     // Let go of the parsed review (request.object is most of it) before awaiting the commit: what
     // follows needs only these fields (toRecord of the deadline path reads the name from `name`).
     // Otherwise every request in flight holds its pod through the scavenges that run meanwhile,
@@ -257,7 +264,7 @@ export async function admissionRoutes(app: FastifyInstance, deps: AdmissionDeps)
   const parseJson = app.getDefaultJsonParser('error', 'error');
   app.removeContentTypeParser('application/json');
   app.addContentTypeParser('application/json', { parseAs: 'buffer' }, (request, body, done) => {
-    rawBodies.set(request, body as Buffer);
+    (request as RawBodyRequest)[RAW_BODY] = body as Buffer;
     // Typed for strings, but it hands the body to secure-json-parse, which takes a Buffer as is.
     parseJson(request, body as unknown as string, done);
   });
