@@ -61,7 +61,7 @@ class DeadlineSignal implements AppendSignal {
  * was stored); otherwise this rejects with ERR_STORE_DEADLINE while the commit may still land.
  * One timer per append; no AbortController and no Promise.race (~7 µs less per request).
  */
-function appendWithin(store: Pick<DecisionStore, 'append'>, rec: DecisionRecord, extra: Pick<AppendOptions, 'patchJson'>, ms: number): Promise<unknown> {
+function appendWithin(store: Pick<DecisionStore, 'append'>, rec: DecisionRecord, opts: AppendOptions, ms: number): Promise<unknown> {
   return new Promise((resolve, reject) => {
     const signal = new DeadlineSignal();
     const timer = setTimeout(() => {
@@ -70,7 +70,9 @@ function appendWithin(store: Pick<DecisionStore, 'append'>, rec: DecisionRecord,
       signal.abort();
       queueMicrotask(() => reject(new DeadlineError(`the decision store did not commit within ${ms} ms`)));
     }, ms);
-    store.append(rec, { ...extra, signal }).then(
+    // The caller's options object is this append's own: the signal is set on it, not spread into a copy.
+    opts.signal = signal;
+    store.append(rec, opts).then(
       (value) => {
         clearTimeout(timer);
         resolve(value);
