@@ -2,7 +2,8 @@
  * In-process micro-benchmark of the SQLite writer thread's per-record work: the Writer of
  * webhook/store/sqlite/writer.ts driven on this thread against a real store file (WAL,
  * synchronous=FULL), with the records and AdmissionReview bodies the HTTP bench sends (/mutate:
- * the corpus pod, patched; /validate: the PipelineRun, allowed), committed in groups like the
+ * the corpus pod, patched; /validate: the PipelineRun, allowed; objectDigest computed from the
+ * parsed object as the route does, and counted), committed in groups like the
  * group commit forms under load. Prints CPU µs per record (user + system of this process, so
  * fsync's system time counts) for the whole append and for its parts.
  *
@@ -26,10 +27,13 @@ import { loadBenchFacts, mutateReviewBody, validateReviewBody } from './fixtures
 
 const records = Number(process.argv[2] ?? 3000);
 const batch = Number(process.argv[3] ?? 16);
-/** `root` or `root#pragma;pragma` (experiments: PRAGMAs run on that subject's write connection). */
+/**
+ * `root` or `root#option;option`: `sql:STATEMENT` runs that SQL on the subject's file first (e.g. a
+ * DROP INDEX, to price an index); any other option is a PRAGMA run on its write connection.
+ */
 const subjectsArgs = process.argv.length > 4 ? process.argv.slice(4) : [join(import.meta.dirname, '..')];
 
-type Item = { record: DecisionRecord | Omit<DecisionRecord, 'patch'>; time: string; saKeys: string[]; slot: number; review?: Uint8Array; patchJson?: string };
+type Item = { record: DecisionRecord | Omit<DecisionRecord, 'patch'>; time: string; saKeys: string[]; slot: number; patchJson?: string };
 
 const config = defaultConfig('bench-0');
 const facts = createFactsIndex(config.domain);
@@ -37,13 +41,13 @@ loadBenchFacts(facts, 2);
 const options = toDecideOptions(config);
 
 /** One template per endpoint: the record the route builds, its patch text and the body as received. */
-function template(endpoint: 'mutate' | 'validate', body: string): { record: DecisionRecord; patchJson?: string; review: Buffer } {
+function template(endpoint: 'mutate' | 'validate', body: string): { record: DecisionRecord; patchJson?: string; body: string } {
   const parsed = parseAdmissionReview(JSON.parse(body));
   if (!parsed.ok) throw new Error(parsed.message);
   const decision = decideAdmission(endpoint, parsed.review.request, facts, options, '01900000-0000-7000-8000-000000000000');
   const record = toRecord({ id: '', time: '', endpoint, replica: 'bench-0', durationMs: 0.4, objectDigest: null }, decision, parsed.review.request);
   const patchJson = decision.patch.length > 0 ? JSON.stringify(decision.patch) : undefined;
-  return { record, review: Buffer.from(body), ...(patchJson ? { patchJson } : {}) };
+  return { record, body, ...(patchJson ? { patchJson } : {}) };
 }
 const templates = [template('mutate', mutateReviewBody()), template('validate', validateReviewBody())];
 
@@ -56,7 +60,7 @@ async function load(arg: string, index: number, dir: string) {
   const { createSqliteStore } = await from('webhook/store/sqlite/store.ts');
   const { loadOrCreateSigningKey } = await from('webhook/store/evidence/signing.ts');
   const { saKeysOf } = await from('webhook/store/sqlite/rows.ts');
-  const { toObjectDigest } = await from('webhook/store/evidence/object-digest.ts');
+  const { toDigestOfObject } = await from('webhook/store/evidence/object-digest.ts');
   const { chainNamespaceRecord, GENESIS_HASH } = await from('webhook/store/evidence/link.ts');
   const { toStoredBody } = await from('webhook/store/evidence/body-codec.ts');
   const { CanonicalText } = await from('webhook/store/evidence/canonical.ts');
@@ -65,24 +69,32 @@ async function load(arg: string, index: number, dir: string) {
   const store = await createSqliteStore({ path, replica: 'bench-0', signer, checkpointEvery: { records: 1e9, seconds: 1e6 } });
   await store.close();
   const writer = new Writer({ path, replica: 'bench-0', busyTimeoutMs: 5000, recoveryProbeMs: 1000, cancelFlags: new SharedArrayBuffer(4) }, () => {});
-  for (const pragma of pragmas.split(';').filter(Boolean)) (writer as unknown as { db: { pragma(s: string): unknown } }).db.pragma(pragma);
-  return { root: arg, writer, saKeysOf, toObjectDigest, chainNamespaceRecord, GENESIS_HASH, toStoredBody, CanonicalText };
+  const db = (writer as unknown as { db: { pragma(s: string): unknown; exec(s: string): unknown } }).db;
+  for (const o of pragmas.split(';').filter(Boolean)) {
+    if (o.startsWith('sql:')) db.exec(o.slice(4));
+    else db.pragma(o);
+  }
+  return { root: arg, toDigestOfObject, writer, saKeysOf, chainNamespaceRecord, GENESIS_HASH, toStoredBody, CanonicalText };
 }
 
 let n = 0;
-function nextItem(saKeysOf: (sas: string[]) => string[]): Item {
+/**
+ * The next record as the route hands it over, and its request.object freshly parsed (the route
+ * parsed the body already: that parse is not part of the record's cost, its objectDigest is).
+ */
+function nextItem(saKeysOf: (sas: string[]) => string[]): { item: Item; object: unknown } {
   const t = templates[n % 2]!;
   n++;
   const time = formatMicros(1_767_225_600_000_000n + BigInt(n) * 1000n);
   const id = `01900000-${(n >>> 16).toString(16).padStart(4, '0')}-7000-8000-${n.toString(16).padStart(12, '0')}`;
-  const full: DecisionRecord = { ...t.record, id, time };
-  const item: Item = { record: full, time, saKeys: saKeysOf(full.serviceAccounts), slot: -1, review: t.review };
+  const full: DecisionRecord = { ...t.record, id, time, objectDigest: null };
+  const item: Item = { record: full, time, saKeys: saKeysOf(full.serviceAccounts), slot: -1 };
   if (t.patchJson !== undefined) {
     const { patch: _p, ...rest } = full;
     item.record = rest;
     item.patchJson = t.patchJson;
   }
-  return item;
+  return { item, object: (JSON.parse(t.body) as { request: { object: unknown } }).request.object };
 }
 
 function cpuMicros(): number {
@@ -96,21 +108,24 @@ try {
   for (const [i, arg] of subjectsArgs.entries()) subjects.push(await load(arg, i, dir));
   type Subject = (typeof subjects)[number];
   const run = (x: Subject, count: number): number => {
-    const t0 = cpuMicros();
+    let used = 0;
     for (let done = 0; done < count; done += batch) {
-      const items: Item[] = [];
-      for (let i = 0; i < batch; i++) items.push(nextItem(x.saKeysOf));
+      const next = Array.from({ length: batch }, () => nextItem(x.saKeysOf));
+      const items = next.map((p) => p.item);
+      const t0 = cpuMicros();
+      for (const p of next) p.item.record.objectDigest = x.toDigestOfObject(p.object);
       x.writer.enqueue({ batch: done, items });
       x.writer.flush();
+      used += cpuMicros() - t0;
     }
-    return (cpuMicros() - t0) / count;
+    return used / count;
   };
   const parts = (x: Subject, count: number): Record<string, number> => {
-    const items: Item[] = [];
-    for (let i = 0; i < count; i++) items.push(nextItem(x.saKeysOf));
+    const next = Array.from({ length: count }, () => nextItem(x.saKeysOf));
+    const items = next.map((p) => p.item);
     const out: Record<string, number> = {};
     let t0 = cpuMicros();
-    const digests = items.map((p) => x.toObjectDigest(p.review!));
+    const digests = next.map((p) => x.toDigestOfObject(p.object));
     out.objectDigest = (cpuMicros() - t0) / count;
     t0 = cpuMicros();
     const links = items.map((p, i) => x.chainNamespaceRecord(p.patchJson === undefined ? { ...p.record, objectDigest: digests[i] } : { ...p.record, objectDigest: digests[i], patch: new x.CanonicalText(p.patchJson) }, { seq: i, hash: x.GENESIS_HASH }, undefined));

@@ -16,6 +16,7 @@ import { verifyBundle, verifyStore, writeBundle } from '../../webhook/store/evid
 import type { DecisionFilter, VerifiableStore } from '../../webhook/store/port.js';
 import { toCanonicalTime } from '../../webhook/store/query.js';
 import { verifyCheckpointJws, type Jwks } from '../../webhook/store/evidence/signing.js';
+import { toDigestOfObject } from '../../webhook/store/evidence/object-digest.js';
 import { aRecord, idOf, timeAt, WRITER } from './builders.js';
 
 export interface StoreHarness {
@@ -174,24 +175,24 @@ export function runStoreContract(t: Test, name: string, makeStore: MakeStore): v
     t.match(await verifyBundle(path, h.jwks), { ok: true, records: 3 });
   });
 
-  withStore('append with the review body and the patch as canonical text stores what the plain append would', {}, async (t, h) => {
-    // The admission route passes both (AppendOptions.review, .patchJson); the stored record, its
-    // hash and objectDigest must be exactly those of the record with its patch object and the
-    // RFC 8785 digest of request.object, whether an adapter uses the options or not.
+  withStore('append with the patch as canonical text stores what the plain append would', {}, async (t, h) => {
+    // The admission route passes the patch as the text it serialised for the response
+    // (AppendOptions.patchJson) and the objectDigest it computed from request.object; the stored
+    // record and its hash must be exactly those of the record with its patch object, whether an
+    // adapter uses the text or not.
     const object = { metadata: { namespace: 'payments', name: 'p', labels: { b: '1', a: '2' } }, kind: 'Pod', apiVersion: 'v1', spec: { containers: [{ name: 'c', image: 'i' }] } };
-    const review = Buffer.from(JSON.stringify({ apiVersion: 'admission.k8s.io/v1', kind: 'AdmissionReview', request: { uid: 'u', object } }));
     const patch = [
       { op: 'add' as const, path: '/metadata/annotations/tekton-zscaler.io~1status', value: 'injected' },
       { op: 'add' as const, path: '/spec/volumes/-', value: { name: 'tekton-zscaler-token', projected: { sources: [{ serviceAccountToken: { audience: 'sts', expirationSeconds: 600, path: 'token' } }] } } },
     ];
     const digest = createHash('sha256').update(canonicalize(object) ?? '').digest('hex');
-    const a = aRecord({ n: 1, patch, objectDigest: null });
-    const ra = await h.store.append(a, { review, patchJson: JSON.stringify(patch) });
+    const a = aRecord({ n: 1, patch, objectDigest: toDigestOfObject(object) });
+    const ra = await h.store.append(a, { patchJson: JSON.stringify(patch) });
     const { hash, ...rest } = ra;
     t.strictSame(rest, { ...a, objectDigest: digest, seq: 1, prevHash: GENESIS_HASH, ...(h.v2 ? { nsSeq: 1, nsPrevHash: GENESIS_HASH } : {}) });
     t.equal(hash, hashRecord(GENESIS_HASH, rest), 'the hash is of the canonical record with the patch object');
     t.strictSame(await h.store.get(a.id), ra);
-    // The same record without the options, after it: the same body but for id and chain fields.
+    // The same record without the option, after it: the same body but for id and chain fields.
     const b = aRecord({ n: 2, patch, objectDigest: digest });
     const rb = await h.store.append(b);
     t.equal(rb.hash, hashRecord(hash, { ...rest, ...b, seq: 2, prevHash: hash, ...(h.v2 ? { nsSeq: 2, nsPrevHash: hash } : {}) }));

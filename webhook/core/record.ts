@@ -33,7 +33,7 @@ export interface DecisionRecord {
    * sha256 lowercase hex of the RFC 8785 canonical JSON of request.object (DESIGN "Decision
    * records"), reproducible from any copy of the object: `tzw decisions digest -f FILE`. Null when
    * request.object was absent/null (DELETE) and for input rejected before the envelope could be
-   * read. The store computes it from the review body (AppendOptions.review), off the request path.
+   * read. The admission route computes it from the request.object it parsed (one parse per request).
    * Records written before record format v2 hold the sha256 of the whole request body instead.
    */
   objectDigest: string | null;

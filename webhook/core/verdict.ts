@@ -48,7 +48,7 @@ export interface Decision {
 export type DecisionContext = Partial<Pick<Decision, 'serviceAccounts' | 'mode' | 'mapping' | 'policyTags' | 'tekton' | 'warnings'>>;
 
 function base(verdict: Verdict, reasons: Reason[], message: string, status: Decision['status'], ctx: DecisionContext): Decision {
-  return {
+  const d: Decision = {
     verdict,
     reasons,
     message,
@@ -56,11 +56,13 @@ function base(verdict: Verdict, reasons: Reason[], message: string, status: Deci
     warnings: ctx.warnings ?? [],
     patch: [],
     serviceAccounts: ctx.serviceAccounts ?? [],
-    ...(ctx.mode ? { mode: ctx.mode } : {}),
-    ...(ctx.mapping ? { mapping: ctx.mapping } : {}),
     policyTags: ctx.policyTags ?? [],
     tekton: ctx.tekton ?? {},
   };
+  // Set, not spread from conditional literals (base was ~1.4% of the server's busy time).
+  if (ctx.mode) d.mode = ctx.mode;
+  if (ctx.mapping) d.mapping = ctx.mapping;
+  return d;
 }
 
 const OK = { code: 200, reason: '' };

@@ -68,12 +68,6 @@ export interface AppendOptions {
    */
   signal?: AppendSignal;
   /**
-   * The AdmissionReview body as received. When given, the store sets the record's objectDigest to
-   * sha256 of the RFC 8785 JSON of its request.object (null without one), off the request path
-   * where the adapter can (the SQLite writer thread); the record's own objectDigest is then ignored.
-   */
-  review?: Uint8Array;
-  /**
    * The record's `patch` as RFC 8785 JSON text, when the caller already serialised it (the
    * admission route does, for the response, and passes it only when isCanonicalOrder(patch)).
    * Adapters may hash and store this text instead of serialising the patch again; they must

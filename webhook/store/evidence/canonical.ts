@@ -138,6 +138,15 @@ function sortedValue(v: unknown): unknown {
   return copy ?? v;
 }
 
+/** True when `v` is a plain object with a CanonicalText member. */
+function hasCanonicalText(v: unknown): boolean {
+  if (typeof v !== 'object' || v === null || Array.isArray(v)) return false;
+  const proto: unknown = Object.getPrototypeOf(v);
+  if (proto !== Object.prototype && proto !== null) return false;
+  for (const k in v) if ((v as Record<string, unknown>)[k] instanceof CanonicalText) return true;
+  return false;
+}
+
 /**
  * RFC 8785 text of plain JSON data without the library (undefined for anything else), with
  * CanonicalText members of the top-level object written as they are: the members between them
@@ -145,8 +154,8 @@ function sortedValue(v: unknown): unknown {
  */
 function sortedStringify(v: unknown): string | undefined {
   if (v instanceof CanonicalText) return v.text;
-  const proto: unknown = typeof v === 'object' && v !== null && !Array.isArray(v) ? Object.getPrototypeOf(v) : undefined;
-  if (proto !== Object.prototype && proto !== null) {
+  if (!hasCanonicalText(v)) {
+    // Already in order (e.g. a record parsed from its stored body): v itself, one native stringify.
     const s = sortedValue(v);
     return s === ODD ? undefined : JSON.stringify(s);
   }
@@ -185,6 +194,10 @@ function sortedStringify(v: unknown): string | undefined {
  * on values JSON cannot carry (NaN, Infinity).
  */
 export function canonicalJson(value: unknown): string {
+  // Already in canonical order (a record parsed from its stored body, as bundle verification hashes
+  // them): one walk without copies, one native stringify. Cheap when it fails: it stops at the first
+  // key out of order.
+  if (isSortedJson(value)) return JSON.stringify(value);
   // sortedValue looks for own toJSON members only: an inherited one (a patched prototype) is the library's.
   const fast = (Object.prototype as { toJSON?: unknown }).toJSON === undefined ? sortedStringify(value) : undefined;
   if (fast !== undefined) return fast;

@@ -54,5 +54,8 @@ export interface NamespaceLink extends ChainLink {
 export function chainNamespaceRecord(record: object, head: { seq: number; hash: string }, nsHead: NamespaceChainHead | undefined): NamespaceLink {
   const nsSeq = (nsHead?.nsSeq ?? 0) + 1;
   const nsPrevHash = nsHead?.hash ?? GENESIS_HASH;
-  return { ...chainRecord({ ...record, nsSeq, nsPrevHash }, head), nsSeq, nsPrevHash };
+  // chainRecord({ ...record, nsSeq, nsPrevHash }, head) with one copy of the record instead of two.
+  const seq = head.seq + 1;
+  const body = canonicalJson({ ...record, nsSeq, nsPrevHash, seq, prevHash: head.hash, hash: undefined });
+  return { seq, prevHash: head.hash, body, hash: sha256Hex(head.hash + body), nsSeq, nsPrevHash };
 }

@@ -11,15 +11,6 @@ export function toDigestOfObject(object: unknown): string | null {
   return object === null || object === undefined ? null : sha256Hex(canonicalJson(object));
 }
 
-/**
- * The digest of `request.object` in an AdmissionReview body as received (JSON bytes): null when the
- * review has no object. Throws on bytes that are not a JSON object.
- */
-export function toObjectDigest(review: Uint8Array): string | null {
-  const parsed = JSON.parse(Buffer.from(review.buffer, review.byteOffset, review.byteLength).toString('utf8')) as { request?: { object?: unknown } } | null;
-  return toDigestOfObject(parsed?.request?.object);
-}
-
 const DIGEST_HEX = /^[0-9a-f]{64}$/;
 
 /**

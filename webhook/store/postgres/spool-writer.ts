@@ -1,6 +1,6 @@
 /**
  * The spool's writer thread (started by spool.ts through ../thread.ts): appends to the local spool
- * in front of PostgreSQL leave the admission event loop — objectDigest, placing the record on its
+ * in front of PostgreSQL leave the admission event loop — placing the record on its
  * writer's chain and namespace chain (record format v2), canonical JSON, hashing, the insert and
  * the fsync (synchronous=FULL) all run here, on the spool's own write connection.
  *
@@ -15,7 +15,6 @@ import { parentPort, workerData } from 'node:worker_threads';
 import Database from 'better-sqlite3';
 import type { DecisionRecord } from '../../core/record.js';
 import { chainNamespaceRecord, GENESIS_HASH, type NamespaceChainHead, type NamespaceLink } from '../evidence/link.js';
-import { toObjectDigest } from '../evidence/object-digest.js';
 import { CanonicalText } from '../evidence/canonical.js';
 
 export interface SpoolWriterConfig {
@@ -29,15 +28,13 @@ export interface SpoolWriterConfig {
 export interface SpoolItem {
   /** Without `patch` when patchJson carries it. */
   record: DecisionRecord | Omit<DecisionRecord, 'patch'>;
-  /** The AdmissionReview body as received: objectDigest is computed from its request.object here. */
-  review?: Uint8Array;
   /** The record's patch as canonical JSON text (AppendOptions.patchJson), hashed and stored in its place. */
   patchJson?: string;
 }
 
 /** Per item: its place on the chains, or the error (code, message) it was refused with. */
 export type SpoolItemResult =
-  | { ok: true; seq: number; prevHash: string; hash: string; nsSeq: number; nsPrevHash: string; objectDigest: string | null }
+  | { ok: true; seq: number; prevHash: string; hash: string; nsSeq: number; nsPrevHash: string }
   | { ok: false; code: string; message: string };
 
 export type SpoolWriterRequest = { t: 'append'; batch: number; items: SpoolItem[] } | { t: 'close' };
@@ -101,27 +98,21 @@ class SpoolWriter {
     const nsMoved = new Map<string, NamespaceChainHead>();
     const head = (this.st.head.get(replica) as { seq: number; hash: string } | undefined) ?? { seq: 0, hash: GENESIS_HASH };
     let { seq, hash: prev } = head;
-    for (const { record: r, review, patchJson } of items) {
+    for (const { record: r, patchJson } of items) {
       if (ids.has(r.id) || this.st.exists.get(r.id)) {
         results.push({ ok: false, code: 'ERR_STORE_DUPLICATE_ID', message: `a decision with id ${r.id} is already stored` });
         continue;
       }
-      let objectDigest: string | null;
       let link: NamespaceLink;
       try {
-        try {
-          objectDigest = review ? toObjectDigest(review) : r.objectDigest;
-        } catch (err) {
-          throw new Error(`the review body is not JSON: ${(err as Error).message}`);
-        }
         const nsHead = nsMoved.get(r.namespace) ?? (this.st.nsHead.get(replica, r.namespace) as NamespaceChainHead | undefined);
-        link = chainNamespaceRecord(patchJson === undefined ? { ...r, objectDigest } : { ...r, objectDigest, patch: new CanonicalText(patchJson) }, { seq, hash: prev }, nsHead);
+        link = chainNamespaceRecord(patchJson === undefined ? r : { ...r, patch: new CanonicalText(patchJson) }, { seq, hash: prev }, nsHead);
       } catch (err) {
         results.push({ ok: false, code: 'ERR_STORE_INVALID_RECORD', message: `invalid decision record ${r.id}: ${(err as Error).message}` });
         continue;
       }
       this.st.insert.run(r.id, replica, link.seq, link.body, link.hash);
-      results.push({ ok: true, seq: link.seq, prevHash: prev, hash: link.hash, nsSeq: link.nsSeq, nsPrevHash: link.nsPrevHash, objectDigest });
+      results.push({ ok: true, seq: link.seq, prevHash: prev, hash: link.hash, nsSeq: link.nsSeq, nsPrevHash: link.nsPrevHash });
       nsMoved.set(r.namespace, { nsSeq: link.nsSeq, hash: link.hash });
       ids.add(r.id);
       seq = link.seq;

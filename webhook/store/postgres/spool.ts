@@ -151,12 +151,11 @@ export interface Spool {
   close(): Promise<void>;
 }
 
-/** What the store's append passes on (AppendOptions.review and .patchJson, see port.ts). */
-export type SpoolAppendOptions = Pick<AppendOptions, 'review' | 'patchJson'>;
+/** What the store's append passes on (AppendOptions.patchJson, see port.ts). */
+export type SpoolAppendOptions = Pick<AppendOptions, 'patchJson'>;
 
 interface Pending {
   record: DecisionRecord;
-  review?: Uint8Array;
   patchJson?: string;
   resolve(r: ChainedRecord): void;
   reject(e: Error): void;
@@ -173,7 +172,6 @@ function checkRecord(record: DecisionRecord, replica: string): string | undefine
 
 function toItem(p: Pending): SpoolItem {
   const item: SpoolItem = { record: p.record };
-  if (p.review) item.review = p.review;
   if (p.patchJson !== undefined) {
     // The patch travels as the text the caller already has: no structured clone of it here and no
     // second canonical walk in the writer.
@@ -344,7 +342,7 @@ class SqliteSpool implements Spool {
         const r = results[i];
         if (!r) p.reject(storeError('ERR_STORE_UNAVAILABLE', 'the spool writer thread returned no result'));
         else if (!r.ok) p.reject(storeError(r.code, r.message));
-        else p.resolve(toChainedRecord({ ...p.record, objectDigest: r.objectDigest, nsSeq: r.nsSeq, nsPrevHash: r.nsPrevHash }, { seq: r.seq, prevHash: r.prevHash, hash: r.hash, body: '' }));
+        else p.resolve(toChainedRecord({ ...p.record, nsSeq: r.nsSeq, nsPrevHash: r.nsPrevHash }, { seq: r.seq, prevHash: r.prevHash, hash: r.hash, body: '' }));
       });
     }
     if (m.added > 0) for (const l of this.listeners) l();
@@ -393,7 +391,6 @@ class SqliteSpool implements Spool {
     if (problem) return Promise.reject(storeError('ERR_STORE_INVALID_RECORD', `invalid decision record: ${problem}`));
     return new Promise<ChainedRecord>((resolve, reject) => {
       const p: Pending = { record, resolve, reject };
-      if (opts?.review) p.review = opts.review;
       if (opts?.patchJson !== undefined) p.patchJson = opts.patchJson;
       this.queue.push(p);
       if (!this.flushScheduled) {

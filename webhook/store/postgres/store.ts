@@ -20,7 +20,7 @@ import { canonicalJson, GENESIS_HASH, toChainedRecord, sha256Hex } from '../evid
 import { chainNamespaceRecord, type NamespaceChainHead, type NamespaceLink } from '../evidence/link.js';
 import { toStoredBody } from '../evidence/body-codec.js';
 import { toNamespaceRoot, type NamespaceHead } from '../evidence/merkle.js';
-import { toDigestBytes, toDigestBytesOfStoredBody, toObjectDigest } from '../evidence/object-digest.js';
+import { toDigestBytes, toDigestBytesOfStoredBody } from '../evidence/object-digest.js';
 import type { Anchor, AppendOptions, ChainEntry, Checkpoint, DecisionFilter, DecisionPage, PruneResult, VerifiableStore } from '../port.js';
 import { checkRecordShape as checkSharedShape, duplicateIdError, SA_INDEX_PROBLEM, storeError, toBodyText, toChainEntry, toChained, toColumnsProblem, toPage, toPageRequest, toUnmappedColumn, unchainableError, type DecisionRow, type StoreError } from '../rows.js';
 import { EQUALITY_FILTER_COLUMNS, toCanonicalTime, toSqlParam, type Cursor } from '../query.js';
@@ -311,7 +311,6 @@ function describeUrl(url: string | undefined): string {
 interface Pending {
   record: DecisionRecord;
   time: string;
-  review?: Uint8Array;
   resolve(r: ChainedRecord): void;
   reject(e: Error): void;
 }
@@ -564,7 +563,7 @@ class PostgresDecisionStore implements PostgresStore {
       return Promise.reject(storeError('ERR_STORE_INVALID_RECORD', `invalid decision record: replica ${JSON.stringify(record.replica)} is not this store's writer "${this.replica}"`));
     }
     return new Promise<ChainedRecord>((resolve, reject) => {
-      this.queue.push({ record, time: shape.time, ...(opts?.review ? { review: opts.review } : {}), resolve, reject });
+      this.queue.push({ record, time: shape.time, resolve, reject });
       if (!this.flushScheduled) {
         this.flushScheduled = true;
         // setImmediate, not a microtask: every request handled in this turn of the event loop joins
@@ -643,7 +642,7 @@ class PostgresDecisionStore implements PostgresStore {
     }
   }
 
-  /** Places `batch` after the head in record format v2 (namespace chains, objectDigest from the review). */
+  /** Places `batch` after the head in record format v2 (namespace chains). */
   private chainBatch(batch: Pending[]): { rows: Row[]; stored: Array<[Pending, ChainedRecord]>; rejected: Array<[Pending, Error]>; nsMoved: Map<string, NamespaceChainHead> } {
     const rows: Row[] = [];
     const stored: Array<[Pending, ChainedRecord]> = [];
@@ -660,9 +659,8 @@ class PostgresDecisionStore implements PostgresStore {
       let link: NamespaceLink;
       let chained: ChainedRecord;
       try {
-        const record = p.review ? { ...r, objectDigest: toObjectDigest(p.review) } : r;
-        link = chainNamespaceRecord(record, { seq, hash: prev }, nsMoved.get(r.namespace) ?? this.nsHeads.get(r.namespace));
-        chained = toChainedRecord({ ...record, nsSeq: link.nsSeq, nsPrevHash: link.nsPrevHash }, link);
+        link = chainNamespaceRecord(r, { seq, hash: prev }, nsMoved.get(r.namespace) ?? this.nsHeads.get(r.namespace));
+        chained = toChainedRecord({ ...r, nsSeq: link.nsSeq, nsPrevHash: link.nsPrevHash }, link);
       } catch (err) {
         rejected.push([p, unchainableError(r.id, err)]);
         continue;

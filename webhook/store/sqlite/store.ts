@@ -236,7 +236,6 @@ interface Pending {
   record: DecisionRecord;
   time: string;
   saKeys: string[];
-  review?: Uint8Array;
   /** AppendOptions.patchJson: the record's patch as canonical JSON text. */
   patchJson?: string;
   /** Index of its cancellation flag, -1 when it cannot be cancelled. */
@@ -272,7 +271,6 @@ function invalid(message: string): Promise<never> {
 type ScanFilter = Omit<DecisionFilter, 'limit' | 'cursor'>;
 function toItem(p: Pending): AppendItem {
   const item: AppendItem = { record: p.record, time: p.time, saKeys: p.saKeys, slot: p.slot };
-  if (p.review) item.review = p.review;
   if (p.patchJson !== undefined) {
     // The patch travels as the text the caller already has (a string copies as one block; the
     // object graph costs a structured clone here and another walk in the writer).
@@ -401,7 +399,6 @@ class SqliteDecisionStore implements SqliteStore {
             else if (r.ok) {
               this.counters.records++;
               const out = toChainedRecord(p.record, { seq: r.seq, prevHash: r.prevHash, hash: r.hash, body: '' });
-              out.objectDigest = r.objectDigest;
               out.nsSeq = r.nsSeq;
               out.nsPrevHash = r.nsPrevHash;
               this.settle(p, out);
@@ -524,7 +521,7 @@ class SqliteDecisionStore implements SqliteStore {
     if (signal?.aborted) return Promise.reject(cancelledError(record.id));
     const { time } = shape;
     return new Promise<ChainedRecord>((resolve, reject) => {
-      const p: Pending = { record, time, saKeys: saKeysOf(record.serviceAccounts), slot: -1, review: opts?.review, resolve, reject };
+      const p: Pending = { record, time, saKeys: saKeysOf(record.serviceAccounts), slot: -1, resolve, reject };
       if (opts?.patchJson !== undefined) p.patchJson = opts.patchJson;
       if (signal) {
         p.slot = this.freeSlots.pop() ?? -1;

@@ -18,7 +18,7 @@ import { chainNamespaceRecord, GENESIS_HASH, type NamespaceLink } from '../evide
 import { toUnmappedAccounts } from '../rows.js';
 import { toStoredBody } from '../evidence/body-codec.js';
 import { toNamespaceRoot, type NamespaceHead } from '../evidence/merkle.js';
-import { toDigestBytes, toObjectDigest } from '../evidence/object-digest.js';
+import { toDigestBytes } from '../evidence/object-digest.js';
 import { CanonicalText } from '../evidence/canonical.js';
 import { toFullCode } from '../full.js';
 import { addToRollups, toRollupDeltaSql, toRollupUpsertSql, type RollupName } from '../stats.js';
@@ -54,8 +54,6 @@ export interface AppendItem {
   time: string;
   saKeys: string[];
   slot: number;
-  /** The AdmissionReview body as received: the writer sets objectDigest from its request.object. */
-  review?: Uint8Array;
   /**
    * The record's patch as canonical JSON text (AppendOptions.patchJson); `record` then comes
    * without `patch` and the text is hashed and stored in its place.
@@ -79,7 +77,7 @@ export type WriterOp =
 
 /** Per item of a batch: its link, or the error (code, message) it was refused with. */
 export type ItemResult =
-  | { ok: true; seq: number; prevHash: string; hash: string; nsSeq: number; nsPrevHash: string; objectDigest: string | null }
+  | { ok: true; seq: number; prevHash: string; hash: string; nsSeq: number; nsPrevHash: string }
   | { ok: false; code: string; message: string };
 
 /** What a checkpoint signs about this writer now: chain head and the namespace tree over its namespace heads. */
@@ -208,11 +206,9 @@ export class Writer {
       }
       const nsHead = nsMoved.get(r.namespace) ?? this.nsHeads.get(r.namespace);
       let link: NamespaceLink;
-      let objectDigest: string | null;
       let stored: Buffer;
       try {
-        objectDigest = p.review ? toObjectDigest(p.review) : r.objectDigest;
-        link = chainNamespaceRecord(p.patchJson === undefined ? { ...r, objectDigest } : { ...r, objectDigest, patch: new CanonicalText(p.patchJson) }, { seq, hash: prev }, nsHead);
+        link = chainNamespaceRecord(p.patchJson === undefined ? r : { ...r, patch: new CanonicalText(p.patchJson) }, { seq, hash: prev }, nsHead);
         stored = toStoredBody(link.body);
       } catch (err) {
         if (this.stmt('SELECT 1 FROM decisions WHERE id = ?').get(r.id)) duplicate(r.id);
@@ -223,7 +219,7 @@ export class Writer {
       let unmapped: string[] | null;
       try {
         unmapped = toUnmappedAccounts(r);
-        insert.run(r.id, this.cfg.replica, seq + 1, p.time, r.namespace, r.kind.kind, r.verdict, JSON.stringify(r.serviceAccounts), r.tekton?.taskRun ?? null, r.tekton?.pipelineRun ?? null, prev, hash, link.nsSeq, stored, unmapped ? JSON.stringify(unmapped) : null, toDigestBytes(objectDigest));
+        insert.run(r.id, this.cfg.replica, seq + 1, p.time, r.namespace, r.kind.kind, r.verdict, JSON.stringify(r.serviceAccounts), r.tekton?.taskRun ?? null, r.tekton?.pipelineRun ?? null, prev, hash, link.nsSeq, stored, unmapped ? JSON.stringify(unmapped) : null, toDigestBytes(r.objectDigest));
       } catch (err) {
         // The id's PRIMARY KEY finds a stored duplicate; the failed statement alone is undone.
         if ((err as { code?: unknown }).code === 'SQLITE_CONSTRAINT_PRIMARYKEY') {
@@ -235,7 +231,7 @@ export class Writer {
       seq++;
       for (const key of p.saKeys) insertSa.run(key, p.time, r.id, r.namespace, r.kind.kind, r.verdict, this.cfg.replica);
       addToRollups(rollups, { time: p.time, namespace: r.namespace, kind: r.kind.kind, verdict: r.verdict, writer: this.cfg.replica, unmapped });
-      results.push({ ok: true, seq, prevHash: prev, hash, nsSeq: link.nsSeq, nsPrevHash: link.nsPrevHash, objectDigest });
+      results.push({ ok: true, seq, prevHash: prev, hash, nsSeq: link.nsSeq, nsPrevHash: link.nsPrevHash });
       nsMoved.set(r.namespace, { nsSeq: link.nsSeq, hash });
       ids.add(r.id);
       prev = hash;
