@@ -79,6 +79,18 @@ t.test('a non-ASCII value is never matched byte by byte against a column (the sl
   }
 });
 
+t.test('scanSignedBody: strings with escaped quotes and trailing backslashes on both ends', async (t) => {
+  const tricky = { ...record, name: 'a "quoted" name\\', reasons: [{ code: 'X', message: 'say "hi" \\ end\\' }], user: { username: '\\"', groups: ['"', '\\'] } };
+  const b = bytes(canonicalJson(tricky));
+  const strict = createFieldPositions();
+  const signed = createFieldPositions();
+  t.ok(scanBody(b, strict));
+  t.ok(scanSignedBody(b, signed));
+  t.strictSame([...signed], [...strict], 'the same positions as the full scan');
+  t.ok(isStringField(b, signed, FIELD.verdict, record.verdict));
+  t.ok(isStringField(b, signed, FIELD.namespace, record.namespace));
+});
+
 t.test('scanSignedBody: a body not shaped as the writer writes it is left to the slow path', async (t) => {
   t.notOk(scanSignedBody(bytes(canonical.slice(0, -1)), createFieldPositions()), 'truncated');
   t.notOk(scanSignedBody(bytes(`[${canonical}]`), createFieldPositions()), 'not an object');

@@ -219,7 +219,6 @@ export class ChainVerifier {
   }
 
   private advance(st: WriterState, writer: string, id: string, seq: number, hash: string): ChainProblem | undefined {
-    const bad = (problem: string, kind: ProblemKind = 'record'): ChainProblem => ({ kind, id, writer, seq, problem });
     st.seq = seq;
     st.head = hash;
     st.lastId = id;
@@ -229,16 +228,16 @@ export class ChainVerifier {
     const cps = this.checkpointsAt.get(writer)?.get(seq);
     if (cps) {
       for (const { cp, error } of cps) {
-        if (error) return bad(`checkpoint at size ${cp.size} (${cp.time}) is not trustworthy: ${error}`, 'checkpoint');
-        if (cp.headHash !== hash) return bad(`the signed checkpoint at size ${cp.size} (${cp.time}) names head hash ${cp.headHash}, but this record's hash is ${hash}`, 'checkpoint');
+        if (error) return { kind: 'checkpoint', id, writer, seq, problem: `checkpoint at size ${cp.size} (${cp.time}) is not trustworthy: ${error}` };
+        if (cp.headHash !== hash) return { kind: 'checkpoint', id, writer, seq, problem: `the signed checkpoint at size ${cp.size} (${cp.time}) names head hash ${cp.headHash}, but this record's hash is ${hash}` };
         if (seq > st.maxSignedSize) st.maxSignedSize = seq;
       }
     }
     const anchors = this.anchorsAt.get(writer)?.get(seq);
     if (anchors) {
       for (const { anchor, error } of anchors) {
-        if (error) return bad(`anchor at seq ${anchor.seq} is not trustworthy: ${error}`, 'anchor');
-        if (anchor.hash !== hash) return bad(`the signed anchor at seq ${anchor.seq} names hash ${anchor.hash}, but this record's hash is ${hash}`, 'anchor');
+        if (error) return { kind: 'anchor', id, writer, seq, problem: `anchor at seq ${anchor.seq} is not trustworthy: ${error}` };
+        if (anchor.hash !== hash) return { kind: 'anchor', id, writer, seq, problem: `the signed anchor at seq ${anchor.seq} names hash ${anchor.hash}, but this record's hash is ${hash}` };
       }
       if (st.pendingAnchor === seq) st.pendingAnchor = undefined;
     }
