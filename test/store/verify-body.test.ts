@@ -67,6 +67,18 @@ t.test('scanBody: true only for JSON.parse-able text, false for what the slow pa
   t.notOk(scanBody(invalidUtf8, createFieldPositions()), 'invalid UTF-8');
 });
 
+t.test('a non-ASCII value is never matched byte by byte against a column (the slow path decides)', async (t) => {
+  const b = bytes(canonicalJson({ ...record, namespace: 'é', serviceAccounts: ['é/ci'] }));
+  for (const scan of [scanBody, scanSignedBody]) {
+    const at = createFieldPositions();
+    t.ok(scan(b, at), scan.name);
+    // The UTF-8 bytes of é read as Latin-1 characters.
+    t.notOk(isStringField(b, at, FIELD.namespace, Buffer.from('é').toString('latin1')), `${scan.name}: namespace`);
+    t.notOk(isStringField(b, at, FIELD.namespace, 'é'), `${scan.name}: namespace as written`);
+    t.notOk(isRawField(b, at, FIELD.serviceAccounts, `["${Buffer.from('é').toString('latin1')}/ci"]`), `${scan.name}: serviceAccounts`);
+  }
+});
+
 t.test('scanSignedBody: a body not shaped as the writer writes it is left to the slow path', async (t) => {
   t.notOk(scanSignedBody(bytes(canonical.slice(0, -1)), createFieldPositions()), 'truncated');
   t.notOk(scanSignedBody(bytes(`[${canonical}]`), createFieldPositions()), 'not an object');

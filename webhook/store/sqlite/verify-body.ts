@@ -237,16 +237,17 @@ export function createFieldPositions(): Int32Array {
 }
 
 /**
- * Whether field `f` is the JSON string `value` written without escapes (then it parses to
- * exactly `value`). False when absent.
+ * Whether field `f` is the JSON string `value` written as plain ASCII without escapes (then it
+ * parses to exactly `value`; a byte of a multi-byte UTF-8 character is never taken for a
+ * character of `value`). False when absent.
  */
 export function isStringField(b: Uint8Array, at: Int32Array, f: number, value: string): boolean {
   const s = at[2 * f]!;
   const e = at[2 * f + 1]!;
   if (s < 0 || e - s !== value.length + 2 || b[s] !== QUOTE) return false;
   for (let k = 0; k < value.length; k++) {
-    const c = b[s + 1 + k];
-    if (c !== value.charCodeAt(k) || c === BACKSLASH) return false;
+    const c = b[s + 1 + k]!;
+    if (c !== value.charCodeAt(k) || c === BACKSLASH || c >= 0x80) return false;
   }
   return true;
 }
@@ -265,11 +266,14 @@ export function isIntegerField(b: Uint8Array, at: Int32Array, f: number, value: 
   return e > s && n === value;
 }
 
-/** Whether field `f`'s bytes are exactly the characters of `text` (ASCII). False when absent. */
+/** Whether field `f`'s bytes are exactly the characters of `text`, all ASCII. False when absent. */
 export function isRawField(b: Uint8Array, at: Int32Array, f: number, text: string): boolean {
   const s = at[2 * f]!;
   if (s < 0 || at[2 * f + 1]! - s !== text.length) return false;
-  for (let k = 0; k < text.length; k++) if (b[s + k] !== text.charCodeAt(k)) return false;
+  for (let k = 0; k < text.length; k++) {
+    const c = b[s + k]!;
+    if (c !== text.charCodeAt(k) || c >= 0x80) return false;
+  }
   return true;
 }
 
