@@ -29,7 +29,9 @@ const records = Number(process.argv[2] ?? 3000);
 const batch = Number(process.argv[3] ?? 16);
 /**
  * `root` or `root#option;option`: `sql:STATEMENT` runs that SQL on the subject's file first (e.g. a
- * DROP INDEX, to price an index); any other option is a PRAGMA run on its write connection.
+ * DROP INDEX, to price an index); `review` hands the writer the review body instead of the digest
+ * (AppendItem.review: the writer parsed it for objectDigest before 2026-12-02 07:27, so compare
+ * older checkouts that way); any other option is a PRAGMA run on its write connection.
  */
 const subjectsArgs = process.argv.length > 4 ? process.argv.slice(4) : [join(import.meta.dirname, '..')];
 
@@ -70,11 +72,13 @@ async function load(arg: string, index: number, dir: string) {
   await store.close();
   const writer = new Writer({ path, replica: 'bench-0', busyTimeoutMs: 5000, recoveryProbeMs: 1000, cancelFlags: new SharedArrayBuffer(4) }, () => {});
   const db = (writer as unknown as { db: { pragma(s: string): unknown; exec(s: string): unknown } }).db;
-  for (const o of pragmas.split(';').filter(Boolean)) {
+  const options = pragmas.split(';').filter(Boolean);
+  const review = options.includes('review');
+  for (const o of options.filter((x) => x !== 'review')) {
     if (o.startsWith('sql:')) db.exec(o.slice(4));
     else db.pragma(o);
   }
-  return { root: arg, toDigestOfObject, writer, saKeysOf, chainNamespaceRecord, GENESIS_HASH, toStoredBody, CanonicalText };
+  return { root: arg, review, toDigestOfObject, writer, saKeysOf, chainNamespaceRecord, GENESIS_HASH, toStoredBody, CanonicalText };
 }
 
 let n = 0;
@@ -82,7 +86,7 @@ let n = 0;
  * The next record as the route hands it over, and its request.object freshly parsed (the route
  * parsed the body already: that parse is not part of the record's cost, its objectDigest is).
  */
-function nextItem(saKeysOf: (sas: string[]) => string[]): { item: Item; object: unknown } {
+function nextItem(saKeysOf: (sas: string[]) => string[]): { item: Item; object: unknown; body: Buffer } {
   const t = templates[n % 2]!;
   n++;
   const time = formatMicros(1_767_225_600_000_000n + BigInt(n) * 1000n);
@@ -94,7 +98,7 @@ function nextItem(saKeysOf: (sas: string[]) => string[]): { item: Item; object: 
     item.record = rest;
     item.patchJson = t.patchJson;
   }
-  return { item, object: (JSON.parse(t.body) as { request: { object: unknown } }).request.object };
+  return { item, object: (JSON.parse(t.body) as { request: { object: unknown } }).request.object, body: Buffer.from(t.body) };
 }
 
 function cpuMicros(): number {
@@ -113,7 +117,8 @@ try {
       const next = Array.from({ length: batch }, () => nextItem(x.saKeysOf));
       const items = next.map((p) => p.item);
       const t0 = cpuMicros();
-      for (const p of next) p.item.record.objectDigest = x.toDigestOfObject(p.object);
+      if (x.review) for (const p of next) Object.assign(p.item, { review: p.body });
+      else for (const p of next) p.item.record.objectDigest = x.toDigestOfObject(p.object);
       x.writer.enqueue({ batch: done, items });
       x.writer.flush();
       used += cpuMicros() - t0;
