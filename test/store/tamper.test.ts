@@ -435,3 +435,26 @@ t.test('many checkpoints: each is read once, and the parallel verifier cuts at t
   t.match(sequential, { ok: false, firstBad: { kind: 'record', seq: 123, id: many[122]?.id, problem: /hash mismatch/ } });
   t.strictSame(await verifyStore(edited, jwks, MODES.parallel), sequential);
 });
+
+t.test('a parallel verify while records are appended sees one snapshot of records and account rows', async (t) => {
+  const path = join(dir, 'live.db');
+  copyFileSync(base, path);
+  const store = await createSqliteStore({ path, replica: WRITER, signer: key, checkpointEvery: { records: 10, seconds: 3600 } });
+  t.teardown(() => store.close());
+  let appending = true;
+  let n = 30;
+  const appender = (async () => {
+    while (appending) await store.append(aRecord({ n: ++n, namespace: n % 2 ? 'payments' : 'web', serviceAccounts: [`${n % 2 ? 'payments' : 'web'}/ci-builder`] }));
+  })();
+  try {
+    for (let round = 0; round < 3; round++) {
+      const result = await verifyStore(store, jwks, MODES.parallel);
+      t.match(result, { ok: true, writers: 1 }, `round ${round}`);
+      if (result.ok) t.ok(result.records >= 30 && result.records <= n, `round ${round}: ${result.records} records`);
+    }
+  } finally {
+    appending = false;
+    await appender;
+  }
+  t.ok(n > 30, `${n - 30} records appended meanwhile`);
+});
