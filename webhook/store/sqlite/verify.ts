@@ -32,11 +32,14 @@ import type { ChainRange, RangeOutcome } from './verify-range.js';
 import type { VerifyWorkerReply, VerifyWorkerRequest } from './verify-worker.js';
 import { addAccountSums, emptyAccountSum, sameAccountSums, sumAccountRows, type AccountKey, type AccountSum } from './verify-accounts.js';
 
-/** Ranges: about four per worker, at least 20,000 records each unless `rangeRecords` says otherwise. */
+/**
+ * Ranges: about eight per worker (the last range of one worker is the time the other waits), at
+ * least 20,000 records each unless `rangeRecords` says otherwise.
+ */
 export type ParallelVerifyOptions = ChainVerifyOptions;
 
 const MIN_RANGE_RECORDS = 20_000;
-const RANGES_PER_WORKER = 4;
+const RANGES_PER_WORKER = 8;
 
 interface PlannedRange extends ChainRange {
   id: number;
