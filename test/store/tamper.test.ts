@@ -242,6 +242,16 @@ t.test('each edit is caught and the first bad record named', async (t) => {
       /the namespace column does not match the record/,
     ],
     [
+      'a second namespace member put in a signed body, the chain re-hashed and cut (with its account rows) before the checkpoint',
+      (db) => {
+        db.prepare('DELETE FROM decision_sas WHERE decision_id IN (SELECT id FROM decisions WHERE seq > 24)').run();
+        db.prepare('DELETE FROM decisions WHERE seq > 24').run();
+        rewriteTextFrom(db, 22, secondNamespace);
+      },
+      { kind: 'record', id: id(22), writer: WRITER, seq: 22 },
+      /the namespace column does not match the record/,
+    ],
+    [
       'a second namespace member put in an unsigned body',
       (db) => {
         db.prepare('DELETE FROM checkpoints WHERE size = 30').run();
