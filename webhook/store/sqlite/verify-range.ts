@@ -3,14 +3,16 @@
  * runs it (verify-worker.ts; planned and joined by verify.ts). Reads no record as a JS object on
  * the fast path: SQLite hands a registered function each row's columns and stored body; the
  * function inflates the body, checks sha256(prev_hash + body) against the row's hash (native zlib
- * and sha256), validates the body as JSON and compares its indexed fields with the row's index
- * columns in one pass over its bytes (verify-body.ts), and moves the chain on. Only rows that fail
- * any of that are read the slow way (JSON.parse, ChainVerifier.add), so every problem is reported
- * with the same words as a sequential verify.
+ * and sha256), finds the body's indexed fields in its bytes and compares them with the row's index
+ * columns (verify-body.ts), and moves the chain on. Only rows that fail any of that are read the
+ * slow way (JSON.parse, ChainVerifier.add), so every problem is reported with the same words as a
+ * sequential verify.
  *
- * The ServiceAccount index rows are checked either per record, as the sequential verify does
- * (`range.accountKey` absent), or set-wise: the range sums the index lines its records imply
- * (verify-accounts.ts) and verify.ts compares the sum with the index's.
+ * Two modes (ChainRange.accountKey). Strict: every body validated as JSON in full (scanBody), each
+ * record's ServiceAccount index rows looked up, as the sequential verify does. Fast: bodies a
+ * signed checkpoint of the range covers are read only at their ends (scanSignedBody), and the range
+ * sums the index lines its records imply (verify-accounts.ts); verify.ts accepts a fast result only
+ * when every range came out clean and the sums equal the index's, else it runs the strict mode.
  */
 import { hash as digest } from 'node:crypto';
 import Database from 'better-sqlite3';

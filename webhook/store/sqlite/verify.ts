@@ -18,8 +18,9 @@
  * ServiceAccount index: the plan is read in one read transaction of its own connection, which
  * then sums every decision_sas row (verify-accounts.ts) while the workers run, each range summing
  * the rows its records imply. Equal sums, and every range clean, finish it; otherwise (a tampered
- * store, or a record whose index line is ambiguous) the ranges run again checking each record's
- * index rows, as the sequential verify does, so the first problem named is the same.
+ * store, or a record whose index line is ambiguous) the ranges run again in the strict mode
+ * (verify-range.ts: each record's index rows looked up, every body validated in full), so the
+ * first problem named is the same as the sequential verify's.
  */
 import { randomBytes } from 'node:crypto';
 import { availableParallelism } from 'node:os';
