@@ -553,7 +553,10 @@ async function main(): Promise<void> {
       const cpuRatio = r.cpuUsPerReq / r.baselineCpuUsPerReq;
       if (r.id === 'mutate') target = `ratio>=${TARGETS.mutateRatio} ${mark(r.ratio >= TARGETS.mutateRatio)} (goal ${TARGETS.ratioGoal}), CPU ratio<=${TARGETS.mutateCpuRatio} ${mark(cpuRatio <= TARGETS.mutateCpuRatio)}`;
       if (r.id === 'validate') target = `ratio>=${TARGETS.validateRatio} ${mark(r.ratio >= TARGETS.validateRatio)} (goal ${TARGETS.ratioGoal}), CPU ratio<=${TARGETS.validateCpuRatio} ${mark(cpuRatio <= TARGETS.validateCpuRatio)}`;
-      if (r.id === 'mutate100k' && mutate100kVsMutate !== undefined) target = `within 10% of /mutate: ${fmt((mutate100kVsMutate - 1) * 100, 1)}% ${mark(mutate100kVsMutate >= 1 - TARGETS.mutate100kWithin)}`;
+      if (r.id === 'mutate100k' && mutate100kVsMutate !== undefined && mutate) {
+        const direct = r.rps / mutate.rps;
+        target = `rps ÷ /mutate rps ${fmt(direct, 3)} ${mark(direct >= 1 - TARGETS.mutate100kWithin)}; ratio ÷ ratio ${fmt(mutate100kVsMutate, 3)}`;
+      }
       rows.push([r.label, fmt(r.rps), fmt(r.baselineRps), fmt(r.ratio, 3), fmt(r.p50Ms, 2), fmt(r.p99Ms, 2), fmt(r.worstP99Ms, 2), fmt(r.cpuUsPerReq), fmt(r.cpuUsPerReq / r.baselineCpuUsPerReq, 2), target]);
     }
     lines.push(table(rows));
@@ -646,6 +649,9 @@ async function main(): Promise<void> {
     mutateRps100k: m100k ? round(m100k.rps, 0) : null,
     mutateRatio100k: m100k ? round(m100k.ratio, 3) : null,
     mutate100kVsMutate: mutate100kVsMutate !== undefined ? round(mutate100kVsMutate, 3) : null,
+    // The issue's own figure: the two durable /mutate throughputs divided directly (each is a median
+    // over the same rounds); mutate100kVsMutate above divides their baseline-normalised ratios instead.
+    mutateRps100kVsMutateRps: m100k && mutate ? round(m100k.rps / mutate.rps, 3) : null,
     mutateP99Ms100k: m100k ? round(m100k.p99Ms) : null,
     rss100kMb: rss100kMb !== undefined ? round(rss100kMb, 1) : null,
     rss100kIdleMb: http ? round(http.memory.bigIdle.rssMb, 1) : null,
