@@ -76,6 +76,21 @@ export function expectVerdict(verdict: string): (body: string) => string | undef
   };
 }
 
+/** Latency percentiles of the first `n` latencies (sorted here) with the counts of one run. */
+function toLoadResult(latencies: Float64Array, n: number, seconds: number, counts: Pick<LoadResult, 'unexpected' | 'ids' | 'failed'>): LoadResult {
+  const sorted = latencies.subarray(0, n).sort();
+  return {
+    rps: n / seconds,
+    p50Ms: percentile(sorted, 0.5),
+    p90Ms: percentile(sorted, 0.9),
+    p99Ms: percentile(sorted, 0.99),
+    maxMs: n > 0 ? sorted[n - 1]! : NaN,
+    ok: n,
+    ...counts,
+    seconds,
+  };
+}
+
 /** Runs autocannon against https://127.0.0.1:port/path for `seconds` and summarises it. */
 export function runLoad(o: LoadOptions): Promise<LoadResult> {
   // Sized for ~20k responses/s; grows if needed.
@@ -126,19 +141,7 @@ export function runLoad(o: LoadOptions): Promise<LoadResult> {
       },
       (err, result) => {
         if (err) return reject(err);
-        const sorted = latencies.subarray(0, n).sort();
-        resolve({
-          rps: n / result.duration,
-          p50Ms: percentile(sorted, 0.5),
-          p90Ms: percentile(sorted, 0.9),
-          p99Ms: percentile(sorted, 0.99),
-          maxMs: n > 0 ? sorted[n - 1]! : NaN,
-          ok: n,
-          unexpected,
-          ids,
-          failed: result.non2xx + result.errors + result.timeouts,
-          seconds: result.duration,
-        });
+        resolve(toLoadResult(latencies, n, result.duration, { unexpected, ids, failed: result.non2xx + result.errors + result.timeouts }));
       },
     );
     instance.on('response', (_client, statusCode, _bytes, ms) => {
@@ -208,20 +211,7 @@ export function runPacedLoad(o: LoadOptions & { rate: number; ca: string; warmup
     const measuredFrom = start + warmup * interval;
     const finish = (): void => {
       agent.destroy();
-      const sorted = latencies.subarray(0, n).sort();
-      const seconds = (performance.now() - measuredFrom) / 1000;
-      resolve({
-        rps: n / seconds,
-        p50Ms: percentile(sorted, 0.5),
-        p90Ms: percentile(sorted, 0.9),
-        p99Ms: percentile(sorted, 0.99),
-        maxMs: n > 0 ? sorted[n - 1]! : NaN,
-        ok: n,
-        unexpected,
-        ids,
-        failed,
-        seconds,
-      });
+      resolve(toLoadResult(latencies, n, (performance.now() - measuredFrom) / 1000, { unexpected, ids, failed }));
     };
     const done = (): void => {
       if (++settled === total) finish();
