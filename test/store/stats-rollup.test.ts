@@ -273,21 +273,30 @@ const SAS_CHECK_SQL = `SELECT count(*) AS n, sum(CASE WHEN s.namespace = d.names
   FROM decision_sas s JOIN decisions d ON d.id = s.decision_id`;
 const sasKeyCount = (records: DecisionRecord[]) => records.reduce((n, r) => n + new Set(r.serviceAccounts.flatMap((sa) => [sa, sa.slice(sa.indexOf('/') + 1)])).size, 0);
 
-t.test('SQLite: a schema-3 store is migrated once: account index rows carry the record columns, stats exact, still verifies', async (t) => {
-  t.equal(SCHEMA_VERSION, 4);
-  const path = join(t.testdir({}), 'd.db');
-  const rnd = createRandom(99);
-  const records = randomRecords(250, rnd);
-  let store = await createSqliteStore({ path, replica: 'tzw-0', signer, checkpointEvery: { records: 100_000, seconds: 3600 } });
-  await Promise.all(records.map((r) => store.append(r)));
-  await store.checkpointNow();
-  await store.close();
-  downgradeSqlite(path, 3);
-
-  store = await createSqliteStore({ path, replica: 'tzw-0', signer, checkpointEvery: { records: 100_000, seconds: 3600 } });
+/**
+ * A store of `count` random records (seed `seed`) written by this build, put back to schema `version`
+ * and opened again (which migrates it), with a read-only connection beside it.
+ */
+async function migratedStore(t: Test, version: 2 | 3, seed: number, count: number) {
+  const dir = t.testdir({});
+  const path = join(dir, 'd.db');
+  const rnd = createRandom(seed);
+  const records = randomRecords(count, rnd);
+  const written = await createSqliteStore({ path, replica: 'tzw-0', signer, checkpointEvery: { records: 100_000, seconds: 3600 } });
+  await Promise.all(records.map((r) => written.append(r)));
+  await written.checkpointNow();
+  await written.close();
+  downgradeSqlite(path, version);
+  const store = await createSqliteStore({ path, replica: 'tzw-0', signer, checkpointEvery: { records: 100_000, seconds: 3600 } });
   t.teardown(() => store.close());
   const db = new Database(path, { readonly: true });
   t.teardown(() => db.close());
+  return { dir, path, rnd, records, store, db };
+}
+
+t.test('SQLite: a schema-3 store is migrated once: account index rows carry the record columns, stats exact, still verifies', async (t) => {
+  t.equal(SCHEMA_VERSION, 4);
+  const { path, rnd, records, store, db } = await migratedStore(t, 3, 99, 250);
   t.equal(db.pragma('user_version', { simple: true }), 4, 'migrated to schema 4');
   t.strictSame(db.prepare(SAS_CHECK_SQL).get(), { n: sasKeyCount(records), bad: 0 }, "every account index row kept, filled with its record's columns");
   await compareAll(t, store, records, randomFilters(rnd, records), 'migrated from 3');
@@ -308,20 +317,7 @@ t.test('SQLite: a schema-3 store is migrated once: account index rows carry the 
 });
 
 t.test('SQLite: a schema-2 store is migrated once: rollups and digests backfilled, stats exact, still verifies', async (t) => {
-  const dir = t.testdir({});
-  const path = join(dir, 'd.db');
-  const rnd = createRandom(4242);
-  const records = randomRecords(300, rnd);
-  let store = await createSqliteStore({ path, replica: 'tzw-0', signer, checkpointEvery: { records: 100_000, seconds: 3600 } });
-  await Promise.all(records.map((r) => store.append(r)));
-  await store.checkpointNow();
-  await store.close();
-  downgradeSqlite(path, 2);
-
-  store = await createSqliteStore({ path, replica: 'tzw-0', signer, checkpointEvery: { records: 100_000, seconds: 3600 } });
-  t.teardown(() => store.close());
-  const db = new Database(path, { readonly: true });
-  t.teardown(() => db.close());
+  const { dir, path, rnd, records, store, db } = await migratedStore(t, 2, 4242, 300);
   t.equal(db.pragma('user_version', { simple: true }), 4, 'migrated to schema 4');
   t.strictSame(db.prepare(SAS_CHECK_SQL).get(), { n: sasKeyCount(records), bad: 0 }, "account index rows filled with their record's columns");
   t.equal((db.prepare('SELECT sum(n) AS n FROM counts_hour').get() as { n: number }).n, records.length, 'the per-hour rollup counts every record once');

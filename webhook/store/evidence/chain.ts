@@ -429,7 +429,7 @@ export async function verifyChain(
   return v.finish();
 }
 
-/** verifyEntries with checkpoints and anchors already checked (checkEvidence). */
+/** Verifies adapter entries (records with their stored canonical body) against checkpoints and anchors already checked (checkEvidence). */
 export async function verifyCheckedEntries(entries: Iterable<ChainEntry> | AsyncIterable<ChainEntry>, evidence: CheckedEvidence): Promise<VerifyResult> {
   const v = toChainVerifier(evidence);
   for await (const e of entries) {
@@ -439,17 +439,3 @@ export async function verifyCheckedEntries(entries: Iterable<ChainEntry> | Async
   return v.finish();
 }
 
-/** Same as verifyChain, for adapter entries that carry the stored canonical body. */
-export async function verifyEntries(
-  entries: Iterable<ChainEntry> | AsyncIterable<ChainEntry>,
-  checkpoints: Checkpoint[],
-  keys: Jwks | StatementVerifier,
-  anchors: Anchor[] = [],
-): Promise<VerifyResult> {
-  const v = await createChainVerifier(checkpoints, anchors, keys);
-  for await (const e of entries) {
-    const bad = v.add(e.record, e.body, e.problem);
-    if (bad) return { ok: false, firstBad: bad };
-  }
-  return v.finish();
-}
