@@ -33,6 +33,7 @@ import { mutateReviewBody, validateReviewBody } from './fixtures.js';
 import type { ServerCpu, ServerIds, ServerMemory, ServerReady } from './server.js';
 import { median, percentile, round } from './stats.js';
 import { runStoreBench, type StoreBenchResult } from './store-bench.js';
+import { bundleForNode } from './bundle.js';
 import { runNamespaceBench, toNamespaceBenchLines, type NamespaceBenchResult } from './namespace-bench.js';
 
 const HERE = dirname(fileURLToPath(import.meta.url));
@@ -132,20 +133,14 @@ interface ServerCode {
 async function prepareServer(useTsx: boolean): Promise<ServerCode> {
   if (!useTsx) {
     try {
-      const esbuild = await import('esbuild');
       const outfile = join(OUT, 'server.mjs');
-      await esbuild.build({
-        entryPoints: [join(HERE, 'server.ts')], bundle: true, platform: 'node', format: 'esm', target: 'node20',
-        packages: 'external', outfile, logLevel: 'warning',
-      });
       // The stores' writer threads (the SQLite store's, the PostgreSQL spool's) start their module
       // next to the bundle (store/thread.ts): bundle them too, as the build's dist/ has them.
-      for (const [entry, out] of [[['sqlite', 'writer.ts'], 'writer.js'], [['postgres', 'spool-writer.ts'], 'spool-writer.js']] as const) {
-        await esbuild.build({
-          entryPoints: [join(ROOT, 'webhook', 'store', ...entry)], bundle: true, platform: 'node', format: 'esm', target: 'node20',
-          packages: 'external', outfile: join(OUT, out), logLevel: 'warning',
-        });
-      }
+      await bundleForNode(ROOT, [
+        ['bench/server.ts', 'bench/out/server.mjs'],
+        ['webhook/store/sqlite/writer.ts', 'bench/out/writer.js'],
+        ['webhook/store/postgres/spool-writer.ts', 'bench/out/spool-writer.js'],
+      ]);
       return { script: outfile, execArgv: [], how: 'bundled by esbuild to plain JS' };
     } catch (err) {
       log(`esbuild bundling failed (${(err as Error).message.split('\n')[0]}); running the server through tsx`);

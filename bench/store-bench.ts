@@ -17,6 +17,7 @@ import { parseDecisionFilter } from '../webhook/store/query.js';
 import type { StatsBucket, StatsFilter } from '../webhook/store/stats.js';
 import { FILL_DAYS, FILL_END_MICROS, FILL_NAMESPACES, benchPodPatch, createRandom, fillRecord } from './fixtures.js';
 import { median, percentile } from './stats.js';
+import { bundleForNode } from './bundle.js';
 
 /** Bump when fillRecord or the fill procedure changes what is stored. */
 const FILL_VERSION = 2;
@@ -196,12 +197,11 @@ interface VerifyRun {
  */
 async function prepareVerifyCli(log: Log): Promise<((path: string, jwksPath: string) => Promise<VerifyRun>) | undefined> {
   try {
-    const esbuild = await import('esbuild');
-    const out = join(ROOT, 'bench', 'out');
-    for (const [entry, file] of [['bench/verify-cli.ts', 'verify-cli.mjs'], ['webhook/store/sqlite/verify-worker.ts', 'verify-worker.js']] as const) {
-      await esbuild.build({ entryPoints: [join(ROOT, entry)], bundle: true, platform: 'node', format: 'esm', target: 'node20', packages: 'external', outfile: join(out, file), logLevel: 'warning' });
-    }
-    const script = join(out, 'verify-cli.mjs');
+    await bundleForNode(ROOT, [
+      ['bench/verify-cli.ts', 'bench/out/verify-cli.mjs'],
+      ['webhook/store/sqlite/verify-worker.ts', 'bench/out/verify-worker.js'],
+    ]);
+    const script = join(ROOT, 'bench', 'out', 'verify-cli.mjs');
     return (path, jwksPath) =>
       new Promise((resolvePromise, reject) => {
         // execArgv [] : not this process's TypeScript loader; a plain node, as the image runs it.
