@@ -157,8 +157,12 @@ t.test('canonicalUtf8 writes the UTF-8 of the library text for strings of any co
 });
 
 t.test('canonicalUtf8: large values, getters that canonicalise, odd input', async (t) => {
-  const big = { z: 'x'.repeat(100_000), a: Array.from({ length: 5000 }, (_, i) => ({ b: i, a: `é${i}\u{1F600}` })) };
-  t.ok(canonicalUtf8(big)?.equals(Buffer.from(canonicalize(big) as string, 'utf8')), 'grows past its first buffer');
+  const big = { z: 'x'.repeat(300_000), a: Array.from({ length: 5000 }, (_, i) => ({ b: i, a: `é${i}\u{1F600}` })) };
+  const bigBytes = canonicalUtf8(big);
+  t.ok(bigBytes?.equals(Buffer.from(canonicalize(big) as string, 'utf8')), 'grows past its first buffer');
+  const bigCopy = Buffer.from(bigBytes!);
+  t.equal(canonicalUtf8({ b: 1, a: 'é' })?.toString(), '{"a":"é","b":1}', 'a small value after a large one');
+  t.ok(bigBytes?.equals(bigCopy), 'the large value\'s view is intact after the buffer was given back');
   const inner = { d: 1, c: 2 };
   const withGetter = { b: 1, get a() { return canonicalJson(inner); } };
   t.equal(canonicalJson(withGetter), canonicalize(withGetter), 'a getter that canonicalises meanwhile');

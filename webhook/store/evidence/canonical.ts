@@ -60,7 +60,10 @@ class NotPlainJson extends Error {}
  * The UTF-8 buffer the emitter writes into, reused call after call on this thread (grown when a
  * value does not fit), and the next byte to write.
  */
-let out = Buffer.allocUnsafe(64 * 1024);
+const START_BYTES = 64 * 1024;
+/** A buffer grown past this for one large value is given back at the next call instead of kept for the thread's life. */
+const KEEP_BYTES = 1024 * 1024;
+let out = Buffer.allocUnsafe(START_BYTES);
 let at = 0;
 /** Set while the emitter runs: a getter that canonicalises from inside it takes the library path. */
 let emitting = false;
@@ -256,6 +259,8 @@ export function canonicalUtf8(value: unknown, prefix = ''): Buffer | undefined {
   // A toJSON on Object.prototype (a patched prototype) applies to every object: the library's.
   if (emitting || (Object.prototype as { toJSON?: unknown }).toJSON !== undefined) return undefined;
   emitting = true;
+  // A view handed out earlier keeps its own (old) buffer alive for as long as the caller holds it.
+  if (out.length > KEEP_BYTES) out = Buffer.allocUnsafe(START_BYTES);
   at = 0;
   try {
     if (prefix) {
