@@ -202,6 +202,7 @@ export async function verifySqliteChains(
 ): Promise<VerifyResult> {
   // The plan and the account index sum read one snapshot: rows appended meanwhile are in neither.
   const snapshot = new Database(path, { readonly: true, fileMustExist: true });
+  snapshot.pragma('mmap_size = 4294967296');
   let outcomes: RangeOutcome[];
   let ranges: PlannedRange[];
   try {
