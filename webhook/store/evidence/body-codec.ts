@@ -66,7 +66,7 @@ export function deflateBodyOnce(input: Uint8Array): Buffer {
  * store/body-codec.test.ts); on any surprise (another Node's internals, an error, output that does
  * not fit) it uses deflateBodyOnce for that body. The returned bytes are `[codec][payload]`.
  */
-export function createBodyDeflater(): (canonical: string) => Buffer {
+export function createBodyDeflater(): (canonical: string | Uint8Array) => Buffer {
   let input = Buffer.allocUnsafe(16 * 1024);
   const out = Buffer.allocUnsafe(64 * 1024);
   let handle: DeflateHandle | undefined;
@@ -86,22 +86,25 @@ export function createBodyDeflater(): (canonical: string) => Buffer {
   };
   open();
   return (canonical) => {
-    const max = canonical.length * 3;
-    if (max > input.length) input = Buffer.allocUnsafe(Math.max(max, input.length * 2));
-    const n = input.write(canonical, 0, 'utf8');
-    if (!handle || !state) return once(input.subarray(0, n));
+    let bytes: Uint8Array;
+    if (typeof canonical === 'string') {
+      const max = canonical.length * 3;
+      if (max > input.length) input = Buffer.allocUnsafe(Math.max(max, input.length * 2));
+      bytes = input.subarray(0, input.write(canonical, 0, 'utf8'));
+    } else bytes = canonical;
+    if (!handle || !state) return once(bytes);
     failed = false;
     // The codec byte first, the payload after it: one copy out at the end.
     out[0] = CODEC_DEFLATE_DICT_V1;
     try {
-      handle.writeSync(zlibConst.Z_FINISH, input, 0, n, out, 1, out.length - 1);
+      handle.writeSync(zlibConst.Z_FINISH, bytes, 0, bytes.length, out, 1, out.length - 1);
     } catch {
       failed = true;
     }
     if (failed) {
       // After an error node's handle refuses further writes: never touch it again.
       open();
-      return once(input.subarray(0, n));
+      return once(bytes);
     }
     // Z_FINISH with output space left means the stream ended; no space left, it did not fit.
     const availOut = state[0] ?? 0;
@@ -112,15 +115,15 @@ export function createBodyDeflater(): (canonical: string) => Buffer {
     } catch {
       open();
     }
-    if (availIn !== 0 || availOut === 0) return once(input.subarray(0, n));
+    if (availIn !== 0 || availOut === 0) return once(bytes);
     return Buffer.from(out.subarray(0, payloadEnd));
   };
 }
 
-let deflater: ((canonical: string) => Buffer) | undefined;
+let deflater: ((canonical: string | Uint8Array) => Buffer) | undefined;
 
-/** The stored bytes of a canonical body (one reused deflater per thread). */
-export function toStoredBody(canonical: string): Buffer {
+/** The stored bytes of a canonical body, given as text or as its UTF-8 bytes (one reused deflater per thread). */
+export function toStoredBody(canonical: string | Uint8Array): Buffer {
   deflater ??= createBodyDeflater();
   return deflater(canonical);
 }

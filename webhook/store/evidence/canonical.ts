@@ -53,154 +53,238 @@ function isSortedJson(v: unknown): boolean {
   return true;
 }
 
-/** sortedValue's answer for anything the fast path does not take (the caller then uses the library). */
-const ODD: unique symbol = Symbol('not plain JSON');
+/** Thrown inside the emitter for anything but plain JSON data: the caller then uses the library. */
+class NotPlainJson extends Error {}
 
 /**
- * The keys of a plain object in code-unit order (ordered: already so), or undefined when a copy
- * built in that order might not enumerate in it: `__proto__` (assigning it sets the prototype), or
- * an integer-like key among keys that need sorting (objects list those first, in numeric order).
+ * The UTF-8 buffer the emitter writes into, reused call after call on this thread (grown when a
+ * value does not fit), and the next byte to write.
  */
-function sortedKeys(o: object): { keys: string[]; ordered: boolean } | undefined {
-  const keys = Object.keys(o);
-  let ordered = true;
-  let digit = false;
-  let prev = '';
-  for (let i = 0; i < keys.length; i++) {
-    const k = keys[i] as string;
-    const c = k.charCodeAt(0);
-    if (c >= 48 && c <= 57) digit = true;
-    // An own toJSON (or an own __proto__, which assigning would turn into the prototype): the library.
-    else if ((c === 95 && k === '__proto__') || (c === 116 && k === 'toJSON')) return undefined;
-    if (i > 0 && prev > k) ordered = false;
-    prev = k;
+let out = Buffer.allocUnsafe(64 * 1024);
+let at = 0;
+/** Set while the emitter runs: a getter that canonicalises from inside it takes the library path. */
+let emitting = false;
+
+function reserve(bytes: number): void {
+  if (at + bytes <= out.length) return;
+  const bigger = Buffer.allocUnsafe(Math.max(out.length * 2, at + bytes));
+  out.copy(bigger, 0, 0, at);
+  out = bigger;
+}
+
+const HEX = '0123456789abcdef';
+/** A character JSON.stringify escapes, or one above ASCII (the byte-at-a-time loop encodes it). */
+const NOT_PLAIN_ASCII = /["\\\u0000-\u001f\u0080-\uffff]/;
+/** From this length on, one native regex test and one native copy beat the loop below. */
+const LONG_STRING = 32;
+
+/**
+ * Writes `s` as JSON.stringify(s) writes it (RFC 8785 3.2.2.2: `"` and `\` escaped, \b \t \n \f \r,
+ * other controls as lowercase \u00xx, a lone surrogate as lowercase \udxxx), UTF-8 encoded.
+ */
+function emitString(s: string): void {
+  const n = s.length;
+  reserve(n * 6 + 2);
+  const b = out;
+  let p = at;
+  b[p++] = 0x22;
+  if (n >= LONG_STRING && !NOT_PLAIN_ASCII.test(s)) {
+    p += b.write(s, p, 'latin1');
+    b[p++] = 0x22;
+    at = p;
+    return;
   }
-  if (ordered) return { keys, ordered };
-  return digit ? undefined : { keys: keys.sort(), ordered };
+  for (let i = 0; i < n; i++) {
+    let c = s.charCodeAt(i);
+    if (c < 0x80) {
+      if (c >= 0x20 && c !== 0x22 && c !== 0x5c) {
+        b[p++] = c;
+        continue;
+      }
+      b[p++] = 0x5c;
+      if (c === 0x22 || c === 0x5c) b[p++] = c;
+      else if (c === 0x08) b[p++] = 0x62;
+      else if (c === 0x09) b[p++] = 0x74;
+      else if (c === 0x0a) b[p++] = 0x6e;
+      else if (c === 0x0c) b[p++] = 0x66;
+      else if (c === 0x0d) b[p++] = 0x72;
+      else {
+        b[p++] = 0x75;
+        b[p++] = 0x30;
+        b[p++] = 0x30;
+        b[p++] = HEX.charCodeAt(c >> 4);
+        b[p++] = HEX.charCodeAt(c & 15);
+      }
+    } else if (c < 0x800) {
+      b[p++] = 0xc0 | (c >> 6);
+      b[p++] = 0x80 | (c & 63);
+    } else if (c < 0xd800 || c > 0xdfff) {
+      b[p++] = 0xe0 | (c >> 12);
+      b[p++] = 0x80 | ((c >> 6) & 63);
+      b[p++] = 0x80 | (c & 63);
+    } else {
+      const d = i + 1 < n ? s.charCodeAt(i + 1) : 0;
+      if (c <= 0xdbff && d >= 0xdc00 && d <= 0xdfff) {
+        i++;
+        c = 0x10000 + ((c - 0xd800) << 10) + (d - 0xdc00);
+        b[p++] = 0xf0 | (c >> 18);
+        b[p++] = 0x80 | ((c >> 12) & 63);
+        b[p++] = 0x80 | ((c >> 6) & 63);
+        b[p++] = 0x80 | (c & 63);
+      } else {
+        b[p++] = 0x5c;
+        b[p++] = 0x75;
+        b[p++] = HEX.charCodeAt(c >> 12);
+        b[p++] = HEX.charCodeAt((c >> 8) & 15);
+        b[p++] = HEX.charCodeAt((c >> 4) & 15);
+        b[p++] = HEX.charCodeAt(c & 15);
+      }
+    }
+  }
+  b[p++] = 0x22;
+  at = p;
+}
+
+/** Writes ASCII text (a number, a literal, punctuation) as is. */
+function emitAscii(s: string): void {
+  const n = s.length;
+  reserve(n);
+  const b = out;
+  let p = at;
+  for (let i = 0; i < n; i++) b[p++] = s.charCodeAt(i);
+  at = p;
+}
+
+function emitByte(c: number): void {
+  reserve(1);
+  out[at++] = c;
+}
+
+/** Sorts object keys in place by UTF-16 code units, as Array.prototype.sort does (objects have few keys: insertion sort). */
+function sortKeys(keys: string[]): void {
+  for (let i = 1; i < keys.length; i++) {
+    const k = keys[i] as string;
+    let j = i - 1;
+    while (j >= 0 && (keys[j] as string) > k) {
+      keys[j + 1] = keys[j] as string;
+      j--;
+    }
+    keys[j + 1] = k;
+  }
 }
 
 /**
- * `v` with every object's keys in code-unit order, so JSON.stringify of the answer is the RFC 8785
- * form: subtrees already in order are returned as they are (no copy), others are copied with their
- * keys inserted sorted. One walk; the native JSON.stringify then writes the text. Answers ODD for
- * anything but plain JSON data (toJSON, class instances, functions, symbols and bigints as values,
- * non-finite numbers, sparse arrays, unsortable keys: see sortedKeys), which the library serialises.
- * Undefined members and undefined/symbol array items are kept: JSON.stringify treats them as the
- * library does (left out; null).
+ * Writes the RFC 8785 form of plain JSON data: objects with Object.prototype or null as prototype
+ * (keys sorted by code units; undefined and symbol members left out), arrays without holes
+ * (undefined and symbol items as null), strings, finite numbers (JSON.stringify's form, which is
+ * RFC 8785's), booleans, null, and CanonicalText (its text as is). Throws NotPlainJson on anything
+ * else (toJSON, class instances, functions, bigints, non-finite numbers, sparse arrays), which the
+ * library then serialises.
  */
-function sortedValue(v: unknown): unknown {
-  if (typeof v !== 'object') {
-    if (typeof v === 'string' || typeof v === 'boolean') return v;
-    return typeof v === 'number' && Number.isFinite(v) ? v : ODD;
+function emitValue(v: unknown): void {
+  switch (typeof v) {
+    case 'string':
+      emitString(v);
+      return;
+    case 'number':
+      if (!Number.isFinite(v)) throw new NotPlainJson();
+      emitAscii(JSON.stringify(v));
+      return;
+    case 'boolean':
+      emitAscii(v ? 'true' : 'false');
+      return;
+    case 'object':
+      break;
+    default:
+      throw new NotPlainJson();
   }
-  if (v === null) return v;
+  if (v === null) {
+    emitAscii('null');
+    return;
+  }
   if (Array.isArray(v)) {
-    if (typeof (v as { toJSON?: unknown }).toJSON === 'function') return ODD;
-    let copy: unknown[] | undefined;
+    if (typeof (v as { toJSON?: unknown }).toJSON === 'function') throw new NotPlainJson();
+    emitByte(0x5b);
     for (let i = 0; i < v.length; i++) {
-      if (!(i in v)) return ODD;
+      if (i > 0) emitByte(0x2c);
       const item: unknown = v[i];
-      const s = item === undefined || typeof item === 'symbol' ? item : sortedValue(item);
-      if (s === ODD) return ODD;
-      if (copy) copy.push(s);
-      else if (s !== item) {
-        copy = v.slice(0, i);
-        copy.push(s);
-      }
+      if (item === undefined) {
+        // A hole (sparse array) is serialised differently by the library.
+        if (!(i in v)) throw new NotPlainJson();
+        emitAscii('null');
+      } else if (typeof item === 'symbol') emitAscii('null');
+      else emitValue(item);
     }
-    return copy ?? v;
+    emitByte(0x5d);
+    return;
+  }
+  if (v instanceof CanonicalText) {
+    const text = v.text;
+    reserve(text.length * 3);
+    at += out.write(text, at, 'utf8');
+    return;
   }
   const proto: unknown = Object.getPrototypeOf(v);
-  if (proto !== Object.prototype && proto !== null) return ODD;
+  if (proto !== Object.prototype && proto !== null) throw new NotPlainJson();
   const o = v as Record<string, unknown>;
-  const sorted = sortedKeys(o);
-  if (!sorted) return ODD;
-  const { keys } = sorted;
-  let copy: Record<string, unknown> | undefined = sorted.ordered ? undefined : {};
+  const keys = Object.keys(o);
+  sortKeys(keys);
+  emitByte(0x7b);
+  let first = true;
   for (let i = 0; i < keys.length; i++) {
     const k = keys[i] as string;
     const member = o[k];
     if (member === undefined || typeof member === 'symbol') continue;
-    const s = sortedValue(member);
-    if (s === ODD) return ODD;
-    if (copy) copy[k] = s;
-    else if (s !== member) {
-      // Keys in order, a member copied: copy the object from here on (same key order).
-      copy = {};
-      for (let j = 0; j < i; j++) {
-        const kj = keys[j] as string;
-        const mj = o[kj];
-        if (mj !== undefined && typeof mj !== 'symbol') copy[kj] = mj;
-      }
-      copy[k] = s;
-    }
+    if (typeof member === 'function') throw new NotPlainJson();
+    if (first) first = false;
+    else emitByte(0x2c);
+    emitString(k);
+    emitByte(0x3a);
+    emitValue(member);
   }
-  return copy ?? v;
-}
-
-/** True when `v` is a plain object with a CanonicalText member. */
-function hasCanonicalText(v: unknown): boolean {
-  if (typeof v !== 'object' || v === null || Array.isArray(v)) return false;
-  const proto: unknown = Object.getPrototypeOf(v);
-  if (proto !== Object.prototype && proto !== null) return false;
-  for (const k in v) if ((v as Record<string, unknown>)[k] instanceof CanonicalText) return true;
-  return false;
+  emitByte(0x7d);
 }
 
 /**
- * RFC 8785 text of plain JSON data without the library (undefined for anything else), with
- * CanonicalText members of the top-level object written as they are: the members between them
- * are stringified a run at a time.
+ * The RFC 8785 (JCS) form of plain JSON data as UTF-8 bytes, after `prefix` (e.g. the previous
+ * chain hash that a record's hash covers too), written straight from the value: no key-sorted
+ * copies, no intermediate string. Undefined for anything but plain JSON data (see emitValue), for
+ * which canonicalJson uses the library. The answer is a view of a buffer this thread reuses: valid
+ * until the next call (copy it to keep it). Throws what a getter on the value throws.
  */
-function sortedStringify(v: unknown): string | undefined {
-  if (v instanceof CanonicalText) return v.text;
-  if (!hasCanonicalText(v)) {
-    // Already in order (e.g. a record parsed from its stored body): v itself, one native stringify.
-    const s = sortedValue(v);
-    return s === ODD ? undefined : JSON.stringify(s);
-  }
-  const o = v as Record<string, unknown>;
-  if (typeof o.toJSON === 'function') return undefined;
-  const sorted = sortedKeys(o);
-  if (!sorted) return undefined;
-  let out = '{';
-  let run: Record<string, unknown> | undefined;
-  const endRun = (): void => {
-    if (!run) return;
-    const s = JSON.stringify(run);
-    if (s.length > 2) out += (out.length > 1 ? ',' : '') + s.slice(1, -1);
-    run = undefined;
-  };
-  for (const k of sorted.keys) {
-    const member = o[k];
-    if (member instanceof CanonicalText) {
-      endRun();
-      out += `${out.length > 1 ? ',' : ''}${JSON.stringify(k)}:${member.text}`;
-      continue;
+export function canonicalUtf8(value: unknown, prefix = ''): Buffer | undefined {
+  // A toJSON on Object.prototype (a patched prototype) applies to every object: the library's.
+  if (emitting || (Object.prototype as { toJSON?: unknown }).toJSON !== undefined) return undefined;
+  emitting = true;
+  at = 0;
+  try {
+    if (prefix) {
+      reserve(prefix.length * 3);
+      at += out.write(prefix, 0, 'utf8');
     }
-    if (member === undefined || typeof member === 'symbol') continue;
-    const s = sortedValue(member);
-    if (s === ODD) return undefined;
-    (run ??= {})[k] = s;
+    emitValue(value);
+  } catch (err) {
+    if (err instanceof NotPlainJson) return undefined;
+    throw err;
+  } finally {
+    emitting = false;
   }
-  endRun();
-  return `${out}}`;
+  return out.subarray(0, at);
 }
 
 /**
- * RFC 8785 (JCS) canonical JSON, byte-identical to the `canonicalize` package: plain JSON data
- * takes the faster sortedStringify (values already in canonical key order, e.g. verification of
- * millions of stored records, are one native JSON.stringify), anything else the library. Throws
- * on values JSON cannot carry (NaN, Infinity).
+ * RFC 8785 (JCS) canonical JSON, byte-identical to the `canonicalize` package: values already in
+ * canonical key order (e.g. verification of millions of stored records) are one native
+ * JSON.stringify, other plain JSON data is written by canonicalUtf8, anything else by the library.
+ * Throws on values JSON cannot carry (NaN, Infinity).
  */
 export function canonicalJson(value: unknown): string {
   // Already in canonical order (a record parsed from its stored body, as bundle verification hashes
   // them): one walk without copies, one native stringify. Cheap when it fails: it stops at the first
   // key out of order.
   if (isSortedJson(value)) return JSON.stringify(value);
-  // sortedValue looks for own toJSON members only: an inherited one (a patched prototype) is the library's.
-  const fast = (Object.prototype as { toJSON?: unknown }).toJSON === undefined ? sortedStringify(value) : undefined;
-  if (fast !== undefined) return fast;
+  const bytes = canonicalUtf8(value);
+  if (bytes !== undefined) return bytes.toString('utf8');
   const s = canonicalize(value);
   if (s === undefined) throw new TypeError('value has no JSON representation');
   return s;

@@ -2,8 +2,9 @@
  * One record placed on a writer's chain: the canonical body that is hashed and stored, and its
  * hash. Pure. Split from chain.ts (verification, signatures) so the writer thread loads only this.
  */
+import { hash as digest } from 'node:crypto';
 import type { ChainedRecord } from '../../core/record.js';
-import { canonicalJson, sha256Hex } from './canonical.js';
+import { canonicalJson, canonicalUtf8, sha256Hex } from './canonical.js';
 
 export const GENESIS_HASH = '0'.repeat(64);
 
@@ -52,10 +53,27 @@ export interface NamespaceLink extends ChainLink {
  * store) chains through this. Throws what chainRecord throws.
  */
 export function chainNamespaceRecord(record: object, head: { seq: number; hash: string }, nsHead: NamespaceChainHead | undefined): NamespaceLink {
+  const link = chainNamespaceRecordUtf8(record, head, nsHead);
+  return { ...link, body: typeof link.body === 'string' ? link.body : link.body.toString('utf8') };
+}
+
+/**
+ * chainNamespaceRecord with the body as the UTF-8 bytes that were hashed, when the record is plain
+ * JSON data: a view of canonicalUtf8's buffer, valid until the next canonical call on this thread
+ * (the SQLite writer compresses it at once). Otherwise the body is the string canonicalJson gives.
+ */
+export function chainNamespaceRecordUtf8(record: object, head: { seq: number; hash: string }, nsHead: NamespaceChainHead | undefined): Omit<NamespaceLink, 'body'> & { body: string | Buffer } {
   const nsSeq = (nsHead?.nsSeq ?? 0) + 1;
   const nsPrevHash = nsHead?.hash ?? GENESIS_HASH;
   // chainRecord({ ...record, nsSeq, nsPrevHash }, head) with one copy of the record instead of two.
   const seq = head.seq + 1;
-  const body = canonicalJson({ ...record, nsSeq, nsPrevHash, seq, prevHash: head.hash, hash: undefined });
+  const chained = { ...record, nsSeq, nsPrevHash, seq, prevHash: head.hash, hash: undefined };
+  // The hash covers prevHash + body: written in front of the body, hashed in one piece.
+  const bytes = canonicalUtf8(chained, head.hash);
+  if (bytes !== undefined) {
+    const hash = digest('sha256', bytes, 'hex');
+    return { seq, prevHash: head.hash, body: bytes.subarray(Buffer.byteLength(head.hash)), hash, nsSeq, nsPrevHash };
+  }
+  const body = canonicalJson(chained);
   return { seq, prevHash: head.hash, body, hash: sha256Hex(head.hash + body), nsSeq, nsPrevHash };
 }

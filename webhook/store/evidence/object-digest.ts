@@ -3,12 +3,16 @@
  * `request.object`, so an auditor can reproduce it from any copy of the object (the audit log's
  * requestObject, a saved manifest) with `tzw decisions digest -f FILE`. Pure.
  */
-import { canonicalJson, sha256Hex } from './canonical.js';
+import { hash } from 'node:crypto';
+import { canonicalJson, canonicalUtf8, sha256Hex } from './canonical.js';
 import { fromStoredBody } from './body-codec.js';
 
 /** The digest of an object (null for null/undefined: a review without an object). Throws what canonicalJson throws. */
 export function toDigestOfObject(object: unknown): string | null {
-  return object === null || object === undefined ? null : sha256Hex(canonicalJson(object));
+  if (object === null || object === undefined) return null;
+  // The canonical bytes hashed where they were written: no string in between.
+  const bytes = canonicalUtf8(object);
+  return bytes !== undefined ? hash('sha256', bytes, 'hex') : sha256Hex(canonicalJson(object));
 }
 
 const DIGEST_HEX = /^[0-9a-f]{64}$/;

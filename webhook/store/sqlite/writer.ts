@@ -14,7 +14,7 @@
 import { parentPort, workerData } from 'node:worker_threads';
 import Database from 'better-sqlite3';
 import type { DecisionRecord } from '../../core/record.js';
-import { chainNamespaceRecord, GENESIS_HASH, type NamespaceLink } from '../evidence/link.js';
+import { chainNamespaceRecordUtf8, GENESIS_HASH } from '../evidence/link.js';
 import { toUnmappedAccounts } from '../rows.js';
 import { toStoredBody } from '../evidence/body-codec.js';
 import { toNamespaceRoot, type NamespaceHead } from '../evidence/merkle.js';
@@ -205,10 +205,11 @@ export class Writer {
         continue;
       }
       const nsHead = nsMoved.get(r.namespace) ?? this.nsHeads.get(r.namespace);
-      let link: NamespaceLink;
+      let link: ReturnType<typeof chainNamespaceRecordUtf8>;
       let stored: Buffer;
       try {
-        link = chainNamespaceRecord(p.patchJson === undefined ? r : { ...r, patch: new CanonicalText(p.patchJson) }, { seq, hash: prev }, nsHead);
+        // The body's bytes as hashed, compressed before the next record reuses their buffer.
+        link = chainNamespaceRecordUtf8(p.patchJson === undefined ? r : { ...r, patch: new CanonicalText(p.patchJson) }, { seq, hash: prev }, nsHead);
         stored = toStoredBody(link.body);
       } catch (err) {
         if (this.stmt('SELECT 1 FROM decisions WHERE id = ?').get(r.id)) duplicate(r.id);
