@@ -191,16 +191,16 @@ interface VerifyRun {
 /**
  * `tzw decisions verify --store sqlite:PATH --jwks FILE` as an auditor runs it: a process of its
  * own running the CLI built to plain JavaScript (bench/verify-cli.ts bundled by esbuild to
- * bench/out/verify-cli.mjs, the verify worker bundled beside it, where store/thread.ts starts it
+ * bench/out/verify-cli.mjs and the chunks it imports on demand, the verify worker bundled beside
+ * it, where store/thread.ts starts it
  * from a built module), timed from spawn to exit. Returns undefined when bundling fails (the
  * caller then verifies in this process through the TypeScript loader).
  */
 async function prepareVerifyCli(log: Log): Promise<((path: string, jwksPath: string) => Promise<VerifyRun>) | undefined> {
   try {
-    await bundleForNode(ROOT, [
-      ['bench/verify-cli.ts', 'bench/out/verify-cli.mjs'],
-      ['webhook/store/sqlite/verify-worker.ts', 'bench/out/verify-worker.js'],
-    ]);
+    // Split: `decisions verify` loads its own modules, as the built CLI does (bench/bundle.ts).
+    await bundleForNode(ROOT, [['bench/verify-cli.ts', 'bench/out/verify-cli.mjs']], { split: true });
+    await bundleForNode(ROOT, [['webhook/store/sqlite/verify-worker.ts', 'bench/out/verify-worker.js']]);
     const script = join(ROOT, 'bench', 'out', 'verify-cli.mjs');
     return (path, jwksPath) =>
       new Promise((resolvePromise, reject) => {

@@ -2,7 +2,7 @@
  * loadConfig: defaults ← config file (YAML) ← `TZW_*` env overrides, validated once, every problem
  * reported together. Pure apart from the injected `readFile`; never throws on bad input.
  */
-import { Ajv } from 'ajv';
+import { Ajv, type ValidateFunction } from 'ajv';
 import { parse as parseYaml } from 'yaml';
 import { CONFIG_SCHEMA, defaultConfig, type Config } from './schema.js';
 
@@ -95,8 +95,9 @@ function isLoopback(listen: string): boolean {
   return host === 'localhost' || host === '::1' || /^127\.\d+\.\d+\.\d+$/.test(host);
 }
 
-const ajv = new Ajv({ allErrors: true, strict: false });
-const validate = ajv.compile(CONFIG_SCHEMA);
+// Compiled on first use: a command that reads no config (decisions verify --jwks) never pays for it.
+let compiled: ValidateFunction | undefined;
+const validateConfig = (): ValidateFunction => (compiled ??= new Ajv({ allErrors: true, strict: false }).compile(CONFIG_SCHEMA));
 
 /** Loads and validates the configuration; the error list names every problem found. */
 export function loadConfig(input: LoadInput): LoadResult {
@@ -129,6 +130,7 @@ export function loadConfig(input: LoadInput): LoadResult {
     const hint = ENV_HINTS[name];
     errors.push(`${name}: unknown setting (${hint ?? 'known: see README "Configuration"'})`);
   }
+  const validate = validateConfig();
   for (const [what, value] of [['config file', fromFile], ['environment', fromEnv]] as const) {
     if (!validate(value)) {
       for (const e of validate.errors ?? []) {

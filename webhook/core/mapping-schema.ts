@@ -5,7 +5,7 @@
  * answer). CEL rules cannot run in ajv; they are generated from `PROVIDER_BLOCKS` and checked again
  * in code from the same table, so the two can't drift apart.
  */
-import { Ajv, type ErrorObject } from 'ajv';
+import { Ajv, type ErrorObject, type ValidateFunction } from 'ajv';
 import {
   DEFAULT_AUDIENCE,
   DEFAULT_AZURE_AUTHORITY_HOST,
@@ -214,11 +214,17 @@ export type ParsedMapping =
   | { ok: true; mapping: ResolvedMapping }
   | { ok: false; name: string; claims: ServiceAccountRef[]; problems: string[] };
 
-const ajv = new Ajv({ allErrors: true, verbose: true });
-// Kubernetes extensions: annotations for the API server, meaningless to ajv (the CEL rules are
-// re-implemented below).
-ajv.addVocabulary(['x-kubernetes-validations', 'x-kubernetes-list-type', 'x-kubernetes-list-map-keys']);
-const validateSpec = ajv.compile<IdentityMappingSpec>(IDENTITY_MAPPING_SPEC_SCHEMA);
+let compiledSpec: ValidateFunction<IdentityMappingSpec> | undefined;
+/** The spec schema's validator, compiled on first use (a command that reads no mapping never pays for it). */
+function specValidator(): ValidateFunction<IdentityMappingSpec> {
+  if (compiledSpec) return compiledSpec;
+  const ajv = new Ajv({ allErrors: true, verbose: true });
+  // Kubernetes extensions: annotations for the API server, meaningless to ajv (the CEL rules are
+  // re-implemented below).
+  ajv.addVocabulary(['x-kubernetes-validations', 'x-kubernetes-list-type', 'x-kubernetes-list-map-keys']);
+  compiledSpec = ajv.compile<IdentityMappingSpec>(IDENTITY_MAPPING_SPEC_SCHEMA);
+  return compiledSpec;
+}
 
 /** Friendly wording for pattern failures, keyed by the schema path of the failing string. */
 const PATTERN_HINTS: Record<string, string> = {
@@ -386,6 +392,7 @@ export function parseIdentityMapping(obj: unknown): ParsedMapping {
     problems.push(spec === undefined ? 'spec is required' : 'spec must be an object');
     return { ok: false, name, claims, problems };
   }
+  const validateSpec = specValidator();
   if (!validateSpec(spec)) problems.push(...(validateSpec.errors ?? []).map(toProblem));
   problems.push(...providerBlockProblems(spec), ...duplicates);
   if (problems.length > 0) return { ok: false, name, claims, problems: [...new Set(problems)] };
