@@ -6,7 +6,7 @@
  */
 import t from 'tap';
 import { canonicalJson } from '../../webhook/store/evidence/chain.js';
-import { FIELD, createFieldPositions, isIntegerField, isRawField, isStringField, scanBody, scanSignedBody } from '../../webhook/store/sqlite/verify-body.js';
+import { FIELD, createFieldPositions, isIntegerField, isLowerHexField, isRawField, isStringField, scanBody, scanSignedBody } from '../../webhook/store/sqlite/verify-body.js';
 import { addLine, addLines, emptyAccountSum, sameAccountSums } from '../../webhook/store/sqlite/verify-accounts.js';
 import { aRecord } from './builders.js';
 
@@ -35,6 +35,21 @@ t.test('a canonical record: both scanners find every compared field', async (t) 
     t.notOk(isStringField(b, at, FIELD.verdict, 'denied'), `${scan.name} another verdict`);
     t.notOk(isIntegerField(b, at, FIELD.seq, 8), `${scan.name} another seq`);
   }
+});
+
+t.test('isLowerHexField: the field is the lower-case form of an upper-case hex() column, as isStringField of lower() says', async (t) => {
+  const at = createFieldPositions();
+  const digest = record.objectDigest!;
+  const b = bytes(canonical);
+  t.ok(scanBody(b, at));
+  t.ok(isLowerHexField(b, at, FIELD.objectDigest, digest.toUpperCase()), 'the upper-case column');
+  for (const column of [digest, digest.toUpperCase().replace(/.$/, 'G'), digest.toUpperCase().slice(1), `${digest.toUpperCase()}0`, 'not a digest']) {
+    t.equal(isLowerHexField(b, at, FIELD.objectDigest, column), isStringField(b, at, FIELD.objectDigest, column.toLowerCase()) && column === column.toUpperCase() && /^[0-9A-F]*$/.test(column), column);
+  }
+  const upper = bytes(canonical.replace(digest, digest.toUpperCase()));
+  t.ok(scanBody(upper, at));
+  t.notOk(isLowerHexField(upper, at, FIELD.objectDigest, digest.toUpperCase()), 'an upper-case body is not the lower-case digest');
+  t.notOk(isLowerHexField(b, at, FIELD.id, digest.toUpperCase()), 'another field');
 });
 
 t.test('scanBody: true only for JSON.parse-able text, false for what the slow path must decide', async (t) => {

@@ -252,6 +252,22 @@ export function isStringField(b: Uint8Array, at: Int32Array, f: number, value: s
   return true;
 }
 
+/**
+ * Whether field `f` is the JSON string of `upperHex` (hex digits as SQLite's hex() writes them,
+ * upper case) in lower case: isStringField(lower(upperHex)) without building that string.
+ */
+export function isLowerHexField(b: Uint8Array, at: Int32Array, f: number, upperHex: string): boolean {
+  const s = at[2 * f]!;
+  const e = at[2 * f + 1]!;
+  if (s < 0 || e - s !== upperHex.length + 2 || b[s] !== QUOTE) return false;
+  for (let k = 0; k < upperHex.length; k++) {
+    const c = upperHex.charCodeAt(k);
+    // 0-9 have bit 0x20 set already; A-F | 0x20 is a-f.
+    if (!((c >= ZERO && c <= NINE) || (c >= 0x41 && c <= 0x46)) || b[s + 1 + k] !== (c | 0x20)) return false;
+  }
+  return true;
+}
+
 /** Whether field `f` is written as plain digits whose value is the safe integer `value`. */
 export function isIntegerField(b: Uint8Array, at: Int32Array, f: number, value: number): boolean {
   const s = at[2 * f]!;

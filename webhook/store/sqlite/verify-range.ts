@@ -22,7 +22,7 @@ import { toChainVerifier, type ChainProblem, type CheckedEvidence, type WriterSt
 import { toChainEntry } from '../rows.js';
 import { CHAIN_COLUMNS, SA_KEYS_SQL, columnProblem, saKeysOf, toDecisionRow, type RawDecisionRow } from './rows.js';
 import { addLines, emptyAccountSum, isLineField, type AccountKey, type AccountSum } from './verify-accounts.js';
-import { FIELD, createFieldPositions, isAbsent, isIntegerField, isObjectField, isRawField, isStringField, scanBody, scanSignedBody } from './verify-body.js';
+import { FIELD, createFieldPositions, isAbsent, isIntegerField, isLowerHexField, isObjectField, isRawField, isStringField, scanBody, scanSignedBody } from './verify-body.js';
 
 /** Records `(lo, hi]` of `writer` (by seq). `start`: the state after record `lo`, unless this is the writer's first range. */
 export interface ChainRange {
@@ -98,7 +98,7 @@ type RowArgs = [
  * (BODIES_SQL), since a blob handed to a JS function is a Buffer of its own (~2 µs a row).
  */
 const rowArgs = (saKeys: string) => `d.seq, d.id, d.prev_hash, d.hash, d.time, d.namespace, d.kind, d.verdict, d.service_accounts, d.task_run, d.pipeline_run, d.ns_seq,
-  CASE WHEN typeof(d.object_digest) = 'blob' THEN lower(hex(d.object_digest)) WHEN d.object_digest IS NOT NULL THEN 'not a digest' END,
+  CASE WHEN typeof(d.object_digest) = 'blob' THEN hex(d.object_digest) WHEN d.object_digest IS NOT NULL THEN 'not a digest' END,
   CASE WHEN d.body IS NULL THEN d.record END, CASE WHEN typeof(d.body) = 'blob' THEN length(d.body) END, ${saKeys}`;
 
 /**
@@ -224,7 +224,7 @@ export function openRangeReader(path: string): RangeReader {
       !isStringField(bytes, at, FIELD.verdict, verdict) ||
       !isRawField(bytes, at, FIELD.serviceAccounts, serviceAccounts) ||
       !(nsSeq === null ? isAbsent(at, FIELD.nsSeq) : isIntegerField(bytes, at, FIELD.nsSeq, nsSeq)) ||
-      !(objectDigest === null ? isAbsent(at, FIELD.objectDigest) : objectDigest.length === 64 && isStringField(bytes, at, FIELD.objectDigest, objectDigest))
+      !(objectDigest === null ? isAbsent(at, FIELD.objectDigest) : objectDigest.length === 64 && isLowerHexField(bytes, at, FIELD.objectDigest, objectDigest))
     ) {
       return false;
     }
