@@ -296,6 +296,19 @@ export function canonicalJson(value: unknown): string {
 }
 
 /**
+ * sha256 hex of `prefix` + the RFC 8785 form of `value`, and that form: for plain JSON data the
+ * bytes canonicalUtf8 wrote, hashed where they were written (a view of its buffer, valid until
+ * the next canonical call on this thread: copy or consume it at once); otherwise the text
+ * canonicalJson gives. The one place that chooses between the two (objectDigest, the chain).
+ */
+export function hashCanonical(value: unknown, prefix = ''): { hash: string; body: Buffer | string } {
+  const bytes = canonicalUtf8(value, prefix);
+  if (bytes !== undefined) return { hash: digest('sha256', bytes, 'hex'), body: bytes.subarray(Buffer.byteLength(prefix)) };
+  const body = canonicalJson(value);
+  return { hash: sha256Hex(prefix + body), body };
+}
+
+/**
  * True when JSON.stringify(v) is already the RFC 8785 form of `v`: plain JSON data with every
  * object's keys in code-unit order (e.g. a patch built from key-sorted fragments).
  */

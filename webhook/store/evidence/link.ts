@@ -2,9 +2,8 @@
  * One record placed on a writer's chain: the canonical body that is hashed and stored, and its
  * hash. Pure. Split from chain.ts (verification, signatures) so the writer thread loads only this.
  */
-import { hash as digest } from 'node:crypto';
 import type { ChainedRecord } from '../../core/record.js';
-import { canonicalJson, canonicalUtf8, sha256Hex } from './canonical.js';
+import { canonicalJson, hashCanonical, sha256Hex } from './canonical.js';
 
 export const GENESIS_HASH = '0'.repeat(64);
 
@@ -69,11 +68,6 @@ export function chainNamespaceRecordUtf8(record: object, head: { seq: number; ha
   const seq = head.seq + 1;
   const chained = { ...record, nsSeq, nsPrevHash, seq, prevHash: head.hash, hash: undefined };
   // The hash covers prevHash + body: written in front of the body, hashed in one piece.
-  const bytes = canonicalUtf8(chained, head.hash);
-  if (bytes !== undefined) {
-    const hash = digest('sha256', bytes, 'hex');
-    return { seq, prevHash: head.hash, body: bytes.subarray(Buffer.byteLength(head.hash)), hash, nsSeq, nsPrevHash };
-  }
-  const body = canonicalJson(chained);
-  return { seq, prevHash: head.hash, body, hash: sha256Hex(head.hash + body), nsSeq, nsPrevHash };
+  const { hash, body } = hashCanonical(chained, head.hash);
+  return { seq, prevHash: head.hash, body, hash, nsSeq, nsPrevHash };
 }

@@ -3,16 +3,12 @@
  * `request.object`, so an auditor can reproduce it from any copy of the object (the audit log's
  * requestObject, a saved manifest) with `tzw decisions digest -f FILE`. Pure.
  */
-import { hash } from 'node:crypto';
-import { canonicalJson, canonicalUtf8, sha256Hex } from './canonical.js';
+import { hashCanonical } from './canonical.js';
 import { fromStoredBody } from './body-codec.js';
 
 /** The digest of an object (null for null/undefined: a review without an object). Throws what canonicalJson throws. */
 export function toDigestOfObject(object: unknown): string | null {
-  if (object === null || object === undefined) return null;
-  // The canonical bytes hashed where they were written: no string in between.
-  const bytes = canonicalUtf8(object);
-  return bytes !== undefined ? hash('sha256', bytes, 'hex') : sha256Hex(canonicalJson(object));
+  return object === null || object === undefined ? null : hashCanonical(object).hash;
 }
 
 const DIGEST_HEX = /^[0-9a-f]{64}$/;
