@@ -14,8 +14,8 @@ import { basename, dirname, extname, join } from 'node:path';
  */
 export async function bundleForNode(root: string, pairs: ReadonlyArray<readonly [entry: string, outfile: string]>, opts: { split?: boolean } = {}): Promise<void> {
   const esbuild = await import('esbuild');
+  const common = { bundle: true, platform: 'node', format: 'esm', target: 'node20', packages: 'external', logLevel: 'warning' } as const;
   for (const [entry, outfile] of pairs) {
-    const common = { bundle: true, platform: 'node', format: 'esm', target: 'node20', packages: 'external', logLevel: 'warning' } as const;
     if (opts.split) {
       const ext = extname(outfile);
       await esbuild.build({ ...common, entryPoints: { [basename(outfile, ext)]: join(root, entry) }, splitting: true, outdir: join(root, dirname(outfile)), outExtension: { '.js': ext } });
