@@ -132,11 +132,18 @@ function oneAccountKeys(column: string): string[] | undefined {
 }
 const isTextOrNull = (v: unknown): v is string | null => v === null || typeof v === 'string';
 
+/**
+ * Pages straight from the OS page cache, without a read() and a copy each: verify's connections
+ * only read (an I/O error while reading a mapped page ends the process instead of failing a query).
+ */
+export function mapForReading(db: Database.Database): void {
+  db.pragma('mmap_size = 4294967296');
+}
+
 export function openRangeReader(path: string): RangeReader {
   const db = new Database(path, { readonly: true, fileMustExist: true });
   db.pragma('cache_size = -16384');
-  // Pages straight from the OS page cache, without a read() and a copy each (verify only reads).
-  db.pragma('mmap_size = 4294967296');
+  mapForReading(db);
   const inflate = createBodyInflater(64);
   const at = createFieldPositions();
   const saCache = new Map<string, string[] | null>();
@@ -280,8 +287,12 @@ export function openRangeReader(path: string): RangeReader {
   const readSetWise = db.prepare(readSql('NULL'));
   const readPerRecord = db.prepare(readSql(SA_KEYS_SQL));
   const readBodies = db.prepare(BODIES_SQL).pluck();
-  const begin = db.prepare('BEGIN');
-  const commit = db.prepare('COMMIT');
+  /** The bodies and the rows in one read transaction: the same rows, in the same order. */
+  const readChunk = db.transaction((read: Database.Statement, writer: string, after: number, to: number): number => {
+    bodies = (readBodies.get(writer, after, to) as Buffer | null) ?? Buffer.alloc(0);
+    bodyAt = 0;
+    return (read.get(writer, after, to) as { n: number }).n;
+  });
   const nextSeq = db.prepare('SELECT min(seq) FROM decisions WHERE writer = ? AND seq > ? AND seq <= ?').pluck();
   const slowRow = db.prepare(`SELECT ${CHAIN_COLUMNS} FROM decisions d WHERE d.writer = ? AND d.seq = ?`).raw(true);
 
@@ -330,16 +341,7 @@ export function openRangeReader(path: string): RangeReader {
         taken = 0;
         haltSeq = undefined;
         haltProblem = undefined;
-        // The bodies and the rows in one read transaction: the same rows, in the same order.
-        let n: number;
-        begin.run();
-        try {
-          bodies = (readBodies.get(writer, after, to) as Buffer | null) ?? Buffer.alloc(0);
-          bodyAt = 0;
-          ({ n } = read.get(writer, after, to) as { n: number });
-        } finally {
-          commit.run();
-        }
+        const n = readChunk(read, writer, after, to);
         if (n !== taken) throw new Error(`verify: SQLite read ${n} rows but checked ${taken}`);
         if (haltProblem) return done({ problem: haltProblem });
         if (haltSeq !== undefined) {

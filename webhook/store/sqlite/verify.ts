@@ -29,7 +29,7 @@ import type { Worker } from 'node:worker_threads';
 import { toChainVerifier, type CheckedEvidence, type VerifyResult, type WriterState } from '../evidence/chain.js';
 import { createWriterThread } from '../thread.js';
 import type { ChainVerifyOptions } from '../port.js';
-import type { ChainRange, RangeOutcome } from './verify-range.js';
+import { mapForReading, type ChainRange, type RangeOutcome } from './verify-range.js';
 import type { VerifyWorkerReply, VerifyWorkerRequest } from './verify-worker.js';
 import { addAccountSums, emptyAccountSum, sameAccountSums, sumAccountRows, type AccountKey, type AccountSum } from './verify-accounts.js';
 
@@ -203,8 +203,7 @@ export async function verifySqliteChains(
 ): Promise<VerifyResult> {
   // The plan and the account index sum read one snapshot: rows appended meanwhile are in neither.
   const snapshot = new Database(path, { readonly: true, fileMustExist: true });
-  // Pages straight from the OS page cache, without a read() and a copy each (verify only reads).
-  snapshot.pragma('mmap_size = 4294967296');
+  mapForReading(snapshot);
   let outcomes: RangeOutcome[];
   let ranges: PlannedRange[];
   try {
