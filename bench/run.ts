@@ -60,17 +60,25 @@ const TARGETS = {
 };
 
 /**
- * fdatasync p99 of a 4 KiB write in `dir` (where the bench's stores live), the disk's share of a
- * durable commit: the target for /mutate p99 at a fixed rate is 2 × this + 10 ms.
+ * `samples` fdatasyncs of a 4 KiB rewrite in `dir` (where the bench's stores live), each timed on
+ * its own, sorted: back to back, or evenly spaced at `rate` per second (the probe owns its thread
+ * and waits for each sample's due time).
  */
-function measureFsyncP99Ms(dir: string, samples = 200): number {
+function fsyncTimesMs(dir: string, samples: number, rate?: number): number[] {
   mkdirSync(dir, { recursive: true });
   const path = join(dir, 'fsync-probe.bin');
   const fd = openSync(path, 'w');
   const block = Buffer.alloc(4096, 7);
   const times: number[] = [];
+  const start = performance.now();
   try {
     for (let i = 0; i < samples; i++) {
+      if (rate) {
+        const due = start + (i * 1000) / rate;
+        while (performance.now() < due) {
+          // evenly spaced
+        }
+      }
       writeSync(fd, block, 0, block.length, (i % 16) * 4096);
       const t0 = performance.now();
       fdatasyncSync(fd);
@@ -80,7 +88,15 @@ function measureFsyncP99Ms(dir: string, samples = 200): number {
     closeSync(fd);
     rmSync(path, { force: true });
   }
-  return percentile(times.sort((a, b) => a - b), 0.99);
+  return times.sort((x, y) => x - y);
+}
+
+/**
+ * fdatasync p99 of a 4 KiB write in `dir`, back to back, the disk's share of a durable commit: the
+ * target for /mutate p99 at a fixed rate is 2 × this + 10 ms.
+ */
+function measureFsyncP99Ms(dir: string, samples = 200): number {
+  return percentile(fsyncTimesMs(dir, samples), 0.99);
 }
 
 /**
@@ -90,29 +106,7 @@ function measureFsyncP99Ms(dir: string, samples = 200): number {
  * fsync, so this disk's sustained tail is a floor under the webhook's.
  */
 function measureFsyncPaced(dir: string, rate = 250, seconds = 10): { p50Ms: number; p99Ms: number; maxMs: number; rate: number; seconds: number } {
-  mkdirSync(dir, { recursive: true });
-  const path = join(dir, 'fsync-paced-probe.bin');
-  const fd = openSync(path, 'w');
-  const block = Buffer.alloc(4096, 7);
-  const n = rate * seconds;
-  const times = new Float64Array(n);
-  const start = performance.now();
-  try {
-    for (let i = 0; i < n; i++) {
-      const due = start + (i * 1000) / rate;
-      while (performance.now() < due) {
-        // evenly spaced: wait for this sample's due time (the probe owns its thread)
-      }
-      writeSync(fd, block, 0, block.length, (i % 16) * 4096);
-      const t0 = performance.now();
-      fdatasyncSync(fd);
-      times[i] = performance.now() - t0;
-    }
-  } finally {
-    closeSync(fd);
-    rmSync(path, { force: true });
-  }
-  const sorted = [...times].sort((a, b) => a - b);
+  const sorted = fsyncTimesMs(dir, rate * seconds, rate);
   return { p50Ms: percentile(sorted, 0.5), p99Ms: percentile(sorted, 0.99), maxMs: sorted[sorted.length - 1]!, rate, seconds };
 }
 
