@@ -66,3 +66,24 @@ t.test('the reused inflater (verification) gives the canonical bytes, with headr
     t.ok(plain(good).equals(toCanonicalBytes(good)), 'the inflater still works after a bad body');
   }
 });
+
+t.test('new bodies use fixed Huffman codes; bodies stored with dynamic codes (before 2026-12-02) read the same', async (t) => {
+  const texts = bodies(300);
+  // The first deflate block header of a new body: BFINAL=1, BTYPE=01 (fixed Huffman codes).
+  const fresh = texts.slice(0, 50).map((x) => toStoredBody(x));
+  t.equal(fresh.filter((s) => (s[1]! & 0b111) === 0b011).length, fresh.length, 'every new body is one final fixed-Huffman block');
+  // Stored by the level-1 dynamic-Huffman encoder this store used until then (BTYPE=10), for
+  // bodies(300)[0..2]: same codec byte, same dictionary, so they read back byte for byte.
+  const old = [
+    'Ad3YOw6AIBBF0RVhhhkZnF24BaOwAPdfGPygWIifxEQrO2Ly4BbnEF+wIMsJvhy5LChbsqiKDCsRYIQO51H3/DL9Z+qy9Wa88yATXtk4jOsVhY2XtqxNuQwy6ZlZkNFIViOHuxPWSjFmwZO3MMY7tF0j1c1vDmM+URrvRDfGt09LAwCxNJQvTbwH/0hE9NkB',
+    'AdXYQQqAIBCF4RMZOY3pdIquoGPd/whhkFaUYovAlTs3T37ky+KL7FCrC74UXJb9IIwkFmZRvC6WK1x2Po1XATKYHJXCxkdbUlPqQeZyZxFkxt6PXvvAQWGtG8bgrzYLlgxrcF/PEsY0URro7UAOTaY00Wb3L8VbaTDZLJVLE9/BcyJgAmwpEdFnNw==',
+    'AdXYYQrDIAyG4RM5kmnIl93GrXr/I4x01GE3LO1g0F/+EyHhRZ4hvvAlwTp8GbnsNWhEDpBSgk5MgPi3yG1yzS+vd/7ssmoNThg+4CUs76Ds1hjqL93kmJorgeMssB8UQ2oe9X9RjGp+TAY5em5RzCk6U2qSKPcy6IwPa+5MHHSG1FpnGH1o1o1oS/C9DumWcKY6NJp9Ag==',
+  ].map((b) => Buffer.from(b, 'base64'));
+  t.same(old.map((s) => (s[1]! >> 1) & 0b11), [2, 2, 2], 'the fixtures are dynamic-Huffman blocks');
+  const inflate = createBodyInflater(64);
+  old.forEach((s, i) => {
+    t.equal(fromStoredBody(s), texts[i], `old body ${i} reads as its text`);
+    t.equal(inflate(s).toString('utf8'), texts[i], `old body ${i} through verify's reused inflater`);
+    t.equal(inflate(fresh[i]!).toString('utf8'), texts[i], `new body ${i} through verify's reused inflater`);
+  });
+});
