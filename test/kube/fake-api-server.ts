@@ -353,7 +353,10 @@ export async function startFakeApiServer(): Promise<FakeApiServer> {
   const emit = (resource: FakeResource, type: Event['type'], object: Obj, silent = false): void => {
     const store = stores[resource];
     if (silent) {
-      store.compactedRv = rv + 1;
+      // The history up to and including this change is gone: a watch from an older resourceVersion
+      // gets 410, one from the current resourceVersion (what a list returns now) replays nothing
+      // and stays open, as on a real API server after a compaction.
+      store.compactedRv = rv;
       store.history = [];
       return;
     }
@@ -416,7 +419,7 @@ export async function startFakeApiServer(): Promise<FakeApiServer> {
     compact(resource) {
       const store = stores[resource];
       store.history = [];
-      store.compactedRv = rv + 1;
+      store.compactedRv = rv;
     },
     failNext(resource, verb, code, times = 1) {
       for (let i = 0; i < times; i++) stores[resource].failures[verb].push(code);
