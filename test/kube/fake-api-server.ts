@@ -350,16 +350,20 @@ export async function startFakeApiServer(): Promise<FakeApiServer> {
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   const url = `https://127.0.0.1:${(server.address() as AddressInfo).port}`;
 
+  /**
+   * Forgets the history up to and including the current resourceVersion: a watch from an older one
+   * gets 410; one from the current resourceVersion (what a list returns now) replays nothing and
+   * stays open, as on a real API server after a compaction.
+   */
+  const compact = (resource: FakeResource): void => {
+    stores[resource].history = [];
+    stores[resource].compactedRv = rv;
+  };
+
   const emit = (resource: FakeResource, type: Event['type'], object: Obj, silent = false): void => {
     const store = stores[resource];
-    if (silent) {
-      // The history up to and including this change is gone: a watch from an older resourceVersion
-      // gets 410, one from the current resourceVersion (what a list returns now) replays nothing
-      // and stays open, as on a real API server after a compaction.
-      store.compactedRv = rv;
-      store.history = [];
-      return;
-    }
+    // A silent change is one no watcher sees: its history is compacted away.
+    if (silent) return compact(resource);
     store.history.push({ rv, type, object });
     for (const w of store.watchers) writeEvent(w, type, object);
   };
@@ -416,11 +420,7 @@ export async function startFakeApiServer(): Promise<FakeApiServer> {
       rv++;
       emit(resource, 'DELETED', { ...prev, metadata: { ...prev.metadata, resourceVersion: String(rv) } }, opts?.silent);
     },
-    compact(resource) {
-      const store = stores[resource];
-      store.history = [];
-      store.compactedRv = rv;
-    },
+    compact,
     failNext(resource, verb, code, times = 1) {
       for (let i = 0; i < times; i++) stores[resource].failures[verb].push(code);
     },
