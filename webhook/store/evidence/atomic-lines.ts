@@ -23,7 +23,13 @@ export async function writeLinesAtomically(outPath: string, lines: AsyncIterable
     await Promise.race([once(out, 'finish'), failed]);
     await rename(tmp, outPath);
   } catch (err) {
-    out.destroy();
+    // The stream may still be opening the file (its open is asynchronous): wait until it has let
+    // go of it, or the open would create the .tmp again after it was removed.
+    if (!out.closed) {
+      const closed = new Promise<void>((resolve) => out.once('close', () => resolve()));
+      out.destroy();
+      await closed;
+    }
     await rm(tmp, { force: true });
     throw err;
   }
