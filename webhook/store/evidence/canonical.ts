@@ -232,21 +232,41 @@ function emitValue(v: unknown): void {
   const o = v as Record<string, unknown>;
   const keys = Object.keys(o);
   sortKeys(keys);
+  emitMembers(keys, o, undefined);
+}
+
+/**
+ * Writes an object's members in the order of `keys` (sorted), each value from `extra` when the key
+ * is one of its own members, else from `o`; undefined and symbol values are left out. A
+ * CanonicalSlot value writes nothing: its offset is recorded in `slotsAt` instead.
+ */
+function emitMembers(keys: string[], o: Record<string, unknown>, extra: Record<string, unknown> | undefined): void {
   emitByte(0x7b);
   let first = true;
   for (let i = 0; i < keys.length; i++) {
     const k = keys[i] as string;
-    const member = o[k];
-    if (member === undefined || typeof member === 'symbol') continue;
+    const fromExtra = extra !== undefined && Object.hasOwn(extra, k);
+    const member = fromExtra ? (extra as Record<string, unknown>)[k] : o[k];
+    const slot = fromExtra && member === CANONICAL_SLOT;
+    if (!slot && (member === undefined || typeof member === 'symbol')) continue;
     if (typeof member === 'function') throw new NotPlainJson();
     if (first) first = false;
     else emitByte(0x2c);
     emitString(k);
     emitByte(0x3a);
-    emitValue(member);
+    if (slot) slotsAt.push(at);
+    else emitValue(member);
   }
   emitByte(0x7d);
 }
+
+/**
+ * A member value written later by someone else (canonicalUtf8Merged): the chain's seq, prevHash,
+ * nsSeq and nsPrevHash, known only on the writer thread. Only accepted as a value of `extra`.
+ */
+export const CANONICAL_SLOT: unique symbol = Symbol('canonical slot');
+/** Offsets of the slots written by the current canonicalUtf8Merged call. */
+let slotsAt: number[] = [];
 
 /**
  * The RFC 8785 (JCS) form of plain JSON data as UTF-8 bytes, after `prefix` (e.g. the previous
@@ -275,6 +295,37 @@ export function canonicalUtf8(value: unknown, prefix = ''): Buffer | undefined {
     emitting = false;
   }
   return out.subarray(0, at);
+}
+
+/**
+ * The RFC 8785 form of `{ ...value, ...extra }` (extra's members replace value's; an undefined one
+ * removes it) as UTF-8, without building that object, and where each CANONICAL_SLOT member of
+ * `extra` goes: `slots[i]` is the byte offset, right after that member's `"key":`, at which its
+ * value is to be written (in key order). The bytes with those values inserted are the canonical
+ * form of the object with them. Undefined when `value` is not plain JSON data (see canonicalUtf8).
+ * The bytes are a view of this thread's reused buffer, valid until the next canonical call.
+ */
+export function canonicalUtf8Merged(value: object, extra: Record<string, unknown>): { bytes: Buffer; slots: number[] } | undefined {
+  if (emitting || (Object.prototype as { toJSON?: unknown }).toJSON !== undefined) return undefined;
+  const proto: unknown = Object.getPrototypeOf(value);
+  if ((proto !== Object.prototype && proto !== null) || Array.isArray(value)) return undefined;
+  emitting = true;
+  if (out.length > KEEP_BYTES) out = Buffer.allocUnsafe(START_BYTES);
+  at = 0;
+  slotsAt = [];
+  try {
+    const o = value as Record<string, unknown>;
+    const keys = Object.keys(o);
+    for (const k in extra) if (!Object.hasOwn(o, k)) keys.push(k);
+    sortKeys(keys);
+    emitMembers(keys, o, extra);
+  } catch (err) {
+    if (err instanceof NotPlainJson) return undefined;
+    throw err;
+  } finally {
+    emitting = false;
+  }
+  return { bytes: out.subarray(0, at), slots: slotsAt };
 }
 
 /**

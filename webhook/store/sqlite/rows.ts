@@ -3,8 +3,9 @@
  * stored body, the ServiceAccount index keys and the check that a row's index columns match its
  * record. Shared by the store (sequential streamChain) and the verify worker threads.
  */
-import type { ChainedRecord } from '../../core/record.js';
-import { SA_INDEX_PROBLEM, toBodyText, toColumnsProblem, type DecisionRow } from '../rows.js';
+import type { ChainedRecord, DecisionRecord } from '../../core/record.js';
+import type { PreparedItem } from './writer.js';
+import { SA_INDEX_PROBLEM, toBodyText, toColumnsProblem, toUnmappedAccounts, type DecisionRow } from '../rows.js';
 import { toCanonicalTime } from '../query.js';
 import { toDigestBytes } from '../evidence/object-digest.js';
 
@@ -98,3 +99,10 @@ export function columnProblem(row: SqliteDecisionRow, r: ChainedRecord): string 
   return undefined;
 }
 
+/** The column values of a record item, as a PreparedItem carries them. */
+export function toColumns(r: DecisionRecord | Omit<DecisionRecord, 'patch'>): Pick<PreparedItem, 'id' | 'namespace' | 'kind' | 'verdict' | 'serviceAccounts' | 'taskRun' | 'pipelineRun' | 'unmapped' | 'objectDigest'> {
+  return {
+    id: r.id, namespace: r.namespace, kind: r.kind.kind, verdict: r.verdict, serviceAccounts: JSON.stringify(r.serviceAccounts),
+    taskRun: r.tekton?.taskRun ?? null, pipelineRun: r.tekton?.pipelineRun ?? null, unmapped: toUnmappedAccounts(r), objectDigest: r.objectDigest,
+  };
+}

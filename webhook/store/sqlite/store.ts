@@ -19,9 +19,10 @@ import { toPageOf, type CheckpointPage, type CheckpointPageRequest } from '../ch
 import type { Anchor, AppendOptions, ChainEntry, ChainVerifyOptions, Checkpoint, DecisionFilter, DecisionPage, PruneResult, VerifiableStore } from '../port.js';
 import { cancelledError, checkRecordShape, storeError, toBodyText, toChainEntry, toChained, toPage, toPageRequest, unchainableError } from '../rows.js';
 import { createWriterThread, whenWriterReady } from '../thread.js';
-import { CHAIN_COLUMNS, columnProblem, saKeysOf, toDecisionRow, type RawDecisionRow } from './rows.js';
+import { CHAIN_COLUMNS, columnProblem, saKeysOf, toColumns, toDecisionRow, type RawDecisionRow } from './rows.js';
+import { prepareChainBody } from '../evidence/link.js';
 import type { NamespaceHead } from '../evidence/merkle.js';
-import { SLOT_CANCELLED, SLOT_PENDING, type AppendItem, type CheckpointClaimsNow, type WriterConfig, type WriterOp, type WriterReply, type WriterRequest } from './writer.js';
+import { SLOT_CANCELLED, SLOT_PENDING, type AppendItem, type RecordItem, type CheckpointClaimsNow, type WriterConfig, type WriterOp, type WriterReply, type WriterRequest } from './writer.js';
 import { EQUALITY_FILTER_COLUMNS, toCanonicalTime, toDrivingFilter, toSqliteColumn, toSqlParam, type Cursor } from '../query.js';
 import { toDecisionStats, toRollupDdl, toRollupDeltaSql, toStatsSql, type DecisionStats, type SqlQuery, type StatsBucket, type StatsFilter, type StatsRows } from '../stats.js';
 import { STATS_TABLES } from './tables.js';
@@ -269,8 +270,8 @@ function invalid(message: string): Promise<never> {
 }
 
 type ScanFilter = Omit<DecisionFilter, 'limit' | 'cursor'>;
-function toItem(p: Pending): AppendItem {
-  const item: AppendItem = { record: p.record, time: p.time, saKeys: p.saKeys, slot: p.slot };
+function toItem(p: Pending): RecordItem {
+  const item: RecordItem = { record: p.record, time: p.time, saKeys: p.saKeys, slot: p.slot };
   if (p.patchJson !== undefined) {
     // The patch travels as the text the caller already has (a string copies as one block; the
     // object graph costs a structured clone here and another walk in the writer).
@@ -279,6 +280,50 @@ function toItem(p: Pending): AppendItem {
     item.patchJson = p.patchJson;
   }
   return item;
+}
+
+/** Where a batch's prepared bodies are gathered before they are copied into the buffer they travel in. */
+let gather = Buffer.allocUnsafe(64 * 1024);
+
+/**
+ * A batch as the writer receives it: each record as its prepared body and column values
+ * (PreparedItem; the bodies share one buffer, which a message copies once), or, when the record
+ * is not plain JSON data, as the record itself (RecordItem: the writer refuses it with its reason).
+ */
+function toItems(batch: Pending[]): AppendItem[] {
+  const items: AppendItem[] = new Array(batch.length);
+  const ranges: number[] = [];
+  let used = 0;
+  batch.forEach((p, i) => {
+    const prepared = prepareChainBody(p.record, p.patchJson);
+    if (!prepared) {
+      items[i] = toItem(p);
+      return;
+    }
+    const { bytes } = prepared;
+    if (used + bytes.length > gather.length) {
+      const bigger = Buffer.allocUnsafe(Math.max(gather.length * 2, used + bytes.length));
+      gather.copy(bigger, 0, 0, used);
+      gather = bigger;
+    }
+    gather.set(bytes, used);
+    ranges[i] = used;
+    used += bytes.length;
+    // body is set below, once the shared buffer exists.
+    items[i] = { body: bytes, slots: prepared.slots, ...toColumns(p.record), time: p.time, saKeys: p.saKeys, slot: p.slot };
+  });
+  if (used > 0) {
+    const shared = new ArrayBuffer(used);
+    new Uint8Array(shared).set(gather.subarray(0, used));
+    batch.forEach((_p, i) => {
+      const item = items[i] as AppendItem;
+      const at = ranges[i];
+      if (at !== undefined && 'body' in item) item.body = new Uint8Array(shared, at, item.body.length);
+    });
+  }
+  // A large batch's gather buffer is given back rather than kept for the process's life.
+  if (gather.length > 1024 * 1024) gather = Buffer.allocUnsafe(64 * 1024);
+  return items;
 }
 
 /** Cancellable appends in flight at once (one shared Int32 flag each); beyond that an append is not cancellable. */
@@ -592,17 +637,17 @@ class SqliteDecisionStore implements SqliteStore {
       return;
     }
     const id = this.nextBatch++;
-    const items: AppendItem[] = batch.map(toItem);
+    const items = toItems(batch);
     try {
       worker.postMessage({ t: 'append', batch: id, items } satisfies WriterRequest);
       this.inFlight.set(id, { items: batch });
     } catch {
       // A record the structured clone cannot copy (a function, a symbol...): post one by one so
       // only those are refused and their batch mates still commit.
-      for (const p of batch) {
+      for (const [i, p] of batch.entries()) {
         const one = this.nextBatch++;
         try {
-          worker.postMessage({ t: 'append', batch: one, items: [toItem(p)] } satisfies WriterRequest);
+          worker.postMessage({ t: 'append', batch: one, items: [items[i] as AppendItem] } satisfies WriterRequest);
           this.inFlight.set(one, { items: [p] });
         } catch (err) {
           this.settle(p, undefined, unchainableError(p.record.id, err));

@@ -14,8 +14,8 @@
 import { parentPort, workerData } from 'node:worker_threads';
 import Database from 'better-sqlite3';
 import type { DecisionRecord } from '../../core/record.js';
-import { chainNamespaceRecordUtf8, GENESIS_HASH } from '../evidence/link.js';
-import { toUnmappedAccounts } from '../rows.js';
+import { chainNamespaceRecordUtf8, chainPreparedBody, GENESIS_HASH } from '../evidence/link.js';
+import { toColumns } from './rows.js';
 import { toStoredBody } from '../evidence/body-codec.js';
 import { toNamespaceRoot, type NamespaceHead } from '../evidence/merkle.js';
 import { toDigestBytes } from '../evidence/object-digest.js';
@@ -48,7 +48,8 @@ export const SLOT_PENDING = 0;
 export const SLOT_CANCELLED = 1;
 export const SLOT_COMMITTING = 2;
 
-export interface AppendItem {
+/** A record handed over as an object: the writer canonicalises it (records that are not plain JSON data, old callers). */
+export interface RecordItem {
   /** Without `patch` when patchJson carries it. */
   record: DecisionRecord | Omit<DecisionRecord, 'patch'>;
   time: string;
@@ -60,6 +61,33 @@ export interface AppendItem {
    */
   patchJson?: string;
 }
+
+/**
+ * A record handed over as its prepared canonical body (link.ts prepareChainBody: the chain members
+ * are filled in here) and the column values the writer indexes it by, computed on the request side
+ * as insertItems computes them from a RecordItem. Crosses the thread boundary as bytes and flat
+ * values, which a structured clone copies far more cheaply than the record's object graph.
+ */
+export interface PreparedItem {
+  /** The prepared body: a view of the one buffer all of a batch's bodies share. */
+  body: Uint8Array;
+  slots: number[];
+  id: string;
+  namespace: string;
+  kind: string;
+  verdict: string;
+  /** JSON text of the record's serviceAccounts (the column as stored). */
+  serviceAccounts: string;
+  taskRun: string | null;
+  pipelineRun: string | null;
+  unmapped: string[] | null;
+  objectDigest: unknown;
+  time: string;
+  saKeys: string[];
+  slot: number;
+}
+
+export type AppendItem = RecordItem | PreparedItem;
 
 export type WriterRequest =
   | { t: 'append'; batch: number; items: AppendItem[] }
@@ -193,48 +221,53 @@ export class Writer {
     let seq = this.head.seq;
     let prev = this.head.hash;
     for (const p of items) {
-      const r = p.record;
+      const prepared = 'body' in p ? p : undefined;
+      const id = prepared ? prepared.id : (p as RecordItem).record.id;
       // Cancelled by the request side (its deadline answered first): never inserted. Otherwise
       // the slot says "committing" from here on, so a later cancel knows it came too late.
       if (p.slot >= 0 && Atomics.compareExchange(this.flags, p.slot, SLOT_PENDING, SLOT_COMMITTING) === SLOT_CANCELLED) {
-        results.push({ ok: false, code: 'ERR_STORE_CANCELLED', message: `decision ${r.id} was cancelled before commit (the admission deadline answered first)` });
+        results.push({ ok: false, code: 'ERR_STORE_CANCELLED', message: `decision ${id} was cancelled before commit (the admission deadline answered first)` });
         continue;
       }
-      if (ids.has(r.id)) {
-        duplicate(r.id);
+      if (ids.has(id)) {
+        duplicate(id);
         continue;
       }
-      const nsHead = nsMoved.get(r.namespace) ?? this.nsHeads.get(r.namespace);
+      let c: ReturnType<typeof toColumns>;
       let link: ReturnType<typeof chainNamespaceRecordUtf8>;
       let stored: Buffer;
       try {
+        c = prepared ?? toColumns((p as RecordItem).record);
+        const nsHead = nsMoved.get(c.namespace) ?? this.nsHeads.get(c.namespace);
+        if (prepared) link = chainPreparedBody({ bytes: prepared.body, slots: prepared.slots }, { seq, hash: prev }, nsHead);
+        else {
+          const { record: r, patchJson } = p as RecordItem;
+          link = chainNamespaceRecordUtf8(patchJson === undefined ? r : { ...r, patch: new CanonicalText(patchJson) }, { seq, hash: prev }, nsHead);
+        }
         // The body's bytes as hashed, compressed before the next record reuses their buffer.
-        link = chainNamespaceRecordUtf8(p.patchJson === undefined ? r : { ...r, patch: new CanonicalText(p.patchJson) }, { seq, hash: prev }, nsHead);
         stored = toStoredBody(link.body);
       } catch (err) {
-        if (this.stmt('SELECT 1 FROM decisions WHERE id = ?').get(r.id)) duplicate(r.id);
-        else results.push({ ok: false, code: 'ERR_STORE_INVALID_RECORD', message: `invalid decision record ${r.id}: ${(err as Error).message}` });
+        if (this.stmt('SELECT 1 FROM decisions WHERE id = ?').get(id)) duplicate(id);
+        else results.push({ ok: false, code: 'ERR_STORE_INVALID_RECORD', message: `invalid decision record ${id}: ${(err as Error).message}` });
         continue;
       }
       const { hash } = link;
-      let unmapped: string[] | null;
       try {
-        unmapped = toUnmappedAccounts(r);
-        insert.run(r.id, this.cfg.replica, seq + 1, p.time, r.namespace, r.kind.kind, r.verdict, JSON.stringify(r.serviceAccounts), r.tekton?.taskRun ?? null, r.tekton?.pipelineRun ?? null, prev, hash, link.nsSeq, stored, unmapped ? JSON.stringify(unmapped) : null, toDigestBytes(r.objectDigest));
+        insert.run(id, this.cfg.replica, seq + 1, p.time, c.namespace, c.kind, c.verdict, c.serviceAccounts, c.taskRun, c.pipelineRun, prev, hash, link.nsSeq, stored, c.unmapped ? JSON.stringify(c.unmapped) : null, toDigestBytes(c.objectDigest));
       } catch (err) {
         // The id's PRIMARY KEY finds a stored duplicate; the failed statement alone is undone.
         if ((err as { code?: unknown }).code === 'SQLITE_CONSTRAINT_PRIMARYKEY') {
-          duplicate(r.id);
+          duplicate(id);
           continue;
         }
         throw err;
       }
       seq++;
-      for (const key of p.saKeys) insertSa.run(key, p.time, r.id, r.namespace, r.kind.kind, r.verdict, this.cfg.replica);
-      addToRollups(rollups, { time: p.time, namespace: r.namespace, kind: r.kind.kind, verdict: r.verdict, writer: this.cfg.replica, unmapped });
+      for (const key of p.saKeys) insertSa.run(key, p.time, id, c.namespace, c.kind, c.verdict, this.cfg.replica);
+      addToRollups(rollups, { time: p.time, namespace: c.namespace, kind: c.kind, verdict: c.verdict, writer: this.cfg.replica, unmapped: c.unmapped });
       results.push({ ok: true, seq, prevHash: prev, hash, nsSeq: link.nsSeq, nsPrevHash: link.nsPrevHash });
-      nsMoved.set(r.namespace, { nsSeq: link.nsSeq, hash });
-      ids.add(r.id);
+      nsMoved.set(c.namespace, { nsSeq: link.nsSeq, hash });
+      ids.add(id);
       prev = hash;
     }
     // The stats rollups count this batch's records, in this transaction: one upsert per row touched.
