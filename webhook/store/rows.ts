@@ -139,6 +139,17 @@ export function duplicateIdError(id: string): StoreError {
   return storeError('ERR_STORE_DUPLICATE_ID', `a decision with id ${id} is already stored`);
 }
 
+/** A decision row's index columns, as every adapter writes them (serviceAccounts as its JSON text). */
+export interface IndexColumns {
+  id: string;
+  namespace: string;
+  kind: string;
+  verdict: string;
+  serviceAccounts: string;
+  taskRun: string | null;
+  pipelineRun: string | null;
+}
+
 /** ERR_STORE_CANCELLED for an append its caller cancelled (AppendOptions.signal) before the writer took it into a transaction: nothing was stored. */
 export function cancelledError(id: string): StoreError {
   return storeError('ERR_STORE_CANCELLED', `decision ${id} was cancelled before commit (the admission deadline answered first); nothing was stored`);

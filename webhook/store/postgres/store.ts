@@ -22,7 +22,7 @@ import { toStoredBody } from '../evidence/body-codec.js';
 import { toNamespaceRoot, type NamespaceHead } from '../evidence/merkle.js';
 import { toDigestBytes, toDigestBytesOfStoredBody } from '../evidence/object-digest.js';
 import type { Anchor, AppendOptions, ChainEntry, Checkpoint, DecisionFilter, DecisionPage, PruneResult, VerifiableStore } from '../port.js';
-import { checkRecordShape as checkSharedShape, duplicateIdError, SA_INDEX_PROBLEM, storeError, toBodyText, toChainEntry, toChained, toColumnsProblem, toPage, toPageRequest, toUnmappedColumn, unchainableError, type DecisionRow, type StoreError } from '../rows.js';
+import { checkRecordShape as checkSharedShape, duplicateIdError, SA_INDEX_PROBLEM, storeError, toBodyText, toChainEntry, toChained, toColumnsProblem, toPage, toPageRequest, toUnmappedColumn, unchainableError, type DecisionRow, type IndexColumns, type StoreError } from '../rows.js';
 import { EQUALITY_FILTER_COLUMNS, toCanonicalTime, toSqlParam, type Cursor } from '../query.js';
 import { toDecisionStats, toRollupDdl, toRollupDeltaSql, toStatsSql, type DecisionStats, type StatsBucket, type StatsFilter, type StatsRows, type StatsTables } from '../stats.js';
 import { ANCHOR_TYP, CHECKPOINT_TYP, type Signer } from '../evidence/signing.js';
@@ -316,17 +316,10 @@ interface Pending {
 }
 
 /** One row as inserted: the record's index columns, chain fields and exact canonical body. */
-interface Row {
-  id: string;
+interface Row extends IndexColumns {
   writer: string;
   seq: number;
   time: string;
-  namespace: string;
-  kind: string;
-  verdict: string;
-  serviceAccounts: string;
-  taskRun: string | null;
-  pipelineRun: string | null;
   prevHash: string;
   hash: string;
   /** v1 rows: the canonical body text; v2 rows: '' (the body is in `stored`). */

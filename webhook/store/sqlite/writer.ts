@@ -16,6 +16,7 @@ import Database from 'better-sqlite3';
 import type { DecisionRecord } from '../../core/record.js';
 import { chainNamespaceRecordUtf8, chainPreparedBody, GENESIS_HASH } from '../evidence/link.js';
 import { toColumns } from './rows.js';
+import type { IndexColumns } from '../rows.js';
 import { toStoredBody } from '../evidence/body-codec.js';
 import { toNamespaceRoot, type NamespaceHead } from '../evidence/merkle.js';
 import { toDigestBytes } from '../evidence/object-digest.js';
@@ -68,18 +69,10 @@ export interface RecordItem {
  * as insertItems computes them from a RecordItem. Crosses the thread boundary as bytes and flat
  * values, which a structured clone copies far more cheaply than the record's object graph.
  */
-export interface PreparedItem {
+export interface PreparedItem extends IndexColumns {
   /** The prepared body: a view of the one buffer all of a batch's bodies share. */
   body: Uint8Array;
   slots: number[];
-  id: string;
-  namespace: string;
-  kind: string;
-  verdict: string;
-  /** JSON text of the record's serviceAccounts (the column as stored). */
-  serviceAccounts: string;
-  taskRun: string | null;
-  pipelineRun: string | null;
   unmapped: string[] | null;
   objectDigest: unknown;
   time: string;
