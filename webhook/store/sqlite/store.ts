@@ -5,8 +5,9 @@
  * Appends use group commit: every append waiting when the event loop turns is written in one
  * transaction, and all of them resolve after that single commit. The writer's chain head (seq,
  * hash) lives in memory, is loaded at open (so a restart continues the chain) and only moves after
- * a commit succeeded. A record passed to append() is serialised at commit time: do not change it
- * until its promise settles.
+ * a commit succeeded. A record passed to append() is serialised when its batch is handed to the
+ * writer thread (the next turn of the event loop) and returned as given when the commit resolves:
+ * do not change it until its promise settles.
  */
 import { accessSync, constants, statSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';

@@ -1,7 +1,9 @@
 /**
  * The SQLite store's writer thread (started by store.ts through ../thread.ts). It owns the only
- * write connection (WAL, synchronous=FULL) and this writer's chain head, so commits — canonical
- * JSON, hashing, inserts and fsync — never hold the admission event loop.
+ * write connection (WAL, synchronous=FULL) and this writer's chain head, so commits — chaining,
+ * hashing, compression, inserts and fsync — never hold the admission event loop. Records usually
+ * arrive as prepared canonical bodies (PreparedItem: the request side wrote the RFC 8785 body with
+ * the chain members left open), which this thread completes with the chain members and hashes.
  *
  * Group commit: every append batch that arrived while the previous transaction was syncing is
  * written in the next single transaction (messages queue on the port while a commit blocks this
