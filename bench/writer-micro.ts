@@ -31,7 +31,9 @@ const batch = Number(process.argv[3] ?? 16);
  * `root` or `root#option;option`: `sql:STATEMENT` runs that SQL on the subject's file first (e.g. a
  * DROP INDEX, to price an index); `review` hands the writer the review body instead of the digest
  * (AppendItem.review: the writer parsed it for objectDigest before 2026-12-02 07:27, so compare
- * older checkouts that way); any other option is a PRAGMA run on its write connection.
+ * older checkouts that way); `records` hands the writer records instead of prepared bodies (the
+ * path before 2026-12-02 17:00); any other option is a PRAGMA run on its write connection.
+ * The writer runs on this thread, so the structured clone a real append costs is not measured.
  */
 const subjectsArgs = process.argv.length > 4 ? process.argv.slice(4) : [join(import.meta.dirname, '..')];
 
@@ -74,11 +76,22 @@ async function load(arg: string, index: number, dir: string) {
   const db = (writer as unknown as { db: { pragma(s: string): unknown; exec(s: string): unknown } }).db;
   const options = pragmas.split(';').filter(Boolean);
   const review = options.includes('review');
-  for (const o of options.filter((x) => x !== 'review')) {
+  for (const o of options.filter((x) => x !== 'review' && x !== 'records')) {
     if (o.startsWith('sql:')) db.exec(o.slice(4));
     else db.pragma(o);
   }
-  return { root: arg, review, toDigestOfObject, writer, saKeysOf, chainNamespaceRecord, GENESIS_HASH, toStoredBody, CanonicalText };
+  // Checkouts since 2026-12-02 17:00 hand the writer prepared bodies (link.ts prepareChainBody),
+  // as the store does; `records` (or an older checkout) hands it the records themselves.
+  const { prepareChainBody } = await from('webhook/store/evidence/link.ts');
+  const { toColumns } = await from('webhook/store/sqlite/rows.ts');
+  const prepare = typeof prepareChainBody === 'function' && typeof toColumns === 'function' && !options.includes('records')
+    ? (item: Item): unknown => {
+        const prepared = prepareChainBody(item.record, item.patchJson);
+        if (!prepared) return item;
+        return { body: Buffer.from(prepared.bytes), slots: prepared.slots, ...toColumns(item.record), time: item.time, saKeys: item.saKeys, slot: item.slot };
+      }
+    : undefined;
+  return { root: arg, review, prepare, toDigestOfObject, writer, saKeysOf, chainNamespaceRecord, GENESIS_HASH, toStoredBody, CanonicalText };
 }
 
 let n = 0;
@@ -115,10 +128,11 @@ try {
     let used = 0;
     for (let done = 0; done < count; done += batch) {
       const next = Array.from({ length: batch }, () => nextItem(x.saKeysOf));
-      const items = next.map((p) => p.item);
       const t0 = cpuMicros();
       if (x.review) for (const p of next) Object.assign(p.item, { review: p.body });
       else for (const p of next) p.item.record.objectDigest = x.toDigestOfObject(p.object);
+      // The request side's share of a prepared append (its body and columns) counts too.
+      const items = x.prepare ? next.map((p) => x.prepare!(p.item)) : next.map((p) => p.item);
       x.writer.enqueue({ batch: done, items });
       x.writer.flush();
       used += cpuMicros() - t0;
