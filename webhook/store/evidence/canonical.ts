@@ -276,6 +276,21 @@ let slotsAt: number[] = [];
  * until the next call (copy it to keep it). Throws what a getter on the value throws.
  */
 export function canonicalUtf8(value: unknown, prefix = ''): Buffer | undefined {
+  return runEmitter(() => {
+    if (prefix) {
+      reserve(prefix.length * 3);
+      at += out.write(prefix, 0, 'utf8');
+    }
+    emitValue(value);
+  });
+}
+
+/**
+ * Runs one emission into this thread's reused buffer and returns what it wrote (a view), or
+ * undefined when the value is not plain JSON data (NotPlainJson) or an emission is already running
+ * (a getter that canonicalises). The one place that guards, resets and releases the buffer.
+ */
+function runEmitter(write: () => void): Buffer | undefined {
   // A toJSON on Object.prototype (a patched prototype) applies to every object: the library's.
   if (emitting || (Object.prototype as { toJSON?: unknown }).toJSON !== undefined) return undefined;
   emitting = true;
@@ -283,11 +298,7 @@ export function canonicalUtf8(value: unknown, prefix = ''): Buffer | undefined {
   if (out.length > KEEP_BYTES) out = Buffer.allocUnsafe(START_BYTES);
   at = 0;
   try {
-    if (prefix) {
-      reserve(prefix.length * 3);
-      at += out.write(prefix, 0, 'utf8');
-    }
-    emitValue(value);
+    write();
   } catch (err) {
     if (err instanceof NotPlainJson) return undefined;
     throw err;
@@ -306,26 +317,18 @@ export function canonicalUtf8(value: unknown, prefix = ''): Buffer | undefined {
  * The bytes are a view of this thread's reused buffer, valid until the next canonical call.
  */
 export function canonicalUtf8Merged(value: object, extra: Record<string, unknown>): { bytes: Buffer; slots: number[] } | undefined {
-  if (emitting || (Object.prototype as { toJSON?: unknown }).toJSON !== undefined) return undefined;
   const proto: unknown = Object.getPrototypeOf(value);
   if ((proto !== Object.prototype && proto !== null) || Array.isArray(value)) return undefined;
-  emitting = true;
-  if (out.length > KEEP_BYTES) out = Buffer.allocUnsafe(START_BYTES);
-  at = 0;
-  slotsAt = [];
-  try {
+  const bytes = runEmitter(() => {
+    // Inside the emitter: a nested call (a getter) is refused before it could reset the offsets.
+    slotsAt = [];
     const o = value as Record<string, unknown>;
     const keys = Object.keys(o);
     for (const k in extra) if (!Object.hasOwn(o, k)) keys.push(k);
     sortKeys(keys);
     emitMembers(keys, o, extra);
-  } catch (err) {
-    if (err instanceof NotPlainJson) return undefined;
-    throw err;
-  } finally {
-    emitting = false;
-  }
-  return { bytes: out.subarray(0, at), slots: slotsAt };
+  });
+  return bytes && { bytes, slots: slotsAt };
 }
 
 /**
