@@ -17,7 +17,7 @@ import { toDecideOptions } from './config/options.js';
 
 import { DEFAULT_CLIENT_NAMES, type Config } from './config/schema.js';
 import { createFactsIndex, type FactsIndex } from './core/mapping-index.js';
-import { createMetrics, type Metrics } from './http/metrics.js';
+import { createMetrics, observeCommit, type Metrics } from './http/metrics.js';
 import {
   certificateNotAfter, createRateLimitedLog, installClientCertificateGate, loadTlsFiles, toSecureContextOptions, watchTlsFiles, type TlsFiles, type TlsMaterial,
 } from './http/tls.js';
@@ -204,7 +204,7 @@ export async function startServer(config: Config, opts: ServerOptions = {}): Pro
   // Decision store.
   let opened: OpenedStore | undefined;
   try {
-    opened = await openStore(config, logger);
+    opened = await openStore(config, logger, observeCommit(metrics));
   } catch (err) {
     problems.push(`store ${config.store.url.replace(/\/\/[^@/]*@/, '//***@')}: ${(err as Error).message}`);
   }

@@ -91,6 +91,9 @@ t.test('serves real HTTPS with the dev certificate, records, answers the audit A
   t.match(metrics, /tzw_decisions_total\{endpoint="mutate",verdict="rejected",namespace=""\} 1/);
   t.match(metrics, /tzw_admission_duration_seconds_count\{endpoint="validate"\} 2/);
   t.match(metrics, /tzw_store_write_duration_seconds_count 4/);
+  t.match(metrics, /\ntzw_store_commit_records_sum 4\n/, 'the writer thread committed the four records (one request at a time: one each)');
+  t.match(metrics, /\ntzw_store_commit_records_count 4\n/);
+  t.match(metrics, /\ntzw_store_commit_duration_seconds_count 4\n/, 'and timed each commit');
   t.match(metrics, /tzw_cache_objects\{kind="identitymappings"\} 3/);
   t.match(metrics, /\ntzw_store_quarantined_records 0\n/);
   t.match(metrics, /tzw_source_synced 1/);

@@ -9,6 +9,8 @@ export interface Metrics {
   decisions: Counter<'endpoint' | 'verdict' | 'namespace'>;
   admissionSeconds: Histogram<'endpoint'>;
   storeWriteSeconds: Histogram;
+  storeCommitSeconds: Histogram;
+  storeCommitRecords: Histogram;
   cacheObjects: Gauge<'kind'>;
   sourceSynced: Gauge;
   mappingProblems: Gauge<'kind'>;
@@ -26,6 +28,17 @@ export interface Metrics {
 /** Buckets from 0.25 ms to 10 s: admission latency budgets are in milliseconds. */
 const LATENCY_BUCKETS = [0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10];
 
+/** Records per group commit: 1 when requests come one at a time, tens under load. */
+const BATCH_BUCKETS = [1, 2, 4, 8, 16, 32, 64, 128, 256, 512];
+
+/** The tzw_store_commit_* histograms, fed by a store's commit observer (store/port.ts CommitObserver). */
+export function observeCommit(metrics: Pick<Metrics, 'storeCommitSeconds' | 'storeCommitRecords'>): (c: { seconds: number; records: number }) => void {
+  return ({ seconds, records }) => {
+    metrics.storeCommitSeconds.observe(seconds);
+    metrics.storeCommitRecords.observe(records);
+  };
+}
+
 export function createMetrics(opts: { defaultMetrics?: boolean } = {}): Metrics {
   const registry = new Registry();
   if (opts.defaultMetrics) collectDefaultMetrics({ register: registry, prefix: 'tzw_' });
@@ -35,6 +48,8 @@ export function createMetrics(opts: { defaultMetrics?: boolean } = {}): Metrics 
     decisions: new Counter({ name: 'tzw_decisions_total', help: 'Admission decisions by endpoint, verdict and namespace', labelNames: ['endpoint', 'verdict', 'namespace'], registers }),
     admissionSeconds: new Histogram({ name: 'tzw_admission_duration_seconds', help: 'Time from request to response, including the durable store write', labelNames: ['endpoint'], buckets: LATENCY_BUCKETS, registers }),
     storeWriteSeconds: new Histogram({ name: 'tzw_store_write_duration_seconds', help: 'Time until a decision record is durably committed', buckets: LATENCY_BUCKETS, registers }),
+    storeCommitSeconds: new Histogram({ name: 'tzw_store_commit_duration_seconds', help: 'Wall time of each store transaction on the writer thread (SQLite store, or the PostgreSQL store\'s local spool), lock wait and fsync included: the disk\'s share of tzw_store_write_duration_seconds', buckets: LATENCY_BUCKETS, registers }),
+    storeCommitRecords: new Histogram({ name: 'tzw_store_commit_records', help: 'Decision records per store transaction (group commit: requests that arrive while one transaction syncs share the next)', buckets: BATCH_BUCKETS, registers }),
     cacheObjects: new Gauge({ name: 'tzw_cache_objects', help: 'Objects held in the in-memory cache by kind', labelNames: ['kind'], registers }),
     sourceSynced: new Gauge({ name: 'tzw_source_synced', help: '1 when namespaces, ServiceAccounts and IdentityMappings are loaded', registers }),
     mappingProblems: new Gauge({ name: 'tzw_identitymapping_problems', help: 'IdentityMapping problems by kind: invalid (mappings), conflict (ServiceAccounts claimed twice)', labelNames: ['kind'], registers }),

@@ -8,7 +8,7 @@ import { dirname, join } from 'node:path';
 import type { Config } from '../config/schema.js';
 import { loadOrCreateSigningKey, toJwks, type Jwks, type SigningKey } from './evidence/signing.js';
 import { createSqliteStore } from './sqlite/store.js';
-import type { VerifiableStore } from './port.js';
+import type { CommitObserver, VerifiableStore } from './port.js';
 import type { StoreLogger } from './sqlite/store.js';
 
 export interface OpenedStore {
@@ -64,7 +64,8 @@ export function signingKeyPath(config: Pick<Config, 'signing' | 'stateDir'>): st
   return config.signing.keyFile ?? join(config.stateDir, 'signing-key.pem');
 }
 
-export async function openStore(config: Config, logger: StoreLogger): Promise<OpenedStore> {
+/** `onCommit` is told about every commit of the store's writer thread (the server's commit metrics). */
+export async function openStore(config: Config, logger: StoreLogger, onCommit?: CommitObserver): Promise<OpenedStore> {
   const url = config.store.url;
   const keyFile = signingKeyPath(config);
   const signingKey = await loadOrCreateSigningKey(keyFile, { create: config.signing.keyFile === undefined });
@@ -72,10 +73,10 @@ export async function openStore(config: Config, logger: StoreLogger): Promise<Op
   if (url.startsWith('sqlite:')) {
     const path = url.slice('sqlite:'.length);
     mkdirSync(dirname(path), { recursive: true });
-    const store = await createSqliteStore({ path, replica: config.replica, signer: signingKey, checkpointEvery: config.store.checkpointEvery, logger });
+    const store = await createSqliteStore({ path, replica: config.replica, signer: signingKey, checkpointEvery: config.store.checkpointEvery, logger, ...(onCommit ? { onCommit } : {}) });
     return { store, signingKey, jwks, backlog: () => 0, quarantined: () => 0, describe: url, startRetention: withRetention(store, config.store.retention, logger, Date.now) };
   }
   const { openPostgresStore } = await import('./postgres/open.js');
-  const opened = await openPostgresStore(config, signingKey, logger);
+  const opened = await openPostgresStore(config, signingKey, logger, onCommit);
   return { ...opened, signingKey, jwks, describe: redactUrl(url), startRetention: withRetention(opened.store, config.store.retention, logger, Date.now) };
 }

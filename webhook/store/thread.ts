@@ -7,6 +7,7 @@
  * bootstrap that registers tsx's loader in the worker and imports the `.ts` module.
  */
 import { Worker, type ResourceLimits } from 'node:worker_threads';
+import type { CommitObserver } from './port.js';
 
 /**
  * V8 limits of a writer thread unless the caller gives its own. A writer holds one batch of
@@ -66,4 +67,23 @@ export function whenWriterReady<M>(worker: Worker, isReady: (m: M) => boolean): 
     worker.on('error', onError);
     worker.on('exit', onExit);
   });
+}
+
+/**
+ * Tells `observer` (if any) about one commit the writer thread reported (`ms`, `records`). A
+ * throwing observer is logged once and then left out: counting a commit must never disturb the
+ * settlement of the appends it holds.
+ */
+export function toCommitNotifier(observer: CommitObserver | undefined, log: { error(obj: object, msg: string): void }): (ms: number, records: number) => void {
+  if (!observer) return () => undefined;
+  let broken = false;
+  return (ms, records) => {
+    if (broken) return;
+    try {
+      observer({ seconds: ms / 1000, records });
+    } catch (err) {
+      broken = true;
+      log.error({ err: { message: (err as Error).message } }, 'the store commit observer threw; commits are no longer observed');
+    }
+  };
 }

@@ -23,7 +23,7 @@ import type { Config } from '../../config/schema.js';
 import type { ChainedRecord, DecisionRecord } from '../../core/record.js';
 import { toFullCode } from '../full.js';
 import type { NamespaceHead } from '../evidence/merkle.js';
-import type { Anchor, AppendOptions, ChainEntry, Checkpoint, DecisionFilter, DecisionPage, PruneResult, QuarantinedRecord, VerifiableStore } from '../port.js';
+import type { Anchor, AppendOptions, ChainEntry, Checkpoint, CommitObserver, DecisionFilter, DecisionPage, PruneResult, QuarantinedRecord, VerifiableStore } from '../port.js';
 import { createPostgresStore, parsePostgresUrl, type PostgresStore, type PostgresStoreOptions } from './store.js';
 import type { SigningKey, Signer } from '../evidence/signing.js';
 import { createSpool, type Spool, type SpooledEntry } from './spool.js';
@@ -48,7 +48,7 @@ export const DEFAULT_START_WAIT_MS = 3000;
 export interface SpooledPostgresOptions {
   /** PostgreSQL options (url or pool, schema, replica, signer, checkpointEvery, ...). */
   postgres: PostgresStoreOptions & { signer: Signer };
-  spool: { path: string; maxBytes: number; probeMs?: number; busyTimeoutMs?: number };
+  spool: { path: string; maxBytes: number; probeMs?: number; busyTimeoutMs?: number; onCommit?: CommitObserver };
   logger?: StoreLogger;
   drainTimeoutMs?: number;
   startWaitMs?: number;
@@ -509,12 +509,12 @@ function warnIfVolumeSmaller(path: string, maxBytes: number, log: StoreLogger): 
 }
 
 /** openStore's entry for postgres:// URLs: the spooled store from the server config. */
-export async function openPostgresStore(config: Config, signingKey: SigningKey, logger: StoreLogger): Promise<{ store: VerifiableStore; backlog: () => number; quarantined: () => number }> {
+export async function openPostgresStore(config: Config, signingKey: SigningKey, logger: StoreLogger, onCommit?: CommitObserver): Promise<{ store: VerifiableStore; backlog: () => number; quarantined: () => number }> {
   parsePostgresUrl(config.store.url); // a malformed URL fails the start, not the forwarder
   mkdirSync(dirname(config.store.spool.path), { recursive: true });
   const store = await createSpooledPostgresStore({
     postgres: { url: config.store.url, replica: config.replica, signer: signingKey, checkpointEvery: config.store.checkpointEvery },
-    spool: { path: config.store.spool.path, maxBytes: config.store.spool.maxBytes },
+    spool: { path: config.store.spool.path, maxBytes: config.store.spool.maxBytes, ...(onCommit ? { onCommit } : {}) },
     logger,
   });
   return { store, backlog: () => store.backlog(), quarantined: () => store.quarantinedCount() };

@@ -41,7 +41,8 @@ export type SpoolWriterRequest = { t: 'append'; batch: number; items: SpoolItem[
 
 export type SpoolWriterReply =
   | { t: 'ready' }
-  | { t: 'committed'; batches: Array<{ batch: number; results: SpoolItemResult[] }>; added: number }
+  /** `ms`: the transaction's wall time, BEGIN IMMEDIATE (lock wait included) to COMMIT returned (fsync included). */
+  | { t: 'committed'; batches: Array<{ batch: number; results: SpoolItemResult[] }>; added: number; ms: number; records: number }
   | { t: 'failed'; batches: number[]; records: number; full: boolean; message: string; code?: string }
   | { t: 'closed' };
 
@@ -134,9 +135,12 @@ class SpoolWriter {
     if (queued.length === 0) return;
     const items = queued.length === 1 ? queued[0]!.items : queued.flatMap((q) => q.items);
     let out: { results: SpoolItemResult[]; added: number };
+    let ms: number;
     try {
       // IMMEDIATE: take the write lock up front (busy timeout) instead of failing an upgrade.
+      const started = performance.now();
       out = this.write.immediate(items);
+      ms = performance.now() - started;
     } catch (err) {
       const code = (err as { code?: unknown }).code;
       this.post({ t: 'failed', batches: queued.map((q) => q.batch), records: items.length, full: err instanceof SpoolFullError, message: (err as Error).message, ...(typeof code === 'string' ? { code } : {}) });
@@ -148,7 +152,7 @@ class SpoolWriter {
       batches.push({ batch: q.batch, results: out.results.slice(at, at + q.items.length) });
       at += q.items.length;
     }
-    this.post({ t: 'committed', batches, added: out.added });
+    this.post({ t: 'committed', batches, added: out.added, ms, records: items.length });
   }
 
   close(): void {

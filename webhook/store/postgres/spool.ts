@@ -15,12 +15,12 @@ import type { ChainedRecord, DecisionRecord } from '../../core/record.js';
 import { GENESIS_HASH, toChainedRecord } from '../evidence/chain.js';
 import type { Worker } from 'node:worker_threads';
 import { chainNamespaceRecord, type NamespaceChainHead } from '../evidence/link.js';
-import { createWriterThread, whenWriterReady } from '../thread.js';
+import { createWriterThread, toCommitNotifier, whenWriterReady } from '../thread.js';
 import type { SpoolItem, SpoolWriterConfig, SpoolWriterReply, SpoolWriterRequest } from './spool-writer.js';
 import { storeError, unchainableError, type StoreError } from '../rows.js';
 import { checkRecordShape } from './store.js';
 import type { StoreLogger } from '../sqlite/store.js';
-import type { AppendOptions, QuarantinedRecord } from '../port.js';
+import type { AppendOptions, CommitObserver, QuarantinedRecord } from '../port.js';
 import { toFullCode } from '../full.js';
 import { createReserve, type Reserve } from '../reserve.js';
 
@@ -82,6 +82,8 @@ export interface SpoolOptions {
   probeMs?: number;
   /** How long a commit waits for a lock held by another connection before failing. */
   busyTimeoutMs?: number;
+  /** Told about every commit of the spool's writer thread (its duration and records): metrics. */
+  onCommit?: CommitObserver;
 }
 
 export interface SpooledEntry {
@@ -192,6 +194,7 @@ class SqliteSpool implements Spool {
   readonly maxBytes: number;
   private readonly replica: string;
   private readonly db: Database.Database;
+  private readonly notifyCommit: (ms: number, records: number) => void;
   private readonly log: StoreLogger;
   private readonly probeMs: number;
   private readonly listeners: Array<() => void> = [];
@@ -225,6 +228,7 @@ class SqliteSpool implements Spool {
     this.replica = opts.replica;
     this.log = opts.logger ?? noopLogger;
     this.probeMs = opts.probeMs ?? DEFAULT_SPOOL_PROBE_MS;
+    this.notifyCommit = toCommitNotifier(opts.onCommit, this.log);
     this.pageSize = db.pragma('page_size', { simple: true }) as number;
     this.writerConfig = { path: opts.path, replica: opts.replica, busyTimeoutMs: opts.busyTimeoutMs ?? DEFAULT_SPOOL_BUSY_TIMEOUT_MS, maxBytes: opts.maxBytes };
     this.st = {
@@ -333,6 +337,7 @@ class SqliteSpool implements Spool {
       return;
     }
     if (m.t !== 'committed') return;
+    this.notifyCommit(m.ms, m.records);
     this.count += m.added;
     if (this.failed) this.markRecovered();
     for (const { batch, results } of m.batches) {

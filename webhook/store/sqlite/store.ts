@@ -17,9 +17,9 @@ import type { Worker } from 'node:worker_threads';
 import { GENESIS_HASH, toChainedRecord, type CheckedEvidence, type VerifyResult } from '../evidence/chain.js';
 import { verifySqliteChains } from './verify.js';
 import { toPageOf, type CheckpointPage, type CheckpointPageRequest } from '../checkpoint-page.js';
-import type { Anchor, AppendOptions, ChainEntry, ChainVerifyOptions, Checkpoint, DecisionFilter, DecisionPage, PruneResult, VerifiableStore } from '../port.js';
+import type { Anchor, AppendOptions, ChainEntry, ChainVerifyOptions, Checkpoint, CommitObserver, DecisionFilter, DecisionPage, PruneResult, VerifiableStore } from '../port.js';
 import { cancelledError, checkRecordShape, storeError, toBodyText, toChainEntry, toChained, toPage, toPageRequest, unchainableError } from '../rows.js';
-import { createWriterThread, whenWriterReady } from '../thread.js';
+import { createWriterThread, toCommitNotifier, whenWriterReady } from '../thread.js';
 import { CHAIN_COLUMNS, columnProblem, saKeysOf, toColumns, toDecisionRow, type RawDecisionRow } from './rows.js';
 import { prepareChainBody } from '../evidence/link.js';
 import type { NamespaceHead } from '../evidence/merkle.js';
@@ -72,6 +72,8 @@ export interface SqliteStoreOptions {
   busyTimeoutMs?: number;
   /** While unwritable, how often a probe write checks whether the store recovered. */
   recoveryProbeMs?: number;
+  /** Told about every commit of the writer thread (its duration and records): metrics. */
+  onCommit?: CommitObserver;
 }
 
 export interface SqliteStore extends VerifiableStore {
@@ -368,6 +370,7 @@ class SqliteDecisionStore implements SqliteStore {
   private closedByWorker: (() => void) | undefined;
   private readonly cancelFlags: Int32Array;
   private readonly freeSlots: number[] = [];
+  private readonly notifyCommit: (ms: number, records: number) => void;
 
   constructor(db: Database.Database, opts: SqliteStoreOptions) {
     this.db = db;
@@ -378,6 +381,7 @@ class SqliteDecisionStore implements SqliteStore {
     this.clock = opts.clock ?? (() => new Date());
     this.log = opts.logger ?? noopLogger;
     this.cpRecords = opts.checkpointEvery?.records ?? DEFAULT_CHECKPOINT_RECORDS;
+    this.notifyCommit = toCommitNotifier(opts.onCommit, this.log);
     this.isWritable = !this.readonly;
     const shared = new SharedArrayBuffer(this.readonly ? 4 : CANCEL_SLOTS * 4);
     this.cancelFlags = new Int32Array(shared);
@@ -452,6 +456,7 @@ class SqliteDecisionStore implements SqliteStore {
           });
         }
         if (this.chainHead.seq - this.lastCheckpointSize >= this.cpRecords) this.triggerCheckpoint();
+        this.notifyCommit(m.ms, m.records);
         break;
       }
       case 'failed': {

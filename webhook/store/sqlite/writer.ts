@@ -113,7 +113,8 @@ export interface CheckpointClaimsNow {
 
 export type WriterReply =
   | { t: 'ready'; head: { seq: number; hash: string } }
-  | { t: 'committed'; batches: Array<{ batch: number; results: ItemResult[] }>; head: { seq: number; hash: string } }
+  /** `ms`: the transaction's wall time, BEGIN IMMEDIATE (lock wait included) to COMMIT returned (fsync included). */
+  | { t: 'committed'; batches: Array<{ batch: number; results: ItemResult[] }>; head: { seq: number; hash: string }; ms: number; records: number }
   | { t: 'failed'; batches: number[]; records: number; message: string; fullCode?: string }
   | { t: 'writable'; writable: boolean; fullCode?: string }
   | { t: 'log'; level: 'info' | 'warn' | 'error'; msg: string; err?: { message: string; code?: string }; fields?: Record<string, unknown> }
@@ -279,6 +280,7 @@ export class Writer {
     if (queued.length === 0) return;
     const items = queued.length === 1 ? (queued[0] as Queued).items : queued.flatMap((q) => q.items);
     let out: BatchOut;
+    let ms: number;
     try {
       // While unwritable, fail fast instead of waiting the busy timeout on every batch: the
       // requests fail closed either way, and the probe finds the recovery.
@@ -289,7 +291,9 @@ export class Writer {
         this.reloadHead = false;
       }
       // IMMEDIATE: take the write lock up front (busy timeout) instead of failing an upgrade.
+      const started = performance.now();
       out = this.writeBatch.immediate(items);
+      ms = performance.now() - started;
     } catch (err) {
       this.reloadHead = true;
       // A record that reached "committing" was rolled back with its batch: let a cancel win again.
@@ -308,7 +312,7 @@ export class Writer {
       batches.push({ batch: q.batch, results: out.results.slice(at, at + q.items.length) });
       at += q.items.length;
     }
-    this.post({ t: 'committed', batches, head: this.currentHead() });
+    this.post({ t: 'committed', batches, head: this.currentHead(), ms, records: items.length });
   }
 
   /**
