@@ -14,7 +14,8 @@
  *   --mappings N         IdentityMappings (and as many ServiceAccounts) loaded before listening
  *
  * IPC: child → parent {type:'ready', port, ...} or {type:'error', message}; parent → child
- * {type:'memory'} (answered after a full GC), {type:'cpu'} (CPU time used so far), {type:'ids'} (every
+ * {type:'memory'} (answered after a full GC), {type:'cpu'} (CPU time used so far), {type:'commits'}
+ * (the store's commits since the last ask: ServerCommits), {type:'ids'} (every
  * decision id the store holds, after the spool drained; null for the store that does nothing) and
  * {type:'stop'} (closes the app and the store, then exits 0, which is when `--cpu-prof` writes its profile).
  */
@@ -30,7 +31,7 @@ import { defaultConfig } from '../webhook/config/schema.js';
 import { createFactsIndex } from '../webhook/core/mapping-index.js';
 import type { ChainedRecord, DecisionRecord } from '../webhook/core/record.js';
 import { createMetrics } from '../webhook/http/metrics.js';
-import type { DecisionStore } from '../webhook/store/port.js';
+import type { CommitObserver, DecisionStore } from '../webhook/store/port.js';
 import { toChainedRecord } from '../webhook/store/evidence/chain.js';
 import { loadBenchFacts } from './fixtures.js';
 
@@ -63,6 +64,36 @@ export interface ServerIds {
   ids: string[] | null;
   /** Bytes the store's tables take in the database, indexes included (PostgreSQL; null elsewhere). */
   bytes?: number | null;
+}
+
+/**
+ * The store's commits since the previous {type:'commits'} (the store's CommitObserver, as the server
+ * feeds tzw_store_commit_*): how many, their records, and their wall times (BEGIN IMMEDIATE to
+ * COMMIT returned, fsync included) in ms. All zero for the store that does nothing.
+ */
+export interface ServerCommits {
+  type: 'commits';
+  commits: number;
+  records: number;
+  p50Ms: number;
+  p99Ms: number;
+  maxMs: number;
+}
+
+/** Commit durations (ms) and records since the last report. */
+const commitLog = { ms: [] as number[], records: 0 };
+const onCommit: CommitObserver = ({ seconds, records }) => {
+  commitLog.ms.push(seconds * 1000);
+  commitLog.records += records;
+};
+
+function takeCommits(): ServerCommits {
+  const sorted = commitLog.ms.sort((a, b) => a - b);
+  const at = (q: number) => (sorted.length ? sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))]! : 0);
+  const out: ServerCommits = { type: 'commits', commits: sorted.length, records: commitLog.records, p50Ms: at(0.5), p99Ms: at(0.99), maxMs: sorted.at(-1) ?? 0 };
+  commitLog.ms = [];
+  commitLog.records = 0;
+  return out;
 }
 
 /** CPU time the server process has used so far (user + system), for CPU cost per request. */
@@ -105,7 +136,7 @@ async function openSqlite(dir: string): Promise<BenchStore> {
   const { default: Database } = await import('better-sqlite3');
   const signer = await loadOrCreateSigningKey(join(dir, 'signing-key.pem'), { create: true });
   const path = join(dir, 'decisions.db');
-  const store = await createSqliteStore({ path, replica: REPLICA, signer });
+  const store = await createSqliteStore({ path, replica: REPLICA, signer, onCommit });
   return Object.assign(store, {
     async ids() {
       // A second, read-only connection: WAL lets it read what the store committed.
@@ -133,7 +164,7 @@ async function openPostgres(dir: string): Promise<BenchStore> {
   const signer = await loadOrCreateSigningKey(join(dir, 'signing-key.pem'), { create: true });
   const store = await createSpooledPostgresStore({
     postgres: { url: url.toString(), replica: REPLICA, signer },
-    spool: { path: join(dir, 'spool.db'), maxBytes: 1024 * 1024 * 1024 },
+    spool: { path: join(dir, 'spool.db'), maxBytes: 1024 * 1024 * 1024, onCommit },
     drainTimeoutMs: 60_000,
   });
   if (!store.pgConnected()) {
@@ -247,6 +278,8 @@ async function main(): Promise<void> {
     } else if (msg.type === 'cpu') {
       const u = process.cpuUsage();
       send({ type: 'cpu', micros: u.user + u.system } satisfies ServerCpu);
+    } else if (msg.type === 'commits') {
+      send(takeCommits());
     } else if (msg.type === 'ids') {
       void (async () => {
         try {
