@@ -263,11 +263,7 @@ function toCheckpoint(r: CheckpointRow): Checkpoint {
 const noopLogger: StoreLogger = { info() {}, warn() {}, error() {} };
 
 
-/**
- * The appended record as returned by append(): the caller's top-level members (undefined ones left
- * out, as the stored JSON leaves them out) with the chain fields, built without parsing the body
- * back. Nested values are the caller's own objects (the record must not change until append settles).
- */
+/** An append refused before it reaches the writer thread (ERR_STORE_INVALID_RECORD). */
 function invalid(message: string): Promise<never> {
   return Promise.reject(storeError('ERR_STORE_INVALID_RECORD', `invalid decision record: ${message}`));
 }
@@ -448,6 +444,8 @@ class SqliteDecisionStore implements SqliteStore {
             if (!r) this.settle(p, undefined, storeError('ERR_STORE_UNAVAILABLE', 'the writer thread returned no result'));
             else if (r.ok) {
               this.counters.records++;
+              // The appended record as append() returns it, from the caller's object (chain.ts toChainedRecord:
+              // no parse of the body back; nested values are the caller's own, unchanged until now).
               const out = toChainedRecord(p.record, { seq: r.seq, prevHash: r.prevHash, hash: r.hash, body: '' });
               out.nsSeq = r.nsSeq;
               out.nsPrevHash = r.nsPrevHash;
