@@ -299,8 +299,23 @@ interface CaseResult {
 }
 
 /** A load result plus the server's own CPU time per answered request (robust to a busy machine). */
-/** `commits`: the store's commits during the run (app servers; zero counts with the store off). */
-type Measured = Omit<LoadResult, 'ids'> & { serverCpuUsPerReq: number; commits?: ServerCommits };
+/**
+ * `commits`: the store's commits during the run (app servers; zero counts with the store off).
+ * `stealMs`: CPU time the hypervisor gave to other guests while this VM wanted it, summed over
+ * the cores, during the run (/proc/stat; absent where it cannot be read).
+ */
+type Measured = Omit<LoadResult, 'ids'> & { serverCpuUsPerReq: number; commits?: ServerCommits; stealMs?: number };
+
+/** All cores' steal time so far in ms (/proc/stat's `cpu` line, 8th value, in USER_HZ = 100/s), or undefined off Linux. */
+function stealMsNow(): number | undefined {
+  try {
+    const cpu = readFileSync('/proc/stat', 'utf8').split('\n', 1)[0]!.trim().split(/\s+/);
+    const steal = Number(cpu[8]);
+    return cpu[0] === 'cpu' && Number.isFinite(steal) ? steal * 10 : undefined;
+  } catch {
+    return undefined;
+  }
+}
 
 /** A fixed-rate series: `result` is the run with the median p99 of `runs` (all of them listed). */
 interface AtRate {
@@ -329,9 +344,11 @@ async function load(server: Server, path: keyof typeof EXPECTED_VERDICT, body: s
   const app = server.ready.variant === 'app';
   if (app) await commitsOf(server);
   const cpu0 = await cpuMicrosOf(server);
+  const steal0 = stealMsNow();
   const expect = app ? expectVerdict(EXPECTED_VERDICT[path]) : undefined;
   const opts = { port: server.ready.port, path, body, connections: CONNECTIONS, seconds, ...(expect ? { expect } : {}) };
   const { ids, ...r } = rate && paced ? await runPacedLoad({ ...opts, rate, ca: server.ready.caPem }) : await runLoad({ ...opts, ...(rate ? { rate } : {}) });
+  const steal1 = stealMsNow();
   const cpu1 = await cpuMicrosOf(server);
   const commits = app ? await commitsOf(server) : undefined;
   if (r.failed > 0) throw new Error(`${server.name} ${path}: ${r.failed} failed responses (non-2xx, errors or timeouts) in ${seconds} s`);
@@ -346,7 +363,8 @@ async function load(server: Server, path: keyof typeof EXPECTED_VERDICT, body: s
     for (const id of ids) list.push(id);
     answers.counted.set(server, list);
   }
-  return { ...r, serverCpuUsPerReq: r.ok > 0 ? (cpu1 - cpu0) / r.ok : NaN, ...(commits ? { commits } : {}) };
+  const stealMs = steal0 !== undefined && steal1 !== undefined ? steal1 - steal0 : undefined;
+  return { ...r, serverCpuUsPerReq: r.ok > 0 ? (cpu1 - cpu0) / r.ok : NaN, ...(commits ? { commits } : {}), ...(stealMs !== undefined ? { stealMs } : {}) };
 }
 
 /** Per store: every counted answer has exactly one record (ids are unique in every store). */
@@ -470,7 +488,7 @@ async function runHttp(o: { seconds: number; warmupSeconds: number; rounds: numb
           const result = await load(s.server, c.path, c.body, o.seconds, rate, true);
           s.runs.push(result);
           const cm = result.commits;
-          log(`${s.label} at ${rate} rps offered, run ${round}/${o.rounds}: ${result.rps.toFixed(0)} rps, p50 ${result.p50Ms.toFixed(2)} ms, p99 ${result.p99Ms.toFixed(2)} ms, max ${result.maxMs.toFixed(2)} ms${cm && cm.commits > 0 ? `; ${cm.commits} commits (${(cm.records / cm.commits).toFixed(1)} records each), commit p99 ${cm.p99Ms.toFixed(2)} ms, max ${cm.maxMs.toFixed(2)} ms` : ''}`);
+          log(`${s.label} at ${rate} rps offered, run ${round}/${o.rounds}: ${result.rps.toFixed(0)} rps, p50 ${result.p50Ms.toFixed(2)} ms, p99 ${result.p99Ms.toFixed(2)} ms, max ${result.maxMs.toFixed(2)} ms${result.stealMs !== undefined ? `, VM steal ${result.stealMs} ms` : ''}${cm && cm.commits > 0 ? `; ${cm.commits} commits (${(cm.records / cm.commits).toFixed(1)} records each), commit p99 ${cm.p99Ms.toFixed(2)} ms, max ${cm.maxMs.toFixed(2)} ms` : ''}`);
         }
       }
       for (const s of series) atRate.push({ id: s.id, label: s.label, rate, result: medianRun(s.runs), runs: s.runs });
@@ -621,12 +639,13 @@ async function main(): Promise<void> {
     }
     lines.push(table(rows));
     lines.push('');
-    const rateRows = [['latency at a fixed offered load (run with the median p99)', 'offered rps', 'achieved rps', 'p50 ms', 'p90 ms', 'p99 ms', 'max ms', 'p99 of each run', 'commit p99 / max ms, records/commit (each run)']];
+    const rateRows = [['latency at a fixed offered load (run with the median p99)', 'offered rps', 'achieved rps', 'p50 ms', 'p90 ms', 'p99 ms', 'max ms', 'p99 of each run', 'VM steal ms (each run)', 'commit p99 / max ms, records/commit (each run)']];
     for (const a of http.atRate) {
       const commits = a.runs.every((r) => r.commits && r.commits.commits > 0)
         ? a.runs.map((r) => `${fmt(r.commits!.p99Ms, 1)} / ${fmt(r.commits!.maxMs, 1)}, ${fmt(r.commits!.records / r.commits!.commits, 1)}`).join('; ')
         : '';
-      rateRows.push([a.label, fmt(a.rate), fmt(a.result.rps), fmt(a.result.p50Ms, 2), fmt(a.result.p90Ms, 2), fmt(a.result.p99Ms, 2), fmt(a.result.maxMs, 2), a.runs.length > 1 ? a.runs.map((r) => fmt(r.p99Ms, 1)).join(' / ') : '', commits]);
+      const steal = a.runs.every((r) => r.stealMs !== undefined) ? a.runs.map((r) => fmt(r.stealMs!)).join(' / ') : '';
+      rateRows.push([a.label, fmt(a.rate), fmt(a.result.rps), fmt(a.result.p50Ms, 2), fmt(a.result.p90Ms, 2), fmt(a.result.p99Ms, 2), fmt(a.result.maxMs, 2), a.runs.length > 1 ? a.runs.map((r) => fmt(r.p99Ms, 1)).join(' / ') : '', steal, commits]);
     }
     lines.push(table(rateRows));
     lines.push('');
@@ -699,6 +718,7 @@ async function main(): Promise<void> {
     baselineP99MsAtRateRuns: http?.atRate.find((a) => a.id === 'mutateBaseline')?.runs.map((r) => round(r.p99Ms)) ?? null,
     mutateCommitP99MsAtRateRuns: http?.atRate.find((a) => a.id === 'mutate')?.runs.map((r) => round(r.commits?.p99Ms ?? NaN, 3)) ?? null,
     mutateCommitMaxMsAtRateRuns: http?.atRate.find((a) => a.id === 'mutate')?.runs.map((r) => round(r.commits?.maxMs ?? NaN, 3)) ?? null,
+    mutateStealMsAtRateRuns: http?.atRate.find((a) => a.id === 'mutate')?.runs.map((r) => r.stealMs ?? null) ?? null,
     mutateRecordsPerCommitAtRate: (() => {
       const runs = http?.atRate.find((a) => a.id === 'mutate')?.runs;
       const commits = runs?.reduce((n, r) => n + (r.commits?.commits ?? 0), 0) ?? 0;
