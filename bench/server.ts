@@ -34,6 +34,7 @@ import { createMetrics } from '../webhook/http/metrics.js';
 import type { CommitObserver, DecisionStore } from '../webhook/store/port.js';
 import { toChainedRecord } from '../webhook/store/evidence/chain.js';
 import { loadBenchFacts } from './fixtures.js';
+import { percentile } from './stats.js';
 
 const REPLICA = 'bench-0';
 
@@ -89,7 +90,7 @@ const onCommit: CommitObserver = ({ seconds, records }) => {
 
 function takeCommits(): ServerCommits {
   const sorted = commitLog.ms.sort((a, b) => a - b);
-  const at = (q: number) => (sorted.length ? sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))]! : 0);
+  const at = (q: number) => (sorted.length ? percentile(sorted, q) : 0);
   const out: ServerCommits = { type: 'commits', commits: sorted.length, records: commitLog.records, p50Ms: at(0.5), p99Ms: at(0.99), maxMs: sorted.at(-1) ?? 0 };
   commitLog.ms = [];
   commitLog.records = 0;

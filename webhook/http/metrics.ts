@@ -3,6 +3,7 @@
  * tests can build several apps side by side.
  */
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import type { CommitObserver } from '../store/port.js';
 
 export interface Metrics {
   registry: Registry;
@@ -32,7 +33,7 @@ const LATENCY_BUCKETS = [0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.0
 const BATCH_BUCKETS = [1, 2, 4, 8, 16, 32, 64, 128, 256, 512];
 
 /** The tzw_store_commit_* histograms, fed by a store's commit observer (store/port.ts CommitObserver). */
-export function observeCommit(metrics: Pick<Metrics, 'storeCommitSeconds' | 'storeCommitRecords'>): (c: { seconds: number; records: number }) => void {
+export function observeCommit(metrics: Pick<Metrics, 'storeCommitSeconds' | 'storeCommitRecords'>): CommitObserver {
   return ({ seconds, records }) => {
     metrics.storeCommitSeconds.observe(seconds);
     metrics.storeCommitRecords.observe(records);

@@ -51,10 +51,6 @@ export interface Checkpoint {
 }
 
 /**
- * How an append's caller cancels it: an AbortSignal fits, and so does the admission route's
- * lighter per-request deadline (no EventTarget). Adapters read `aborted` and add one 'abort' listener.
- */
-/**
  * Told about every durable commit of a store's writer thread (the SQLite store's transaction, the
  * PostgreSQL store's spool transaction): its wall time from BEGIN IMMEDIATE (lock wait included)
  * to COMMIT returning (the fsync included), and how many records it held. Runs on the request
@@ -63,6 +59,10 @@ export interface Checkpoint {
  */
 export type CommitObserver = (commit: { seconds: number; records: number }) => void;
 
+/**
+ * How an append's caller cancels it: an AbortSignal fits, and so does the admission route's
+ * lighter per-request deadline (no EventTarget). Adapters read `aborted` and add one 'abort' listener.
+ */
 export interface AppendSignal {
   readonly aborted: boolean;
   addEventListener(type: 'abort', listener: () => void, options?: { once?: boolean }): void;
