@@ -2,9 +2,9 @@
 # tekton-zscaler-webhook image: `docker build -t tekton-zscaler-webhook .`
 # Node major (20) matches package.json engines; the runtime has no shell and no package manager.
 
-# --- build: compile TypeScript and the better-sqlite3 native addon, then drop dev dependencies ---
+# --- build: compile TypeScript and the native addons (better-sqlite3, zstd-napi), then drop dev dependencies ---
 FROM node:20-bookworm-slim AS build
-# better-sqlite3 compiles from source with node-gyp when its prebuilt binary cannot be downloaded.
+# better-sqlite3 and zstd-napi compile from source with node-gyp when their prebuilt binaries cannot be downloaded.
 RUN apt-get update \
  && apt-get install -y --no-install-recommends python3 make g++ \
  && rm -rf /var/lib/apt/lists/*

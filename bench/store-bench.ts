@@ -19,8 +19,8 @@ import { FILL_DAYS, FILL_END_MICROS, FILL_NAMESPACES, benchPodPatch, createRando
 import { median, percentile } from './stats.js';
 import { bundleForNode } from './bundle.js';
 
-/** Bump when fillRecord or the fill procedure changes what is stored (3: bodies deflated with fixed Huffman codes). */
-const FILL_VERSION = 3;
+/** Bump when fillRecord or the fill procedure changes what is stored (3: bodies deflated with fixed Huffman codes; 4: bodies in codec 2, zstd). */
+const FILL_VERSION = 4;
 const FILL_REPLICA = 'bench-fill-0';
 /** Appends queued per group commit while filling. */
 const FILL_BATCH = 10_000;

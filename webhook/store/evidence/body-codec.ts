@@ -1,19 +1,36 @@
 /**
  * How a record's canonical body is stored: compressed, and given back byte for byte. The chain
  * hashes the canonical JSON text; the store keeps `[codec byte][payload]`, so verification
- * inflates and hashes the stored bytes without parsing them.
+ * decompresses and hashes the stored bytes without parsing them.
  *
- * Codec 1: deflate-raw (written with fixed Huffman codes at zlib level 3; any deflate stream
- * inflates, so bodies written before with dynamic codes at level 1 read the same) with the preset
- * dictionary DICTIONARY_V1 — canonical JSON of
- * three typical records (a patched Tekton pod with the injection patch under the default config,
- * an allowed TaskRun, a denied pod). Most of a record is key names and the injection patch, which
- * repeat in every record; the dictionary lets each record refer to them instead of carrying them.
- * A codec, once records use it, never changes: a new dictionary is a new codec byte.
+ * Both codecs use the preset dictionary DICTIONARY_V1 — canonical JSON of three typical records (a
+ * patched Tekton pod with the injection patch under the default config, an allowed TaskRun, a
+ * denied pod). Most of a record is key names and the injection patch, which repeat in every record;
+ * the dictionary lets each record refer to them instead of carrying them. A codec, once records
+ * use it, never changes: a new dictionary or algorithm is a new codec byte, and every codec ever
+ * written stays readable.
+ *
+ * Codec 2 (written since 2026-12-03): one Zstandard frame (RFC 8878; level 3, content size in the
+ * frame header, no checksum: the chain hash covers the bytes) with DICTIONARY_V1 as a raw-content
+ * dictionary. The dictionary is digested once per thread (a CDict/DDict); zlib, by contrast,
+ * re-hashes its 6.6 KB preset dictionary into every new deflate, which made that a fixed ~16 µs
+ * per body. Measured on 2,000 bodies of the bench's 1M store (3,000 bytes each): codec 1 17.1 µs
+ * and 334 bytes, codec 2 5.8 µs and 237 bytes; decompression 1.3 µs (codec 1, reused inflater)
+ * vs 2.3 µs (codec 2, reused context).
+ *
+ * Codec 1 (written until 2026-12-03): deflate-raw with the same dictionary (fixed Huffman codes at
+ * zlib level 3 from 2026-12-02, dynamic codes at level 1 before; any deflate stream inflates).
  */
-import { constants as zlibConst, createDeflateRaw, createInflateRaw, deflateRawSync, inflateRawSync } from 'node:zlib';
+import { createRequire } from 'node:module';
+import { constants as zlibConst, createInflateRaw, deflateRawSync, inflateRawSync } from 'node:zlib';
+import type * as Zstd from 'zstd-napi/binding.js';
+
+// The package's low-level binding (a CommonJS native addon): CDict/DDict, which its high-level API
+// does not expose.
+const zstd = createRequire(import.meta.url)('zstd-napi/binding.js') as typeof Zstd;
 
 export const CODEC_DEFLATE_DICT_V1 = 1;
+export const CODEC_ZSTD_DICT_V2 = 2;
 
 // Generated once (2026-12-02) from bench/fixtures.ts fillRecord + benchPodPatch; frozen.
 const DICTIONARY_V1 = Buffer.from(
@@ -22,30 +39,136 @@ const DICTIONARY_V1 = Buffer.from(
 );
 
 /**
- * How new bodies are deflated: fixed Huffman codes (Z_FIXED) at level 3. A body is mostly matches
- * into the dictionary, so per-body Huffman tables buy few bytes, and building them is what an
- * inflate of a dynamic block spends half its time on (verify reads every body). Measured on 20,000
- * bodies of the bench's 1M store: dynamic at level 1 (before 2026-12-02 s6) 297 bytes, inflate
- * 3.9 µs, deflate 19 µs; fixed at level 3 335 bytes, deflate 17 µs (fixed codes inflate in 1.3 µs
- * at level 6 and 1.6 at level 1; level 6 would save 16 bytes for 6 µs more deflate per record).
+ * The most a stored body may say it holds. A record is kilobytes (its largest part is the patch);
+ * a frame that claims more is damaged or forged and is refused before anything is allocated.
  */
-const DEFLATE_OPTIONS = { level: 3, strategy: zlibConst.Z_FIXED } as const;
+export const MAX_BODY_BYTES = 64 * 1024 * 1024;
 
-/** The part of a node:zlib stream's native handle that the reused deflater and inflater drive. */
-interface DeflateHandle {
+function bodyError(message: string): Error {
+  return Object.assign(new Error(message), { code: 'ERR_STORE_BODY' });
+}
+
+/** Codec 2's compression level (zstd's default): level 1 measured 5.8 µs and 252 bytes, 5 11.6 µs and 231. */
+const ZSTD_LEVEL = 3;
+
+/** A body as UTF-8 bytes: text is encoded into `scratch` (grown when short), bytes pass through. */
+function toUtf8(canonical: string | Uint8Array, scratch: { buf: Buffer }): Uint8Array {
+  if (typeof canonical !== 'string') return canonical;
+  const max = canonical.length * 3;
+  if (max > scratch.buf.length) scratch.buf = Buffer.allocUnsafe(Math.max(max, scratch.buf.length * 2));
+  return scratch.buf.subarray(0, scratch.buf.write(canonical, 0, 'utf8'));
+}
+
+/**
+ * A codec-2 compressor reused body after body: one compression context and the dictionary
+ * digested once. The returned bytes are `[codec][frame]`, a Buffer of their own.
+ */
+export function createBodyCompressor(): (canonical: string | Uint8Array) => Buffer {
+  const cctx = new zstd.CCtx();
+  const dict = new zstd.CDict(DICTIONARY_V1, ZSTD_LEVEL);
+  const scratch = { buf: Buffer.allocUnsafe(16 * 1024) };
+  let out = Buffer.allocUnsafe(64 * 1024);
+  return (canonical) => {
+    const bytes = toUtf8(canonical, scratch);
+    const bound = zstd.compressBound(bytes.length) + 1;
+    if (bound > out.length) out = Buffer.allocUnsafe(Math.max(bound, out.length * 2));
+    out[0] = CODEC_ZSTD_DICT_V2;
+    const n = cctx.compressUsingCDict(out.subarray(1), bytes, dict);
+    return Buffer.from(out.subarray(0, n + 1));
+  };
+}
+
+let compressor: ((canonical: string | Uint8Array) => Buffer) | undefined;
+
+/** The stored bytes (codec 2) of a canonical body, given as text or as its UTF-8 bytes (one reused compressor per thread). */
+export function toStoredBody(canonical: string | Uint8Array): Buffer {
+  compressor ??= createBodyCompressor();
+  return compressor(canonical);
+}
+
+/**
+ * Codec 1 as the writers stored it from 2026-12-02 until 2026-12-03 (deflate-raw, fixed Huffman
+ * codes, level 3): `[1][payload]`. Nothing writes it any more; tests use it to make old bodies.
+ */
+export function toStoredBodyV1(canonical: string | Uint8Array): Buffer {
+  const payload = deflateRawSync(typeof canonical === 'string' ? Buffer.from(canonical, 'utf8') : canonical, { dictionary: DICTIONARY_V1, level: 3, strategy: zlibConst.Z_FIXED });
+  return Buffer.concat([Buffer.from([CODEC_DEFLATE_DICT_V1]), payload]);
+}
+
+/** This thread's decompression context and digested dictionary for codec 2 (made on first use). */
+let dctx: Zstd.DCtx | undefined;
+let ddict: Zstd.DDict | undefined;
+
+/** How many bytes a codec-2 body holds, from its frame header. Throws ERR_STORE_BODY when it does not say, or says too much. */
+function frameSize(stored: Uint8Array): number {
+  let size: number | null;
+  try {
+    size = zstd.getFrameContentSize(stored.subarray(1));
+  } catch (err) {
+    throw bodyError(`stored body does not decompress: ${(err as Error).message}`);
+  }
+  if (size === null) throw bodyError('stored body does not decompress: its frame does not give its size');
+  if (size > MAX_BODY_BYTES) throw bodyError(`stored body does not decompress: its frame claims ${size} bytes, more than ${MAX_BODY_BYTES}`);
+  return size;
+}
+
+/** Decompresses a codec-2 body of `size` bytes into `out` at `at`. Throws ERR_STORE_BODY on bytes that do not decompress to exactly that. */
+function decompressInto(stored: Uint8Array, size: number, out: Buffer, at: number): void {
+  dctx ??= new zstd.DCtx();
+  ddict ??= new zstd.DDict(DICTIONARY_V1);
+  let n: number;
+  try {
+    n = dctx.decompressUsingDDict(out.subarray(at, at + size), stored.subarray(1), ddict);
+  } catch (err) {
+    throw bodyError(`stored body does not decompress: ${(err as Error).message}`);
+  }
+  if (n !== size) throw bodyError(`stored body does not decompress: ${n} bytes where its frame says ${size}`);
+}
+
+function unknownCodec(stored: Uint8Array): Error {
+  return bodyError(stored.length === 0 ? 'stored body is empty' : `stored body has unknown codec ${stored[0]}`);
+}
+
+/**
+ * The canonical body's UTF-8 bytes from stored bytes (of either codec), a Buffer of their own, not
+ * decoded into a string (verification hashes these). Throws (ERR_STORE_BODY) on an unknown codec
+ * or bytes that do not decompress.
+ */
+export function toCanonicalBytes(stored: Uint8Array): Buffer {
+  if (stored[0] === CODEC_ZSTD_DICT_V2) {
+    const size = frameSize(stored);
+    const out = Buffer.allocUnsafe(size);
+    decompressInto(stored, size, out, 0);
+    return out;
+  }
+  if (stored[0] !== CODEC_DEFLATE_DICT_V1) throw unknownCodec(stored);
+  try {
+    return inflateRawSync(stored.subarray(1), { dictionary: DICTIONARY_V1 });
+  } catch (err) {
+    throw bodyError(`stored body does not inflate: ${(err as Error).message}`);
+  }
+}
+
+/** The canonical body from stored bytes (of either codec). Throws like toCanonicalBytes. */
+export function fromStoredBody(stored: Uint8Array): string {
+  return toCanonicalBytes(stored).toString('utf8');
+}
+
+/** The part of a node:zlib stream's native handle that the reused inflater drives. */
+interface ZlibHandle {
   reset(): void;
   writeSync(flush: number, input: Uint8Array, inOff: number, inLen: number, out: Uint8Array, outOff: number, outLen: number): void;
   onerror: (...args: unknown[]) => void;
 }
 
 /**
- * The native handle and write state of a new node:zlib stream, for the reused deflater and
- * inflater below; both undefined when this Node's internals do not look as expected (the callers
- * then use the one-shot API). `onError` is called by the handle on a zlib error.
+ * The native handle and write state of a new node:zlib stream, for the reused inflater below;
+ * both undefined when this Node's internals do not look as expected (the caller then uses the
+ * one-shot API). `onError` is called by the handle on a zlib error.
  */
-function openZlibHandle(create: () => unknown, onError: () => void): { handle?: DeflateHandle; state?: Uint32Array } {
+function openZlibHandle(create: () => unknown, onError: () => void): { handle?: ZlibHandle; state?: Uint32Array } {
   try {
-    const stream = create() as { _handle?: DeflateHandle; _writeState?: Uint32Array };
+    const stream = create() as { _handle?: ZlibHandle; _writeState?: Uint32Array };
     const h = stream._handle;
     if (h && typeof h.reset === 'function' && typeof h.writeSync === 'function' && stream._writeState instanceof Uint32Array) {
       h.onerror = onError;
@@ -57,120 +180,20 @@ function openZlibHandle(create: () => unknown, onError: () => void): { handle?: 
   return {};
 }
 
-/** One-shot deflate (a new zlib stream per call): the reference the reused deflater must equal. */
-export function deflateBodyOnce(input: Uint8Array): Buffer {
-  return deflateRawSync(input, { dictionary: DICTIONARY_V1, ...DEFLATE_OPTIONS });
-}
-
 /**
- * A deflater reused body after body: node:zlib's sync API builds a stream per call (a Transform,
- * ~256 KiB of zlib state, then the 7 KiB dictionary hashed in), which was ~30% of the writer's
- * compression cost and churned the writer thread's malloc arena. node:zlib has no public sync
- * reset, so this drives the stream's native handle as zlib.js's own sync path does and resets it
- * between bodies (a reset re-applies the dictionary). Byte-identical to deflateBodyOnce (test
- * store/body-codec.test.ts); on any surprise (another Node's internals, an error, output that does
- * not fit) it uses deflateBodyOnce for that body. The returned bytes are `[codec][payload]`.
- */
-export function createBodyDeflater(): (canonical: string | Uint8Array) => Buffer {
-  let input = Buffer.allocUnsafe(16 * 1024);
-  const out = Buffer.allocUnsafe(64 * 1024);
-  let handle: DeflateHandle | undefined;
-  let state: Uint32Array | undefined;
-  let failed = false;
-  const open = (): void => {
-    ({ handle, state } = openZlibHandle(() => createDeflateRaw({ dictionary: DICTIONARY_V1, ...DEFLATE_OPTIONS }), () => {
-      failed = true;
-    }));
-  };
-  const once = (bytes: Uint8Array): Buffer => {
-    const payload = deflateBodyOnce(bytes);
-    const stored = Buffer.allocUnsafe(payload.length + 1);
-    stored[0] = CODEC_DEFLATE_DICT_V1;
-    payload.copy(stored, 1);
-    return stored;
-  };
-  open();
-  return (canonical) => {
-    let bytes: Uint8Array;
-    if (typeof canonical === 'string') {
-      const max = canonical.length * 3;
-      if (max > input.length) input = Buffer.allocUnsafe(Math.max(max, input.length * 2));
-      bytes = input.subarray(0, input.write(canonical, 0, 'utf8'));
-    } else bytes = canonical;
-    if (!handle || !state) return once(bytes);
-    failed = false;
-    // The codec byte first, the payload after it: one copy out at the end.
-    out[0] = CODEC_DEFLATE_DICT_V1;
-    try {
-      handle.writeSync(zlibConst.Z_FINISH, bytes, 0, bytes.length, out, 1, out.length - 1);
-    } catch {
-      failed = true;
-    }
-    if (failed) {
-      // After an error node's handle refuses further writes: never touch it again.
-      open();
-      return once(bytes);
-    }
-    // Z_FINISH with output space left means the stream ended; no space left, it did not fit.
-    const availOut = state[0] ?? 0;
-    const availIn = state[1] ?? 1;
-    const payloadEnd = out.length - availOut;
-    try {
-      handle.reset();
-    } catch {
-      open();
-    }
-    if (availIn !== 0 || availOut === 0) return once(bytes);
-    return Buffer.from(out.subarray(0, payloadEnd));
-  };
-}
-
-let deflater: ((canonical: string | Uint8Array) => Buffer) | undefined;
-
-/** The stored bytes of a canonical body, given as text or as its UTF-8 bytes (one reused deflater per thread). */
-export function toStoredBody(canonical: string | Uint8Array): Buffer {
-  deflater ??= createBodyDeflater();
-  return deflater(canonical);
-}
-
-/** The canonical body from stored bytes. Throws (ERR_STORE_BODY) on an unknown codec or bytes that do not inflate. */
-export function fromStoredBody(stored: Uint8Array): string {
-  if (stored[0] !== CODEC_DEFLATE_DICT_V1) throw Object.assign(new Error(`stored body has unknown codec ${stored[0]}`), { code: 'ERR_STORE_BODY' });
-  try {
-    return inflateRawSync(stored.subarray(1), { dictionary: DICTIONARY_V1 }).toString('utf8');
-  } catch (err) {
-    throw Object.assign(new Error(`stored body does not inflate: ${(err as Error).message}`), { code: 'ERR_STORE_BODY' });
-  }
-}
-
-/**
- * The canonical body's UTF-8 bytes from stored bytes, not decoded into a string (verification
- * hashes these). Throws like fromStoredBody.
- */
-export function toCanonicalBytes(stored: Uint8Array): Buffer {
-  if (stored[0] !== CODEC_DEFLATE_DICT_V1) throw Object.assign(new Error(`stored body has unknown codec ${stored[0]}`), { code: 'ERR_STORE_BODY' });
-  try {
-    return inflateRawSync(stored.subarray(1), { dictionary: DICTIONARY_V1 });
-  } catch (err) {
-    throw Object.assign(new Error(`stored body does not inflate: ${(err as Error).message}`), { code: 'ERR_STORE_BODY' });
-  }
-}
-
-
-/**
- * A reusable inflater for stored bodies, for verification of many records: the same bytes as
- * toCanonicalBytes, ~4x cheaper per record, because one zlib stream (its 32 KiB window and the
- * dictionary) is reset per body instead of created (node:zlib's sync API always creates one).
- * node:zlib offers no public synchronous reset-and-reuse, so this drives the stream's native
- * handle as zlib.js's own sync path does; whenever that is not possible (another Node version,
- * an error, output larger than the buffer) it falls back to toCanonicalBytes. The returned Buffer
- * is only valid until the next call; it starts `headroom` bytes into a buffer the caller may write
+ * A reusable decoder of stored bodies of either codec, for verification of many records: the same
+ * bytes as toCanonicalBytes, written into one buffer reused body after body. The returned Buffer is
+ * only valid until the next call; it starts `headroom` bytes into a buffer the caller may write
  * (e.g. a prefix to hash with the body: `result.buffer` from `result.byteOffset - headroom`).
- * Throws like toCanonicalBytes.
+ * Codec 2 uses this thread's context and digested dictionary. Codec 1 resets one zlib stream (its
+ * 32 KiB window and the dictionary) per body instead of creating one (~4x cheaper): node:zlib
+ * offers no public synchronous reset-and-reuse, so this drives the stream's native handle as
+ * zlib.js's own sync path does, and falls back to toCanonicalBytes whenever that is not possible
+ * (another Node version, an error, output larger than the buffer). Throws like toCanonicalBytes.
  */
-export function createBodyInflater(headroom = 0): (stored: Uint8Array) => Buffer {
+export function createBodyDecoder(headroom = 0): (stored: Uint8Array) => Buffer {
   let out = Buffer.allocUnsafe(64 * 1024);
-  let handle: DeflateHandle | undefined;
+  let handle: ZlibHandle | undefined;
   let state: Uint32Array | undefined;
   let failed = false;
   const open = (): void => {
@@ -179,8 +202,21 @@ export function createBodyInflater(headroom = 0): (stored: Uint8Array) => Buffer
     }));
   };
   open();
+  const oneShot = (stored: Uint8Array): Buffer => {
+    const bytes = toCanonicalBytes(stored);
+    if (headroom === 0) return bytes;
+    const copy = Buffer.allocUnsafe(headroom + bytes.length);
+    bytes.copy(copy, headroom);
+    return copy.subarray(headroom);
+  };
   return (stored) => {
-    if (!handle || !state || stored[0] !== CODEC_DEFLATE_DICT_V1) return toCanonicalBytes(stored);
+    if (stored[0] === CODEC_ZSTD_DICT_V2) {
+      const size = frameSize(stored);
+      if (headroom + size > out.length) out = Buffer.allocUnsafe(Math.max(headroom + size, out.length * 2));
+      decompressInto(stored, size, out, headroom);
+      return out.subarray(headroom, headroom + size);
+    }
+    if (!handle || !state || stored[0] !== CODEC_DEFLATE_DICT_V1) return oneShot(stored);
     failed = false;
     try {
       handle.reset();
@@ -194,11 +230,7 @@ export function createBodyInflater(headroom = 0): (stored: Uint8Array) => Buffer
       // An error, or more output than fits: a fresh stream next time, and the one-shot path now.
       if (failed) open();
       else if (availOut === 0) out = Buffer.allocUnsafe(out.length * 2);
-      const bytes = toCanonicalBytes(stored);
-      if (headroom === 0) return bytes;
-      const copy = Buffer.allocUnsafe(headroom + bytes.length);
-      bytes.copy(copy, headroom);
-      return copy.subarray(headroom);
+      return oneShot(stored);
     }
     return out.subarray(headroom, out.length - availOut);
   };

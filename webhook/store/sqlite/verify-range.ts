@@ -2,8 +2,8 @@
  * Verification of one range of one writer's chain in a SQLite store, as a verify worker thread
  * runs it (verify-worker.ts; planned and joined by verify.ts). Reads no record as a JS object on
  * the fast path: a read takes its rows' stored bodies as one blob, then SQLite hands a registered
- * function each row's columns (and its body's length); the function inflates the body, checks
- * sha256(prev_hash + body) against the row's hash (native zlib and sha256), finds the body's
+ * function each row's columns (and its body's length); the function decompresses the body, checks
+ * sha256(prev_hash + body) against the row's hash (native zstd or zlib, and sha256), finds the body's
  * indexed fields in its bytes and compares them with the row's index columns (verify-body.ts),
  * and moves the chain on. Only rows that fail any of that are read the
  * slow way (JSON.parse, ChainVerifier.add), so every problem is reported with the same words as a
@@ -17,7 +17,7 @@
  */
 import { hash as digest } from 'node:crypto';
 import Database from 'better-sqlite3';
-import { createBodyInflater } from '../evidence/body-codec.js';
+import { createBodyDecoder } from '../evidence/body-codec.js';
 import { toChainVerifier, type ChainProblem, type CheckedEvidence, type WriterState } from '../evidence/chain.js';
 import { toChainEntry } from '../rows.js';
 import { CHAIN_COLUMNS, SA_KEYS_SQL, columnProblem, saKeysOf, toDecisionRow, type RawDecisionRow } from './rows.js';
@@ -144,7 +144,7 @@ export function openRangeReader(path: string): RangeReader {
   const db = new Database(path, { readonly: true, fileMustExist: true });
   db.pragma('cache_size = -16384');
   mapForReading(db);
-  const inflate = createBodyInflater(64);
+  const decode = createBodyDecoder(64);
   const at = createFieldPositions();
   const saCache = new Map<string, string[] | null>();
 
@@ -210,7 +210,7 @@ export function openRangeReader(path: string): RangeReader {
     } else {
       if (typeof bodyLength !== 'number' || start + bodyLength > bodies.length) return false;
       try {
-        bytes = inflate(bodies.subarray(start, start + bodyLength));
+        bytes = decode(bodies.subarray(start, start + bodyLength));
       } catch {
         return false;
       }
