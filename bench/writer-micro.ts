@@ -152,7 +152,7 @@ try {
     t0 = cpuMicros();
     let bytes = 0;
     for (const l of links) bytes += x.toStoredBody(l.body).length;
-    out.deflate = (cpuMicros() - t0) / count;
+    out.compress = (cpuMicros() - t0) / count;
     out.storedBodyBytes = bytes / count;
     return out;
   };
