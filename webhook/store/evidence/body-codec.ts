@@ -99,11 +99,11 @@ export function toStoredBodyV1(canonical: string | Uint8Array): Buffer {
 let dctx: Zstd.DCtx | undefined;
 let ddict: Zstd.DDict | undefined;
 
-/** How many bytes a codec-2 body holds, from its frame header. Throws ERR_STORE_BODY when it does not say, or says too much. */
-function frameSize(stored: Uint8Array): number {
+/** How many bytes a codec-2 body's frame (the bytes after the codec byte) holds, from its header. Throws ERR_STORE_BODY when it does not say, or says too much. */
+function frameSize(frame: Uint8Array): number {
   let size: number | null;
   try {
-    size = zstd.getFrameContentSize(stored.subarray(1));
+    size = zstd.getFrameContentSize(frame);
   } catch (err) {
     throw bodyError(`stored body does not decompress: ${(err as Error).message}`);
   }
@@ -112,13 +112,13 @@ function frameSize(stored: Uint8Array): number {
   return size;
 }
 
-/** Decompresses a codec-2 body of `size` bytes into `out` at `at`. Throws ERR_STORE_BODY on bytes that do not decompress to exactly that. */
-function decompressInto(stored: Uint8Array, size: number, out: Buffer, at: number): void {
+/** Decompresses a codec-2 frame of `size` bytes into `out` at `at`. Throws ERR_STORE_BODY on bytes that do not decompress to exactly that. */
+function decompressInto(frame: Uint8Array, size: number, out: Buffer, at: number): void {
   dctx ??= new zstd.DCtx();
   ddict ??= new zstd.DDict(DICTIONARY_V1);
   let n: number;
   try {
-    n = dctx.decompressUsingDDict(out.subarray(at, at + size), stored.subarray(1), ddict);
+    n = dctx.decompressUsingDDict(out.subarray(at, at + size), frame, ddict);
   } catch (err) {
     throw bodyError(`stored body does not decompress: ${(err as Error).message}`);
   }
@@ -136,9 +136,10 @@ function unknownCodec(stored: Uint8Array): Error {
  */
 export function toCanonicalBytes(stored: Uint8Array): Buffer {
   if (stored[0] === CODEC_ZSTD_DICT_V2) {
-    const size = frameSize(stored);
+    const frame = stored.subarray(1);
+    const size = frameSize(frame);
     const out = Buffer.allocUnsafe(size);
-    decompressInto(stored, size, out, 0);
+    decompressInto(frame, size, out, 0);
     return out;
   }
   if (stored[0] !== CODEC_DEFLATE_DICT_V1) throw unknownCodec(stored);
@@ -211,9 +212,10 @@ export function createBodyDecoder(headroom = 0): (stored: Uint8Array) => Buffer 
   };
   return (stored) => {
     if (stored[0] === CODEC_ZSTD_DICT_V2) {
-      const size = frameSize(stored);
+      const frame = stored.subarray(1);
+      const size = frameSize(frame);
       if (headroom + size > out.length) out = Buffer.allocUnsafe(Math.max(headroom + size, out.length * 2));
-      decompressInto(stored, size, out, headroom);
+      decompressInto(frame, size, out, headroom);
       return out.subarray(headroom, headroom + size);
     }
     if (!handle || !state || stored[0] !== CODEC_DEFLATE_DICT_V1) return oneShot(stored);
