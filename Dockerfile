@@ -2,15 +2,18 @@
 # tekton-zscaler-webhook image: `docker build -t tekton-zscaler-webhook .`
 # Node major (20) matches package.json engines; the runtime has no shell and no package manager.
 
-# --- build: compile TypeScript and the native addons (better-sqlite3, zstd-napi), then drop dev dependencies ---
+# --- build: compile TypeScript and the native addons (better-sqlite3, zstd-napi, native/jcs), then drop dev dependencies ---
 FROM node:20-bookworm-slim AS build
-# better-sqlite3 and zstd-napi compile from source with node-gyp when their prebuilt binaries cannot be downloaded.
+# better-sqlite3 and zstd-napi compile from source with node-gyp when their prebuilt binaries cannot be downloaded;
+# native/jcs (objectDigest from the raw review: simdjson + RFC 8785) always does.
 RUN apt-get update \
  && apt-get install -y --no-install-recommends python3 make g++ \
  && rm -rf /var/lib/apt/lists/*
 WORKDIR /app
 # Dependencies first, so source edits reuse the cached (slow, ~60 s) npm ci layer.
-COPY package.json package-lock.json ./
+# .npmrc: install-links, so the local addon package is installed as a copy (built inside node_modules).
+COPY package.json package-lock.json .npmrc ./
+COPY native ./native
 RUN npm ci --no-audit --no-fund
 COPY tsconfig.json ./
 COPY webhook ./webhook

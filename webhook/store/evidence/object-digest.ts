@@ -3,12 +3,31 @@
  * `request.object`, so an auditor can reproduce it from any copy of the object (the audit log's
  * requestObject, a saved manifest) with `tzw decisions digest -f FILE`. Pure.
  */
+import { hash } from 'node:crypto';
+import { createRequire } from 'node:module';
+import type * as Jcs from '@tzw/jcs-native';
 import { hashCanonical } from './canonical.js';
 import { fromStoredBody } from './body-codec.js';
+
+// The project's own addon (native/jcs): simdjson parses the raw review, C++ writes the RFC 8785 form.
+const jcs = createRequire(import.meta.url)('@tzw/jcs-native') as typeof Jcs;
 
 /** The digest of an object (null for null/undefined: a review without an object). Throws what canonicalJson throws. */
 export function toDigestOfObject(object: unknown): string | null {
   return object === null || object === undefined ? null : hashCanonical(object).hash;
+}
+
+/**
+ * toDigestOfObject(object), where `object` is request.object of the AdmissionReview whose raw
+ * bytes are `body` (as received, before JSON.parse): written natively from those bytes (~20 µs
+ * for the bench's 9 KB pod, against ~50 µs for the emitter on a freshly parsed object, and more
+ * under load), with the same result. A body the addon leaves alone (null: see native/jcs) and a
+ * missing body take the emitter on the parsed object.
+ */
+export function toDigestOfReview(body: Uint8Array | undefined, object: unknown): string | null {
+  if (object === null || object === undefined) return null;
+  const canonical = body === undefined ? null : jcs.canonicalObjectOfReview(body);
+  return canonical === null ? hashCanonical(object).hash : hash('sha256', canonical, 'hex');
 }
 
 const DIGEST_HEX = /^[0-9a-f]{64}$/;
