@@ -23,7 +23,7 @@ import { join } from 'node:path';
 import { toDecideOptions } from '../webhook/config/options.js';
 import { parseArgs } from 'node:util';
 import Fastify, { type FastifyInstance } from 'fastify';
-import { pino } from 'pino';
+import { createLogger } from '../webhook/log.js';
 import { v7 as uuidv7 } from 'uuid';
 import { createCertificateAuthority, createServingCertificate } from '../certs/lib.js';
 import { buildApp } from '../webhook/app.js';
@@ -242,14 +242,7 @@ async function main(): Promise<void> {
     store = storeKind === 'sqlite' ? await openSqlite(values.dir!) : storeKind === 'postgres' ? await openPostgres(values.dir!) : createNullStore();
     const options = toDecideOptions(config);
     // As production logs: one info line per decision, with the same redaction, to a discarded fd.
-    const logger = pino(
-      {
-        level: config.logLevel,
-        base: { replica: REPLICA },
-        redact: { paths: ['*.token', '*.authorization', 'req.headers.authorization', '*.env', '*.password'], censor: '[redacted]' },
-      },
-      pino.destination({ dest: '/dev/null', sync: false }),
-    );
+    const logger = createLogger({ level: config.logLevel, replica: REPLICA, dest: '/dev/null' });
     const s = store;
     app = buildApp({
       facts: index,

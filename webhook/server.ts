@@ -8,7 +8,8 @@ import { mkdirSync, existsSync, readdirSync, readFileSync, writeFileSync } from 
 import { join } from 'node:path';
 import type { Server as HttpsServer } from 'node:https';
 import type { Server as TlsServer, TLSSocket } from 'node:tls';
-import { pino, type Logger } from 'pino';
+import type { DestinationStream, Logger } from 'pino';
+import { createLogger } from './log.js';
 import { v7 as uuidv7 } from 'uuid';
 import type { FastifyInstance } from 'fastify';
 import { buildApp, buildMetricsApp } from './app.js';
@@ -155,15 +156,7 @@ function updateGauges(metrics: Metrics, index: FactsIndex, synced: boolean, stor
 }
 
 export async function startServer(config: Config, opts: ServerOptions = {}): Promise<RunningServer> {
-  const logger = pino(
-    {
-      level: config.logLevel,
-      base: { replica: config.replica },
-      // Defence in depth: nothing we log should carry these, but never let one slip through.
-      redact: { paths: ['*.token', '*.authorization', 'req.headers.authorization', '*.env', '*.password'], censor: '[redacted]' },
-    },
-    (opts.logStream as pino.DestinationStream | undefined) ?? pino.destination({ dest: 1, sync: false }),
-  );
+  const logger = createLogger({ level: config.logLevel, replica: config.replica, ...(opts.logStream ? { stream: opts.logStream as DestinationStream } : {}) });
   const problems: string[] = [];
   const metrics = createMetrics({ defaultMetrics: true });
   const index = createFactsIndex(config.domain);
