@@ -1,7 +1,8 @@
 /**
  * `npx tsx bench/core-micro.ts [--iterations N]` — CPU cost of each step of one admission, measured
  * in-process (no HTTP, no TLS), for the /mutate pod and the /validate PipelineRun of bench/run.ts:
- * JSON parse, envelope parse, decide, object digest, record, one pino log line, render, serialise,
+ * JSON parse, envelope parse, decide, object digest (JS emitter and the native addon), record, one
+ * pino log line, render, serialise,
  * and one append to a durable SQLite store (amortised over a group commit of 50, as under load).
  * Explains where the server's CPU per request goes when run.ts shows a ratio below target.
  */
@@ -11,7 +12,10 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-import { pino } from 'pino';
+import { createRequire } from 'node:module';
+import type * as Jcs from '@tzw/jcs-native';
+import { createLogger } from '../webhook/log.js';
+import { toDigestOfObject, toDigestOfReview } from '../webhook/store/evidence/object-digest.js';
 import { v7 as uuidv7 } from 'uuid';
 import { defaultConfig } from '../webhook/config/schema.js';
 import { decideAdmission } from '../webhook/core/admit.js';
@@ -23,6 +27,8 @@ import { createMetrics } from '../webhook/http/metrics.js';
 import { loadBenchFacts, mutateReviewBody, validateReviewBody } from './fixtures.js';
 
 type Step = [string, () => unknown];
+
+const { canonicalObjectOfReview } = createRequire(import.meta.url)('@tzw/jcs-native') as typeof Jcs;
 
 function time(iterations: number, fn: () => unknown): number {
   for (let i = 0; i < Math.min(2000, iterations); i++) fn();
@@ -39,8 +45,8 @@ async function main(): Promise<void> {
   const index = createFactsIndex(config.domain);
   loadBenchFacts(index, 10);
   const metrics = createMetrics({ defaultMetrics: true });
-  const logger = pino({ level: 'info', base: { replica: 'bench-0' }, redact: { paths: ['*.token', '*.authorization', 'req.headers.authorization', '*.env', '*.password'], censor: '[redacted]' } }, pino.destination({ dest: '/dev/null', sync: false }));
-  const loggerExplicit = pino({ level: 'info', base: { replica: 'bench-0' }, redact: { paths: ['req.headers.authorization'], censor: '[redacted]' } }, pino.destination({ dest: '/dev/null', sync: false }));
+  const logger = createLogger({ level: 'info', replica: 'bench-0', dest: '/dev/null' });
+  const loggerExplicit = logger.child({}, { redact: { paths: ['req.headers.authorization'], censor: '[redacted]' } });
   const dir = mkdtempSync(join(tmpdir(), 'tzw-micro-'));
   const { createSqliteStore } = await import('../webhook/store/sqlite/store.js');
   if (values['page-size']) {
@@ -74,11 +80,13 @@ async function main(): Promise<void> {
       [`JSON.parse body (${body.length} B)`, () => JSON.parse(body)],
       ['parseAdmissionReview', () => parseAdmissionReview(parsedBody)],
       ['decideAdmission', () => decideAdmission(endpoint, req, index, options, 'id')],
-      ['objectDigest before: sha256(JSON.stringify(object))', () => createHash('sha256').update(JSON.stringify(req.object)).digest('hex')],
-      ['objectDigest now: sha256(raw request body bytes)', () => createHash('sha256').update(rawBody).digest('hex')],
+      ['objectDigest: JS emitter on the parsed object (hot: one object)', () => toDigestOfObject(req.object)],
+      ['objectDigest: native from the raw body, as the server does', () => toDigestOfReview(rawBody, req.object)],
+      ['  of which: the addon\'s canonical bytes', () => canonicalObjectOfReview(rawBody)],
+      ['  for scale: sha256(JSON.stringify(object))', () => createHash('sha256').update(JSON.stringify(req.object)).digest('hex')],
       ['uuidv7 + formatMicros + toRecord', () => toRecord({ id: uuidv7(), time: formatMicros(1_767_225_600_000_000n), endpoint, replica: 'bench-0', durationMs: 1, objectDigest: 'x' }, decision, req)],
-      ['pino info line (redact on)', () => logger.info(line, 'admission decision')],
-      ['pino info line (explicit paths only)', () => loggerExplicit.info(line, 'admission decision')],
+      ['pino info line, the server\'s logger (redact on, 4 KiB buffer)', () => logger.info(line, 'admission decision')],
+      ['pino info line, explicit paths only (as admission logs)', () => loggerExplicit.info(line, 'admission decision')],
       ['metrics now: counter inc + 2 observe(performance.now() delta)', () => {
         const t0 = performance.now();
         metrics.decisions.inc({ endpoint, verdict: rec.verdict, namespace: rec.namespace });
