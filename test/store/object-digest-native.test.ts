@@ -10,12 +10,9 @@ import fc from 'fast-check';
 import canonicalizeCjs from 'canonicalize';
 import { createHash } from 'node:crypto';
 import { createRequire } from 'node:module';
-import { readdirSync, readFileSync, statSync } from 'node:fs';
-import { join } from 'node:path';
-import { parseAllDocuments } from 'yaml';
 import type * as Jcs from '@tzw/jcs-native';
 import { toDigestOfObject, toDigestOfReview } from '../../webhook/store/evidence/object-digest.js';
-import { CORPUS_DIR } from '../corpus.js';
+import { corpusObjects } from '../corpus.js';
 
 const canonicalize = canonicalizeCjs as unknown as (v: unknown) => string | undefined;
 const jcs = createRequire(import.meta.url)('@tzw/jcs-native') as typeof Jcs;
@@ -26,28 +23,14 @@ const review = (objectJson: string): Buffer => Buffer.from(`{"apiVersion":"admis
 const native = (objectJson: string): string | null => jcs.canonicalObjectOfReview(review(objectJson))?.toString('utf8') ?? null;
 
 t.test('every corpus object: the addon writes the canonicalize text, and the digest matches', async (t) => {
-  const files: string[] = [];
-  const walk = (dir: string): void => {
-    for (const f of readdirSync(dir)) {
-      const p = join(dir, f);
-      if (statSync(p).isDirectory()) walk(p);
-      else if (/\.(ya?ml|json)$/.test(f)) files.push(p);
-    }
-  };
-  walk(CORPUS_DIR);
-  let objects = 0;
-  for (const file of files) {
-    for (const doc of parseAllDocuments(readFileSync(file, 'utf8'))) {
-      const v: unknown = doc.toJS();
-      if (v === null || typeof v !== 'object') continue;
-      objects++;
-      const body = review(JSON.stringify(v));
-      const want = canonicalize(v)!;
-      t.equal(jcs.canonicalObjectOfReview(body)?.toString('utf8'), want, file);
-      t.equal(toDigestOfReview(body, v), sha(want), `${file}: digest`);
-    }
+  const objects = corpusObjects();
+  for (const { file, value } of objects) {
+    const body = review(JSON.stringify(value));
+    const want = canonicalize(value)!;
+    t.equal(jcs.canonicalObjectOfReview(body)?.toString('utf8'), want, file);
+    t.equal(toDigestOfReview(body, value), sha(want), `${file}: digest`);
   }
-  t.ok(objects > 20, `${objects} corpus objects`);
+  t.ok(objects.length > 20, `${objects.length} corpus objects`);
 });
 
 /** JSON values with awkward keys, strings of any code units, and numbers of every magnitude. */
