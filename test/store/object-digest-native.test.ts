@@ -11,7 +11,7 @@ import canonicalizeCjs from 'canonicalize';
 import { createHash } from 'node:crypto';
 import { createRequire } from 'node:module';
 import type * as Jcs from '@tzw/jcs-native';
-import { toDigestOfObject, toDigestOfReview } from '../../webhook/store/evidence/object-digest.js';
+import { NATIVE_DIGEST_MAX_BYTES, toDigestOfObject, toDigestOfReview } from '../../webhook/store/evidence/object-digest.js';
 import { corpusObjects } from '../corpus.js';
 
 const canonicalize = canonicalizeCjs as unknown as (v: unknown) => string | undefined;
@@ -150,6 +150,8 @@ t.test('declines what it cannot write exactly as JSON.parse + RFC 8785 would, an
   t.equal(jcs.canonicalObjectOfReview(Buffer.from([0x7b, 0x22, 0xff, 0x22, 0x3a, 0x31, 0x7d])), null, 'invalid UTF-8');
   t.equal(jcs.canonicalObjectOfReview(Buffer.from('[1,2]')), null, 'not an object');
   t.equal(toDigestOfReview(undefined, o), toDigestOfObject(o), 'no body: the emitter');
+  const big = { metadata: { annotations: { z: 'x'.repeat(NATIVE_DIGEST_MAX_BYTES), a: 'é"' } } };
+  t.equal(toDigestOfReview(review(JSON.stringify(big)), big), sha(canonicalize(big)!), 'a review above the native limit: the emitter, same digest');
   t.equal(toDigestOfReview(review('{"a":1}'), null), null, 'no object, no digest');
   t.throws(() => jcs.canonicalObjectOfReview('text' as unknown as Uint8Array), /Uint8Array/, 'wrong argument type');
 });
