@@ -149,6 +149,8 @@ t.test('declines what it cannot write exactly as JSON.parse + RFC 8785 would, an
   t.equal(jcs.canonicalObjectOfReview(Buffer.from('\uFEFF{"request":{"object":{"b":1,"a":1}}}'))?.toString(), '{"a":1,"b":1}', 'a byte order mark is skipped, as fastify\'s parser skips it');
   t.equal(jcs.canonicalObjectOfReview(Buffer.from([0x7b, 0x22, 0xff, 0x22, 0x3a, 0x31, 0x7d])), null, 'invalid UTF-8');
   t.equal(jcs.canonicalObjectOfReview(Buffer.from('[1,2]')), null, 'not an object');
+  const inside = Buffer.concat([Buffer.from('garbage{"request":'), review('{"b":[1],"a":"x"}')]).subarray(18);
+  t.equal(jcs.canonicalObjectOfReview(inside)?.toString(), '{"a":"x","b":[1]}', 'a view at an offset into a larger buffer reads only its own bytes');
   t.equal(toDigestOfReview(undefined, o), toDigestOfObject(o), 'no body: the emitter');
   const big = { metadata: { annotations: { z: 'x'.repeat(NATIVE_DIGEST_MAX_BYTES), a: 'é"' } } };
   t.equal(toDigestOfReview(review(JSON.stringify(big)), big), sha(canonicalize(big)!), 'a review above the native limit: the emitter, same digest');
