@@ -2,9 +2,11 @@
 // objectDigest. simdjson parses the bytes; this file only walks the tree and writes the canonical
 // form. Anything it is not sure to write exactly as the JavaScript emitter would (the parsed
 // object's RFC 8785 form) answers null instead, and the caller computes the digest from the
-// parsed object: numbers that are not safe integers or plain doubles, duplicate keys, keys whose
-// UTF-16 order could differ from their byte order, a body simdjson refuses (invalid UTF-8, a
-// lone surrogate escape, a BOM), a missing or null object.
+// parsed object: duplicate keys, keys whose UTF-16 order could differ from their byte order, a
+// body simdjson refuses (invalid UTF-8, a lone surrogate escape, integer text beyond 64 bits, a
+// number out of double range), a missing or null object, an ambiguous request or object member.
+// Integers beyond 2^53 are written as the double JSON.parse rounds them to; a leading BOM is
+// skipped, as fastify's parser skips it.
 #include <napi.h>
 
 #include <algorithm>
@@ -23,6 +25,8 @@ namespace {
 using simdjson::dom::element;
 using simdjson::dom::element_type;
 using simdjson::dom::object;
+/** Members of the objects being written, as (key, value), innermost object's last. */
+using Members = std::vector<std::pair<std::string_view, element>>;
 
 /** Thrown inside the walk: the caller answers null and JavaScript computes the digest instead. */
 struct NotHandled {};
@@ -145,9 +149,9 @@ bool ByteOrderIsUtf16Order(std::string_view k) {
   return true;
 }
 
-void WriteValue(element v, std::string& out, std::vector<std::pair<std::string_view, element>>& scratch);
+void WriteValue(element v, std::string& out, Members& scratch);
 
-void WriteObject(object o, std::string& out, std::vector<std::pair<std::string_view, element>>& scratch) {
+void WriteObject(object o, std::string& out, Members& scratch) {
   // This object's members sit in scratch[base, end): nested objects push theirs after `end` and
   // take them off again, so indices stay valid (references would not, across a reallocation).
   const size_t base = scratch.size();
@@ -175,7 +179,7 @@ void WriteObject(object o, std::string& out, std::vector<std::pair<std::string_v
 /** Integers a double holds exactly: |v| ≤ 2^53 (written as integers; larger ones as JSON.parse rounds them). */
 constexpr int64_t kSafe = int64_t{1} << 53;
 
-void WriteValue(element v, std::string& out, std::vector<std::pair<std::string_view, element>>& scratch) {
+void WriteValue(element v, std::string& out, Members& scratch) {
   switch (v.type()) {
     case element_type::OBJECT:
     {
@@ -232,10 +236,9 @@ void WriteValue(element v, std::string& out, std::vector<std::pair<std::string_v
  * of several, simdjson's lookup the first: such a body is left to JavaScript).
  */
 bool OnlyMember(element v, std::string_view key, element& found) {
-  if (v.type() != element_type::OBJECT) return false;
-  int seen = 0;
   object o;
-  if (v.get(o)) return false;
+  if (v.get(o)) return false;  // not an object
+  int seen = 0;
   for (auto field : o) {
     if (field.key == key) {
       found = field.value;
@@ -248,7 +251,7 @@ bool OnlyMember(element v, std::string_view key, element& found) {
 struct State {
   simdjson::dom::parser parser;
   std::string out;
-  std::vector<std::pair<std::string_view, element>> scratch;
+  Members scratch;
 };
 
 /**
@@ -287,6 +290,4 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
 
 }  // namespace
 
-#ifndef JCS_HARNESS
 NODE_API_MODULE(jcs, Init)
-#endif
