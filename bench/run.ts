@@ -226,10 +226,11 @@ async function commitsOf(s: Server): Promise<ServerCommits> {
   return reply;
 }
 
-async function cpuMicrosOf(s: Server): Promise<number> {
+async function cpuMicrosOf(s: Server): Promise<{ micros: number; mainMicros: number | undefined }> {
   const reply = nextMessage<ServerCpu>(s.child, 'cpu', 30_000);
   s.child.send({ type: 'cpu' });
-  return (await reply).micros;
+  const { micros, mainMicros } = await reply;
+  return { micros, mainMicros };
 }
 
 async function storedIdsOf(s: Server): Promise<{ ids: string[] | null; bytes: number | null }> {
@@ -296,6 +297,9 @@ interface CaseResult {
   /** Server CPU µs per request, candidate and baseline: the cost ratio behind the rps ratio. */
   cpuUsPerReq: number;
   baselineCpuUsPerReq: number;
+  /** The main thread's part of cpuUsPerReq (NaN where /proc cannot tell); the rest is the writer thread and helpers. */
+  mainCpuUsPerReq: number;
+  baselineMainCpuUsPerReq: number;
   /**
    * Median over rounds of each round's candidate CPU/req ÷ the same round's baseline CPU/req (the
    * paired ratio, like `ratio` for rps: a VM that slows between rounds moves both halves of a pair).
@@ -309,7 +313,7 @@ interface CaseResult {
  * `stealMs`: CPU time the hypervisor gave to other guests while this VM wanted it, summed over
  * the cores, during the run (/proc/stat; absent where it cannot be read).
  */
-type Measured = Omit<LoadResult, 'ids'> & { serverCpuUsPerReq: number; commits?: ServerCommits; stealMs?: number };
+type Measured = Omit<LoadResult, 'ids'> & { serverCpuUsPerReq: number; serverMainCpuUsPerReq: number; commits?: ServerCommits; stealMs?: number };
 
 /** All cores' steal time so far in ms (/proc/stat's `cpu` line, 8th value, in USER_HZ = 100/s), or undefined off Linux. */
 function stealMsNow(): number | undefined {
@@ -369,7 +373,8 @@ async function load(server: Server, path: keyof typeof EXPECTED_VERDICT, body: s
     answers.counted.set(server, list);
   }
   const stealMs = steal0 !== undefined && steal1 !== undefined ? steal1 - steal0 : undefined;
-  return { ...r, serverCpuUsPerReq: r.ok > 0 ? (cpu1 - cpu0) / r.ok : NaN, ...(commits ? { commits } : {}), ...(stealMs !== undefined ? { stealMs } : {}) };
+  const main = cpu0.mainMicros !== undefined && cpu1.mainMicros !== undefined && r.ok > 0 ? (cpu1.mainMicros - cpu0.mainMicros) / r.ok : NaN;
+  return { ...r, serverCpuUsPerReq: r.ok > 0 ? (cpu1.micros - cpu0.micros) / r.ok : NaN, serverMainCpuUsPerReq: main, ...(commits ? { commits } : {}), ...(stealMs !== undefined ? { stealMs } : {}) };
 }
 
 /** Per store: every counted answer has exactly one record (ids are unique in every store). */
@@ -484,8 +489,10 @@ async function runHttp(o: { seconds: number; warmupSeconds: number; rounds: numb
     // CommitObserver), which say whether a bad run's tail was the disk (slow commits) or not.
     const atRate: AtRate[] = [];
     for (const c of cases.filter((x) => x.id === 'mutate' || x.id === 'validate')) {
+      // The same app with the store off shows what the durable store adds to the tail.
       const series = [
         { id: c.id, label: `${c.label}, evenly spaced`, server: c.server, paced: true, runs: [] as Measured[] },
+        { id: `${c.id}NoStore`, label: `${c.path}, store off, evenly spaced`, server: noStore, paced: true, runs: [] as Measured[] },
         { id: `${c.id}Baseline`, label: `baseline (bare fastify), ${c.path} body, evenly spaced`, server: baseline, paced: true, runs: [] as Measured[] },
       ];
       for (let round = 1; round <= o.rounds; round++) {
@@ -521,6 +528,8 @@ async function runHttp(o: { seconds: number; warmupSeconds: number; rounds: numb
         cpuUsPerReq: median(r.map((x) => x.candidate.serverCpuUsPerReq)),
         baselineCpuUsPerReq: median(r.map((x) => x.baseline.serverCpuUsPerReq)),
         cpuRatio: median(r.map((x) => x.candidate.serverCpuUsPerReq / x.baseline.serverCpuUsPerReq)),
+        mainCpuUsPerReq: median(r.map((x) => x.candidate.serverMainCpuUsPerReq)),
+        baselineMainCpuUsPerReq: median(r.map((x) => x.baseline.serverMainCpuUsPerReq)),
       };
     });
     const records = await checkRecords(servers);
@@ -626,12 +635,12 @@ async function main(): Promise<void> {
   lines.push(`machine: ${m.cpu}, ${m.cores} cores, Node ${m.node}; client (autocannon, ${CONNECTIONS} connections, HTTPS keep-alive; fixed-rate runs: evenly spaced open-loop requests over up to ${CONNECTIONS} keep-alive connections) and servers share these cores`);
   lines.push(`runs: ${seconds} s each after warmup, ${rounds} rounds of alternating baseline/candidate pairs; values are medians over rounds${serverFlags.length ? `; server flags: ${serverFlags.join(' ')}` : ''}`);
   lines.push(`load average (1 min) at start ${loadStart.toFixed(2)}, at end ${loadavg()[0]!.toFixed(2)}: anything well above 0 means other work shared the ${m.cores} cores`);
-  lines.push('srv CPU µs/req = server process CPU time per answered request; CPU ratio = median over rounds of candidate CPU/req ÷ the same round\'s baseline CPU/req, paired as the rps ratio is (JSON mutateCpuRatio/validateCpuRatio; until 2026-12-03 the ratio of the two medians, still in mutateCpuRatioOfMedians/validateCpuRatioOfMedians)');
+  lines.push('srv CPU µs/req = server process CPU time per answered request (main thread = its event loop\'s share; the rest is the store\'s writer thread and V8/libuv helpers); CPU ratio = median over rounds of candidate CPU/req ÷ the same round\'s baseline CPU/req, paired as the rps ratio is (JSON mutateCpuRatio/validateCpuRatio; until 2026-12-03 the ratio of the two medians, still in mutateCpuRatioOfMedians/validateCpuRatioOfMedians)');
   if (http) {
     lines.push('');
-    const rows = [['case', 'rps', 'baseline rps', 'ratio', 'p50 ms', 'p99 ms', 'worst p99', 'srv CPU µs/req', 'CPU ratio', 'target']];
+    const rows = [['case', 'rps', 'baseline rps', 'ratio', 'p50 ms', 'p99 ms', 'worst p99', 'srv CPU µs/req', 'main thread', 'CPU ratio', 'target']];
     const b = mutate ?? http.results[0]!;
-    rows.push(['baseline (bare fastify, pod body)', fmt(b.baselineRps), '', '', '', fmt(b.baselineP99Ms, 2), '', fmt(b.baselineCpuUsPerReq), '', '']);
+    rows.push(['baseline (bare fastify, pod body)', fmt(b.baselineRps), '', '', '', fmt(b.baselineP99Ms, 2), '', fmt(b.baselineCpuUsPerReq), fmt(b.baselineMainCpuUsPerReq), '', '']);
     for (const r of http.results) {
       let target = '';
       const cpuRatio = r.cpuRatio;
@@ -641,7 +650,7 @@ async function main(): Promise<void> {
         const direct = r.rps / mutate.rps;
         target = `rps ÷ /mutate rps ${fmt(direct, 3)} ${mark(direct >= 1 - TARGETS.mutate100kWithin)}; ratio ÷ ratio ${fmt(mutate100kVsMutate, 3)}`;
       }
-      rows.push([r.label, fmt(r.rps), fmt(r.baselineRps), fmt(r.ratio, 3), fmt(r.p50Ms, 2), fmt(r.p99Ms, 2), fmt(r.worstP99Ms, 2), fmt(r.cpuUsPerReq), fmt(r.cpuRatio, 2), target]);
+      rows.push([r.label, fmt(r.rps), fmt(r.baselineRps), fmt(r.ratio, 3), fmt(r.p50Ms, 2), fmt(r.p99Ms, 2), fmt(r.worstP99Ms, 2), fmt(r.cpuUsPerReq), fmt(r.mainCpuUsPerReq), fmt(r.cpuRatio, 2), target]);
     }
     lines.push(table(rows));
     lines.push('');
@@ -717,6 +726,8 @@ async function main(): Promise<void> {
     mutateP99MsAtRate: http?.atRate.find((a) => a.id === 'mutate') ? round(http.atRate.find((a) => a.id === 'mutate')!.result.p99Ms) : null,
     validateP99MsAtRate: http?.atRate.find((a) => a.id === 'validate') ? round(http.atRate.find((a) => a.id === 'validate')!.result.p99Ms) : null,
     baselineP99MsAtRate: http?.atRate.find((a) => a.id === 'mutateBaseline') ? round(http.atRate.find((a) => a.id === 'mutateBaseline')!.result.p99Ms) : null,
+    mutateNoStoreP99MsAtRate: http?.atRate.find((a) => a.id === 'mutateNoStore') ? round(http.atRate.find((a) => a.id === 'mutateNoStore')!.result.p99Ms) : null,
+    validateNoStoreP99MsAtRate: http?.atRate.find((a) => a.id === 'validateNoStore') ? round(http.atRate.find((a) => a.id === 'validateNoStore')!.result.p99Ms) : null,
     mutateP99MsAtRateBursts: http?.atRate.find((a) => a.id === 'mutateBursts') ? round(http.atRate.find((a) => a.id === 'mutateBursts')!.result.p99Ms) : null,
     validateP99MsAtRateBursts: http?.atRate.find((a) => a.id === 'validateBursts') ? round(http.atRate.find((a) => a.id === 'validateBursts')!.result.p99Ms) : null,
     mutateP99MsAtRateRuns: http?.atRate.find((a) => a.id === 'mutate')?.runs.map((r) => round(r.p99Ms)) ?? null,
@@ -733,6 +744,15 @@ async function main(): Promise<void> {
     mutateCpuUsPerReq: mutate ? round(mutate.cpuUsPerReq, 0) : null,
     baselineCpuUsPerReq: mutate ? round(mutate.baselineCpuUsPerReq, 0) : null,
     validateCpuUsPerReq: validate ? round(validate.cpuUsPerReq, 0) : null,
+    // The main thread's share of each (the rest: the store's writer thread and V8/libuv helpers).
+    mutateMainCpuUsPerReq: mutate ? round(mutate.mainCpuUsPerReq, 0) : null,
+    baselineMainCpuUsPerReq: mutate ? round(mutate.baselineMainCpuUsPerReq, 0) : null,
+    validateMainCpuUsPerReq: validate ? round(validate.mainCpuUsPerReq, 0) : null,
+    validateBaselineMainCpuUsPerReq: validate ? round(validate.baselineMainCpuUsPerReq, 0) : null,
+    mutateNoStoreCpuUsPerReq: by('mutateNoStore') ? round(by('mutateNoStore')!.cpuUsPerReq, 0) : null,
+    mutateNoStoreMainCpuUsPerReq: by('mutateNoStore') ? round(by('mutateNoStore')!.mainCpuUsPerReq, 0) : null,
+    validateNoStoreCpuUsPerReq: by('validateNoStore') ? round(by('validateNoStore')!.cpuUsPerReq, 0) : null,
+    validateNoStoreMainCpuUsPerReq: by('validateNoStore') ? round(by('validateNoStore')!.mainCpuUsPerReq, 0) : null,
     mutateNoStoreRps: by('mutateNoStore') ? round(by('mutateNoStore')!.rps, 0) : null,
     mutateNoStoreRatio: by('mutateNoStore') ? round(by('mutateNoStore')!.ratio, 3) : null,
     validateBaselineRps: validate ? round(validate.baselineRps, 0) : null,

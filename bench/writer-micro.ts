@@ -9,11 +9,18 @@
  *
  *   npx tsx bench/writer-micro.ts [records=3000] [batch=16] [root=.. ...]
  *
+ * Environment: PREFILL=N appends N records (untimed, 1,000 a commit) before measuring, so the
+ * indexes have a realistic size; DISTINCT=1 gives every record its own object (a uid, so its own
+ * objectDigest) and its own run names, as production's are (the HTTP bench, like this by default,
+ * repeats one object, whose index entries then all land on the same pages). After the rounds it
+ * also prints the WAL frames (pages) one commit of `batch` records writes, automatic checkpoints
+ * off for that pass: the page writes and their fsync are most of a small commit's cost.
+ *
  * Each `root` is a checkout to import the store code from (e.g. a copy of another commit): with
  * several, their rounds alternate in one process, so before/after see the same machine load. The
  * fixtures always come from this checkout.
  */
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
@@ -26,6 +33,8 @@ import { parseAdmissionReview } from '../webhook/core/wire.js';
 import { loadBenchFacts, mutateReviewBody, validateReviewBody } from './fixtures.js';
 
 const records = Number(process.argv[2] ?? 3000);
+const PREFILL = Number(process.env.PREFILL ?? 0);
+const DISTINCT = process.env.DISTINCT === '1';
 const batch = Number(process.argv[3] ?? 16);
 /**
  * `root` or `root#option;option`: `sql:STATEMENT` runs that SQL on the subject's file first (e.g. a
@@ -73,7 +82,7 @@ async function load(arg: string, index: number, dir: string) {
   const store = await createSqliteStore({ path, replica: 'bench-0', signer, checkpointEvery: { records: 1e9, seconds: 1e6 } });
   await store.close();
   const writer = new Writer({ path, replica: 'bench-0', busyTimeoutMs: 5000, recoveryProbeMs: 1000, cancelFlags: new SharedArrayBuffer(4) }, () => {});
-  const db = (writer as unknown as { db: { pragma(s: string): unknown; exec(s: string): unknown } }).db;
+  const db = (writer as unknown as { db: { pragma(s: string, o?: { simple: boolean }): unknown; exec(s: string): unknown } }).db;
   const options = pragmas.split(';').filter(Boolean);
   const review = options.includes('review');
   for (const o of options.filter((x) => x !== 'review' && x !== 'records')) {
@@ -91,7 +100,7 @@ async function load(arg: string, index: number, dir: string) {
         return { body: Buffer.from(prepared.bytes), slots: prepared.slots, ...toColumns(item.record), time: item.time, saKeys: item.saKeys, slot: item.slot };
       }
     : undefined;
-  return { root: arg, review, prepare, toDigestOfObject, writer, saKeysOf, chainNamespaceRecord, GENESIS_HASH, toStoredBody, CanonicalText };
+  return { root: arg, path, db, review, prepare, toDigestOfObject, writer, saKeysOf, chainNamespaceRecord, GENESIS_HASH, toStoredBody, CanonicalText };
 }
 
 let n = 0;
@@ -105,13 +114,18 @@ function nextItem(saKeysOf: (sas: string[]) => string[]): { item: Item; object: 
   const time = formatMicros(1_767_225_600_000_000n + BigInt(n) * 1000n);
   const id = `01900000-${(n >>> 16).toString(16).padStart(4, '0')}-7000-8000-${n.toString(16).padStart(12, '0')}`;
   const full: DecisionRecord = { ...t.record, id, time, objectDigest: null };
+  const object = (JSON.parse(t.body) as { request: { object: { metadata?: Record<string, unknown> } } }).request.object;
+  if (DISTINCT) {
+    (object.metadata ??= {}).uid = id;
+    full.tekton = Object.fromEntries(Object.entries(full.tekton).map(([k, v]) => [k, k === 'taskRun' || k === 'pipelineRun' ? `${v}-${n}` : v]));
+  }
   const item: Item = { record: full, time, saKeys: saKeysOf(full.serviceAccounts), slot: -1 };
   if (t.patchJson !== undefined) {
     const { patch: _p, ...rest } = full;
     item.record = rest;
     item.patchJson = t.patchJson;
   }
-  return { item, object: (JSON.parse(t.body) as { request: { object: unknown } }).request.object, body: Buffer.from(t.body) };
+  return { item, object, body: Buffer.from(t.body) };
 }
 
 function cpuMicros(): number {
@@ -124,10 +138,10 @@ try {
   const subjects = [];
   for (const [i, arg] of subjectsArgs.entries()) subjects.push(await load(arg, i, dir));
   type Subject = (typeof subjects)[number];
-  const run = (x: Subject, count: number): number => {
+  const run = (x: Subject, count: number, size = batch): number => {
     let used = 0;
-    for (let done = 0; done < count; done += batch) {
-      const next = Array.from({ length: batch }, () => nextItem(x.saKeysOf));
+    for (let done = 0; done < count; done += size) {
+      const next = Array.from({ length: size }, () => nextItem(x.saKeysOf));
       const t0 = cpuMicros();
       if (x.review) for (const p of next) Object.assign(p.item, { review: p.body });
       else for (const p of next) p.item.record.objectDigest = x.toDigestOfObject(p.object);
@@ -157,6 +171,7 @@ try {
     return out;
   };
   for (const x of subjects) {
+    if (PREFILL > 0) run(x, PREFILL, 1000);
     run(x, 1000); // warm-up (JIT, page cache)
     parts(x, 1000);
   }
@@ -169,9 +184,21 @@ try {
     });
   }
   const med = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
+  /** WAL frames per commit of `batch` records: the WAL emptied first, no automatic checkpoint meanwhile. */
+  const frames = (x: Subject): number => {
+    x.db.pragma('wal_checkpoint(TRUNCATE)');
+    x.db.pragma('wal_autocheckpoint = 0');
+    const commits = Math.ceil(Math.min(records, 2048) / batch);
+    run(x, commits * batch);
+    const walBytes = statSync(`${x.path}-wal`).size;
+    x.db.pragma('wal_autocheckpoint = 1000');
+    // The WAL file: a 32-byte header, then frames of a 24-byte header and one page.
+    return (walBytes - 32) / (24 + (x.db.pragma('page_size', { simple: true }) as number)) / commits;
+  };
   subjects.forEach((x, i) => {
+    const walFramesPerCommit = frames(x);
     x.writer.close();
-    const summary: Record<string, number> = { appendCpuUsPerRecord: med(rounds[i]!) };
+    const summary: Record<string, number> = { appendCpuUsPerRecord: med(rounds[i]!), walFramesPerCommit, walFramesPerRecord: walFramesPerCommit / batch };
     for (const k of Object.keys(partRounds[i]![0]!)) summary[k] = med(partRounds[i]!.map((p) => p[k]!));
     console.log(JSON.stringify({ root: x.root, records, batch, rounds: rounds[i]!.map((v) => Math.round(v)), ...Object.fromEntries(Object.entries(summary).map(([k, v]) => [k, Math.round(v * 10) / 10])) }));
   });
