@@ -12,10 +12,8 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-import { createRequire } from 'node:module';
-import type * as Jcs from '@tzw/jcs-native';
 import { createLogger } from '../webhook/log.js';
-import { toDigestOfObject, toDigestOfReview } from '../webhook/store/evidence/object-digest.js';
+import { canonicalObjectOfReview, toDigestOfObject, toDigestOfReview } from '../webhook/store/evidence/object-digest.js';
 import { v7 as uuidv7 } from 'uuid';
 import { defaultConfig } from '../webhook/config/schema.js';
 import { decideAdmission } from '../webhook/core/admit.js';
@@ -27,8 +25,6 @@ import { createMetrics } from '../webhook/http/metrics.js';
 import { loadBenchFacts, mutateReviewBody, validateReviewBody } from './fixtures.js';
 
 type Step = [string, () => unknown];
-
-const { canonicalObjectOfReview } = createRequire(import.meta.url)('@tzw/jcs-native') as typeof Jcs;
 
 function time(iterations: number, fn: () => unknown): number {
   for (let i = 0; i < Math.min(2000, iterations); i++) fn();

@@ -226,11 +226,10 @@ async function commitsOf(s: Server): Promise<ServerCommits> {
   return reply;
 }
 
-async function cpuMicrosOf(s: Server): Promise<{ micros: number; mainMicros: number | undefined }> {
+async function cpuMicrosOf(s: Server): Promise<ServerCpu> {
   const reply = nextMessage<ServerCpu>(s.child, 'cpu', 30_000);
   s.child.send({ type: 'cpu' });
-  const { micros, mainMicros } = await reply;
-  return { micros, mainMicros };
+  return reply;
 }
 
 async function storedIdsOf(s: Server): Promise<{ ids: string[] | null; bytes: number | null }> {

@@ -9,25 +9,22 @@ import t from 'tap';
 import fc from 'fast-check';
 import canonicalizeCjs from 'canonicalize';
 import { createHash } from 'node:crypto';
-import { createRequire } from 'node:module';
-import type * as Jcs from '@tzw/jcs-native';
-import { NATIVE_DIGEST_MAX_BYTES, toDigestOfObject, toDigestOfReview } from '../../webhook/store/evidence/object-digest.js';
+import { NATIVE_DIGEST_MAX_BYTES, canonicalObjectOfReview, toDigestOfObject, toDigestOfReview } from '../../webhook/store/evidence/object-digest.js';
 import { corpusObjects } from '../corpus.js';
 
 const canonicalize = canonicalizeCjs as unknown as (v: unknown) => string | undefined;
-const jcs = createRequire(import.meta.url)('@tzw/jcs-native') as typeof Jcs;
 const sha = (s: string | Buffer): string => createHash('sha256').update(s).digest('hex');
 
 /** A review body around `objectJson` (the object's JSON text as the API server would send it). */
 const review = (objectJson: string): Buffer => Buffer.from(`{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","request":{"uid":"u1","object":${objectJson},"oldObject":null}}`);
-const native = (objectJson: string): string | null => jcs.canonicalObjectOfReview(review(objectJson))?.toString('utf8') ?? null;
+const native = (objectJson: string): string | null => canonicalObjectOfReview(review(objectJson))?.toString('utf8') ?? null;
 
 t.test('every corpus object: the addon writes the canonicalize text, and the digest matches', async (t) => {
   const objects = corpusObjects();
   for (const { file, value } of objects) {
     const body = review(JSON.stringify(value));
     const want = canonicalize(value)!;
-    t.equal(jcs.canonicalObjectOfReview(body)?.toString('utf8'), want, file);
+    t.equal(canonicalObjectOfReview(body)?.toString('utf8'), want, file);
     t.equal(toDigestOfReview(body, value), sha(want), `${file}: digest`);
   }
   t.ok(objects.length > 20, `${objects.length} corpus objects`);
@@ -142,28 +139,28 @@ t.test('declines what it cannot write exactly as JSON.parse + RFC 8785 would, an
     else t.throws(() => toDigestOfReview(review(json), parsed), `${why}: no RFC 8785 form`);
   }
   const o = { a: 1 };
-  t.equal(jcs.canonicalObjectOfReview(Buffer.from('{"request":{"object":null}}')), null, 'null object');
-  t.equal(jcs.canonicalObjectOfReview(Buffer.from('{"request":{}}')), null, 'no object');
-  t.equal(jcs.canonicalObjectOfReview(Buffer.from('{"request":{"object":{"a":1}},"request":{"object":{"a":2}}}')), null, 'duplicate request');
-  t.equal(jcs.canonicalObjectOfReview(Buffer.from('{"request":{"object":{"a":1},"object":{"a":2}}}')), null, 'duplicate object');
-  t.equal(jcs.canonicalObjectOfReview(Buffer.from('\uFEFF{"request":{"object":{"b":1,"a":1}}}'))?.toString(), '{"a":1,"b":1}', 'a byte order mark is skipped, as fastify\'s parser skips it');
-  t.equal(jcs.canonicalObjectOfReview(Buffer.from([0x7b, 0x22, 0xff, 0x22, 0x3a, 0x31, 0x7d])), null, 'invalid UTF-8');
-  t.equal(jcs.canonicalObjectOfReview(Buffer.from('[1,2]')), null, 'not an object');
+  t.equal(canonicalObjectOfReview(Buffer.from('{"request":{"object":null}}')), null, 'null object');
+  t.equal(canonicalObjectOfReview(Buffer.from('{"request":{}}')), null, 'no object');
+  t.equal(canonicalObjectOfReview(Buffer.from('{"request":{"object":{"a":1}},"request":{"object":{"a":2}}}')), null, 'duplicate request');
+  t.equal(canonicalObjectOfReview(Buffer.from('{"request":{"object":{"a":1},"object":{"a":2}}}')), null, 'duplicate object');
+  t.equal(canonicalObjectOfReview(Buffer.from('\uFEFF{"request":{"object":{"b":1,"a":1}}}'))?.toString(), '{"a":1,"b":1}', 'a byte order mark is skipped, as fastify\'s parser skips it');
+  t.equal(canonicalObjectOfReview(Buffer.from([0x7b, 0x22, 0xff, 0x22, 0x3a, 0x31, 0x7d])), null, 'invalid UTF-8');
+  t.equal(canonicalObjectOfReview(Buffer.from('[1,2]')), null, 'not an object');
   const inside = Buffer.concat([Buffer.from('garbage{"request":'), review('{"b":[1],"a":"x"}')]).subarray(18);
-  t.equal(jcs.canonicalObjectOfReview(inside)?.toString(), '{"a":"x","b":[1]}', 'a view at an offset into a larger buffer reads only its own bytes');
+  t.equal(canonicalObjectOfReview(inside)?.toString(), '{"a":"x","b":[1]}', 'a view at an offset into a larger buffer reads only its own bytes');
   t.equal(toDigestOfReview(undefined, o), toDigestOfObject(o), 'no body: the emitter');
   const big = { metadata: { annotations: { z: 'x'.repeat(NATIVE_DIGEST_MAX_BYTES), a: 'é"' } } };
   t.equal(toDigestOfReview(review(JSON.stringify(big)), big), sha(canonicalize(big)!), 'a review above the native limit: the emitter, same digest');
   t.equal(toDigestOfReview(review('{"a":1}'), null), null, 'no object, no digest');
-  t.throws(() => jcs.canonicalObjectOfReview('text' as unknown as Uint8Array), /Uint8Array/, 'wrong argument type');
+  t.throws(() => canonicalObjectOfReview('text' as unknown as Uint8Array), /Uint8Array/, 'wrong argument type');
 });
 
 t.test('random bytes and cut-off reviews never crash it', async (t) => {
   const body = review(JSON.stringify({ metadata: { name: 'p', labels: { a: 'b' } }, spec: { containers: [{ name: 'c', env: [{ name: 'X', value: 'y' }] }] } }));
   fc.assert(
     fc.property(fc.uint8Array({ maxLength: 200 }), fc.nat(body.length), (bytes, cut) => {
-      const a = jcs.canonicalObjectOfReview(bytes);
-      const b = jcs.canonicalObjectOfReview(body.subarray(0, cut));
+      const a = canonicalObjectOfReview(bytes);
+      const b = canonicalObjectOfReview(body.subarray(0, cut));
       return (a === null || Buffer.isBuffer(a)) && (b === null || cut === body.length);
     }),
     { numRuns: 2000 },
