@@ -34,6 +34,7 @@ import type { ServerCommits, ServerCpu, ServerIds, ServerMemory, ServerReady } f
 import { median, percentile, round } from './stats.js';
 import { runStoreBench, type StoreBenchResult } from './store-bench.js';
 import { bundleForNode } from './bundle.js';
+import { askServer, nextMessage } from './child.js';
 import { runNamespaceBench, toNamespaceBenchLines, type NamespaceBenchResult } from './namespace-bench.js';
 
 const HERE = dirname(fileURLToPath(import.meta.url));
@@ -124,26 +125,6 @@ interface Server {
   profileDir: string | undefined;
 }
 
-function nextMessage<T extends { type: string }>(child: ChildProcess, type: string, timeoutMs: number): Promise<T> {
-  return new Promise((resolvePromise, reject) => {
-    const timer = setTimeout(() => done(new Error(`no "${type}" message from the server within ${timeoutMs} ms`)), timeoutMs);
-    const onMessage = (msg: { type?: string; message?: string }) => {
-      if (msg.type === type) done(undefined, msg as T);
-      else if (msg.type === 'error') done(new Error(`server failed: ${msg.message}`));
-    };
-    const onExit = (code: number | null) => done(new Error(`server exited (code ${code}) before sending "${type}"`));
-    function done(err: Error | undefined, value?: T) {
-      clearTimeout(timer);
-      child.off('message', onMessage);
-      child.off('exit', onExit);
-      if (err) reject(err);
-      else resolvePromise(value!);
-    }
-    child.on('message', onMessage);
-    child.on('exit', onExit);
-  });
-}
-
 const children = new Set<ChildProcess>();
 
 interface ServerCode {
@@ -214,28 +195,20 @@ function nameProfiles(s: Server): void {
 }
 
 async function memoryOf(s: Server): Promise<ServerMemory> {
-  const reply = nextMessage<ServerMemory>(s.child, 'memory', 30_000);
-  s.child.send({ type: 'memory' });
-  return reply;
+  return askServer<ServerMemory>(s.child, 'memory');
 }
 
 /** The store's commits since the last ask (the first ask of a run only resets). */
 async function commitsOf(s: Server): Promise<ServerCommits> {
-  const reply = nextMessage<ServerCommits>(s.child, 'commits', 30_000);
-  s.child.send({ type: 'commits' });
-  return reply;
+  return askServer<ServerCommits>(s.child, 'commits');
 }
 
 async function cpuMicrosOf(s: Server): Promise<ServerCpu> {
-  const reply = nextMessage<ServerCpu>(s.child, 'cpu', 30_000);
-  s.child.send({ type: 'cpu' });
-  return reply;
+  return askServer<ServerCpu>(s.child, 'cpu');
 }
 
 async function storedIdsOf(s: Server): Promise<{ ids: string[] | null; bytes: number | null }> {
-  const reply = nextMessage<ServerIds>(s.child, 'ids', 300_000);
-  s.child.send({ type: 'ids' });
-  const { ids, bytes } = await reply;
+  const { ids, bytes } = await askServer<ServerIds>(s.child, 'ids', 300_000);
   return { ids, bytes: bytes ?? null };
 }
 
