@@ -4,6 +4,7 @@
  * tsc compiles and every package the server imports at run time is a production dependency.
  */
 import t from 'tap';
+import { execFileSync } from 'node:child_process';
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { dirname, join, posix, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -199,6 +200,16 @@ t.test('the build context and the COPY lines hold every file tsc compiles, and n
   t.strictSame(['package.json', 'package-lock.json', 'tsconfig.json'].filter((f) => !isInContext(f, dockerignore)), []);
   const secret = ['.tzw/tls.key', '.tzw/decisions.db', 'node_modules/x/index.js', '.git/config', 'certs/out/tls.key', 'certs/README.md', 'dist/x.js', 'test/x.test.ts', '.env'];
   t.strictSame(secret.filter((f) => isInContext(f, dockerignore)), [], 'kept out of the build context');
+});
+
+t.test('every file a build-stage COPY names is in the build context (or `docker build` stops at that COPY)', async (t) => {
+  const tracked = execFileSync('git', ['ls-files', '-z'], { cwd: ROOT, encoding: 'utf8' }).split('\0').filter(Boolean);
+  for (const source of toCopies(build).filter((c) => c.from === undefined).flatMap((c) => c.sources)) {
+    const files = tracked.filter((f) => isCopiedBy(f, source));
+    t.ok(files.length > 0, `COPY ${source} names tracked files`);
+    t.strictSame(files.filter((f) => !isInContext(f, dockerignore)), [], `COPY ${source}: excluded by .dockerignore`);
+  }
+  t.ok(isInContext('native/jcs/src/jcs.cc', dockerignore) && !isInContext('native/jcs/build/Release/jcs.node', dockerignore), 'the addon sources are in the context, a local build of it is not');
 });
 
 t.test('every package the compiled server imports is a production dependency (npm prune keeps it)', async (t) => {
