@@ -2,7 +2,7 @@
 # tekton-zscaler-webhook image: `docker build -t tekton-zscaler-webhook .`
 # Node major (20) matches package.json engines; the runtime has no shell and no package manager.
 
-# --- build: compile TypeScript and the native addons (better-sqlite3, zstd-napi, native/jcs), then drop dev dependencies ---
+# --- build: compile TypeScript and the native addons (better-sqlite3, zstd-napi, native/jcs), then drop dev dependencies and build leftovers ---
 FROM node:20-bookworm-slim AS build
 # better-sqlite3 and zstd-napi compile from source with node-gyp when their prebuilt binaries cannot be downloaded;
 # native/jcs (objectDigest from the raw review: simdjson + RFC 8785) always does.
@@ -20,9 +20,12 @@ COPY webhook ./webhook
 # The server's dev-certificate code reuses the certs library (tsc follows the import into certs/).
 COPY certs/*.ts ./certs/
 # `npm run build` also bundles the auditor console (webhook/console/ui/) into dist/console/.
-COPY scripts/build-console.ts ./scripts/
+COPY scripts/build-console.ts scripts/slim-node-modules.sh ./scripts/
+# Then only what runs: production dependencies, without the build-only packages and the addons'
+# sources and object files (scripts/slim-node-modules.sh; license files stay).
 RUN npm run build \
- && npm prune --omit=dev --no-audit --no-fund
+ && npm prune --omit=dev --no-audit --no-fund \
+ && sh scripts/slim-node-modules.sh node_modules
 
 # --- runtime: distroless Node 20 on Debian 12 (same glibc as bookworm, so the addon loads) ---
 FROM gcr.io/distroless/nodejs20-debian12:nonroot

@@ -131,6 +131,7 @@ t.test('build stage: native toolchain, npm ci, build, then prune to production d
   const steps = runs.join(' && ').split(/\s*&&\s*/);
   const at = (prefix: string) => steps.findIndex((s) => s.startsWith(prefix));
   t.ok(at('npm ci') >= 0 && at('npm ci') < at('npm run build') && at('npm run build') < at('npm prune --omit=dev'), `order: ${steps.join(' | ')}`);
+  t.ok(at('sh scripts/slim-node-modules.sh node_modules') > at('npm prune --omit=dev'), 'then the build-only files go (scripts/slim-node-modules.sh, tested on its own)');
   t.ok(steps.every((s) => !s.startsWith('npm install')), 'npm ci, never npm install (the lock file decides)');
   t.match(packageJson.scripts.build, /^tsc -p \. && tsx scripts\/build-console\.ts dist\/console$/, 'npm run build is tsc on tsconfig.json, then the console bundle into dist/');
   const buildSources = toCopies(build).filter((c) => c.from === undefined).flatMap((c) => c.sources);
