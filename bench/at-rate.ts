@@ -15,7 +15,7 @@ import { bundleForNode } from './bundle.js';
 import { expectVerdict, runPacedLoad } from './http-load.js';
 import { mutateReviewBody, validateReviewBody } from './fixtures.js';
 import type { ServerCommits, ServerReady } from './server.js';
-import { askServer } from './child.js';
+import { askServer, nextMessage } from './child.js';
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 const { values } = parseArgs({ options: { rate: { type: 'string', default: '1000' }, seconds: { type: 'string', default: '10' }, runs: { type: 'string', default: '3' }, dir: { type: 'string' }, path: { type: 'string', default: '/mutate' }, store: { type: 'string', default: 'sqlite' } } });
@@ -26,7 +26,7 @@ await bundleForNode(ROOT, [
 ]);
 const dir = values.dir ?? mkdtempSync(join(ROOT, 'bench/out/at-rate-'));
 const child = fork(join(ROOT, 'bench/out/lead-server.mjs'), ['--variant', 'app', '--store', values.store!, '--mappings', '10', '--dir', dir], { cwd: ROOT, execArgv: ['--expose-gc', '--disable-warning=FSTDEP023', ...(process.env.AT_RATE_PROF ? ['--cpu-prof', `--cpu-prof-dir=${process.env.AT_RATE_PROF}`] : [])], stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
-const ready = await new Promise<ServerReady>((r) => child.on('message', (m: { type: string }) => m.type === 'ready' && r(m as ServerReady)));
+const ready = await nextMessage<ServerReady>(child, 'ready', 300_000);
 const path = values.path as '/mutate' | '/validate';
 const body = path === '/mutate' ? mutateReviewBody() : validateReviewBody();
 const commits = () => askServer<ServerCommits>(child, 'commits');
