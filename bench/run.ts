@@ -203,7 +203,7 @@ async function commitsOf(s: Server): Promise<ServerCommits> {
   return askServer<ServerCommits>(s.child, 'commits');
 }
 
-async function cpuMicrosOf(s: Server): Promise<ServerCpu> {
+async function cpuOf(s: Server): Promise<ServerCpu> {
   return askServer<ServerCpu>(s.child, 'cpu');
 }
 
@@ -324,13 +324,13 @@ const answers = { unexpected: 0, unexpectedBy: new Map<string, number>(), counte
 async function load(server: Server, path: keyof typeof EXPECTED_VERDICT, body: string, seconds: number, rate?: number, paced = false): Promise<Measured> {
   const app = server.ready.variant === 'app';
   if (app) await commitsOf(server);
-  const cpu0 = await cpuMicrosOf(server);
+  const cpu0 = await cpuOf(server);
   const steal0 = stealMsNow();
   const expect = app ? expectVerdict(EXPECTED_VERDICT[path]) : undefined;
   const opts = { port: server.ready.port, path, body, connections: CONNECTIONS, seconds, ...(expect ? { expect } : {}) };
   const { ids, ...r } = rate && paced ? await runPacedLoad({ ...opts, rate, ca: server.ready.caPem }) : await runLoad({ ...opts, ...(rate ? { rate } : {}) });
   const steal1 = stealMsNow();
-  const cpu1 = await cpuMicrosOf(server);
+  const cpu1 = await cpuOf(server);
   const commits = app ? await commitsOf(server) : undefined;
   if (r.failed > 0) throw new Error(`${server.name} ${path}: ${r.failed} failed responses (non-2xx, errors or timeouts) in ${seconds} s`);
   if (r.unexpected > 0) {
@@ -598,6 +598,17 @@ async function main(): Promise<void> {
   const mutate = by('mutate');
   const validate = by('validate');
   const m100k = by('mutate100k');
+  /** A field of one case's result, rounded; null when the case did not run. */
+  const ofCase = (id: CaseResult['id'], field: 'rps' | 'ratio' | 'p99Ms' | 'cpuUsPerReq' | 'mainCpuUsPerReq', digits?: number): number | null => {
+    const r = by(id);
+    return r ? round(r[field], digits) : null;
+  };
+  const atRateOf = (id: string) => http?.atRate.find((a) => a.id === id);
+  /** A fixed-rate series' p99 (its median run), rounded; null when it did not run. */
+  const p99AtRate = (id: string): number | null => {
+    const a = atRateOf(id);
+    return a ? round(a.result.p99Ms) : null;
+  };
   // Both 100k and 10-mapping runs are paired with the baseline; comparing their ratios cancels machine drift.
   const mutate100kVsMutate = m100k && mutate ? m100k.ratio / mutate.ratio : undefined;
   const rss100kMb = http ? Math.max(http.memory.bigIdle.rssMb, http.memory.bigLoaded.rssMb) : undefined;
@@ -677,7 +688,7 @@ async function main(): Promise<void> {
     const budget = 2 * fsyncP99Ms + 10;
     if (fsyncPaced) lines.push(`this disk's fdatasync of 4 KiB sustained at ${fsyncPaced.rate}/s for ${fsyncPaced.seconds} s (context, the floor under a durable answer): p50 ${fmt(fsyncPaced.p50Ms, 2)} ms, p99 ${fmt(fsyncPaced.p99Ms, 2)} ms, max ${fmt(fsyncPaced.maxMs, 1)} ms; back to back (fsyncP99Ms, 200 samples): p99 ${fmt(fsyncP99Ms, 3)} ms`);
     for (const id of ['mutate', 'validate'] as const) {
-      const a = http.atRate.find((x) => x.id === id);
+      const a = atRateOf(id);
       if (a) lines.push(`${a.label} at ${fmt(a.rate)} rps: p99 ${fmt(a.result.p99Ms, 2)} ms (median of ${a.runs.length} runs: ${a.runs.map((r) => fmt(r.p99Ms, 2)).join(' / ')}) vs target 2 × fsyncP99Ms (${fmt(fsyncP99Ms, 3)}) + 10 = ${fmt(budget, 2)} ms ${mark(a.result.p99Ms <= budget)}`);
     }
   }
@@ -695,21 +706,21 @@ async function main(): Promise<void> {
     mutateP50Ms: mutate ? round(mutate.p50Ms) : null,
     mutateP99Ms: mutate ? round(mutate.p99Ms) : null,
     fixedRateRps: http?.atRate[0]?.rate ?? null,
-    mutateP99MsAtRate: http?.atRate.find((a) => a.id === 'mutate') ? round(http.atRate.find((a) => a.id === 'mutate')!.result.p99Ms) : null,
-    validateP99MsAtRate: http?.atRate.find((a) => a.id === 'validate') ? round(http.atRate.find((a) => a.id === 'validate')!.result.p99Ms) : null,
-    baselineP99MsAtRate: http?.atRate.find((a) => a.id === 'mutateBaseline') ? round(http.atRate.find((a) => a.id === 'mutateBaseline')!.result.p99Ms) : null,
-    mutateNoStoreP99MsAtRate: http?.atRate.find((a) => a.id === 'mutateNoStore') ? round(http.atRate.find((a) => a.id === 'mutateNoStore')!.result.p99Ms) : null,
-    validateNoStoreP99MsAtRate: http?.atRate.find((a) => a.id === 'validateNoStore') ? round(http.atRate.find((a) => a.id === 'validateNoStore')!.result.p99Ms) : null,
-    mutateP99MsAtRateBursts: http?.atRate.find((a) => a.id === 'mutateBursts') ? round(http.atRate.find((a) => a.id === 'mutateBursts')!.result.p99Ms) : null,
-    validateP99MsAtRateBursts: http?.atRate.find((a) => a.id === 'validateBursts') ? round(http.atRate.find((a) => a.id === 'validateBursts')!.result.p99Ms) : null,
-    mutateP99MsAtRateRuns: http?.atRate.find((a) => a.id === 'mutate')?.runs.map((r) => round(r.p99Ms)) ?? null,
-    validateP99MsAtRateRuns: http?.atRate.find((a) => a.id === 'validate')?.runs.map((r) => round(r.p99Ms)) ?? null,
-    baselineP99MsAtRateRuns: http?.atRate.find((a) => a.id === 'mutateBaseline')?.runs.map((r) => round(r.p99Ms)) ?? null,
-    mutateCommitP99MsAtRateRuns: http?.atRate.find((a) => a.id === 'mutate')?.runs.map((r) => round(r.commits?.p99Ms ?? NaN, 3)) ?? null,
-    mutateCommitMaxMsAtRateRuns: http?.atRate.find((a) => a.id === 'mutate')?.runs.map((r) => round(r.commits?.maxMs ?? NaN, 3)) ?? null,
-    mutateStealMsAtRateRuns: http?.atRate.find((a) => a.id === 'mutate')?.runs.map((r) => r.stealMs ?? null) ?? null,
+    mutateP99MsAtRate: p99AtRate('mutate'),
+    validateP99MsAtRate: p99AtRate('validate'),
+    baselineP99MsAtRate: p99AtRate('mutateBaseline'),
+    mutateNoStoreP99MsAtRate: p99AtRate('mutateNoStore'),
+    validateNoStoreP99MsAtRate: p99AtRate('validateNoStore'),
+    mutateP99MsAtRateBursts: p99AtRate('mutateBursts'),
+    validateP99MsAtRateBursts: p99AtRate('validateBursts'),
+    mutateP99MsAtRateRuns: atRateOf('mutate')?.runs.map((r) => round(r.p99Ms)) ?? null,
+    validateP99MsAtRateRuns: atRateOf('validate')?.runs.map((r) => round(r.p99Ms)) ?? null,
+    baselineP99MsAtRateRuns: atRateOf('mutateBaseline')?.runs.map((r) => round(r.p99Ms)) ?? null,
+    mutateCommitP99MsAtRateRuns: atRateOf('mutate')?.runs.map((r) => round(r.commits?.p99Ms ?? NaN, 3)) ?? null,
+    mutateCommitMaxMsAtRateRuns: atRateOf('mutate')?.runs.map((r) => round(r.commits?.maxMs ?? NaN, 3)) ?? null,
+    mutateStealMsAtRateRuns: atRateOf('mutate')?.runs.map((r) => r.stealMs ?? null) ?? null,
     mutateRecordsPerCommitAtRate: (() => {
-      const runs = http?.atRate.find((a) => a.id === 'mutate')?.runs;
+      const runs = atRateOf('mutate')?.runs;
       const commits = runs?.reduce((n, r) => n + (r.commits?.commits ?? 0), 0) ?? 0;
       return runs && commits > 0 ? round(runs.reduce((n, r) => n + (r.commits?.records ?? 0), 0) / commits, 2) : null;
     })(),
@@ -721,24 +732,24 @@ async function main(): Promise<void> {
     baselineMainCpuUsPerReq: mutate ? round(mutate.baselineMainCpuUsPerReq, 0) : null,
     validateMainCpuUsPerReq: validate ? round(validate.mainCpuUsPerReq, 0) : null,
     validateBaselineMainCpuUsPerReq: validate ? round(validate.baselineMainCpuUsPerReq, 0) : null,
-    mutateNoStoreCpuUsPerReq: by('mutateNoStore') ? round(by('mutateNoStore')!.cpuUsPerReq, 0) : null,
-    mutateNoStoreMainCpuUsPerReq: by('mutateNoStore') ? round(by('mutateNoStore')!.mainCpuUsPerReq, 0) : null,
-    validateNoStoreCpuUsPerReq: by('validateNoStore') ? round(by('validateNoStore')!.cpuUsPerReq, 0) : null,
-    validateNoStoreMainCpuUsPerReq: by('validateNoStore') ? round(by('validateNoStore')!.mainCpuUsPerReq, 0) : null,
-    mutateNoStoreRps: by('mutateNoStore') ? round(by('mutateNoStore')!.rps, 0) : null,
-    mutateNoStoreRatio: by('mutateNoStore') ? round(by('mutateNoStore')!.ratio, 3) : null,
+    mutateNoStoreCpuUsPerReq: ofCase('mutateNoStore', 'cpuUsPerReq', 0),
+    mutateNoStoreMainCpuUsPerReq: ofCase('mutateNoStore', 'mainCpuUsPerReq', 0),
+    validateNoStoreCpuUsPerReq: ofCase('validateNoStore', 'cpuUsPerReq', 0),
+    validateNoStoreMainCpuUsPerReq: ofCase('validateNoStore', 'mainCpuUsPerReq', 0),
+    mutateNoStoreRps: ofCase('mutateNoStore', 'rps', 0),
+    mutateNoStoreRatio: ofCase('mutateNoStore', 'ratio', 3),
     validateBaselineRps: validate ? round(validate.baselineRps, 0) : null,
     validateRps: validate ? round(validate.rps, 0) : null,
     validateRatio: validate ? round(validate.ratio, 3) : null,
     validateP99Ms: validate ? round(validate.p99Ms) : null,
-    validateNoStoreRps: by('validateNoStore') ? round(by('validateNoStore')!.rps, 0) : null,
-    validateNoStoreRatio: by('validateNoStore') ? round(by('validateNoStore')!.ratio, 3) : null,
+    validateNoStoreRps: ofCase('validateNoStore', 'rps', 0),
+    validateNoStoreRatio: ofCase('validateNoStore', 'ratio', 3),
     unexpectedAnswers: http ? answers.unexpected : null,
     recordsMissing: http ? http.records.reduce((n, r) => n + r.missing + r.duplicated, 0) : null,
-    mutatePostgresRps: by('mutatePostgres') ? round(by('mutatePostgres')!.rps, 0) : null,
-    mutatePostgresRatio: by('mutatePostgres') ? round(by('mutatePostgres')!.ratio, 3) : null,
-    mutatePostgresP99Ms: by('mutatePostgres') ? round(by('mutatePostgres')!.p99Ms) : null,
-    mutatePostgresCpuUsPerReq: by('mutatePostgres') ? round(by('mutatePostgres')!.cpuUsPerReq, 0) : null,
+    mutatePostgresRps: ofCase('mutatePostgres', 'rps', 0),
+    mutatePostgresRatio: ofCase('mutatePostgres', 'ratio', 3),
+    mutatePostgresP99Ms: ofCase('mutatePostgres', 'p99Ms'),
+    mutatePostgresCpuUsPerReq: ofCase('mutatePostgres', 'cpuUsPerReq', 0),
     postgresBytesPerRecord: http?.records.find((r) => r.server === 'app-postgres-10')?.bytesPerRecord ?? null,
     postgres: http ? (http.pgSkipped ?? 'measured') : null,
     mutateRps100k: m100k ? round(m100k.rps, 0) : null,

@@ -164,14 +164,30 @@ t.test('entrypoint and command start `tzw serve` with the config the Deployment 
   t.ok(existsSync(join(ROOT, source)), `${source} exists`);
 });
 
+/** .gitignore patterns (the simple forms ours uses): `dir/` or `*.db` at any depth, `a/b/` from the root. */
+const gitignore = read('.gitignore').split(/\r?\n/).map((l) => l.trim()).filter((l) => l !== '' && !l.startsWith('#'));
+function isGitIgnored(path: string): boolean {
+  const ancestors = path.split('/').map((_, i, parts) => parts.slice(0, i + 1).join('/'));
+  return gitignore.some((line) => {
+    const pattern = line.replace(/^\/|\/$/g, '');
+    const regexp = toPatternRegExp(pattern);
+    return pattern.includes('/') ? ancestors.some((a) => regexp.test(a)) : ancestors.some((a) => regexp.test(posix.basename(a)));
+  });
+}
+
+/** The repository's files under `dir` ('' = the root), without what .gitignore ignores (build output). */
+function repositoryFiles(dir: string): string[] {
+  return readdirSync(join(ROOT, dir), { withFileTypes: true }).flatMap((e) => {
+    const path = dir === '' ? e.name : posix.join(dir, e.name);
+    if (isGitIgnored(path)) return [];
+    return e.isDirectory() ? repositoryFiles(path) : [path];
+  });
+}
+
 // Every local file tsc compiles: webhook/**/*.ts plus what they import relatively (e.g. certs/lib.ts).
 function toCompiledSources(): string[] {
   const seen = new Set<string>();
-  const walk = (dir: string): string[] =>
-    readdirSync(join(ROOT, dir), { withFileTypes: true }).flatMap((e) =>
-      e.isDirectory() ? walk(posix.join(dir, e.name)) : e.name.endsWith('.ts') ? [posix.join(dir, e.name)] : [],
-    );
-  const queue = walk('webhook');
+  const queue = repositoryFiles('webhook').filter((f) => f.endsWith('.ts'));
   while (queue.length > 0) {
     const file = queue.pop()!;
     if (seen.has(file)) continue;
@@ -202,29 +218,12 @@ t.test('the build context and the COPY lines hold every file tsc compiles, and n
   t.strictSame(secret.filter((f) => isInContext(f, dockerignore)), [], 'kept out of the build context');
 });
 
-/** .gitignore patterns (the simple forms ours uses): `dir/` or `*.db` at any depth, `a/b/` from the root. */
-const gitignore = read('.gitignore').split(/\r?\n/).map((l) => l.trim()).filter((l) => l !== '' && !l.startsWith('#'));
-function isGitIgnored(path: string): boolean {
-  const ancestors = path.split('/').map((_, i, parts) => parts.slice(0, i + 1).join('/'));
-  return gitignore.some((line) => {
-    const pattern = line.replace(/^\/|\/$/g, '');
-    const regexp = toPatternRegExp(pattern);
-    return pattern.includes('/') ? ancestors.some((a) => regexp.test(a)) : ancestors.some((a) => regexp.test(posix.basename(a)));
-  });
-}
-
 /** The repository's own files (not git-ignored build output) a COPY source names: a file, a folder or a glob in one folder. */
 function filesOfCopySource(source: string): string[] {
   const clean = source.replace(/^\.\//, '').replace(/\/+$/, '');
-  const walk = (dir: string): string[] =>
-    readdirSync(join(ROOT, dir), { withFileTypes: true }).flatMap((e) => {
-      const path = dir === '' ? e.name : posix.join(dir, e.name);
-      if (isGitIgnored(path)) return [];
-      return e.isDirectory() ? walk(path) : [path];
-    });
-  if (!clean.includes('*')) return existsSync(join(ROOT, clean)) ? (statSync(join(ROOT, clean)).isDirectory() ? walk(clean) : [clean]) : [];
+  if (!clean.includes('*')) return existsSync(join(ROOT, clean)) ? (statSync(join(ROOT, clean)).isDirectory() ? repositoryFiles(clean) : [clean]) : [];
   const dir = posix.dirname(clean);
-  return walk(dir === '.' ? '' : dir).filter((f) => isCopiedBy(f, clean));
+  return repositoryFiles(dir === '.' ? '' : dir).filter((f) => isCopiedBy(f, clean));
 }
 
 t.test('every file a build-stage COPY names is in the build context (or `docker build` stops at that COPY)', async (t) => {
