@@ -31,7 +31,7 @@ import { defaultConfig, type Config } from '../webhook/config/schema.js';
 import { expectVerdict, postJson, runLoad, runPacedLoad, type LoadResult } from './http-load.js';
 import { mutateReviewBody, validateReviewBody } from './fixtures.js';
 import type { ServerCommits, ServerCpu, ServerIds, ServerMemory, ServerReady } from './server.js';
-import { median, percentile, round } from './stats.js';
+import { PROC_TICK_MS, median, percentile, round } from './stats.js';
 import { runStoreBench, type StoreBenchResult } from './store-bench.js';
 import { bundleForNode } from './bundle.js';
 import { askServer, nextMessage } from './child.js';
@@ -287,12 +287,12 @@ interface CaseResult {
  */
 type Measured = Omit<LoadResult, 'ids'> & { serverCpuUsPerReq: number; serverMainCpuUsPerReq: number; commits?: ServerCommits; stealMs?: number };
 
-/** All cores' steal time so far in ms (/proc/stat's `cpu` line, 8th value, in USER_HZ = 100/s), or undefined off Linux. */
+/** All cores' steal time so far in ms (/proc/stat's `cpu` line, 8th value, in ticks), or undefined off Linux. */
 function stealMsNow(): number | undefined {
   try {
     const cpu = readFileSync('/proc/stat', 'utf8').split('\n', 1)[0]!.trim().split(/\s+/);
     const steal = Number(cpu[8]);
-    return cpu[0] === 'cpu' && Number.isFinite(steal) ? steal * 10 : undefined;
+    return cpu[0] === 'cpu' && Number.isFinite(steal) ? steal * PROC_TICK_MS : undefined;
   } catch {
     return undefined;
   }

@@ -35,7 +35,7 @@ import { createMetrics } from '../webhook/http/metrics.js';
 import type { CommitObserver, DecisionStore } from '../webhook/store/port.js';
 import { toChainedRecord } from '../webhook/store/evidence/chain.js';
 import { loadBenchFacts } from './fixtures.js';
-import { percentile } from './stats.js';
+import { PROC_TICK_MS, percentile } from './stats.js';
 
 const REPLICA = 'bench-0';
 
@@ -110,9 +110,6 @@ export interface ServerCpu {
   mainMicros?: number;
 }
 
-/** USER_HZ: the unit of /proc's per-thread CPU times (100 on Linux). */
-const TICK_MICROS = 10_000;
-
 /** The main thread's CPU time (utime + stime of /proc/self/task/PID/stat) in µs, or undefined. */
 function mainThreadMicros(): number | undefined {
   try {
@@ -120,7 +117,7 @@ function mainThreadMicros(): number | undefined {
     // Fields after the command (which may hold spaces) in parentheses: utime and stime are the 12th and 13th.
     const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
     const ticks = Number(f[11]) + Number(f[12]);
-    return Number.isFinite(ticks) ? ticks * TICK_MICROS : undefined;
+    return Number.isFinite(ticks) ? ticks * PROC_TICK_MS * 1000 : undefined;
   } catch {
     return undefined;
   }

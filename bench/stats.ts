@@ -1,5 +1,8 @@
 /** Small statistics for the benchmark. Pure. */
 
+/** /proc's CPU times (steal in /proc/stat, a thread's utime and stime) count USER_HZ ticks: 100 per second on Linux. */
+export const PROC_TICK_MS = 10;
+
 /** Nearest-rank percentile of an ascending array (`q` in 0..1); NaN when empty. */
 export function percentile(sorted: ArrayLike<number>, q: number): number {
   if (sorted.length === 0) return NaN;
